@@ -1,0 +1,4 @@
+//! Reports: aggregate specsweep run directories (versioned JSONL) into tables, charts, comparisons
+//! and a CI gate. Depends on neither the engine nor the harness: its only input is [`schema`].
+
+pub mod schema;
