@@ -4,7 +4,27 @@
 //!
 //! The engine never reads environment variables or files other than weights and tokenizers.
 
+pub mod config;
+pub mod device;
+pub mod engine;
 pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod kv_cache;
+pub mod model;
+pub mod quant;
+pub mod random;
+pub mod safetensors;
+pub mod sampling;
+pub mod spec;
+pub mod tokenizer;
 pub mod weights;
 
+pub use config::{Architecture, ModelConfig};
+pub use device::DeviceSpec;
+pub use engine::{DType, Engine, ForwardOutput, LoadOptions, LogitRows};
 pub use error::{EngineError, Result};
+pub use generate::{GenerateOptions, Generation, StopReason, generate};
+pub use kv_cache::KvCache;
+pub use sampling::{Sampler, Sampling};
+pub use tokenizer::Tokenizer;

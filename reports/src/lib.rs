@@ -1,4 +1,9 @@
 //! Reports: aggregate specsweep run directories (versioned JSONL) into tables, charts, comparisons
 //! and a CI gate. Depends on neither the engine nor the harness: its only input is [`schema`].
 
+pub mod error;
+pub mod load;
 pub mod schema;
+pub mod stats;
+
+pub use error::{ReportError, Result};

@@ -1,0 +1,351 @@
+//! GGUF checkpoints (llama.cpp's file format): a memory-mapped file read as a [`WeightSource`]
+//! with Hugging Face tensor names and f32 data, plus the model config and tokenizer rebuilt from
+//! its metadata.
+//!
+//! Supported: GGUF v2/v3, architectures llama, qwen2, qwen3 and qwen3moe, tensor types F32, F16,
+//! BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (dequantized on load). Shapes are handed
+//! out in PyTorch order (GGUF lists the innermost dimension first), stacked expert tensors are
+//! split per expert, and the Q/K rows llama.cpp's converter permutes for llama-architecture models
+//! are put back in HF order, so that the model builder sees exactly what a safetensors checkpoint
+//! of the same weights would give.
+
+pub mod dequant;
+pub mod hparams;
+pub mod names;
+pub mod reader;
+pub mod tokenizer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::{EngineError, Result};
+use crate::weights::{HostTensor, WeightSource};
+use dequant::{GgmlType, dequantize};
+use names::HfName;
+pub use reader::{MetaValue, TensorInfo};
+
+/// Where an HF tensor lives in the file.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Index into the tensor infos.
+    tensor: usize,
+    /// For stacked expert tensors: which expert.
+    expert: Option<usize>,
+    /// For llama-architecture q/k projections: undo the converter's row permutation over this
+    /// many heads.
+    unpermute_heads: Option<usize>,
+}
+
+/// An opened GGUF file.
+pub struct GgufModel {
+    path: PathBuf,
+    mmap: Mmap,
+    header: reader::GgufHeader,
+    config: serde_json::Value,
+    entries: HashMap<String, Entry>,
+    /// HF names in file order (experts expanded).
+    order: Vec<String>,
+}
+
+impl std::fmt::Debug for GgufModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufModel")
+            .field("path", &self.path)
+            .field("tensors", &self.header.tensors.len())
+            .finish()
+    }
+}
+
+impl GgufModel {
+    /// Memory-map `path` and parse its header, metadata and tensor infos; build the config.
+    pub fn open(path: &Path) -> Result<GgufModel> {
+        let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+        // SAFETY: the map is read-only; as with every mmap-based loader, the file must not be
+        // truncated while it is open (all reads are bounds-checked against the mapped length
+        // taken at open time).
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| EngineError::io(path, e))?;
+        let fail = |message: String| EngineError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let header = reader::parse_header(&mmap).map_err(fail)?;
+        let mut model = GgufModel {
+            path: path.to_path_buf(),
+            mmap,
+            header,
+            config: serde_json::Value::Null,
+            entries: HashMap::new(),
+            order: Vec::new(),
+        };
+        let rope_freqs = match model.tensor_index("rope_freqs.weight") {
+            Some(i) => Some(model.dequantize_range(i, None)?),
+            None => None,
+        };
+        model.config =
+            hparams::config_json(&model.header.metadata, &model.header.tensors, rope_freqs.as_deref())
+                .map_err(fail)?;
+        model.index_names().map_err(fail)?;
+        Ok(model)
+    }
+
+    /// The file this model was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The GGUF version (2 or 3).
+    pub fn version(&self) -> u32 {
+        self.header.version
+    }
+
+    /// All metadata key/values.
+    pub fn metadata(&self) -> &BTreeMap<String, MetaValue> {
+        &self.header.metadata
+    }
+
+    /// The tensor infos, with GGUF names and ggml dims.
+    pub fn tensor_infos(&self) -> &[TensorInfo] {
+        &self.header.tensors
+    }
+
+    /// An HF-style config.json built from the metadata (see [`hparams`]).
+    pub fn config_json(&self) -> serde_json::Value {
+        self.config.clone()
+    }
+
+    /// The tokenizer described by the `tokenizer.ggml.*` metadata (see [`tokenizer`]).
+    pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer> {
+        tokenizer::build(&self.header.metadata).map_err(|message| EngineError::Format {
+            path: self.path.clone(),
+            message,
+        })
+    }
+
+    /// A summary for listings and manifests: architecture, name, file type, tensor-type counts.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut types: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in &self.header.tensors {
+            *types.entry(t.ggml_type.name()).or_default() += 1;
+        }
+        let meta = |k: &str| {
+            self.header
+                .metadata
+                .get(k)
+                .map(|v| v.to_json(16))
+                .unwrap_or(serde_json::Value::Null)
+        };
+        serde_json::json!({
+            "gguf_version": self.header.version,
+            "architecture": meta("general.architecture"),
+            "name": meta("general.name"),
+            "file_type": meta("general.file_type"),
+            "tensor_types": types,
+            "n_tensors": self.header.tensors.len(),
+        })
+    }
+
+    fn tensor_index(&self, gguf_name: &str) -> Option<usize> {
+        self.header.tensors.iter().position(|t| t.name == gguf_name)
+    }
+
+    fn cfg_usize(&self, key: &str) -> usize {
+        self.config[key].as_u64().unwrap_or(0) as usize
+    }
+
+    /// Map every GGUF tensor to its HF name(s).
+    fn index_names(&mut self) -> std::result::Result<(), String> {
+        let n_layers = self.cfg_usize("num_hidden_layers");
+        let heads = self.cfg_usize("num_attention_heads");
+        let kv_heads = self.cfg_usize("num_key_value_heads");
+        let permuted = self.header.metadata.get("general.architecture").and_then(MetaValue::as_str)
+            == Some("llama");
+        for (i, t) in self.header.tensors.iter().enumerate() {
+            match names::hf_name(&t.name, n_layers) {
+                None => {}
+                Some(HfName::Plain(hf)) => {
+                    let unpermute_heads = if permuted {
+                        names::permuted_heads(&hf, heads, kv_heads)
+                    } else {
+                        None
+                    };
+                    self.order.push(hf.clone());
+                    self.entries.insert(
+                        hf,
+                        Entry {
+                            tensor: i,
+                            expert: None,
+                            unpermute_heads,
+                        },
+                    );
+                }
+                Some(HfName::Experts { layer, proj }) => {
+                    if t.dims.len() != 3 {
+                        return Err(format!(
+                            "tensor `{}`: expected 3 dims [cols, rows, n_expert], got {:?}",
+                            t.name, t.dims
+                        ));
+                    }
+                    for e in 0..t.dims[2] as usize {
+                        let hf = names::expert_name(layer, e, proj);
+                        self.order.push(hf.clone());
+                        self.entries.insert(
+                            hf,
+                            Entry {
+                                tensor: i,
+                                expert: Some(e),
+                                unpermute_heads: None,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Dequantize tensor `i` (or one expert slice of it) to f32.
+    fn dequantize_range(&self, i: usize, expert: Option<usize>) -> Result<Vec<f32>> {
+        let t = &self.header.tensors[i];
+        let (start, len) = match expert {
+            None => (t.offset, t.byte_len),
+            Some(e) => {
+                let per = t.byte_len / t.dims[2] as usize;
+                (t.offset + e * per, per)
+            }
+        };
+        let bytes = &self.mmap[start..start + len];
+        let n = len / t.ggml_type.type_size() * t.ggml_type.block_size();
+        let mut out = vec![0f32; n];
+        dequantize(t.ggml_type, bytes, &mut out);
+        if out.iter().any(|v| !v.is_finite()) {
+            return Err(EngineError::Format {
+                path: self.path.clone(),
+                message: format!("tensor `{}`: non-finite values after dequantization", t.name),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The ggml type of the GGUF tensor behind an HF name (for reports).
+    pub fn ggml_type_of(&self, hf_name: &str) -> Option<GgmlType> {
+        self.entries
+            .get(hf_name)
+            .map(|e| self.header.tensors[e.tensor].ggml_type)
+    }
+}
+
+impl WeightSource for GgufModel {
+    fn origin(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    fn load(&self, name: &str) -> Result<HostTensor> {
+        let entry = self.entries.get(name).ok_or_else(|| EngineError::MissingTensor {
+            path: self.path.clone(),
+            tensor: name.to_string(),
+        })?;
+        let t = &self.header.tensors[entry.tensor];
+        let mut shape = t.hf_shape();
+        if entry.expert.is_some() {
+            shape.remove(0);
+        }
+        let mut data = self.dequantize_range(entry.tensor, entry.expert)?;
+        if let Some(heads) = entry.unpermute_heads {
+            let rows = shape[0];
+            let cols: usize = shape[1..].iter().product();
+            data = names::unpermute_rows(&data, rows, cols, heads).ok_or_else(|| {
+                EngineError::Format {
+                    path: self.path.clone(),
+                    message: format!(
+                        "tensor `{}`: {rows} rows do not split into {heads} heads of even size",
+                        t.name
+                    ),
+                }
+            })?;
+        }
+        Ok(HostTensor { shape, data })
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.order.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reader::tests::Writer;
+
+    fn write(bytes: &[u8], name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("specsweep-gguf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn tiny(arch: &str) -> Writer {
+        let w = Writer::default()
+            .string("general.architecture", arch)
+            .u32(&format!("{arch}.block_count"), 1)
+            .u32(&format!("{arch}.embedding_length"), 4)
+            .u32(&format!("{arch}.feed_forward_length"), 8)
+            .u32(&format!("{arch}.attention.head_count"), 2)
+            .u32(&format!("{arch}.attention.head_count_kv"), 1)
+            .f32(&format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-6)
+            .u32(&format!("{arch}.context_length"), 64);
+        let q: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        w.tensor("token_embd.weight", &[4, 3], &[0.0; 12])
+            .tensor("blk.0.attn_q.weight", &[4, 4], &q)
+            .tensor("blk.0.attn_k.weight", &[4, 2], &q[..8])
+            .tensor("rope_freqs.weight", &[1], &[1.0])
+    }
+
+    #[test]
+    fn config_and_names_of_a_llama_file() {
+        let p = write(&tiny("llama").build(), "llama.gguf");
+        let m = GgufModel::open(&p).unwrap();
+        let c = m.config_json();
+        assert_eq!(c["architectures"][0], "LlamaForCausalLM");
+        assert_eq!(c["head_dim"], 2);
+        assert_eq!(c["rms_norm_eps"], 1e-6);
+        assert_eq!(c["vocab_size"], 3);
+        assert_eq!(c["tie_word_embeddings"], true);
+        assert!(c.get("rope_scaling").is_none());
+        let mut names = m.names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "model.embed_tokens.weight",
+                "model.layers.0.self_attn.k_proj.weight",
+                "model.layers.0.self_attn.q_proj.weight"
+            ]
+        );
+        let e = m.load("model.embed_tokens.weight").unwrap();
+        assert_eq!(e.shape, vec![3, 4]);
+        // q: 2 heads of head_dim 2: the pair swap is a no-op within 2 rows.
+        let q = m.load("model.layers.0.self_attn.q_proj.weight").unwrap();
+        assert_eq!(q.shape, vec![4, 4]);
+        assert_eq!(q.data[4..8], [4.0, 5.0, 6.0, 7.0]);
+        let err = m.load("lm_head.weight").unwrap_err().to_string();
+        assert!(err.contains("lm_head.weight"), "{err}");
+    }
+
+    #[test]
+    fn open_errors_name_the_file() {
+        let p = write(b"GGUF\x03\x00\x00\x00", "short.gguf");
+        let e = GgufModel::open(&p).unwrap_err().to_string();
+        assert!(e.contains("short.gguf") && e.contains("truncated"), "{e}");
+        let p = write(&tiny("gpt2").build(), "gpt2.gguf");
+        let e = GgufModel::open(&p).unwrap_err().to_string();
+        assert!(e.contains("unsupported architecture `gpt2`"), "{e}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Causal grouped-query self-attention (Ainslie et al. 2023, "GQA") with RoPE, optional q/k/v/o
+//! biases (Qwen2, `attention_bias`) and optional per-head q/k RMSNorm (Qwen3), reading and writing
+//! a caller-owned KV cache.
+//!
+//! GQA without copying K/V: the `groups` query heads that share a KV head are stacked along the
+//! row axis, so one batched matmul per KV head covers them (`[kv, groups·k, d] · [kv, d, L]`).
+
+use burn::tensor::{Tensor, activation::softmax, backend::Backend};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::kv_cache::LayerCache;
+use crate::model::{Linear, Loader, RmsNorm, Rope};
+
+/// One attention block.
+#[derive(Debug, Clone)]
+pub struct Attention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    /// Per-head RMSNorm on q and k (Qwen3).
+    pub q_norm: Option<RmsNorm<B>>,
+    pub k_norm: Option<RmsNorm<B>>,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Per-forward inputs shared by every layer: the RoPE tables and the causal mask.
+pub struct AttentionInputs<B: Backend> {
+    /// Cache length before this forward (absolute position of the first new token).
+    pub start: usize,
+    /// `[k, head_dim/2]`
+    pub cos: Tensor<B, 2>,
+    pub sin: Tensor<B, 2>,
+    /// Additive mask `[1, groups·k, start+k]` (0 or −∞); `None` when `k == 1`.
+    pub mask: Option<Tensor<B, 3>>,
+}
+
+impl<B: Backend> Attention<B> {
+    /// Load `{prefix}.{q,k,v,o}_proj` (+ `q_norm`, `k_norm` for Qwen3).
+    pub fn load(loader: &Loader<'_, B>, prefix: &str, c: &ModelConfig) -> Result<Self> {
+        let (h, d) = (c.hidden_size, c.head_dim);
+        let (nq, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+        let qk_norm = c.architecture.has_qk_norm();
+        let norm = |name: &str| -> Result<Option<RmsNorm<B>>> {
+            if qk_norm {
+                Ok(Some(RmsNorm::load(loader, &format!("{prefix}.{name}.weight"), d, c.rms_norm_eps)?))
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Self {
+            q_proj: loader.linear(&format!("{prefix}.q_proj"), h, nq * d, c.qkv_bias())?,
+            k_proj: loader.linear(&format!("{prefix}.k_proj"), h, nkv * d, c.qkv_bias())?,
+            v_proj: loader.linear(&format!("{prefix}.v_proj"), h, nkv * d, c.qkv_bias())?,
+            o_proj: loader.linear(&format!("{prefix}.o_proj"), nq * d, h, c.o_bias())?,
+            q_norm: norm("q_norm")?,
+            k_norm: norm("k_norm")?,
+            n_heads: nq,
+            n_kv_heads: nkv,
+            head_dim: d,
+        })
+    }
+
+    /// Attend `k` new tokens to the cached prefix and themselves; appends their K/V to `cache`.
+    /// The caller has checked the capacity.
+    ///
+    /// # Shapes
+    /// - `x`: `[k, hidden]` → `[k, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        cache: &mut LayerCache<B>,
+        inputs: &AttentionInputs<B>,
+    ) -> Tensor<B, 2> {
+        let [k, _] = x.dims();
+        let (nq, nkv, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let groups = nq / nkv;
+        let total = inputs.start + k;
+
+        // 1. projections → [k, heads, d]
+        let q = self.q_proj.forward(x.clone()).reshape([k, nq, d]);
+        let key = self.k_proj.forward(x.clone()).reshape([k, nkv, d]);
+        let value = self.v_proj.forward(x).reshape([k, nkv, d]);
+        // 2. per-head norm (Qwen3), then heads first: [heads, k, d]
+        let q = match &self.q_norm {
+            Some(n) => n.forward(q),
+            None => q,
+        };
+        let key = match &self.k_norm {
+            Some(n) => n.forward(key),
+            None => key,
+        };
+        let q = Rope::apply(q.swap_dims(0, 1), &inputs.cos, &inputs.sin);
+        let key = Rope::apply(key.swap_dims(0, 1), &inputs.cos, &inputs.sin);
+        let value = value.swap_dims(0, 1);
+
+        // 3. append to the cache, then view the filled prefix: [kv, total, d]
+        cache.write(inputs.start, key, value);
+        let (keys, values) = cache.prefix(total);
+
+        // 4. scores: [kv, groups·k, d] · [kv, d, total] → [kv, groups·k, total]
+        let q = q.reshape([nkv, groups * k, d]);
+        let scale = (d as f64).powf(-0.5);
+        let mut scores = q.matmul(keys.swap_dims(1, 2)) * scale;
+        if let Some(mask) = &inputs.mask {
+            scores = scores + mask.clone();
+        }
+        let probs = softmax(scores, 2);
+        // 5. [kv, groups·k, d] → [heads, k, d] → [k, heads·d]
+        let out = probs.matmul(values).reshape([nq, k, d]).swap_dims(0, 1).reshape([k, nq * d]);
+        self.o_proj.forward(out)
+    }
+
+    /// Bytes of weights read per token.
+    pub fn weight_bytes(&self) -> usize {
+        self.q_proj.weight_bytes()
+            + self.k_proj.weight_bytes()
+            + self.v_proj.weight_bytes()
+            + self.o_proj.weight_bytes()
+    }
+}

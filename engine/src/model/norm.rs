@@ -1,0 +1,67 @@
+//! RMSNorm (Zhang & Sennrich 2019, "Root Mean Square Layer Normalization"):
+//! `y = x / sqrt(mean(x²) + eps) · weight`, over the last dimension, as in HF's `LlamaRMSNorm`.
+
+use burn::tensor::{Tensor, backend::Backend};
+
+use crate::error::Result;
+use crate::model::Loader;
+
+/// Root-mean-square normalisation with a learned per-channel scale.
+#[derive(Debug, Clone)]
+pub struct RmsNorm<B: Backend> {
+    /// `[dim]`
+    pub weight: Tensor<B, 1>,
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    /// Load `{name}` (shape `[dim]`).
+    pub fn load(loader: &Loader<'_, B>, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: loader.tensor1(name, dim)?,
+            eps,
+        })
+    }
+
+    /// # Shapes
+    /// - `x`: `[..., dim]` → `[..., dim]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = x.dims();
+        let dim = dims[D - 1];
+        // 1. mean of squares over the last dim, kept for broadcasting: [..., 1]
+        let ms = x.clone().powi_scalar(2).mean_dim(D - 1);
+        // 2. x · rsqrt(ms + eps)
+        let normed = x * (ms + self.eps).sqrt().recip();
+        // 3. per-channel scale, broadcast from [1, ..., dim]
+        let mut shape = [1usize; D];
+        shape[D - 1] = dim;
+        normed * self.weight.clone().reshape(shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn matches_the_formula() {
+        let dev = Default::default();
+        let norm = RmsNorm::<Flex> {
+            weight: Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, 0.5, -1.0], [4]), &dev),
+            eps: 1e-6,
+        };
+        let x = vec![1.0f32, -2.0, 3.0, 0.5];
+        let out = norm
+            .forward(Tensor::<Flex, 2>::from_data(TensorData::new(x.clone(), [1, 4]), &dev))
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap();
+        let rms = (x.iter().map(|v| v * v).sum::<f32>() / 4.0 + 1e-6).sqrt();
+        let w = [1.0f32, 2.0, 0.5, -1.0];
+        for i in 0..4 {
+            assert!((out[i] - x[i] / rms * w[i]).abs() < 1e-6, "{i}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The decoder-only transformer (pre-norm, as HF `LlamaModel` / `Qwen2Model` / `Qwen3Model`):
+//! embeddings → N × [x + attn(norm(x)); x + ffn(norm(x))] → final RMSNorm → LM head (tied to the
+//! embeddings or separate).
+//!
+//! `forward` runs `k` new tokens at once against the cache (prefill and speculative verify share
+//! the path) and returns the final hidden states; [`Model::logits`] applies the LM head to only the
+//! rows asked for.
+
+use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
+
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Result};
+use crate::kv_cache::LayerCache;
+use crate::model::attention::AttentionInputs;
+use crate::model::moe::{SparseMoe, is_sparse_layer};
+use crate::model::mtp::MtpModule;
+use crate::model::{Attention, Ffn, Linear, Loader, Mlp, RmsNorm, Rope};
+use crate::weights::WeightSource;
+
+/// One pre-norm decoder layer.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer<B: Backend> {
+    pub input_layernorm: RmsNorm<B>,
+    pub self_attn: Attention<B>,
+    pub post_attention_layernorm: RmsNorm<B>,
+    pub ffn: Ffn<B>,
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    /// Load `{prefix}.{input_layernorm, self_attn, post_attention_layernorm, mlp}`; the FFN is a
+    /// sparse mixture of experts when `sparse`, else a dense MLP of `intermediate_size`.
+    pub fn load(loader: &Loader<'_, B>, prefix: &str, config: &ModelConfig, sparse: bool) -> Result<Self> {
+        let (h, eps) = (config.hidden_size, config.rms_norm_eps);
+        let mlp = format!("{prefix}.mlp");
+        let ffn = if sparse {
+            Ffn::Sparse(SparseMoe::load(loader, &mlp, config)?)
+        } else {
+            Ffn::Dense(Mlp::load(loader, &mlp, h, config.intermediate_size, config.mlp_bias)?)
+        };
+        Ok(Self {
+            input_layernorm: RmsNorm::load(loader, &format!("{prefix}.input_layernorm.weight"), h, eps)?,
+            self_attn: Attention::load(loader, &format!("{prefix}.self_attn"), config)?,
+            post_attention_layernorm: RmsNorm::load(
+                loader,
+                &format!("{prefix}.post_attention_layernorm.weight"),
+                h,
+                eps,
+            )?,
+            ffn,
+        })
+    }
+
+    /// A sparse FFN pushes its experts-touched count onto `experts_touched`.
+    ///
+    /// # Shapes
+    /// - `x`: `[k, hidden]` → `[k, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        cache: &mut LayerCache<B>,
+        inputs: &AttentionInputs<B>,
+        experts_touched: &mut Vec<u32>,
+    ) -> Tensor<B, 2> {
+        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cache, inputs);
+        h.clone() + self.ffn.forward(self.post_attention_layernorm.forward(h), experts_touched)
+    }
+}
+
+/// A causal language model on backend `B`.
+#[derive(Debug, Clone)]
+pub struct Model<B: Backend> {
+    pub config: ModelConfig,
+    /// `[vocab, hidden]`
+    pub embed_tokens: Tensor<B, 2>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `[hidden, vocab]` (a transposed view; the embeddings when tied)
+    pub lm_head: Linear<B>,
+    pub rope: Rope,
+    /// The multi-token-prediction head, when the checkpoint has one (`model::mtp`).
+    pub mtp: Option<MtpModule<B>>,
+    pub device: B::Device,
+    pub dtype: DType,
+}
+
+impl<B: Backend> Model<B> {
+    /// Build from any weight source (safetensors or GGUF) with HF tensor names, checking shapes.
+    pub fn load(
+        config: &ModelConfig,
+        source: &dyn WeightSource,
+        device: &B::Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let loader = Loader::<B> {
+            source,
+            device: device.clone(),
+            dtype,
+        };
+        let (h, v) = (config.hidden_size, config.vocab_size);
+        let embed_tokens = loader.tensor2("model.embed_tokens.weight", v, h)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let sparse = config.architecture.is_moe() && is_sparse_layer(config, i);
+            layers.push(DecoderLayer::load(&loader, &format!("model.layers.{i}"), config, sparse)?);
+        }
+        let mtp = MtpModule::load(&loader, config)?;
+        let norm = RmsNorm::load(&loader, "model.norm.weight", h, config.rms_norm_eps)?;
+        // Tied checkpoints usually omit lm_head.weight; some write it anyway (then it is used).
+        let lm_head = if config.tie_word_embeddings && !source.contains("lm_head.weight") {
+            Linear::new(embed_tokens.clone(), None)
+        } else {
+            loader.linear("lm_head", h, v, false)?
+        };
+        Ok(Self {
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope: Rope::new(config),
+            mtp,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// Fresh per-layer caches for `capacity` positions.
+    pub fn new_cache(&self, capacity: usize) -> Vec<LayerCache<B>> {
+        let c = &self.config;
+        (0..c.num_hidden_layers)
+            .map(|_| LayerCache::new(c.num_key_value_heads, capacity, c.head_dim, &self.device, self.dtype))
+            .collect()
+    }
+
+    /// Check token ids against the vocabulary.
+    pub fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let vocab = self.config.vocab_size;
+        match tokens.iter().find(|&&t| t as usize >= vocab) {
+            Some(&id) => Err(EngineError::TokenOutOfRange { id, vocab }),
+            None => Ok(()),
+        }
+    }
+
+    /// Embedding rows for `tokens` (ids already checked).
+    ///
+    /// # Shapes
+    /// → `[k, hidden]`
+    pub fn embed(&self, tokens: &[u32]) -> Tensor<B, 2> {
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &self.device);
+        self.embed_tokens.clone().select(0, ids)
+    }
+
+    /// Run `tokens` at positions `start..start+k`, writing their K/V into `cache`; returns the
+    /// final hidden states after the final norm. The caller checks ids and capacity.
+    ///
+    /// # Shapes
+    /// → `[k, hidden]`
+    pub fn forward(&self, tokens: &[u32], cache: &mut [LayerCache<B>], start: usize) -> Tensor<B, 2> {
+        self.forward_traced(tokens, cache, start, &mut Vec::new())
+    }
+
+    /// Like [`Model::forward`], also pushing each MoE layer's experts-touched count (in layer
+    /// order) onto `experts_touched`.
+    pub fn forward_traced(
+        &self,
+        tokens: &[u32],
+        cache: &mut [LayerCache<B>],
+        start: usize,
+        experts_touched: &mut Vec<u32>,
+    ) -> Tensor<B, 2> {
+        let x = self.embed(tokens);
+        self.forward_embeddings(x, cache, start, experts_touched)
+    }
+
+    /// Like [`Model::forward_traced`] from precomputed input embeddings (`[k, hidden]`).
+    pub fn forward_embeddings(
+        &self,
+        mut x: Tensor<B, 2>,
+        cache: &mut [LayerCache<B>],
+        start: usize,
+        experts_touched: &mut Vec<u32>,
+    ) -> Tensor<B, 2> {
+        let [k, _] = x.dims();
+        let inputs = self.attention_inputs(start, k);
+        for (layer, layer_cache) in self.layers.iter().zip(cache.iter_mut()) {
+            x = layer.forward(x, layer_cache, &inputs, experts_touched);
+        }
+        self.norm.forward(x)
+    }
+
+    /// RoPE tables and causal mask for `k` tokens starting at `start`.
+    pub fn attention_inputs(&self, start: usize, k: usize) -> AttentionInputs<B> {
+        let (cos, sin) = self.rope.tables::<B>(start, k, &self.device, self.dtype);
+        let mask = (k > 1).then(|| {
+            let groups = self.config.gqa_groups();
+            let total = start + k;
+            let mut m = vec![0.0f32; groups * k * total];
+            for g in 0..groups {
+                for i in 0..k {
+                    let row = &mut m[(g * k + i) * total..(g * k + i + 1) * total];
+                    // query i sits at start+i and sees keys 0..=start+i
+                    row[start + i + 1..].fill(f32::NEG_INFINITY);
+                }
+            }
+            Tensor::from_data(TensorData::new(m, [1, groups * k, total]), (&self.device, self.dtype))
+        });
+        AttentionInputs { start, cos, sin, mask }
+    }
+
+    /// LM head over the hidden states.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[rows, hidden]` → `[rows, vocab]`
+    pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.lm_head.forward(hidden)
+    }
+
+    /// Weight bytes read to decode one token (all layers + LM head; the embedding row is negligible).
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| l.self_attn.weight_bytes() + l.ffn.weight_bytes_per_token())
+            .sum();
+        layers + self.lm_head.weight_bytes()
+    }
+}

@@ -1,0 +1,270 @@
+//! x86-64 AVX2 kernels: the arithmetic of [`super::scalar`] with 256-bit integer dot products.
+//!
+//! Why intrinsics rather than loops left to the auto-vectoriser: the workspace builds for the
+//! baseline x86-64 target (SSE2), and the core of every block format is `vpmaddubsw` (u8 × i8 pairs
+//! summed to i16) followed by `vpmaddwd` — the instruction pair ggml's `ggml_vec_dot_*_q8_*` are
+//! built on — which LLVM does not derive from scalar code. The functions are compiled with
+//! `#[target_feature(enable = "avx2,fma,f16c")]` and only called after run-time detection
+//! ([`super::Isa::detect`]).
+//!
+//! Weight blocks are decoded to 32 unsigned (Q4/Q5 families, offset folded into the block sum `s`)
+//! or signed (Q8_0, Q6_K, via the `vpsignb` trick) bytes once per block and then multiplied with
+//! every activation row of the tile, so verify-shaped calls (m = 2..16) stream the weights once.
+
+use std::arch::x86_64::*;
+
+use super::dequant::scale_min_k4;
+use super::format::QuantFormat;
+use super::matmul::{ActTile, FloatTile, TILE_M};
+
+/// Half to single precision (F16C).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    unsafe { _cvtsh_ss(u16::from_le_bytes([*p, *p.add(1)])) }
+}
+
+/// Horizontal sum of 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+}
+
+/// 32 bytes, one per bit of `bits`: 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fifth_bits(bits: u32) -> __m256i {
+    let v = _mm256_set1_epi32(bits as i32);
+    let shuf = _mm256_setr_epi64x(
+        0x0000_0000_0000_0000,
+        0x0101_0101_0101_0101,
+        0x0202_0202_0202_0202,
+        0x0303_0303_0303_0303,
+    );
+    let bitmask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, shuf), bitmask), bitmask);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// The 32 nibbles of a Q4_0/Q4_1/Q5 block (16 bytes at `p`) in element order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles_16(p: *const u8) -> __m256i {
+    let bytes = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    let m4 = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(bytes, m4);
+    let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), m4);
+    _mm256_set_m128i(hi, lo)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load(p: *const u8) -> __m256i {
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// Σ u·s over 32 (u8, i8) pairs as 8 i32 lanes, each pair-sum scaled by `scale` (i16 lanes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_us(u: __m256i, s: __m256i, scale: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale))
+}
+
+/// One row of a block format against a tile of quantized activations (see `scalar::row_dot_blocks`).
+///
+/// # Safety
+/// The CPU supports AVX2, FMA and F16C; `w` holds `tile.cols / block_elems` blocks of `format`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn row_dot_blocks(
+    format: QuantFormat,
+    w: &[u8],
+    tile: &ActTile<'_>,
+    out: &mut [f32],
+) {
+    let m = tile.m;
+    debug_assert!(m <= TILE_M && out.len() >= m);
+    debug_assert_eq!(w.len(), format.bytes_for(1, tile.cols));
+    let cols = tile.cols;
+    let nb32 = cols / 32;
+    let n_blocks = cols / format.block_elems();
+    let bb = format.block_bytes();
+    let mut acc = [_mm256_setzero_ps(); TILE_M];
+    let mut corr = [0.0f32; TILE_M];
+    let ones = _mm256_set1_epi16(1);
+    let m4 = _mm256_set1_epi8(0x0F);
+    let (qs, ds, ss) = (tile.qs.as_ptr(), tile.d.as_ptr(), tile.s.as_ptr());
+    // SAFETY (whole body): every pointer offset stays inside `w` (n_blocks · bb bytes) or inside the
+    // tile (m rows of `cols` values and `nb32` scales), as the debug assertions above state.
+    unsafe {
+        // activation block `ab` of row `i`: (values, scale, sum)
+        let xb = |i: usize, ab: usize| (qs.add(i * cols + 32 * ab), *ds.add(i * nb32 + ab), *ss.add(i * nb32 + ab));
+        for b in 0..n_blocks {
+            let blk = w.as_ptr().add(b * bb);
+            match format {
+                QuantFormat::Q8_0 => {
+                    let d = f16_at(blk);
+                    let q = load(blk.add(2));
+                    let aq = _mm256_sign_epi8(q, q);
+                    for i in 0..m {
+                        let (x, dx, _) = xb(i, b);
+                        let p = dot_us(aq, _mm256_sign_epi8(load(x as *const u8), q), ones);
+                        acc[i] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * dx), acc[i]);
+                    }
+                }
+                QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q5_0 | QuantFormat::Q5_1 => {
+                    let d = f16_at(blk);
+                    let (q, c) = match format {
+                        QuantFormat::Q4_0 => (nibbles_16(blk.add(2)), -8.0 * d),
+                        QuantFormat::Q4_1 => (nibbles_16(blk.add(4)), f16_at(blk.add(2))),
+                        QuantFormat::Q5_0 => {
+                            let qh = u32::from_le_bytes(*(blk.add(2) as *const [u8; 4]));
+                            (_mm256_or_si256(nibbles_16(blk.add(6)), fifth_bits(qh)), -16.0 * d)
+                        }
+                        _ => {
+                            let qh = u32::from_le_bytes(*(blk.add(4) as *const [u8; 4]));
+                            let q = _mm256_or_si256(nibbles_16(blk.add(8)), fifth_bits(qh));
+                            (q, f16_at(blk.add(2)))
+                        }
+                    };
+                    for i in 0..m {
+                        let (x, dx, sx) = xb(i, b);
+                        let p = dot_us(q, load(x as *const u8), ones);
+                        acc[i] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * dx), acc[i]);
+                        corr[i] += c * sx;
+                    }
+                }
+                QuantFormat::Q4K | QuantFormat::Q5K => {
+                    let (d, dmin) = (f16_at(blk), f16_at(blk.add(2)));
+                    let scales = std::slice::from_raw_parts(blk.add(4), 12);
+                    let five = format == QuantFormat::Q5K;
+                    let qh = if five { load(blk.add(16)) } else { _mm256_setzero_si256() };
+                    let qs_w = blk.add(if five { 48 } else { 16 });
+                    for c in 0..4 {
+                        let (sc0, mn0) = scale_min_k4(2 * c, scales);
+                        let (sc1, mn1) = scale_min_k4(2 * c + 1, scales);
+                        let qb = load(qs_w.add(32 * c));
+                        let mut q0 = _mm256_and_si256(qb, m4);
+                        let mut q1 = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+                        if five {
+                            let sixteen = _mm256_set1_epi8(0x10);
+                            let (b0, b1) = (_mm256_set1_epi8(1 << (2 * c)), _mm256_set1_epi8(1 << (2 * c + 1)));
+                            let h0 = _mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0);
+                            let h1 = _mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1);
+                            q0 = _mm256_or_si256(q0, _mm256_and_si256(h0, sixteen));
+                            q1 = _mm256_or_si256(q1, _mm256_and_si256(h1, sixteen));
+                        }
+                        let (s0, s1) = (_mm256_set1_epi16(i16::from(sc0)), _mm256_set1_epi16(i16::from(sc1)));
+                        let (m0, m1) = (dmin * f32::from(mn0), dmin * f32::from(mn1));
+                        let ab = b * 8 + 2 * c;
+                        for i in 0..m {
+                            let (x0, dx0, sx0) = xb(i, ab);
+                            let (x1, dx1, sx1) = xb(i, ab + 1);
+                            let p0 = dot_us(q0, load(x0 as *const u8), s0);
+                            let p1 = dot_us(q1, load(x1 as *const u8), s1);
+                            acc[i] = _mm256_fmadd_ps(p0, _mm256_set1_ps(d * dx0), acc[i]);
+                            acc[i] = _mm256_fmadd_ps(p1, _mm256_set1_ps(d * dx1), acc[i]);
+                            corr[i] -= m0 * sx0 + m1 * sx1;
+                        }
+                    }
+                }
+                QuantFormat::Q6K => {
+                    let d = f16_at(blk.add(208));
+                    let sc = blk.add(192) as *const i8;
+                    let m3 = _mm256_set1_epi8(3);
+                    let thirty_two = _mm256_set1_epi8(32);
+                    for h in 0..2 {
+                        let ql0 = load(blk.add(64 * h));
+                        let ql1 = load(blk.add(64 * h + 32));
+                        let qh = load(blk.add(128 + 32 * h));
+                        let hi = |shifted: __m256i| _mm256_slli_epi16(_mm256_and_si256(shifted, m3), 4);
+                        let groups = [
+                            _mm256_or_si256(_mm256_and_si256(ql0, m4), hi(qh)),
+                            _mm256_or_si256(_mm256_and_si256(ql1, m4), hi(_mm256_srli_epi16(qh, 2))),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                hi(_mm256_srli_epi16(qh, 4)),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                hi(_mm256_srli_epi16(qh, 6)),
+                            ),
+                        ];
+                        for (p, g) in groups.into_iter().enumerate() {
+                            let k = 4 * h + p;
+                            let gs = _mm256_sub_epi8(g, thirty_two);
+                            let ag = _mm256_sign_epi8(gs, gs);
+                            let scv = _mm256_set_m128i(
+                                _mm_set1_epi16(i16::from(*sc.add(2 * k + 1))),
+                                _mm_set1_epi16(i16::from(*sc.add(2 * k))),
+                            );
+                            for i in 0..m {
+                                let (x, dx, _) = xb(i, b * 8 + k);
+                                let sy = _mm256_sign_epi8(load(x as *const u8), gs);
+                                acc[i] = _mm256_fmadd_ps(dot_us(ag, sy, scv), _mm256_set1_ps(d * dx), acc[i]);
+                            }
+                        }
+                    }
+                }
+                QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
+                    unreachable!("dense formats use row_dot_dense")
+                }
+            }
+        }
+        for i in 0..m {
+            out[i] = hsum(acc[i]) + corr[i];
+        }
+    }
+}
+
+/// Load 8 weights of a dense format starting at element `j` as f32.
+macro_rules! load8 {
+    ($format:expr, $w:expr, $j:expr) => {
+        match $format {
+            QuantFormat::F32 => _mm256_loadu_ps($w.add(4 * $j) as *const f32),
+            QuantFormat::F16 => _mm256_cvtph_ps(_mm_loadu_si128($w.add(2 * $j) as *const __m128i)),
+            _ => _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_loadu_si128($w.add(2 * $j) as *const __m128i)),
+                16,
+            )),
+        }
+    };
+}
+
+/// One row of a dense format against a tile of f32 activations, with two accumulators per row to
+/// hide the FMA latency in the m = 1 case.
+///
+/// # Safety
+/// The CPU supports AVX2, FMA and F16C; `w` holds `tile.cols` weights of `format`, `tile.cols` is a
+/// multiple of 16.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn row_dot_dense(
+    format: QuantFormat,
+    w: &[u8],
+    tile: &FloatTile<'_>,
+    out: &mut [f32],
+) {
+    let (m, cols) = (tile.m, tile.cols);
+    debug_assert!(m <= TILE_M && cols % 16 == 0);
+    debug_assert_eq!(w.len(), format.bytes_for(1, cols));
+    let mut acc0 = [_mm256_setzero_ps(); TILE_M];
+    let mut acc1 = [_mm256_setzero_ps(); TILE_M];
+    let (wp, xp) = (w.as_ptr(), tile.x.as_ptr());
+    // SAFETY: offsets stay below `cols` elements of `w` and of each of the `m` rows of the tile.
+    unsafe {
+        for j in (0..cols).step_by(16) {
+            let w0 = load8!(format, wp, j);
+            let w1 = load8!(format, wp, j + 8);
+            for i in 0..m {
+                let x = xp.add(i * cols + j);
+                acc0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), acc0[i]);
+                acc1[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), acc1[i]);
+            }
+        }
+        for i in 0..m {
+            out[i] = hsum(_mm256_add_ps(acc0[i], acc1[i]));
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Weight storage formats of a [`QuantMatrix`](super::QuantMatrix): the dense float formats and the
+//! ggml/GGUF block formats, with their block geometry and GGUF type ids.
+//!
+//! Block layouts follow ggml (`ggml-common.h` in llama.cpp): a row of `cols` weights is stored as
+//! `cols / block_elems` consecutive blocks of `block_bytes` bytes, little-endian, every scale an
+//! IEEE half. The dense formats are "blocks" of one element.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How the weights of a [`QuantMatrix`](super::QuantMatrix) are stored in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantFormat {
+    /// IEEE single precision.
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16 (upper half of an f32).
+    Bf16,
+    /// 32 weights: f16 scale `d`, 32 × i8 `q`; `w = d·q`.
+    Q8_0,
+    /// 32 weights: f16 `d`, 16 bytes of nibbles; `w = d·(q − 8)`.
+    Q4_0,
+    /// 32 weights: f16 `d`, f16 `m`, 16 bytes of nibbles; `w = d·q + m`.
+    Q4_1,
+    /// 32 weights: f16 `d`, u32 of fifth bits, 16 bytes of nibbles; `w = d·(q − 16)`.
+    Q5_0,
+    /// 32 weights: f16 `d`, f16 `m`, u32 of fifth bits, 16 bytes of nibbles; `w = d·q + m`.
+    Q5_1,
+    /// 256 weights: f16 `d`, f16 `dmin`, 12 bytes of 6-bit sub-block scales and mins, 128 bytes of
+    /// nibbles; 8 sub-blocks of 32, `w = d·sc·q − dmin·m`.
+    Q4K,
+    /// As [`QuantFormat::Q4K`] with 32 bytes of fifth bits: 176 bytes per 256 weights.
+    Q5K,
+    /// 256 weights: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 × i8 scales, f16 `d`;
+    /// 16 sub-blocks of 16, `w = d·sc·(q − 32)`.
+    Q6K,
+}
+
+impl QuantFormat {
+    /// Every supported format, dense first.
+    pub const ALL: [QuantFormat; 11] = [
+        QuantFormat::F32,
+        QuantFormat::F16,
+        QuantFormat::Bf16,
+        QuantFormat::Q8_0,
+        QuantFormat::Q4_0,
+        QuantFormat::Q4_1,
+        QuantFormat::Q5_0,
+        QuantFormat::Q5_1,
+        QuantFormat::Q4K,
+        QuantFormat::Q5K,
+        QuantFormat::Q6K,
+    ];
+
+    /// Weights per block.
+    pub const fn block_elems(self) -> usize {
+        match self {
+            QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => 1,
+            QuantFormat::Q8_0
+            | QuantFormat::Q4_0
+            | QuantFormat::Q4_1
+            | QuantFormat::Q5_0
+            | QuantFormat::Q5_1 => 32,
+            QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K => 256,
+        }
+    }
+
+    /// Bytes per block.
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            QuantFormat::F32 => 4,
+            QuantFormat::F16 | QuantFormat::Bf16 => 2,
+            QuantFormat::Q8_0 => 34,
+            QuantFormat::Q4_0 => 18,
+            QuantFormat::Q4_1 => 20,
+            QuantFormat::Q5_0 => 22,
+            QuantFormat::Q5_1 => 24,
+            QuantFormat::Q4K => 144,
+            QuantFormat::Q5K => 176,
+            QuantFormat::Q6K => 210,
+        }
+    }
+
+    /// Whether the kernels quantize the activations to 8-bit blocks and use integer dot products
+    /// (every block format), rather than multiplying in f32 (the dense formats).
+    pub const fn is_block_quantized(self) -> bool {
+        self.block_elems() > 1
+    }
+
+    /// Bytes of storage for `rows × cols` weights (`cols` a multiple of [`Self::block_elems`]).
+    pub const fn bytes_for(self, rows: usize, cols: usize) -> usize {
+        rows * (cols / self.block_elems()) * self.block_bytes()
+    }
+
+    /// Average bits per weight.
+    pub fn bits_per_weight(self) -> f64 {
+        8.0 * self.block_bytes() as f64 / self.block_elems() as f64
+    }
+
+    /// The ggml type id used in GGUF tensor infos.
+    pub const fn ggml_type(self) -> u32 {
+        match self {
+            QuantFormat::F32 => 0,
+            QuantFormat::F16 => 1,
+            QuantFormat::Q4_0 => 2,
+            QuantFormat::Q4_1 => 3,
+            QuantFormat::Q5_0 => 6,
+            QuantFormat::Q5_1 => 7,
+            QuantFormat::Q8_0 => 8,
+            QuantFormat::Q4K => 12,
+            QuantFormat::Q5K => 13,
+            QuantFormat::Q6K => 14,
+            QuantFormat::Bf16 => 30,
+        }
+    }
+
+    /// The format of a ggml type id, if it is one the kernels support.
+    pub fn from_ggml_type(id: u32) -> Option<QuantFormat> {
+        QuantFormat::ALL.into_iter().find(|f| f.ggml_type() == id)
+    }
+
+    /// The name ggml uses (`Q4_K`, `BF16`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            QuantFormat::F32 => "F32",
+            QuantFormat::F16 => "F16",
+            QuantFormat::Bf16 => "BF16",
+            QuantFormat::Q8_0 => "Q8_0",
+            QuantFormat::Q4_0 => "Q4_0",
+            QuantFormat::Q4_1 => "Q4_1",
+            QuantFormat::Q5_0 => "Q5_0",
+            QuantFormat::Q5_1 => "Q5_1",
+            QuantFormat::Q4K => "Q4_K",
+            QuantFormat::Q5K => "Q5_K",
+            QuantFormat::Q6K => "Q6_K",
+        }
+    }
+}
+
+impl fmt::Display for QuantFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for QuantFormat {
+    type Err = String;
+
+    /// Case-insensitive ggml name (`q4_k`, `Q8_0`, `bf16`); `q8` and `q4` are accepted as the
+    /// quantization-axis spellings of `q8_0` and `q4_0`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        let alias = match lower.as_str() {
+            "q8" => "q8_0",
+            "q4" => "q4_0",
+            other => other,
+        };
+        QuantFormat::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(alias))
+            .ok_or_else(|| {
+                let names: Vec<&str> = QuantFormat::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown weight format `{s}` (expected one of {})", names.join(", "))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ggml_ids_round_trip_and_names_parse() {
+        for f in QuantFormat::ALL {
+            assert_eq!(QuantFormat::from_ggml_type(f.ggml_type()), Some(f));
+            assert_eq!(f.name().parse::<QuantFormat>(), Ok(f));
+            assert_eq!(f.name().to_lowercase().parse::<QuantFormat>(), Ok(f));
+        }
+        assert_eq!("q8".parse::<QuantFormat>(), Ok(QuantFormat::Q8_0));
+        assert_eq!("q4".parse::<QuantFormat>(), Ok(QuantFormat::Q4_0));
+        assert!("q3_k".parse::<QuantFormat>().is_err());
+        assert_eq!(QuantFormat::from_ggml_type(10), None);
+    }
+
+    #[test]
+    fn block_geometry_matches_ggml() {
+        // Bits per weight as llama.cpp documents them.
+        assert_eq!(QuantFormat::Q4K.bits_per_weight(), 4.5);
+        assert_eq!(QuantFormat::Q5K.bits_per_weight(), 5.5);
+        assert_eq!(QuantFormat::Q6K.bits_per_weight(), 6.5625);
+        assert_eq!(QuantFormat::Q8_0.bits_per_weight(), 8.5);
+        assert_eq!(QuantFormat::Q4_1.bytes_for(2, 64), 80);
+    }
+}

@@ -1,0 +1,278 @@
+//! `out = x · Wᵀ` for a small batch of activation rows `x` (`m × cols`; m = 1 in decode, k + 1 in
+//! speculative verify, the prompt length in prefill) against a [`QuantMatrix`] `W` (`rows × cols`),
+//! dequantizing the weights on the fly inside the dot products.
+//!
+//! The scheme is llama.cpp's CPU `mul_mat`: for block formats the activations are quantized once per
+//! call to 8-bit blocks of 32 ([`ActBlocks`]) and every weight block is multiplied with integer dot
+//! products; dense formats multiply in f32. Output rows are split across rayon's current pool (the
+//! caller picks the thread count with `ThreadPool::install`); each task walks its rows in slabs of
+//! [`ROW_SLAB`] and, for `m > TILE_M`, in tiles of [`TILE_M`] activation rows, so a weight slab is
+//! decoded from L2 once per tile rather than once per activation row. The activation buffer lives in
+//! the caller's [`MatmulScratch`], so the decode loop allocates nothing after its first call.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::matrix::QuantMatrix;
+use super::quantize::ActBlocks;
+use super::scalar;
+use crate::error::{EngineError, Result};
+
+/// Activation rows handled together by one kernel call (each weight block is decoded once for them).
+pub(crate) const TILE_M: usize = 16;
+/// Weight rows per slab: small enough that a slab of the widest row (Q8_0, 8960 columns, ~9.5 KB
+/// per row) stays in L2 while the activation tiles pass over it.
+const ROW_SLAB: usize = 32;
+/// Below this many multiply-adds a call runs on the calling thread (a rayon dispatch costs a few µs).
+const PARALLEL_MIN_MACS: usize = 1 << 16;
+
+/// Which kernel family runs: chosen once at run time from the CPU's features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust (any CPU).
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C intrinsics.
+    Avx2,
+}
+
+impl Isa {
+    /// The best kernel family this CPU supports (detected once).
+    pub fn detect() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                return Isa::Avx2;
+            }
+            Isa::Scalar
+        })
+    }
+
+    /// Short name for records and bench output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+        }
+    }
+}
+
+/// Reusable buffers of [`matmul`]: keep one per model (or per thread driving a model).
+#[derive(Debug, Default, Clone)]
+pub struct MatmulScratch {
+    act: ActBlocks,
+}
+
+impl MatmulScratch {
+    /// An empty scratch; it grows to the largest call it sees and keeps that capacity.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// A tile of quantized activation rows as the block kernels see it.
+pub(crate) struct ActTile<'a> {
+    pub(crate) qs: &'a [i8],
+    pub(crate) d: &'a [f32],
+    pub(crate) s: &'a [f32],
+    pub(crate) cols: usize,
+    pub(crate) m: usize,
+}
+
+impl ActTile<'_> {
+    /// Block `b` of row `i`: its 32 values, scale and scaled sum.
+    #[inline(always)]
+    pub(crate) fn block(&self, i: usize, b: usize) -> (&[i8], f32, f32) {
+        let nb = self.cols / 32;
+        let at = i * self.cols + 32 * b;
+        (&self.qs[at..at + 32], self.d[i * nb + b], self.s[i * nb + b])
+    }
+}
+
+/// A tile of f32 activation rows as the dense kernels see it.
+pub(crate) struct FloatTile<'a> {
+    pub(crate) x: &'a [f32],
+    pub(crate) cols: usize,
+    pub(crate) m: usize,
+}
+
+impl FloatTile<'_> {
+    /// Row `i` of the tile.
+    #[inline(always)]
+    pub(crate) fn row(&self, i: usize) -> &[f32] {
+        &self.x[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+/// `out[i·rows + r] = Σ_j x[i·cols + j] · W[r, j]` for `i < m`, with the best kernels of this CPU.
+///
+/// # Shapes
+/// - `x`: `m × cols` row-major (`cols = w.cols()`)
+/// - `out`: `m × rows` row-major (`rows = w.rows()`)
+pub fn matmul(
+    x: &[f32],
+    m: usize,
+    w: &QuantMatrix,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    matmul_with(Isa::detect(), x, m, w, out, scratch)
+}
+
+/// [`matmul`] with an explicit kernel family (`Isa::Avx2` only where [`Isa::detect`] returns it).
+pub fn matmul_with(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    w: &QuantMatrix,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    let (rows, cols) = (w.rows(), w.cols());
+    if x.len() != m * cols || out.len() != m * rows {
+        return Err(EngineError::Invalid(format!(
+            "matmul: {m} input rows of {cols} ({} values given) into {m}x{rows} outputs ({} given)",
+            x.len(),
+            out.len()
+        )));
+    }
+    if isa == Isa::Avx2 && Isa::detect() != Isa::Avx2 {
+        return Err(EngineError::Invalid(
+            "matmul: AVX2 kernels requested on a CPU without AVX2/FMA/F16C".into(),
+        ));
+    }
+    if m == 0 || rows == 0 {
+        return Ok(());
+    }
+    let blocks = w.format().is_block_quantized();
+    if blocks {
+        scratch.act.quantize(x, m, cols);
+    }
+    let act = &scratch.act;
+    let threads = rayon::current_num_threads();
+    let n_tasks = if threads <= 1 || m * rows * cols < PARALLEL_MIN_MACS {
+        1
+    } else {
+        (threads * 4).min(rows.div_ceil(8)).max(1)
+    };
+    let rows_per_task = rows.div_ceil(n_tasks);
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let task = |t: usize| {
+        let r0 = t * rows_per_task;
+        let r1 = (r0 + rows_per_task).min(rows);
+        let input = if blocks {
+            Input::Blocks(act)
+        } else {
+            Input::Dense(x)
+        };
+        // SAFETY: tasks own disjoint row ranges `r0..r1`, so no two tasks write the same element,
+        // and `out` outlives the (blocking) parallel loop.
+        unsafe { compute_rows(isa, w, input, m, r0..r1, out_ptr) };
+    };
+    if n_tasks == 1 {
+        task(0);
+    } else {
+        (0..n_tasks).into_par_iter().for_each(task);
+    }
+    Ok(())
+}
+
+/// The activations in the form the weight format needs.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Blocks(&'a ActBlocks),
+    Dense(&'a [f32]),
+}
+
+/// The output pointer shared by the row tasks.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes a disjoint set of elements (see `matmul_with`).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Compute output rows `rows` for every activation row.
+///
+/// # Safety
+/// `out` points to `m × w.rows()` floats and no other thread writes these rows' elements.
+unsafe fn compute_rows(
+    isa: Isa,
+    w: &QuantMatrix,
+    input: Input<'_>,
+    m: usize,
+    rows: std::ops::Range<usize>,
+    out: OutPtr,
+) {
+    let (n_rows, cols, format) = (w.rows(), w.cols(), w.format());
+    let mut tile_out = [0.0f32; TILE_M];
+    for slab in rows.clone().step_by(ROW_SLAB) {
+        let slab_end = (slab + ROW_SLAB).min(rows.end);
+        for t0 in (0..m).step_by(TILE_M) {
+            let tm = TILE_M.min(m - t0);
+            for r in slab..slab_end {
+                let w_row = w.row(r);
+                match input {
+                    Input::Blocks(act) => {
+                        let nb = cols / 32;
+                        let tile = ActTile {
+                            qs: &act.qs[t0 * cols..(t0 + tm) * cols],
+                            d: &act.d[t0 * nb..(t0 + tm) * nb],
+                            s: &act.s[t0 * nb..(t0 + tm) * nb],
+                            cols,
+                            m: tm,
+                        };
+                        row_dot_blocks(isa, format, w_row, &tile, &mut tile_out);
+                    }
+                    Input::Dense(x) => {
+                        let tile = FloatTile {
+                            x: &x[t0 * cols..(t0 + tm) * cols],
+                            cols,
+                            m: tm,
+                        };
+                        row_dot_dense(isa, format, w_row, &tile, &mut tile_out);
+                    }
+                }
+                for (i, v) in tile_out[..tm].iter().enumerate() {
+                    // SAFETY: (t0 + i) < m and r < n_rows; the caller guarantees exclusivity.
+                    unsafe { *out.0.add((t0 + i) * n_rows + r) = *v };
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn row_dot_blocks(
+    isa: Isa,
+    format: super::QuantFormat,
+    w: &[u8],
+    tile: &ActTile<'_>,
+    out: &mut [f32],
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only used once `Isa::detect` has confirmed AVX2, FMA and F16C.
+        Isa::Avx2 => unsafe { super::avx2::row_dot_blocks(format, w, tile, out) },
+        _ => scalar::row_dot_blocks(format, w, tile, out),
+    }
+}
+
+#[inline]
+fn row_dot_dense(
+    isa: Isa,
+    format: super::QuantFormat,
+    w: &[u8],
+    tile: &FloatTile<'_>,
+    out: &mut [f32],
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `row_dot_blocks`.
+        Isa::Avx2 => unsafe { super::avx2::row_dot_dense(format, w, tile, out) },
+        _ => scalar::row_dot_dense(format, w, tile, out),
+    }
+}

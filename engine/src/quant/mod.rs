@@ -1,0 +1,33 @@
+//! Weights kept quantized in memory and the CPU kernels that multiply with them: the decode path at
+//! memory bandwidth (issue #8).
+//!
+//! A [`QuantMatrix`] holds a weight matrix in one of the [`QuantFormat`]s — the dense f32 / f16 /
+//! bf16, the formats we quantize any checkpoint to (q8_0, q4_0, q4_1), and the GGUF block formats as
+//! loaded (Q4_K, Q5_K, Q6_K, Q5_0, Q5_1, ...). [`matmul`] computes `x · Wᵀ` for a few activation rows
+//! (decode, speculative verify) or many (prefill), dequantizing inside the dot products as
+//! llama.cpp's CPU backend does: activations are quantized once per call to 8-bit blocks of 32 and
+//! multiplied with integer dot products (AVX2 where the CPU has it, portable Rust otherwise), output
+//! rows are split across rayon's current thread pool, and buffers live in a caller-owned
+//! [`MatmulScratch`].
+//!
+//! Exactness: integer sums are exact; the only differences from "dequantize, then f32 matmul" are the
+//! rounding of the activations to 8 bits (at most `d/2 = max|x_block| / 254` per element) and f32
+//! summation order. The tests bound the first per element.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod dequant;
+mod format;
+mod matmul;
+mod matrix;
+mod quantize;
+mod scalar;
+
+pub use dequant::dequantize_into;
+pub use format::QuantFormat;
+pub use matmul::{Isa, MatmulScratch, matmul, matmul_with};
+pub use matrix::QuantMatrix;
+pub use quantize::{ActBlocks, quantize_into};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+//! Quantizers from f32 to the formats of the "quantization axis" (f32 / f16 / bf16 / q8_0 / q4_0 /
+//! q4_1), so any checkpoint can be run quantized, and the 8-bit activation blocks the integer
+//! kernels multiply with.
+//!
+//! The weight quantizers are ggml's reference ones (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`,
+//! `quantize_row_q4_1_ref` in llama.cpp `ggml-quants.c`): round-to-nearest with one scale per block
+//! of 32, so a model quantized here is bit-identical to one quantized by `llama-quantize` without an
+//! importance matrix. K-quants are only loaded from GGUF files, never produced here.
+
+use half::{bf16, f16};
+
+use super::format::QuantFormat;
+
+/// Quantize `x` (a whole number of blocks of `format`) and append the bytes to `out`.
+/// Returns `None` for formats without a quantizer here (the K-quants).
+pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Option<()> {
+    let be = format.block_elems();
+    debug_assert_eq!(x.len() % be, 0);
+    match format {
+        QuantFormat::F32 => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        QuantFormat::F16 => x
+            .iter()
+            .for_each(|&v| out.extend_from_slice(&f16::from_f32(v).to_le_bytes())),
+        QuantFormat::Bf16 => x
+            .iter()
+            .for_each(|&v| out.extend_from_slice(&bf16::from_f32(v).to_le_bytes())),
+        QuantFormat::Q8_0 => x.chunks_exact(32).for_each(|b| quantize_q8_0_block(b, out)),
+        QuantFormat::Q4_0 => x.chunks_exact(32).for_each(|b| quantize_q4_0_block(b, out)),
+        QuantFormat::Q4_1 => x.chunks_exact(32).for_each(|b| quantize_q4_1_block(b, out)),
+        QuantFormat::Q5_0
+        | QuantFormat::Q5_1
+        | QuantFormat::Q4K
+        | QuantFormat::Q5K
+        | QuantFormat::Q6K => return None,
+    }
+    Some(())
+}
+
+fn quantize_q8_0_block(x: &[f32], out: &mut Vec<u8>) {
+    let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    out.extend(x.iter().map(|&v| (v * id).round() as i8 as u8));
+}
+
+fn quantize_q4_0_block(x: &[f32], out: &mut Vec<u8>) {
+    // The signed value of largest magnitude maps to −8, so the grid covers [−8d, 7d] around it.
+    let max = x
+        .iter()
+        .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
+    out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+}
+
+fn quantize_q4_1_block(x: &[f32], out: &mut Vec<u8>) {
+    let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let d = (max - min) / 15.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    out.extend_from_slice(&f16::from_f32(min).to_le_bytes());
+    let q = |v: f32| (((v - min) * id + 0.5) as i8).min(15) as u8;
+    out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+}
+
+/// Activation rows quantized to 8-bit blocks of 32 for the integer kernels: block `b` of row `i`
+/// holds `q = round(x / d)` with `d = max|x| / 127`, and `s = d · Σq` (what the offset and minimum
+/// terms of Q4_0 / Q4_1 / Q5_* / Q4_K / Q5_K need), as ggml's `block_q8_1` does.
+///
+/// A reusable buffer: [`ActBlocks::quantize`] grows it on first use and never shrinks it, so the
+/// decode loop does not allocate.
+#[derive(Debug, Default, Clone)]
+pub struct ActBlocks {
+    /// `rows × cols` quantized values.
+    pub(crate) qs: Vec<i8>,
+    /// `rows × cols / 32` block scales.
+    pub(crate) d: Vec<f32>,
+    /// `rows × cols / 32` block sums `d · Σq`.
+    pub(crate) s: Vec<f32>,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
+
+impl ActBlocks {
+    /// Quantize `x` (`rows × cols`, row-major, `cols` a multiple of 32).
+    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize) {
+        debug_assert_eq!(cols % 32, 0);
+        debug_assert_eq!(x.len(), rows * cols);
+        let nb = rows * cols / 32;
+        self.qs.resize(rows * cols, 0);
+        self.d.resize(nb, 0.0);
+        self.s.resize(nb, 0.0);
+        self.rows = rows;
+        self.cols = cols;
+        for (b, (xb, qb)) in x.chunks_exact(32).zip(self.qs.chunks_exact_mut(32)).enumerate() {
+            let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, &v) in qb.iter_mut().zip(xb) {
+                *q = (v * id).round() as i8;
+                sum += i32::from(*q);
+            }
+            self.d[b] = d;
+            self.s[b] = d * sum as f32;
+        }
+    }
+
+    /// Blocks per row.
+    pub(crate) fn blocks_per_row(&self) -> usize {
+        self.cols / 32
+    }
+
+    /// The largest error `|x − d·q|` of any element of block `b` is at most `d / 2`.
+    #[cfg(test)]
+    pub(crate) fn block_scale(&self, b: usize) -> f32 {
+        self.d[b]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dequant::dequantize_into;
+    use super::*;
+
+    fn ramp(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect()
+    }
+
+    /// Round trip error of each quantizer is within half a quantization step of its block.
+    #[test]
+    fn weight_quantizers_round_trip_within_half_a_step() {
+        let x = ramp(256);
+        for (format, steps) in [
+            (QuantFormat::Q8_0, 127.0),
+            (QuantFormat::Q4_0, 8.0),
+            (QuantFormat::Q4_1, 7.5),
+        ] {
+            let mut bytes = Vec::new();
+            quantize_into(format, &x, &mut bytes).expect("quantizer exists");
+            assert_eq!(bytes.len(), format.bytes_for(1, 256));
+            let mut y = vec![0.0; 256];
+            dequantize_into(format, &bytes, &mut y);
+            for (xb, yb) in x.chunks(32).zip(y.chunks(32)) {
+                let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                let span = match format {
+                    QuantFormat::Q4_1 => {
+                        xb.iter().copied().fold(f32::MIN, f32::max)
+                            - xb.iter().copied().fold(f32::MAX, f32::min)
+                    }
+                    _ => amax,
+                };
+                // half a step, plus f16 rounding of the scale (2^-11 relative, times 15 steps)
+                let tol = 0.5 * span / steps + amax * 1e-2 / steps * 2.0;
+                for (a, b) in xb.iter().zip(yb) {
+                    assert!((a - b).abs() <= tol, "{format}: {a} vs {b} (tol {tol})");
+                }
+            }
+        }
+        let mut none = Vec::new();
+        assert!(quantize_into(QuantFormat::Q4K, &x, &mut none).is_none());
+    }
+
+    #[test]
+    fn activation_blocks_round_trip_and_sum() {
+        let x = ramp(96);
+        let mut a = ActBlocks::default();
+        a.quantize(&x, 1, 96);
+        for b in 0..3 {
+            let d = a.block_scale(b);
+            let mut sum = 0.0;
+            for j in 0..32 {
+                let v = d * f32::from(a.qs[32 * b + j]);
+                assert!((v - x[32 * b + j]).abs() <= 0.5 * d * 1.0001);
+                sum += v;
+            }
+            assert!((sum - a.s[b]).abs() <= 1e-5);
+        }
+        // all-zero rows give zero scales, not NaN
+        a.quantize(&[0.0; 32], 1, 32);
+        assert_eq!((a.d[0], a.s[0], a.qs[5]), (0.0, 0.0, 0));
+    }
+}

@@ -1,0 +1,207 @@
+//! Kernel correctness: every format's `matmul` against "dequantize, then f64 matmul", on random
+//! matrices (every format, odd shapes, decode / verify / prefill batch sizes, one and two threads)
+//! and on the committed gguf-py vectors in tests/fixtures/quant.
+//!
+//! Stated tolerance per output element, from the kernel's arithmetic (see `scalar`):
+//! - block formats: `Σ_b (d_b / 2) · Σ_{j∈b} |W_j|` (the 8-bit rounding of activation block `b`,
+//!   scale `d_b = max|x_b| / 127`) plus `1e-5 · Σ |W_j x_j|` for f32 summation;
+//! - dense formats (f32 / f16 / bf16, activations stay f32): `1e-5 · Σ |W_j x_j|`.
+//!
+//! SIMD and scalar kernels must agree within `1e-5 · Σ |W_j x_j|` (same integers, other order).
+
+use super::*;
+use half::f16;
+
+/// xorshift64* — deterministic test data without depending on a rand API.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Offsets of the f16 scale fields within one block of `format`.
+fn scale_offsets(format: QuantFormat) -> &'static [usize] {
+    match format {
+        QuantFormat::Q8_0 | QuantFormat::Q4_0 | QuantFormat::Q5_0 => &[0],
+        QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
+        QuantFormat::Q6K => &[208],
+        QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => &[],
+    }
+}
+
+/// A random `rows × cols` matrix of `format`: random blocks with finite scales, as a GGUF file holds.
+fn random_matrix(format: QuantFormat, rows: usize, cols: usize, rng: &mut Rng) -> QuantMatrix {
+    if !format.is_block_quantized() {
+        let v: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
+        return QuantMatrix::quantize("random", format, rows, cols, &v).expect("dense quantize");
+    }
+    let mut data: Vec<u8> = (0..format.bytes_for(rows, cols)).map(|_| rng.next() as u8).collect();
+    for blk in data.chunks_exact_mut(format.block_bytes()) {
+        for &at in scale_offsets(format) {
+            let scale = f16::from_f32(rng.unit() * 0.05);
+            blk[at..at + 2].copy_from_slice(&scale.to_le_bytes());
+        }
+    }
+    QuantMatrix::from_raw("random", format, rows, cols, data).expect("valid geometry")
+}
+
+/// `(reference, tolerance)` per output element of `x · Wᵀ` (`m × rows`).
+fn reference(w: &QuantMatrix, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>) {
+    let (rows, cols) = (w.rows(), w.cols());
+    let wd = w.dequantize();
+    let mut refs = vec![0.0; m * rows];
+    let mut tols = vec![0.0; m * rows];
+    for i in 0..m {
+        let xi = &x[i * cols..(i + 1) * cols];
+        for r in 0..rows {
+            let wr = &wd[r * cols..(r + 1) * cols];
+            let (mut dot, mut abs, mut rounding) = (0.0f64, 0.0f64, 0.0f64);
+            for (xb, wb) in xi.chunks(32).zip(wr.chunks(32)) {
+                let half_step = f64::from(xb.iter().fold(0.0f32, |a, v| a.max(v.abs()))) / 254.0;
+                for (&xv, &wv) in xb.iter().zip(wb) {
+                    dot += f64::from(xv) * f64::from(wv);
+                    abs += (f64::from(xv) * f64::from(wv)).abs();
+                    rounding += half_step * f64::from(wv).abs();
+                }
+            }
+            let quant = if w.format().is_block_quantized() { rounding * 1.0001 } else { 0.0 };
+            refs[i * rows + r] = dot;
+            tols[i * rows + r] = quant + 1e-5 * abs + 1e-6;
+        }
+    }
+    (refs, tols)
+}
+
+fn isas() -> Vec<Isa> {
+    let mut v = vec![Isa::Scalar];
+    if Isa::detect() != Isa::Scalar {
+        v.push(Isa::detect());
+    }
+    v
+}
+
+fn check_format(format: QuantFormat, rows: usize, cols: usize, m: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let w = random_matrix(format, rows, cols, &mut rng);
+    let x: Vec<f32> = (0..m * cols).map(|_| rng.unit() * 2.0).collect();
+    let (refs, tols) = reference(&w, &x, m);
+    let mut scratch = MatmulScratch::new();
+    let mut outs = Vec::new();
+    for isa in isas() {
+        let mut out = vec![f32::NAN; m * rows];
+        matmul_with(isa, &x, m, &w, &mut out, &mut scratch).expect("matmul");
+        for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
+            let err = (f64::from(*o) - r).abs();
+            assert!(
+                err <= *t,
+                "{format} {isa:?} m={m} {rows}x{cols} out[{k}] = {o}, reference {r}, error {err} > tol {t}"
+            );
+        }
+        outs.push(out);
+    }
+    if let [scalar, simd] = &outs[..] {
+        for (k, (a, b)) in scalar.iter().zip(simd).enumerate() {
+            let scale = tols[k] - (tols[k] - 1e-6).min(0.0);
+            assert!(f64::from((a - b).abs()) <= 1e-5 * scale.max(1.0), "{format} scalar/simd out[{k}]: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn every_format_matches_dequantized_matmul_for_decode_and_verify_shapes() {
+    for (n, format) in QuantFormat::ALL.into_iter().enumerate() {
+        for m in [1, 2, 5, 16] {
+            check_format(format, 13, 512, m, 0x9E37_79B9 + 31 * n as u64 + m as u64);
+        }
+    }
+}
+
+#[test]
+fn every_format_matches_for_prefill_tiles_on_a_thread_pool() {
+    // 17 and 40 rows of activations cross the tile of 16; 70 weight rows cross the slab of 32;
+    // the size is above the parallel threshold so the row split across tasks is exercised.
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        pool.install(|| {
+            for (n, format) in QuantFormat::ALL.into_iter().enumerate() {
+                for m in [17, 40] {
+                    check_format(format, 70, 768, m, 0xC0FFEE + 7 * n as u64 + m as u64);
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn fixture_blocks_multiply_like_gguf_py_values() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quant");
+    let mut rng = Rng(42);
+    for format in QuantFormat::ALL.into_iter().filter(|f| f.is_block_quantized()) {
+        let stem = dir.join(format.name());
+        let bytes = std::fs::read(stem.with_extension("bin")).expect("fixture bin");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(stem.with_extension("json")).expect("json")).expect("json");
+        let values: Vec<f32> = json["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|v| v.as_f64().expect("number") as f32)
+            .collect();
+        let cols = values.len();
+        let w = QuantMatrix::from_raw(format.name(), format, 1, cols, bytes).expect("fixture geometry");
+        let x: Vec<f32> = (0..2 * cols).map(|_| rng.unit()).collect();
+        for isa in isas() {
+            let mut out = [0.0f32; 2];
+            matmul_with(isa, &x, 2, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
+            for i in 0..2 {
+                let xi = &x[i * cols..(i + 1) * cols];
+                let dot: f64 = xi.iter().zip(&values).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                let mut tol = 1e-6;
+                for (xb, wb) in xi.chunks(32).zip(values.chunks(32)) {
+                    let half_step = f64::from(xb.iter().fold(0.0f32, |a, v| a.max(v.abs()))) / 254.0;
+                    tol += wb.iter().map(|v| half_step * f64::from(v.abs()) * 1.0001 + 1e-5 * f64::from(v.abs())).sum::<f64>();
+                }
+                let err = (f64::from(out[i]) - dot).abs();
+                assert!(err <= tol, "{format} {isa:?} row {i}: {} vs {dot} (tol {tol})", out[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_activations_are_exact_on_grid_inputs() {
+    // Activations that already lie on the 8-bit grid (x = q / 127 · amax) are represented exactly,
+    // so the block kernels must match the f64 reference to f32 summation error alone.
+    let mut rng = Rng(7);
+    let w = random_matrix(QuantFormat::Q4K, 9, 256, &mut rng);
+    let x: Vec<f32> = (0..256)
+        .map(|j| if j % 32 == 0 { 1.0 } else { ((rng.next() % 255) as i32 - 127) as f32 / 127.0 })
+        .collect();
+    let wd = w.dequantize();
+    let mut out = vec![0.0; 9];
+    matmul(&x, 1, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
+    for r in 0..9 {
+        let row = &wd[r * 256..(r + 1) * 256];
+        let dot: f64 = row.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        let abs: f64 = row.iter().zip(&x).map(|(a, b)| f64::from((a * b).abs())).sum();
+        assert!((f64::from(out[r]) - dot).abs() <= 1e-5 * abs + 1e-6, "row {r}: {} vs {dot}", out[r]);
+    }
+}
+
+#[test]
+fn shape_mismatch_is_an_error_not_a_panic() {
+    let w = QuantMatrix::quantize("w", QuantFormat::Q8_0, 4, 64, &[0.5; 256]).expect("quantize");
+    let mut out = vec![0.0; 4];
+    let err = matmul(&[1.0; 63], 1, &w, &mut out, &mut MatmulScratch::new()).unwrap_err();
+    assert!(err.to_string().contains("matmul"), "{err}");
+    assert!(matmul(&[1.0; 64], 1, &w, &mut out[..3], &mut MatmulScratch::new()).is_err());
+}

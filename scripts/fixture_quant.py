@@ -1,0 +1,71 @@
+"""Quantized-block test vectors (issue #3): tests/fixtures/quant/<TYPE>.bin + <TYPE>.json.
+
+For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
+a few blocks of random bytes are written, with every f16 scale field overwritten by a random
+finite f16 (so the blocks are valid: no inf/NaN scales), next to the float32 values that gguf-py's
+reference `gguf.quants.dequantize` (a NumPy port of ggml's dequantize_row_*) gives for them.
+The byte offsets of the f16 fields follow ggml's block structs (block_q4_K: d, dmin, scales[12],
+qs[128]; block_q6_K: ql[128], qh[64], scales[16], d; ...).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.quants import dequantize
+
+# type -> (number of blocks, byte offsets of its f16 fields, which of them are signed scales)
+LAYOUT = {
+    "Q8_0": (4, [0], [True]),
+    "Q4_0": (4, [0], [True]),
+    "Q4_1": (4, [0, 2], [False, True]),  # d, m (m is the block minimum: usually negative)
+    "Q5_0": (4, [0], [True]),
+    "Q5_1": (4, [0, 2], [False, True]),
+    "Q4_K": (2, [0, 2], [False, False]),  # d, dmin
+    "Q5_K": (2, [0, 2], [False, False]),
+    "Q6_K": (2, [208], [True]),  # d is the last field of block_q6_K
+}
+SEED = 7
+
+
+def random_f16(rng: np.random.Generator, signed: bool) -> np.ndarray:
+    """One finite, normal f16 scale with magnitude in [1e-3, 1e-1]."""
+    mag = 10.0 ** rng.uniform(-3.0, -1.0)
+    sign = -1.0 if signed and rng.random() < 0.5 else 1.0
+    return np.array([sign * mag], dtype=np.float16)
+
+
+def gen_quant(out_root: Path) -> None:
+    out = out_root / "quant"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    rng = np.random.default_rng(SEED)
+    for name, (n_blocks, f16_offsets, signed) in LAYOUT.items():
+        qtype = GGMLQuantizationType[name]
+        block_size, type_size = GGML_QUANT_SIZES[qtype]
+        raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+        for b in range(n_blocks):
+            for off, sgn in zip(f16_offsets, signed):
+                raw[b, off : off + 2] = random_f16(rng, sgn).view(np.uint8)
+        values = dequantize(raw.reshape(-1), qtype).astype(np.float32).reshape(-1)
+        n_elements = n_blocks * block_size
+        if values.shape != (n_elements,) or not np.isfinite(values).all():
+            raise RuntimeError(f"{name}: dequantize gave {values.shape} values or non-finite ones")
+        (out / f"{name}.bin").write_bytes(raw.tobytes())
+        doc = {
+            "type": name,
+            "n_elements": n_elements,
+            "block_size": block_size,
+            "type_size": type_size,
+            "n_blocks": n_blocks,
+            "values": [float(f"{v:.9g}") for v in values],
+            "notes": f"{name}.bin = {n_blocks} raw ggml blocks of {type_size} bytes; values = "
+            "gguf-py (PyPI gguf) gguf.quants.dequantize of those bytes, float32",
+        }
+        (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+        print(f"quant/{name}: {n_blocks} blocks, {n_elements} values")
