@@ -31,6 +31,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+from tokenizers import Tokenizer
 
 PRE_TOKENIZER = "qwen2"
 LLAMA_CPP_PYTHON = "0.3.36"
@@ -53,6 +54,18 @@ TextModel.get_vocab_base_pre = get_vocab_base_pre
 sys.argv = [llama_dir + "/convert_hf_to_gguf.py"] + sys.argv[3:]
 runpy.run_path(llama_dir + "/convert_hf_to_gguf.py", run_name="__main__")
 """
+
+# Texts whose HF token ids are stored in every gguf/*.expected.json ("tokenize"): the GGUF's own
+# tokenizer (metadata tokens/merges + the qwen2 pre-tokenizer) must give the same ids, as llama.cpp
+# does (scripts/check_gguf_llamacpp.py).
+TOKENIZE_TEXTS = [
+    "def add(a, b):\n    return a + b  # the sum",
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello  world!\n\n\tIt's 2026 -- naïve café, 你好 🚀",
+    "for i in range(10):\n    print(i, i * i)\n",
+    "   leading spaces, trailing spaces   ",
+    "I'VE we'll they'd CAN'T 3.14159 1234567",
+]
 
 # (fixture, outtype) pairs converted. The MoE one is qwen3moe-4e (every layer sparse): llama.cpp's
 # qwen3moe architecture has no dense layers, and its converter refuses qwen3moe-tiny's dense
@@ -243,5 +256,7 @@ def gen_gguf(fixtures: Path, llama_dir: Path | None) -> None:
             f"(transformers, f32 maths): the GGUF must match them within {tol}. Original notes: " + exp["notes"]
         )
         exp.pop("mtp_logits", None)
+        tok = Tokenizer.from_file(str(fixtures / name / "tokenizer.json"))
+        exp["tokenize"] = [{"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in TOKENIZE_TEXTS]
         (out / f"{stem}.expected.json").write_text(json.dumps(exp, separators=(",", ":")) + "\n")
         print(f"{target.name}: {target.stat().st_size} bytes, {facts}")

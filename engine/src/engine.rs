@@ -144,13 +144,10 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Load a Hugging Face directory (config.json + model.safetensors or sharded index, optional
-    /// tokenizer.json and generation_config.json).
+    /// tokenizer.json and generation_config.json), or a `.gguf` file.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Engine> {
         if path.is_file() {
-            return Err(EngineError::Format {
-                path: path.to_path_buf(),
-                message: "expected a model directory (config.json + safetensors)".into(),
-            });
+            return Self::load_gguf(path, opts);
         }
         if !path.is_dir() {
             return Err(EngineError::io(
@@ -173,6 +170,21 @@ impl Engine {
             None
         };
         Self::from_source(config, &source, tokenizer, opts)
+    }
+
+    /// Load a GGUF file: config, weights (dequantized to the compute dtype) and tokenizer all come
+    /// from the file (`crate::gguf`), through the same model builder as safetensors.
+    fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Engine> {
+        if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
+            return Err(EngineError::Format {
+                path: path.to_path_buf(),
+                message: "expected a model directory (config.json + safetensors) or a .gguf file".into(),
+            });
+        }
+        let gguf = crate::gguf::GgufModel::open(path)?;
+        let config = ModelConfig::from_value(gguf.config_json(), path)?;
+        let tokenizer = Tokenizer::from_tokenizer(gguf.tokenizer()?, config.eos_token_ids.clone(), config.bos_token_id);
+        Self::from_source(config, &gguf, Some(tokenizer), opts)
     }
 
     /// Build from a parsed config and any weight source (safetensors, GGUF, random).
@@ -341,7 +353,7 @@ impl Engine {
         crate::model::mtp::check_hidden_rows(hidden, tokens.len(), self.config.hidden_size)?;
         cache.reserve(tokens.len())?;
         let start = cache.len();
-        let run = || -> Result<ForwardOutput> {
+        let mut run = || -> Result<ForwardOutput> {
             let (logits, hidden, experts_touched) = match (&self.model, &mut cache.layers) {
                 (Models::Flex(m), CacheLayers::Flex(c)) => run_mtp(m, tokens, hidden, c, start),
                 #[cfg(feature = "wgpu")]
@@ -395,7 +407,7 @@ impl Engine {
         }
         cache.reserve(tokens.len())?;
         let start = cache.len();
-        let run = || -> Result<ForwardOutput> {
+        let mut run = || -> Result<ForwardOutput> {
             let (logits, hidden, experts_touched) = match (&self.model, &mut cache.layers) {
                 (Models::Flex(m), CacheLayers::Flex(c)) => run_model(m, tokens, c, start, rows, want_hidden),
                 #[cfg(feature = "wgpu")]

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::model::moe::ExpertTally;
 use crate::sampling::{Sampler, Sampling};
 
 /// Generation settings.
@@ -59,6 +60,8 @@ pub struct Generation {
     /// Tokens after the first ÷ decode time.
     pub decode_tok_per_s: f64,
     pub stop_reason: StopReason,
+    /// MoE models: distinct experts touched per MoE layer, by forward batch size.
+    pub experts: Option<ExpertTally>,
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -89,8 +92,12 @@ pub fn generate(engine: &Engine, prompt_ids: &[u32], opts: &GenerateOptions) -> 
     let mut stop_reason = StopReason::MaxTokens;
     let mut prefill_ms = 0.0;
     let mut ttft_ms = 0.0;
+    let mut experts = ExpertTally::for_config(engine.config());
     if opts.max_new_tokens > 0 {
         let out = engine.forward_last(prompt_ids, &mut cache)?;
+        if let Some(t) = experts.as_mut() {
+            t.record(prompt_ids.len(), &out.experts_touched);
+        }
         let token = sampler.sample(out.last_row());
         prefill_ms = ms_since(start);
         ttft_ms = prefill_ms;
@@ -104,6 +111,9 @@ pub fn generate(engine: &Engine, prompt_ids: &[u32], opts: &GenerateOptions) -> 
             let out = engine.forward_last(&[last], &mut cache)?;
             let token = sampler.sample(out.last_row());
             itl_ms.push(ms_since(step));
+            if let Some(t) = experts.as_mut() {
+                t.record(1, &out.experts_touched);
+            }
             output.push(token);
             if stops(token) {
                 stop_reason = StopReason::Eos;
@@ -123,5 +133,6 @@ pub fn generate(engine: &Engine, prompt_ids: &[u32], opts: &GenerateOptions) -> 
         decode_ms,
         e2e_ms,
         stop_reason,
+        experts,
     })
 }

@@ -14,6 +14,7 @@ pub mod kv_cache;
 pub mod model;
 pub mod quant;
 pub mod random;
+pub mod roofline;
 pub mod safetensors;
 pub mod sampling;
 pub mod spec;

@@ -158,7 +158,7 @@ pub fn sample_index(probs: &[f32], u: f32) -> u32 {
 }
 
 /// A sampler with its own seeded RNG (same seed → same tokens).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Sampler {
     sampling: Sampling,
     rng: StdRng,

@@ -40,6 +40,7 @@ pub const MODES: &[&str] = &["none", "ngram-cache", "ngram-mod", "ngram-simple",
 pub const CONTROL_MODE: &str = "none";
 
 const DRAFTING: &[&str] = &["draft", "mtp"];
+const SPECULATIVE: &[&str] = &["ngram-cache", "ngram-mod", "ngram-simple", "draft", "mtp"];
 
 /// Every axis a sweep may use, in the order cells print their configuration.
 pub const AXES: &[AxisDef] = &[
@@ -52,12 +53,14 @@ pub const AXES: &[AxisDef] = &[
     AxisDef { name: "max_new_tokens", kind: AxisKind::Int, modes: None, help: "tokens to generate per request (default: header)" },
     AxisDef { name: "spec", kind: AxisKind::Str, modes: None, help: "none, ngram-cache, ngram-mod, ngram-simple, draft, mtp" },
     AxisDef { name: "draft_model", kind: AxisKind::Str, modes: Some(&["draft"]), help: "draft model: NAME, directory or .gguf" },
-    AxisDef { name: "draft_min", kind: AxisKind::Int, modes: Some(DRAFTING), help: "drop drafts shorter than this" },
-    AxisDef { name: "draft_max", kind: AxisKind::Int, modes: Some(&["draft", "mtp", "ngram-cache", "ngram-simple"]), help: "most draft tokens per round" },
+    AxisDef { name: "draft_min", kind: AxisKind::Int, modes: Some(&["draft", "mtp", "ngram-mod"]), help: "drop drafts shorter than this (ngram-mod: old spelling of n_min)" },
+    AxisDef { name: "draft_max", kind: AxisKind::Int, modes: Some(SPECULATIVE), help: "most draft tokens per round (ngram-mod: old spelling of n_max)" },
     AxisDef { name: "draft_p_min", kind: AxisKind::Float, modes: Some(DRAFTING), help: "stop drafting below this top-token probability" },
     AxisDef { name: "spec_ngram_mod_n_match", kind: AxisKind::Int, modes: Some(&["ngram-mod"]), help: "ngram-mod key length" },
     AxisDef { name: "spec_ngram_mod_n_min", kind: AxisKind::Int, modes: Some(&["ngram-mod"]), help: "ngram-mod minimum draft" },
     AxisDef { name: "spec_ngram_mod_n_max", kind: AxisKind::Int, modes: Some(&["ngram-mod"]), help: "ngram-mod maximum draft" },
+    AxisDef { name: "spec_ngram_size_n", kind: AxisKind::Int, modes: Some(&["ngram-mod"]), help: "old llama.cpp spelling of the ngram-mod key length" },
+    AxisDef { name: "verify", kind: AxisKind::Str, modes: Some(SPECULATIVE), help: "acceptance rule when sampling: rejection, sample-and-match" },
     AxisDef { name: "reset_per_request", kind: AxisKind::Bool, modes: Some(&["ngram-mod", "ngram-cache"]), help: "clear drafter state between requests" },
     AxisDef { name: "prompt_lookup_min", kind: AxisKind::Int, modes: Some(&["ngram-simple"]), help: "shortest suffix match" },
     AxisDef { name: "prompt_lookup_max", kind: AxisKind::Int, modes: Some(&["ngram-simple"]), help: "longest suffix match" },
@@ -90,5 +93,19 @@ mod tests {
         assert!(axis_def("draft_max").unwrap().applies_to("draft"));
         assert!(!axis_def("draft_max").unwrap().applies_to("none"));
         assert!(axis_def("depth").unwrap().applies_to("none"));
+    }
+
+    #[test]
+    fn mode_parameters_match_the_engine() {
+        use specsweep_engine::spec::SpecMode;
+        for mode in MODES {
+            let keys = SpecMode::parse(mode).unwrap().keys();
+            for axis in AXES.iter().filter(|a| a.modes.is_some()) {
+                assert_eq!(axis.applies_to(mode), keys.contains(&axis.name), "axis {} / mode {mode}", axis.name);
+            }
+            for key in keys {
+                assert!(axis_def(key).is_some(), "engine key {key} is not a sweep axis");
+            }
+        }
     }
 }

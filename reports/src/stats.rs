@@ -271,7 +271,7 @@ mod tests {
         // 0 of 20: the lower bound is exactly 0 and the upper one z²/(n + z²).
         let e = wilson(0, 20, 0.95);
         let z2 = 1.959_963_984_540_054_f64.powi(2);
-        assert_eq!(e.lo, 0.0);
+        assert!(close(e.lo, 0.0, 1e-12), "{e:?}");
         assert!(close(e.hi, z2 / (20.0 + z2), 1e-9), "{e:?}");
         assert!(wilson(0, 0, 0.95).point.is_nan());
     }
@@ -334,7 +334,9 @@ mod tests {
         for (a, e) in adjusted.iter().zip(expected) {
             assert!(close(*a, e, 1e-12), "{adjusted:?}");
         }
-        assert_eq!(holm(&[0.9, 0.8]), vec![0.9, 0.9]);
+        // [0.5, 0.2]: 0.2·2 = 0.4, then max(0.4, 0.5·1) = 0.5.
+        assert_eq!(holm(&[0.5, 0.2]), vec![0.5, 0.4]);
+        assert_eq!(holm(&[0.9, 0.8]), vec![1.0, 1.0]);
         assert!(holm(&[]).is_empty());
     }
 }

@@ -11,6 +11,7 @@
 use half::{bf16, f16};
 
 /// The ggml tensor types the engine can read. Discriminants are ggml's `ggml_type` ids.
+#[allow(non_camel_case_types)] // ggml's spelling (Q4_K) is what users search for
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GgmlType {
     F32 = 0,

@@ -348,4 +348,132 @@ mod tests {
         let e = GgufModel::open(&p).unwrap_err().to_string();
         assert!(e.contains("unsupported architecture `gpt2`"), "{e}");
     }
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+    }
+
+    /// All f32 tensors of an HF checkpoint directory (f32 / bf16 / f16 safetensors, any shards).
+    fn hf_tensors(dir: &Path) -> HashMap<String, HostTensor> {
+        let mut out = HashMap::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_none_or(|e| e != "safetensors") {
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            for (name, view) in st.tensors() {
+                let raw = view.data();
+                let data: Vec<f32> = match view.dtype() {
+                    safetensors::Dtype::F32 => raw
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                    safetensors::Dtype::BF16 => raw
+                        .chunks_exact(2)
+                        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect(),
+                    safetensors::Dtype::F16 => raw
+                        .chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect(),
+                    other => panic!("{name}: dtype {other:?}"),
+                };
+                let shape = view.shape().to_vec();
+                out.insert(name, HostTensor { shape, data });
+            }
+        }
+        out
+    }
+
+    /// The f32 GGUF conversions hand out exactly the HF checkpoint's tensors (names, shapes,
+    /// values — so the Q/K un-permutation of llama-tiny is right) and an equivalent config.
+    #[test]
+    fn f32_conversions_equal_the_hf_checkpoints() {
+        for name in ["llama-tiny", "qwen2-tiny", "qwen3-tiny", "qwen3moe-4e"] {
+            let m = GgufModel::open(&fixtures().join("gguf").join(format!("{name}.gguf"))).unwrap();
+            let hf = hf_tensors(&fixtures().join(name));
+            let mut ours = m.names();
+            ours.sort();
+            let mut theirs: Vec<String> = hf.keys().cloned().collect();
+            theirs.sort();
+            assert_eq!(ours, theirs, "{name}: tensor names");
+            for (tname, want) in &hf {
+                let got = m.load(tname).unwrap();
+                assert_eq!(got.shape, want.shape, "{name}: {tname}");
+                assert_eq!(got.data, want.data, "{name}: {tname}");
+            }
+            let cfg_text = std::fs::read_to_string(fixtures().join(name).join("config.json")).unwrap();
+            let want: serde_json::Value = serde_json::from_str(&cfg_text).unwrap();
+            let got = m.config_json();
+            for key in [
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "vocab_size",
+                "tie_word_embeddings",
+                "rms_norm_eps",
+            ] {
+                assert_eq!(got[key], want[key], "{name}: {key}");
+            }
+            let theta = want["rope_theta"]
+                .as_f64()
+                .or(want["rope_parameters"]["rope_theta"].as_f64())
+                .unwrap();
+            assert_eq!(got["rope_theta"].as_f64(), Some(theta), "{name}: rope_theta");
+            let head_dim = got["head_dim"].as_u64().unwrap() as usize;
+            if let Some(hd) = want["head_dim"].as_u64() {
+                assert_eq!(head_dim, hd as usize, "{name}: head_dim");
+            }
+            if want["rope_scaling"]["rope_type"] == "llama3" {
+                let a = hparams::llama3_divisors(&got["rope_scaling"], theta, head_dim);
+                let b = hparams::llama3_divisors(&want["rope_scaling"], theta, head_dim);
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-6 * y, "{name}: rope divisors {a:?} vs {b:?}");
+                }
+            }
+            if name == "qwen3moe-4e" {
+                for key in ["num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob"] {
+                    assert_eq!(got[key], want[key], "{name}: {key}");
+                }
+                let experts = want["num_experts"].as_u64().or(want["num_local_experts"].as_u64());
+                assert_eq!(got["num_experts"].as_u64(), experts);
+            }
+        }
+    }
+
+    /// The q8_0 conversion stays within Q8_0's rounding of the HF weights: |error| ≤ d/2 per block
+    /// with d = max|w|/127, plus up to 127 × d's own f16 rounding (2^-11 relative): relative to the
+    /// tensor's largest value, (0.5 + 127/2048)/127 < 0.57/127.
+    #[test]
+    fn q8_0_conversion_is_within_quantization_error() {
+        let dir = fixtures().join("gguf");
+        let Some(file) = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-q8_0.gguf"))
+        else {
+            panic!("no *-q8_0.gguf fixture in {}", dir.display());
+        };
+        let stem = file.file_stem().unwrap().to_string_lossy().replace("-q8_0", "");
+        let m = GgufModel::open(&file).unwrap();
+        let hf = hf_tensors(&fixtures().join(&stem));
+        let mut n_q8 = 0;
+        for (tname, want) in &hf {
+            let got = m.load(tname).unwrap();
+            assert_eq!(got.shape, want.shape, "{tname}");
+            let max = want.data.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let err = got.data.iter().zip(&want.data).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            if m.ggml_type_of(tname) == Some(GgmlType::Q8_0) {
+                n_q8 += 1;
+                assert!(err <= max * 0.57 / 127.0, "{tname}: error {err}, max {max}");
+            } else {
+                assert!(err <= 1e-6 * max.max(1.0), "{tname}: error {err}");
+            }
+        }
+        assert!(n_q8 > 0, "{}: no Q8_0 tensors", file.display());
+    }
 }
+

@@ -450,9 +450,10 @@ pub(crate) mod tests {
         let mut bad_magic = good.clone();
         bad_magic[0] = b'X';
         assert!(parse_header(&bad_magic).unwrap_err().contains("not a GGUF file"));
-        let e = parse_header(&good[..good.len() - 4]).unwrap_err();
+        let data_offset = parse_header(&good).unwrap().data_offset;
+        let e = parse_header(&good[..data_offset + 8]).unwrap_err();
         assert!(e.contains("truncated") && e.contains("blk.0.attn_q.weight"), "{e}");
-        let e = parse_header(&good[..30]).unwrap_err();
+        let e = parse_header(&good[..54]).unwrap_err();
         assert!(e.contains("general.architecture"), "{e}");
         let q2k = Writer::default().raw_tensor("w", &[256], 10, vec![0; 84]).build();
         let e = parse_header(&q2k).unwrap_err();

@@ -249,4 +249,84 @@ mod tests {
         m.insert("tokenizer.ggml.model".into(), MetaValue::String("t5".into()));
         assert!(build(&m).unwrap_err().contains("`t5`"));
     }
+
+    /// llama.cpp's own tokenizer vectors (`models/ggml-vocab-*.gguf` with `.inp`/`.out`, shipped in
+    /// the llama-cpp-python sdist). They are not committed: `scripts/llamacpp-vocab-vectors.sh`
+    /// fetches them with pip and prints the directory to pass as `SPECSWEEP_VOCAB_DIR`. Without
+    /// it this test says it is skipped. Tokenization is llama.cpp's test setting: no BOS/EOS
+    /// added, special tokens not parsed.
+    #[test]
+    fn llama_cpp_vocab_vectors() {
+        let Some(dir) = std::env::var_os("SPECSWEEP_VOCAB_DIR") else {
+            eprintln!("skipped: set SPECSWEEP_VOCAB_DIR (see scripts/llamacpp-vocab-vectors.sh)");
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let mut total_failed = 0;
+        for vocab in VECTOR_VOCABS {
+            let gguf = dir.join(format!("ggml-vocab-{vocab}.gguf"));
+            let (pass, fail) = run_vectors(&gguf);
+            eprintln!("vocab {vocab}: {pass} passed, {fail} failed");
+            total_failed += fail;
+        }
+        assert_eq!(total_failed, 0, "some llama.cpp tokenizer vectors differ");
+    }
+
+    /// The byte-level BPE vocabularies with llama.cpp test vectors whose pre-tokenizer we build.
+    const VECTOR_VOCABS: &[&str] = &[
+        "qwen2",
+        "llama-bpe",
+        "gpt-2",
+        "starcoder",
+        "refact",
+        "command-r",
+        "deepseek-coder",
+        "falcon",
+        "mpt",
+        "qwen35",
+    ];
+
+    /// (passed, failed) over one vocabulary's vectors; prints the first few mismatches.
+    fn run_vectors(gguf: &std::path::Path) -> (usize, usize) {
+        let bytes = std::fs::read(gguf).unwrap_or_else(|e| panic!("{}: {e}", gguf.display()));
+        let header = crate::gguf::reader::parse_header(&bytes).unwrap();
+        let mut tok = build(&header.metadata).unwrap_or_else(|e| panic!("{}: {e}", gguf.display()));
+        tok.set_encode_special_tokens(true);
+        let inp = std::fs::read_to_string(gguf.with_extension("gguf.inp")).unwrap();
+        let out = std::fs::read_to_string(gguf.with_extension("gguf.out")).unwrap();
+        let mut inputs: Vec<&str> = Vec::new();
+        let mut rest = inp.as_str();
+        let sep = "\n__ggml_vocab_test__\n";
+        while !rest.is_empty() {
+            match rest.find(sep) {
+                Some(i) => {
+                    inputs.push(&rest[..i]);
+                    rest = &rest[i + sep.len()..];
+                }
+                None => {
+                    inputs.push(rest);
+                    rest = "";
+                }
+            }
+        }
+        let expected: Vec<Vec<u32>> = out
+            .lines()
+            .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(inputs.len(), expected.len(), "{}", gguf.display());
+        let (mut pass, mut fail) = (0, 0);
+        for (text, want) in inputs.iter().zip(&expected) {
+            let got = ids(&tok, text, false);
+            if &got == want {
+                pass += 1;
+            } else {
+                fail += 1;
+                if fail <= 3 {
+                    eprintln!("  {:?}: got {got:?}, llama.cpp {want:?}", text);
+                }
+            }
+        }
+        (pass, fail)
+    }
 }
+

@@ -241,6 +241,14 @@ pub struct ExpertTally {
     by_batch: BTreeMap<u32, (u64, u64, u64)>,
 }
 
+/// The serialisable form of an [`ExpertTally`], field for field the run records' `ExpertStats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExpertSummary {
+    pub n_experts: u32,
+    pub n_experts_per_token: u32,
+    pub by_batch_size: Vec<ExpertsAtBatch>,
+}
+
 /// Mean distinct experts touched per MoE layer for forwards over `batch_tokens` tokens.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ExpertsAtBatch {
@@ -286,6 +294,15 @@ impl ExpertTally {
                 mean_experts_touched: sum as f64 / samples.max(1) as f64,
             })
             .collect()
+    }
+
+    /// The tally as `ExpertStats`-shaped data for JSON output.
+    pub fn summary(&self) -> ExpertSummary {
+        ExpertSummary {
+            n_experts: self.n_experts,
+            n_experts_per_token: self.n_experts_per_token,
+            by_batch_size: self.by_batch_size(),
+        }
     }
 
     /// Expected distinct experts for `k` tokens under uniform independent routing:

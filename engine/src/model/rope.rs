@@ -115,16 +115,21 @@ mod tests {
     fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
         let plain = Rope::new(&config(serde_json::Value::Null));
         let scaled = Rope::new(&config(serde_json::json!({"rope_type": "llama3", "factor": 8.0,
-            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16})));
-        // θ_0 = 1: wavelength 2π < 16/4 → unchanged.
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})));
+        // θ_0 = 1: wavelength 2π < 64/4 → unchanged.
         assert_eq!(plain.inv_freq[0], scaled.inv_freq[0]);
-        // The lowest frequency has wavelength ≫ 16 → divided by 8.
+        // The lowest frequency has wavelength ≫ 64 → divided by 8.
         let last = plain.inv_freq.len() - 1;
         assert!((scaled.inv_freq[last] - plain.inv_freq[last] / 8.0).abs() < 1e-12);
-        // Frequencies never increase under scaling.
+        // Frequencies never increase under scaling, and some in the middle band are smoothed.
+        let mut smoothed = 0;
         for (a, b) in plain.inv_freq.iter().zip(&scaled.inv_freq) {
             assert!(b <= a);
+            if b < a && *b > a / 8.0 {
+                smoothed += 1;
+            }
         }
+        assert!(smoothed > 0);
     }
 
     #[test]

@@ -21,7 +21,8 @@ use super::matmul::{ActTile, FloatTile, TILE_M};
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    unsafe { _cvtsh_ss(u16::from_le_bytes([*p, *p.add(1)])) }
+    let bits = unsafe { u16::from_le_bytes([*p, *p.add(1)]) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 /// Horizontal sum of 8 lanes.

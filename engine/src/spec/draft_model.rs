@@ -35,7 +35,7 @@ pub struct DraftParams {
 }
 
 /// How a model-based drafter picks its tokens.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DraftChooser {
     sampling: Sampling,
     rng: StdRng,

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod gate;
 pub mod generate;
 pub mod logits;
+pub mod model_opts;
 pub mod models;
 pub mod plan;
 pub mod report;
