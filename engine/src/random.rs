@@ -62,7 +62,7 @@ pub fn resolve_config(spec: &str) -> Result<ModelConfig> {
     }
 }
 
-/// Random weights for every tensor of a dense config.
+/// Random weights for every tensor of a config (dense, or MoE with sparse layers).
 pub struct RandomWeights {
     shapes: Vec<(String, Vec<usize>)>,
     seed: u64,
@@ -101,6 +101,22 @@ impl RandomWeights {
             if c.architecture.has_qk_norm() {
                 add("self_attn.q_norm.weight", vec![d]);
                 add("self_attn.k_norm.weight", vec![d]);
+            }
+            if c.architecture.is_moe() && crate::model::moe::is_sparse_layer(c, i) {
+                // Sparse layer: router, experts and the optional gated shared expert (model::moe).
+                let (n, m, sh) = (c.num_experts, c.moe_intermediate_size, c.shared_expert_intermediate_size);
+                add("mlp.gate.weight", vec![n, h]);
+                let mut mlp = |name: String, inter: usize| {
+                    add(&format!("{name}.gate_proj.weight"), vec![inter, h]);
+                    add(&format!("{name}.up_proj.weight"), vec![inter, h]);
+                    add(&format!("{name}.down_proj.weight"), vec![h, inter]);
+                };
+                (0..n).for_each(|e| mlp(format!("mlp.experts.{e}"), m));
+                if sh > 0 {
+                    mlp("mlp.shared_expert".into(), sh);
+                    add("mlp.shared_expert_gate.weight", vec![1, h]);
+                }
+                continue;
             }
             add("mlp.gate_proj.weight", vec![ff, h]);
             add("mlp.up_proj.weight", vec![ff, h]);

@@ -7,12 +7,17 @@
 //! from the same stream). Peak RSS is the kernel's VmHWM, reset before each request by writing
 //! `5` to /proc/self/clear_refs (Linux ≥ 4.0), so it is each request's own peak.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use specsweep_engine::generate::Generation;
+use specsweep_engine::spec::{Drafter, LoopOptions, SpecConfig, SpecMode, speculative_loop};
 use specsweep_engine::{DType, DeviceSpec, Engine, GenerateOptions, LoadOptions, Sampling, Tokenizer, generate};
-use specsweep_reports::schema::{ExpertStats, ExpertsAtBatch, RecordKey, RequestRecord, SCHEMA_VERSION};
+use specsweep_reports::schema::{ExpertStats, ExpertsAtBatch, RecordKey, RequestRecord, SCHEMA_VERSION, SpecStats};
 
 use crate::chat::ChatTemplate;
 use crate::depth::filler_text;
@@ -38,10 +43,25 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
     let model_path = job.model_paths.get(model_name).with_context(|| format!("no path for model `{model_name}`"))?;
     let engine = Engine::load(model_path, &options).with_context(|| format!("loading model {}", model_path.display()))?;
     let tokenizer = engine.tokenizer().with_context(|| format!("model {} has no tokenizer", model_path.display()))?;
-    let mode = text("spec").unwrap_or("none");
-    if mode != "none" {
-        bail!("speculation mode `{mode}` is not wired into the worker yet");
-    }
+    let mode = text("spec").unwrap_or("none").to_string();
+    let spec = if mode == "none" {
+        None
+    } else {
+        // The cell's speculation parameters, keyed as the engine reads them.
+        let params: BTreeMap<String, Value> = cell
+            .iter()
+            .filter(|(k, _)| crate::axes::axis_def(k).is_some_and(|d| d.modes.is_some()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Some(SpecConfig::from_params(&mode, &params).context("cell speculation parameters")?)
+    };
+    let draft_engine = match text("draft_model") {
+        Some(name) if mode == "draft" => {
+            let path = job.model_paths.get(name).with_context(|| format!("no path for draft model `{name}`"))?;
+            Some(Engine::load(path, &options).with_context(|| format!("loading draft model {}", path.display()))?)
+        }
+        _ => None,
+    };
     let template = ChatTemplate::detect(tokenizer.inner().token_to_id("<|im_start|>").is_some());
     let depth = int("depth").unwrap_or(0) as usize;
     let filler = filler_ids(tokenizer, depth)?;
@@ -54,12 +74,14 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
     let cell_max_new = int("max_new_tokens").unwrap_or(64) as usize;
     emit(WorkerMessage::Loaded { load_ms: started.elapsed().as_secs_f64() * 1e3 })?;
 
-    // Warmup: the first prompts, short, unrecorded.
+    let mut decoder = Decoder { engine: &engine, draft: draft_engine.as_ref(), spec, sampling, seed: job.seed, ngram: None };
+    // Warmup: the first prompts, short, unrecorded; n-gram state is dropped afterwards so that
+    // warmup prompts do not pre-train a drafter that persists across requests.
     for p in job.prompts.iter().cycle().take(if job.prompts.is_empty() { 0 } else { job.warmup as usize }) {
         let ids = prompt_ids(tokenizer, template, &filler, &p.prompt.messages)?;
-        let opts = GenerateOptions { max_new_tokens: WARMUP_NEW_TOKENS, sampling, ignore_eos: false, cache_capacity: None };
-        generate(&engine, &ids, &opts).context("warmup request")?;
+        decoder.decode(&ids, WARMUP_NEW_TOKENS).context("warmup request")?;
     }
+    decoder.ngram = None;
 
     let key = RecordKey {
         schema_version: SCHEMA_VERSION,
@@ -78,8 +100,7 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
             let Some(k) = points.iter().position(|&g| g == i) else { continue };
             let ids = prompt_ids(tokenizer, template, &filler, &history)?;
             reset_peak_rss();
-            let opts = GenerateOptions { max_new_tokens: max_new, sampling, ignore_eos: false, cache_capacity: None };
-            let g = generate(&engine, &ids, &opts).with_context(|| format!("prompt `{}`", p.prompt.id))?;
+            let g = decoder.decode(&ids, max_new).with_context(|| format!("prompt `{}`", p.prompt.id))?;
             emit(WorkerMessage::Tokens { n: g.output_token_ids.len() as u64 })?;
             let answer = tokenizer.decode(&g.output_token_ids).unwrap_or_default();
             let record = RequestRecord {
@@ -96,7 +117,7 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
                 itl_ms: g.itl_ms,
                 e2e_ms: g.e2e_ms,
                 output_token_ids: g.output_token_ids,
-                spec: None,
+                spec: g.spec,
                 experts: g.experts.map(|t| ExpertStats {
                     n_experts: t.n_experts,
                     n_experts_per_token: t.n_experts_per_token,
@@ -115,6 +136,91 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+/// One request's measurements, from plain or speculative decoding.
+struct Measured {
+    output_token_ids: Vec<u32>,
+    prefill_tok_per_s: f64,
+    decode_tok_per_s: f64,
+    ttft_ms: f64,
+    itl_ms: Vec<f64>,
+    e2e_ms: f64,
+    spec: Option<SpecStats>,
+    experts: Option<specsweep_engine::model::moe::ExpertTally>,
+}
+
+impl From<Generation> for Measured {
+    fn from(g: Generation) -> Self {
+        Measured {
+            output_token_ids: g.output_token_ids,
+            prefill_tok_per_s: g.prefill_tok_per_s,
+            decode_tok_per_s: g.decode_tok_per_s,
+            ttft_ms: g.ttft_ms,
+            itl_ms: g.itl_ms,
+            e2e_ms: g.e2e_ms,
+            spec: None,
+            experts: g.experts,
+        }
+    }
+}
+
+/// Decodes requests for one cell: plain generation, or the speculative loop with the mode's
+/// drafter. n-gram drafters live across the unit's requests (their state persists unless
+/// `reset_per_request`, as in llama.cpp's server); model-based drafters get fresh caches per request.
+struct Decoder<'a> {
+    engine: &'a Engine,
+    draft: Option<&'a Engine>,
+    spec: Option<SpecConfig>,
+    sampling: Sampling,
+    seed: u64,
+    ngram: Option<Box<dyn Drafter + 'a>>,
+}
+
+impl<'a> Decoder<'a> {
+    fn decode(&mut self, ids: &[u32], max_new: usize) -> anyhow::Result<Measured> {
+        let Some(config) = self.spec.clone() else {
+            let opts = GenerateOptions { max_new_tokens: max_new, sampling: self.sampling, ignore_eos: false, cache_capacity: None };
+            return Ok(generate(self.engine, ids, &opts)?.into());
+        };
+        let capacity = ids.len() + max_new + config.draft_max + 1;
+        let mut target = crate::spec_engine::EngineTarget::new(self.engine, capacity)?;
+        let opts = LoopOptions {
+            max_new_tokens: max_new,
+            stop_tokens: self.engine.eos_token_ids().to_vec(),
+            sampling: self.sampling,
+            verify: config.verify,
+            draft_max: config.draft_max,
+        };
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let build = |engine, draft| crate::spec_engine::build_drafter(&config, engine, draft, self.sampling, self.seed, capacity);
+        let out = if matches!(config.mode, SpecMode::Draft | SpecMode::Mtp) {
+            let mut drafter = build(self.engine, self.draft)?;
+            speculative_loop(&mut target, drafter.as_mut(), ids, &opts, &mut rng)?
+        } else {
+            if self.ngram.is_none() {
+                self.ngram = Some(build(self.engine, self.draft)?);
+            }
+            let drafter = self.ngram.as_mut().map(|d| d.as_mut()).context("n-gram drafter")?;
+            speculative_loop(&mut target, drafter, ids, &opts, &mut rng)?
+        };
+        let ttft_ms = out.token_ms.first().copied().unwrap_or(0.0);
+        let itl_ms: Vec<f64> = out.token_ms.iter().skip(1).copied().collect();
+        let decode_ms: f64 = itl_ms.iter().sum();
+        let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+        // The engine's statistics mirror the record's field for field (see engine spec::stats).
+        let spec: SpecStats = serde_json::from_value(serde_json::to_value(&out.stats)?)?;
+        Ok(Measured {
+            prefill_tok_per_s: per_s(ids.len(), out.prefill_ms),
+            decode_tok_per_s: per_s(itl_ms.len(), decode_ms),
+            e2e_ms: out.token_ms.iter().sum(),
+            ttft_ms,
+            itl_ms,
+            output_token_ids: out.tokens,
+            spec: Some(spec),
+            experts: target.experts,
+        })
+    }
 }
 
 /// Token ids of a request: `filler` then the rendered conversation (with the tokenizer's special

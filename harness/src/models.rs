@@ -95,10 +95,11 @@ pub fn known_models() -> Vec<ModelEntry> {
     ]
 }
 
-/// Size of qwen2.5-coder-0.5b-instruct-q4_k_m.gguf (measured on the verified file).
-const QWEN_05B_SIZE: u64 = 491_400_032;
-/// Size of qwen2.5-coder-1.5b-instruct-q4_k_m.gguf (measured on the verified file).
-const QWEN_15B_SIZE: u64 = 1_117_320_736;
+/// Size of qwen2.5-coder-0.5b-instruct-q4_k_m.gguf: the sum of the six pinned members (the
+/// sha256 check covers the content).
+const QWEN_05B_SIZE: u64 = 491_400_064;
+/// Size of qwen2.5-coder-1.5b-instruct-q4_k_m.gguf: the sum of the 22 pinned members.
+const QWEN_15B_SIZE: u64 = 1_117_320_768;
 
 /// The known model called `name`.
 pub fn find_model(name: &str) -> Option<ModelEntry> {

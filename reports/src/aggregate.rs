@@ -166,15 +166,6 @@ fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
     Ok(ca.iter().map(|s| s.unwrap_or_default().to_string()).collect())
 }
 
-fn floats(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
-    let col = df
-        .column(name)
-        .and_then(|c| c.cast(&DataType::Float64))
-        .map_err(pe("reading a numeric column"))?;
-    let ca = col.f64().map_err(pe("reading a numeric column"))?;
-    Ok(ca.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
-}
-
 fn counts(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
     let col = df
         .column(name)

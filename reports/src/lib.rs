@@ -2,10 +2,17 @@
 //! and a CI gate. Depends on neither the engine nor the harness: its only input is [`schema`].
 
 pub mod aggregate;
+pub mod baseline;
+pub mod chart;
+pub mod compare;
 pub mod error;
+pub mod export;
+pub mod html;
 pub mod load;
+pub mod report;
 pub mod schema;
 pub mod stats;
 pub mod synthetic;
+pub mod table;
 
 pub use error::{ReportError, Result};

@@ -161,10 +161,12 @@ fn bench_reports_llama_bench_fields_and_the_roofline() {
 
 #[test]
 fn bad_inputs_give_one_line_errors_naming_the_culprit() {
-    let logits = |model: &Path| -> Vec<String> {
+    fn logits(model: &Path) -> Vec<String> {
         ["logits", "--model", s(model), "--token-ids", "1,2,3", "--json"].iter().map(|a| a.to_string()).collect()
-    };
-    let args = |v: &Vec<String>| -> Vec<&str> { v.iter().map(String::as_str).collect() };
+    }
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
 
     // Fixtures written by the reference generator.
     check_error(&args(&logits(&fixture("broken-config"))), &["config.json", "malformed"]);

@@ -20,7 +20,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData, activation::sigmoid, backend::Backend};
+use burn::tensor::{
+    IndexingUpdateOp, Int, Tensor, TensorData, activation::sigmoid, backend::Backend,
+};
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -41,7 +43,12 @@ pub type TokenRoute = Vec<(usize, f32)>;
 /// Route every token from its router logits (`tokens × n_experts`, row-major): softmax over all
 /// experts in f32, top-`top_k` by probability (ties go to the lower expert index), then optional
 /// renormalisation of the chosen weights to sum to one.
-pub fn route(logits: &[f32], n_experts: usize, top_k: usize, norm_topk_prob: bool) -> Vec<TokenRoute> {
+pub fn route(
+    logits: &[f32],
+    n_experts: usize,
+    top_k: usize,
+    norm_topk_prob: bool,
+) -> Vec<TokenRoute> {
     logits
         .chunks_exact(n_experts)
         .map(|row| {
@@ -125,7 +132,8 @@ impl<B: Backend> SparseMoe<B> {
         }
         if config.moe_intermediate_size == 0 {
             return Err(EngineError::Invalid(
-                "config: moe_intermediate_size is missing or zero for a mixture-of-experts model".into(),
+                "config: moe_intermediate_size is missing or zero for a mixture-of-experts model"
+                    .into(),
             ));
         }
         let router = loader.linear(&format!("{prefix}.gate"), h, n, false)?;
@@ -144,7 +152,13 @@ impl<B: Backend> SparseMoe<B> {
         let shared_name = format!("{prefix}.shared_expert.gate_proj.weight");
         let shared = if shared_size > 0 {
             Some(SharedExpert {
-                mlp: Mlp::load(loader, &format!("{prefix}.shared_expert"), h, shared_size, false)?,
+                mlp: Mlp::load(
+                    loader,
+                    &format!("{prefix}.shared_expert"),
+                    h,
+                    shared_size,
+                    false,
+                )?,
                 gate: loader.linear(&format!("{prefix}.shared_expert_gate"), h, 1, false)?,
             })
         } else if loader.source.contains(&shared_name) {
@@ -288,11 +302,13 @@ impl ExpertTally {
     pub fn by_batch_size(&self) -> Vec<ExpertsAtBatch> {
         self.by_batch
             .iter()
-            .map(|(&batch_tokens, &(forwards, sum, samples))| ExpertsAtBatch {
-                batch_tokens,
-                forwards,
-                mean_experts_touched: sum as f64 / samples.max(1) as f64,
-            })
+            .map(
+                |(&batch_tokens, &(forwards, sum, samples))| ExpertsAtBatch {
+                    batch_tokens,
+                    forwards,
+                    mean_experts_touched: sum as f64 / samples.max(1) as f64,
+                },
+            )
             .collect()
     }
 
@@ -332,9 +348,15 @@ mod tests {
         let logits: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().map(|v| v.ln()).collect();
         let raw = route(&logits, 4, 2, false);
         assert_eq!(raw[0].iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 2]);
-        assert!(close(raw[0][0].1, 0.4) && close(raw[0][1].1, 0.3), "{raw:?}");
+        assert!(
+            close(raw[0][0].1, 0.4) && close(raw[0][1].1, 0.3),
+            "{raw:?}"
+        );
         let norm = route(&logits, 4, 2, true);
-        assert!(close(norm[0][0].1, 0.4 / 0.7) && close(norm[0][1].1, 0.3 / 0.7), "{norm:?}");
+        assert!(
+            close(norm[0][0].1, 0.4 / 0.7) && close(norm[0][1].1, 0.3 / 0.7),
+            "{norm:?}"
+        );
         // two tokens, ties go to the lower index
         let two = route(&[0.0, 0.0, 0.0, 5.0, 1.0, 1.0], 3, 1, true);
         assert_eq!(two[0], vec![(0, 1.0)]);
@@ -343,9 +365,19 @@ mod tests {
 
     #[test]
     fn dispatch_groups_rows_per_expert_in_row_order() {
-        let routes = vec![vec![(2, 0.6), (0, 0.4)], vec![(0, 0.9), (1, 0.1)], vec![(2, 1.0)]];
+        let routes = vec![
+            vec![(2, 0.6), (0, 0.4)],
+            vec![(0, 0.9), (1, 0.1)],
+            vec![(2, 1.0)],
+        ];
         let b = dispatch(&routes, 4);
-        assert_eq!(b[0], ExpertBatch { rows: vec![0, 1], weights: vec![0.4, 0.9] });
+        assert_eq!(
+            b[0],
+            ExpertBatch {
+                rows: vec![0, 1],
+                weights: vec![0.4, 0.9]
+            }
+        );
         assert_eq!(b[1].rows, vec![1]);
         assert_eq!(b[2].rows, vec![0, 2]);
         assert!(b[3].rows.is_empty());
@@ -376,7 +408,9 @@ mod tests {
                 })
                 .collect()
         };
-        let t2 = |v: Vec<f32>, r: usize, c: usize| Tensor::<Flex, 2>::from_data(TensorData::new(v, [r, c]), &dev);
+        let t2 = |v: Vec<f32>, r: usize, c: usize| {
+            Tensor::<Flex, 2>::from_data(TensorData::new(v, [r, c]), &dev)
+        };
         let router_w = rnd(n_exp * h);
         let mut host_experts = Vec::new();
         let mut experts = Vec::new();
@@ -401,7 +435,9 @@ mod tests {
         let got = out.hidden.into_data().into_vec::<f32>().unwrap();
 
         let matvec = |w: &[f32], v: &[f32], rows: usize, cols: usize| -> Vec<f32> {
-            (0..rows).map(|r| (0..cols).map(|c| w[r * cols + c] * v[c]).sum()).collect()
+            (0..rows)
+                .map(|r| (0..cols).map(|c| w[r * cols + c] * v[c]).sum())
+                .collect()
         };
         let mut used = std::collections::BTreeSet::new();
         for t in 0..n {
@@ -412,7 +448,11 @@ mod tests {
                 used.insert(*e);
                 let (g, u, d) = &host_experts[*e];
                 let (gv, uv) = (matvec(g, xt, inter, h), matvec(u, xt, inter, h));
-                let act: Vec<f32> = gv.iter().zip(&uv).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+                let act: Vec<f32> = gv
+                    .iter()
+                    .zip(&uv)
+                    .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                    .collect();
                 for (o, y) in want.iter_mut().zip(matvec(d, &act, h, inter)) {
                     *o += w * y;
                 }
@@ -433,8 +473,22 @@ mod tests {
         t.record(3, &[]);
         let rows = t.by_batch_size();
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].batch_tokens, rows[0].forwards, rows[0].mean_experts_touched), (1, 2, 2.0));
-        assert_eq!((rows[1].batch_tokens, rows[1].forwards, rows[1].mean_experts_touched), (4, 1, 6.0));
+        assert_eq!(
+            (
+                rows[0].batch_tokens,
+                rows[0].forwards,
+                rows[0].mean_experts_touched
+            ),
+            (1, 2, 2.0)
+        );
+        assert_eq!(
+            (
+                rows[1].batch_tokens,
+                rows[1].forwards,
+                rows[1].mean_experts_touched
+            ),
+            (4, 1, 6.0)
+        );
         assert!((t.uniform_expectation(1) - 2.0).abs() < 1e-12);
         assert!((t.uniform_expectation(2) - 8.0 * (1.0 - 0.75f64 * 0.75)).abs() < 1e-12);
     }

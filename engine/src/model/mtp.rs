@@ -110,7 +110,9 @@ impl<B: Backend> MtpModule<B> {
         };
         let names = naming.names(config.num_hidden_layers);
         let (h, eps) = (config.hidden_size, config.rms_norm_eps);
-        let sparse = loader.source.contains(&format!("{}.mlp.gate.weight", names.layer));
+        let sparse = loader
+            .source
+            .contains(&format!("{}.mlp.gate.weight", names.layer));
         Ok(Some(Self {
             pre_fc_norm_embedding: RmsNorm::load(loader, &names.norm_embedding, h, eps)?,
             pre_fc_norm_hidden: RmsNorm::load(loader, &names.norm_hidden, h, eps)?,
@@ -183,7 +185,10 @@ mod tests {
     fn detects_both_namings_and_their_absence() {
         let q = names(&["model.layers.1.mlp.up_proj.weight", "mtp.fc.weight"]);
         assert_eq!(MtpNaming::detect(&q, 2), Some(MtpNaming::Qwen35));
-        let d = names(&["model.layers.1.mlp.up_proj.weight", "model.layers.2.eh_proj.weight"]);
+        let d = names(&[
+            "model.layers.1.mlp.up_proj.weight",
+            "model.layers.2.eh_proj.weight",
+        ]);
         assert_eq!(MtpNaming::detect(&d, 2), Some(MtpNaming::DeepSeek));
         // layer 2 of a 3-layer model is a main layer, not an MTP head
         assert_eq!(MtpNaming::detect(&d, 3), None);

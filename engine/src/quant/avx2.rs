@@ -94,13 +94,18 @@ pub(crate) unsafe fn row_dot_blocks(
     let bb = format.block_bytes();
     let mut acc = [_mm256_setzero_ps(); TILE_M];
     let mut corr = [0.0f32; TILE_M];
+    // K-quant minimum terms, subtracted at the end
+    let mut accm = [_mm256_setzero_ps(); TILE_M];
+    let n16 = cols / 16;
     let ones = _mm256_set1_epi16(1);
     let m4 = _mm256_set1_epi8(0x0F);
     let (qs, ds, ss) = (tile.qs.as_ptr(), tile.d.as_ptr(), tile.s.as_ptr());
+    let bsums = tile.bsums.as_ptr();
+    debug_assert_eq!(tile.block, format.block_elems().max(32));
     // SAFETY (whole body): every pointer offset stays inside `w` (n_blocks · bb bytes) or inside the
     // tile (m rows of `cols` values and `nb32` scales), as the debug assertions above state.
     unsafe {
-        // activation block `ab` of row `i`: (values, scale, sum)
+        // activation group `ab` of row `i` for the 32-weight formats: (values, scale, sum)
         let xb = |i: usize, ab: usize| (qs.add(i * cols + 32 * ab), *ds.add(i * nb32 + ab), *ss.add(i * nb32 + ab));
         for b in 0..n_blocks {
             let blk = w.as_ptr().add(b * bb);
@@ -138,44 +143,61 @@ pub(crate) unsafe fn row_dot_blocks(
                     }
                 }
                 QuantFormat::Q4K | QuantFormat::Q5K => {
+                    // One activation scale per super-block (Q8_K): the 8 groups' integer dot
+                    // products, each times its 6-bit scale, are summed in i32 lanes and converted
+                    // once; the minimum term is Σ_g m_g · (Σq_x over group g), from `bsums`.
                     let (d, dmin) = (f16_at(blk), f16_at(blk.add(2)));
                     let scales = std::slice::from_raw_parts(blk.add(4), 12);
                     let five = format == QuantFormat::Q5K;
                     let qh = if five { load(blk.add(16)) } else { _mm256_setzero_si256() };
                     let qs_w = blk.add(if five { 48 } else { 16 });
+                    let mut sc = [0i16; 8];
+                    let mut mins16 = [0i16; 16];
+                    for g in 0..8 {
+                        let (scale, min) = scale_min_k4(g, scales);
+                        sc[g] = i16::from(scale);
+                        mins16[2 * g] = i16::from(min);
+                        mins16[2 * g + 1] = i16::from(min);
+                    }
+                    let mins = _mm256_loadu_si256(mins16.as_ptr() as *const __m256i);
+                    let mut sumi = [_mm256_setzero_si256(); TILE_M];
                     for c in 0..4 {
-                        let (sc0, mn0) = scale_min_k4(2 * c, scales);
-                        let (sc1, mn1) = scale_min_k4(2 * c + 1, scales);
                         let qb = load(qs_w.add(32 * c));
                         let mut q0 = _mm256_and_si256(qb, m4);
                         let mut q1 = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
                         if five {
                             let sixteen = _mm256_set1_epi8(0x10);
-                            let (b0, b1) = (_mm256_set1_epi8(1 << (2 * c)), _mm256_set1_epi8(1 << (2 * c + 1)));
+                            let b0 = _mm256_set1_epi8(1 << (2 * c));
+                            let b1 = _mm256_set1_epi8(1 << (2 * c + 1));
                             let h0 = _mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0);
                             let h1 = _mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1);
                             q0 = _mm256_or_si256(q0, _mm256_and_si256(h0, sixteen));
                             q1 = _mm256_or_si256(q1, _mm256_and_si256(h1, sixteen));
                         }
-                        let (s0, s1) = (_mm256_set1_epi16(i16::from(sc0)), _mm256_set1_epi16(i16::from(sc1)));
-                        let (m0, m1) = (dmin * f32::from(mn0), dmin * f32::from(mn1));
-                        let ab = b * 8 + 2 * c;
+                        let s0 = _mm256_set1_epi16(sc[2 * c]);
+                        let s1 = _mm256_set1_epi16(sc[2 * c + 1]);
                         for i in 0..m {
-                            let (x0, dx0, sx0) = xb(i, ab);
-                            let (x1, dx1, sx1) = xb(i, ab + 1);
-                            let p0 = dot_us(q0, load(x0 as *const u8), s0);
-                            let p1 = dot_us(q1, load(x1 as *const u8), s1);
-                            acc[i] = _mm256_fmadd_ps(p0, _mm256_set1_ps(d * dx0), acc[i]);
-                            acc[i] = _mm256_fmadd_ps(p1, _mm256_set1_ps(d * dx1), acc[i]);
-                            corr[i] -= m0 * sx0 + m1 * sx1;
+                            let x = qs.add(i * cols + 256 * b + 64 * c) as *const u8;
+                            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, load(x)), s0);
+                            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, load(x.add(32))), s1);
+                            sumi[i] = _mm256_add_epi32(sumi[i], _mm256_add_epi32(p0, p1));
                         }
+                    }
+                    for i in 0..m {
+                        let dx = *ds.add(i * n_blocks + b);
+                        let bs = _mm256_loadu_si256(bsums.add(i * n16 + 16 * b) as *const __m256i);
+                        let summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
+                        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[i]), _mm256_set1_ps(d * dx), acc[i]);
+                        accm[i] = _mm256_fmadd_ps(summ, _mm256_set1_ps(dmin * dx), accm[i]);
                     }
                 }
                 QuantFormat::Q6K => {
+                    // Unsigned 6-bit q times x, scaled per 16 in i32 lanes; the offset 32 is
+                    // removed with the activation group sums: Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ sc·Σx.
                     let d = f16_at(blk.add(208));
-                    let sc = blk.add(192) as *const i8;
+                    let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192) as *const __m128i));
                     let m3 = _mm256_set1_epi8(3);
-                    let thirty_two = _mm256_set1_epi8(32);
+                    let mut sumi = [_mm256_setzero_si256(); TILE_M];
                     for h in 0..2 {
                         let ql0 = load(blk.add(64 * h));
                         let ql1 = load(blk.add(64 * h + 32));
@@ -195,18 +217,24 @@ pub(crate) unsafe fn row_dot_blocks(
                         ];
                         for (p, g) in groups.into_iter().enumerate() {
                             let k = 4 * h + p;
-                            let gs = _mm256_sub_epi8(g, thirty_two);
-                            let ag = _mm256_sign_epi8(gs, gs);
+                            let sc = blk.add(192 + 2 * k) as *const i8;
                             let scv = _mm256_set_m128i(
-                                _mm_set1_epi16(i16::from(*sc.add(2 * k + 1))),
-                                _mm_set1_epi16(i16::from(*sc.add(2 * k))),
+                                _mm_set1_epi16(i16::from(*sc.add(1))),
+                                _mm_set1_epi16(i16::from(*sc)),
                             );
                             for i in 0..m {
-                                let (x, dx, _) = xb(i, b * 8 + k);
-                                let sy = _mm256_sign_epi8(load(x as *const u8), gs);
-                                acc[i] = _mm256_fmadd_ps(dot_us(ag, sy, scv), _mm256_set1_ps(d * dx), acc[i]);
+                                let x = qs.add(i * cols + 256 * b + 32 * k) as *const u8;
+                                let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(g, load(x)), scv);
+                                sumi[i] = _mm256_add_epi32(sumi[i], prod);
                             }
                         }
+                    }
+                    for i in 0..m {
+                        let dx = *ds.add(i * n_blocks + b);
+                        let bs = _mm256_loadu_si256(bsums.add(i * n16 + 16 * b) as *const __m256i);
+                        let offset = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
+                        let total = _mm256_sub_epi32(sumi[i], offset);
+                        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * dx), acc[i]);
                     }
                 }
                 QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
@@ -215,7 +243,7 @@ pub(crate) unsafe fn row_dot_blocks(
             }
         }
         for i in 0..m {
-            out[i] = hsum(acc[i]) + corr[i];
+            out[i] = hsum(acc[i]) - hsum(accm[i]) + corr[i];
         }
     }
 }

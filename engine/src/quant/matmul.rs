@@ -79,17 +79,20 @@ pub(crate) struct ActTile<'a> {
     pub(crate) qs: &'a [i8],
     pub(crate) d: &'a [f32],
     pub(crate) s: &'a [f32],
+    pub(crate) bsums: &'a [i16],
+    /// Values per scale in `d`: 32, or 256 for the K-quants.
+    pub(crate) block: usize,
     pub(crate) cols: usize,
     pub(crate) m: usize,
 }
 
 impl ActTile<'_> {
-    /// Block `b` of row `i`: its 32 values, scale and scaled sum.
+    /// Group `b` (of 32 values) of row `i`: its values, scale and scaled sum.
     #[inline(always)]
     pub(crate) fn block(&self, i: usize, b: usize) -> (&[i8], f32, f32) {
         let nb = self.cols / 32;
         let at = i * self.cols + 32 * b;
-        (&self.qs[at..at + 32], self.d[i * nb + b], self.s[i * nb + b])
+        (&self.qs[at..at + 32], self.d[at / self.block], self.s[i * nb + b])
     }
 }
 
@@ -150,7 +153,9 @@ pub fn matmul_with(
     }
     let blocks = w.format().is_block_quantized();
     if blocks {
-        scratch.act.quantize(x, m, cols);
+        // K-quants take one activation scale per 256 (ggml's Q8_K), the others one per 32 (Q8_1).
+        let block = w.format().block_elems().max(32);
+        scratch.act.quantize(x, m, cols, block);
     }
     let act = &scratch.act;
     let threads = rayon::current_num_threads();
@@ -217,11 +222,13 @@ unsafe fn compute_rows(
                 let w_row = w.row(r);
                 match input {
                     Input::Blocks(act) => {
-                        let nb = cols / 32;
+                        let (nb, nd, n16) = (cols / 32, cols / act.block, cols / 16);
                         let tile = ActTile {
                             qs: &act.qs[t0 * cols..(t0 + tm) * cols],
-                            d: &act.d[t0 * nb..(t0 + tm) * nb],
+                            d: &act.d[t0 * nd..(t0 + tm) * nd],
                             s: &act.s[t0 * nb..(t0 + tm) * nb],
+                            bsums: &act.bsums[t0 * n16..(t0 + tm) * n16],
+                            block: act.block,
                             cols,
                             m: tm,
                         };

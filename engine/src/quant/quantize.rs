@@ -67,9 +67,11 @@ fn quantize_q4_1_block(x: &[f32], out: &mut Vec<u8>) {
     out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
 }
 
-/// Activation rows quantized to 8-bit blocks of 32 for the integer kernels: block `b` of row `i`
-/// holds `q = round(x / d)` with `d = max|x| / 127`, and `s = d · Σq` (what the offset and minimum
-/// terms of Q4_0 / Q4_1 / Q5_* / Q4_K / Q5_K need), as ggml's `block_q8_1` does.
+/// Activation rows quantized to 8-bit blocks for the integer kernels, as ggml's `block_q8_1`
+/// (blocks of 32, for the 32-weight formats) and `block_q8_K` (blocks of 256, for the K-quants) do:
+/// block `b` holds `q = round(x / d)` with `d = max|x| / 127`; every group of 16 keeps its integer
+/// sum `Σq` (`bsums`) and every group of 32 its scaled sum `s = d · Σq`, which the offset and minimum
+/// terms of Q4_0 / Q4_1 / Q5_* / Q4_K / Q5_K / Q6_K need.
 ///
 /// A reusable buffer: [`ActBlocks::quantize`] grows it on first use and never shrinks it, so the
 /// decode loop does not allocate.
@@ -77,36 +79,49 @@ fn quantize_q4_1_block(x: &[f32], out: &mut Vec<u8>) {
 pub struct ActBlocks {
     /// `rows × cols` quantized values.
     pub(crate) qs: Vec<i8>,
-    /// `rows × cols / 32` block scales.
+    /// `rows × cols / block` block scales.
     pub(crate) d: Vec<f32>,
-    /// `rows × cols / 32` block sums `d · Σq`.
+    /// `rows × cols / 32` sums `d · Σq` of each group of 32.
     pub(crate) s: Vec<f32>,
+    /// `rows × cols / 16` integer sums `Σq` of each group of 16.
+    pub(crate) bsums: Vec<i16>,
+    /// Values per scale: 32 or 256.
+    pub(crate) block: usize,
     pub(crate) rows: usize,
     pub(crate) cols: usize,
 }
 
 impl ActBlocks {
-    /// Quantize `x` (`rows × cols`, row-major, `cols` a multiple of 32).
-    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize) {
-        debug_assert_eq!(cols % 32, 0);
+    /// Quantize `x` (`rows × cols`, row-major, `cols` a multiple of `block`) with one scale per
+    /// `block` (32 or 256) values.
+    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, block: usize) {
+        debug_assert!(block == 32 || block == 256);
+        debug_assert_eq!(cols % block, 0);
         debug_assert_eq!(x.len(), rows * cols);
-        let nb = rows * cols / 32;
-        self.qs.resize(rows * cols, 0);
-        self.d.resize(nb, 0.0);
-        self.s.resize(nb, 0.0);
+        let n = rows * cols;
+        self.qs.resize(n, 0);
+        self.d.resize(n / block, 0.0);
+        self.s.resize(n / 32, 0.0);
+        self.bsums.resize(n / 16, 0);
+        self.block = block;
         self.rows = rows;
         self.cols = cols;
-        for (b, (xb, qb)) in x.chunks_exact(32).zip(self.qs.chunks_exact_mut(32)).enumerate() {
+        for (b, (xb, qb)) in x.chunks_exact(block).zip(self.qs.chunks_exact_mut(block)).enumerate() {
             let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
             for (q, &v) in qb.iter_mut().zip(xb) {
                 *q = (v * id).round() as i8;
-                sum += i32::from(*q);
             }
             self.d[b] = d;
-            self.s[b] = d * sum as f32;
+            let g16 = b * block / 16;
+            for (k, q16) in qb.chunks_exact(16).enumerate() {
+                self.bsums[g16 + k] = q16.iter().map(|&q| i16::from(q)).sum();
+            }
+            for k in 0..block / 32 {
+                let pair = i32::from(self.bsums[g16 + 2 * k]) + i32::from(self.bsums[g16 + 2 * k + 1]);
+                self.s[b * block / 32 + k] = d * pair as f32;
+            }
         }
     }
 
@@ -165,7 +180,7 @@ mod tests {
     fn activation_blocks_round_trip_and_sum() {
         let x = ramp(96);
         let mut a = ActBlocks::default();
-        a.quantize(&x, 1, 96);
+        a.quantize(&x, 1, 96, 32);
         for b in 0..3 {
             let d = a.block_scale(b);
             let mut sum = 0.0;
@@ -176,8 +191,19 @@ mod tests {
             }
             assert!((sum - a.s[b]).abs() <= 1e-5);
         }
+        // one scale per 256: group sums still per 16 and per 32
+        let x = ramp(256);
+        a.quantize(&x, 1, 256, 256);
+        let d = a.block_scale(0);
+        for k in 0..16 {
+            let sum: i16 = a.qs[16 * k..16 * k + 16].iter().map(|&q| i16::from(q)).sum();
+            assert_eq!(a.bsums[k], sum);
+        }
+        for (j, v) in x.iter().enumerate() {
+            assert!((d * f32::from(a.qs[j]) - v).abs() <= 0.5 * d * 1.0001);
+        }
         // all-zero rows give zero scales, not NaN
-        a.quantize(&[0.0; 32], 1, 32);
+        a.quantize(&[0.0; 32], 1, 32, 32);
         assert_eq!((a.d[0], a.s[0], a.qs[5]), (0.0, 0.0, 0));
     }
 }

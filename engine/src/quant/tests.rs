@@ -3,8 +3,9 @@
 //! and on the committed gguf-py vectors in tests/fixtures/quant.
 //!
 //! Stated tolerance per output element, from the kernel's arithmetic (see `scalar`):
-//! - block formats: `Σ_b (d_b / 2) · Σ_{j∈b} |W_j|` (the 8-bit rounding of activation block `b`,
-//!   scale `d_b = max|x_b| / 127`) plus `1e-5 · Σ |W_j x_j|` for f32 summation;
+//! - block formats: `Σ_b (d_b / 2) · Σ_{j∈b} |W_j|` (the 8-bit rounding of activation block `b` of
+//!   32 values, or 256 for the K-quants, scale `d_b = max|x_b| / 127`) plus `1e-5 · Σ |W_j x_j|`
+//!   for f32 summation;
 //! - dense formats (f32 / f16 / bf16, activations stay f32): `1e-5 · Σ |W_j x_j|`.
 //!
 //! SIMD and scalar kernels must agree within `1e-5 · Σ |W_j x_j|` (same integers, other order).
@@ -66,7 +67,8 @@ fn reference(w: &QuantMatrix, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>, Vec<f
         for r in 0..rows {
             let wr = &wd[r * cols..(r + 1) * cols];
             let (mut dot, mut abs, mut rounding) = (0.0f64, 0.0f64, 0.0f64);
-            for (xb, wb) in xi.chunks(32).zip(wr.chunks(32)) {
+            let act_block = w.format().block_elems().max(32);
+            for (xb, wb) in xi.chunks(act_block).zip(wr.chunks(act_block)) {
                 let half_step = f64::from(xb.iter().fold(0.0f32, |a, v| a.max(v.abs()))) / 254.0;
                 for (&xv, &wv) in xb.iter().zip(wb) {
                     dot += f64::from(xv) * f64::from(wv);
@@ -168,7 +170,8 @@ fn fixture_blocks_multiply_like_gguf_py_values() {
                 let xi = &x[i * cols..(i + 1) * cols];
                 let dot: f64 = xi.iter().zip(&values).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
                 let mut tol = 1e-6;
-                for (xb, wb) in xi.chunks(32).zip(values.chunks(32)) {
+                let act_block = format.block_elems().max(32);
+                for (xb, wb) in xi.chunks(act_block).zip(values.chunks(act_block)) {
                     let half_step = f64::from(xb.iter().fold(0.0f32, |a, v| a.max(v.abs()))) / 254.0;
                     tol += wb.iter().map(|v| half_step * f64::from(v.abs()) * 1.0001 + 1e-5 * f64::from(v.abs())).sum::<f64>();
                 }

@@ -150,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let weights = RandomWeights::new(c, args.seed);
                 Engine::from_source(c.clone(), &weights, None, &opts)?
             }
-            (None, Some(path)) => Engine::load(path, &opts)
+            (None, Some(path)) => Engine::load(&crate::models::resolve_model(&path.to_string_lossy())?, &opts)
                 .with_context(|| format!("loading model {}", path.display()))?,
             (None, None) => unreachable!("checked above"),
         };

@@ -47,7 +47,8 @@ impl ModelOpts {
     /// Load the engine.
     pub fn load(&self) -> anyhow::Result<Engine> {
         let opts = self.device.load_options()?;
-        Engine::load(&self.model, &opts)
+        let path = crate::models::resolve_model(&self.model.to_string_lossy())?;
+        Engine::load(&path, &opts)
             .with_context(|| format!("loading model {}", self.model.display()))
     }
 }

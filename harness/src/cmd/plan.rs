@@ -20,8 +20,13 @@ pub struct Args {
 
 /// Run `specsweep plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let plan = Plan::load(&args.file, &resolve_model)?;
+    let plan = Plan::load(&args.file, &resolve_model_lenient)?;
     print!("{}", plan.render());
+    for (name, path) in &plan.model_paths {
+        if !path.exists() {
+            println!("note: model `{name}` is not fetched yet: run `specsweep models fetch {name}` before `specsweep run`");
+        }
+    }
     check_limit(&plan, args.limit, args.yes)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -45,4 +50,14 @@ pub fn resolve_model(name: &str) -> Result<PathBuf, String> {
         return Ok(crate::models::default_model_dir().with_file_name("default-draft"));
     }
     crate::models::resolve_model(name).map_err(|e| format!("{e:#}"))
+}
+
+/// Like [`resolve_model`], but a known model NAME that is not fetched yet resolves to the path it
+/// will have, so `plan` can show a sweep before its models are downloaded.
+pub fn resolve_model_lenient(name: &str) -> Result<PathBuf, String> {
+    match (resolve_model(name), crate::models::find_model(name)) {
+        (Ok(path), _) => Ok(path),
+        (Err(e), Some(entry)) => crate::models::cache_dir(None).map(|dir| dir.join(entry.file_name)).map_err(|_| e),
+        (Err(e), None) => Err(e),
+    }
 }

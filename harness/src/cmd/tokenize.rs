@@ -24,7 +24,8 @@ pub struct Args {
 }
 
 /// Run `specsweep tokenize`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    args.model = crate::models::resolve_model(&args.model.to_string_lossy())?;
     let tokenizer = if args.model.extension().and_then(|e| e.to_str()) == Some("gguf") {
         let gguf = specsweep_engine::gguf::GgufModel::open(&args.model)?;
         Tokenizer::from_tokenizer(gguf.tokenizer()?, Vec::new(), None)
