@@ -32,7 +32,9 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
     let w_view = w.clone().transpose();
     let w_contig = Tensor::<B, 2>::from_data(w_view.clone().into_data(), &dev);
     let mut group = c.benchmark_group(format!("matmul_d{D}"));
-    group.measurement_time(Duration::from_secs(3)).sample_size(20);
+    group
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
     for m in [1usize, 128] {
         let x = Tensor::<B, 2>::from_data(TensorData::new(data(m * D, 3), [m, D]), &dev);
         group.throughput(Throughput::Elements((2 * m * D * D) as u64));

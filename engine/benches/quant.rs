@@ -77,7 +77,9 @@ fn memory(c: &mut Criterion) {
     let src: Vec<u64> = (0..bytes / 8).map(|i| i as u64).collect();
     let mut dst = vec![0u64; bytes / 8];
     let mut g = config(c).benchmark_group("memory");
-    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     g.throughput(Throughput::Bytes(bytes as u64));
     g.bench_function("read", |b| {
         b.iter(|| {
@@ -102,11 +104,20 @@ fn memory(c: &mut Criterion) {
 }
 
 fn decode(c: &mut Criterion) {
-    eprintln!("quant kernels: {} on {} threads", Isa::detect().name(), rayon::current_num_threads());
+    eprintln!(
+        "quant kernels: {} on {} threads",
+        Isa::detect().name(),
+        rayon::current_num_threads()
+    );
     let mut g = c.benchmark_group("decode");
-    g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
     for format in QuantFormat::ALL {
-        for (name, rows, cols) in [("up_1536x8960", FFN, HIDDEN), ("down_8960x1536", HIDDEN, FFN)] {
+        for (name, rows, cols) in [
+            ("up_1536x8960", FFN, HIDDEN),
+            ("down_8960x1536", HIDDEN, FFN),
+        ] {
             let w = random_matrix(format, rows, cols);
             let x = activations(1, cols);
             let mut out = vec![0.0; rows];
@@ -122,8 +133,16 @@ fn decode(c: &mut Criterion) {
 
 fn verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify");
-    g.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    for format in [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::F16] {
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for format in [
+        QuantFormat::Q4K,
+        QuantFormat::Q6K,
+        QuantFormat::Q8_0,
+        QuantFormat::Q4_1,
+        QuantFormat::F16,
+    ] {
         let w = random_matrix(format, FFN, HIDDEN);
         for m in 1..=17 {
             let x = activations(m, HIDDEN);

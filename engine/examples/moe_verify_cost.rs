@@ -10,13 +10,20 @@
 //! ```text
 //! cargo run -p specsweep-engine --example moe_verify_cost -- [--layers 4] [--hidden 1024]
 //!     [--experts 128] [--top-k 8] [--moe-inter 384] [--depth 64] [--reps 7] [--threads N]
+//!     [--n-gen 32] [--embed-scale 1.0]
 //! ```
 //! Timings are medians over `--reps` repetitions; each repetition truncates the cache back to
 //! `--depth` and uses fresh random tokens, so routing varies between repetitions.
+//!
+//! With HF-style initialisation (std 0.02 everywhere) the tokens' hidden states at the routers are
+//! strongly correlated, so a batch shares experts far more than uniform routing would.
+//! `--embed-scale S` multiplies the token embeddings by S, making each token's hidden state mostly
+//! its own and the routing close to independent across tokens (the MoESD uniform case).
 
 use std::time::Instant;
 
 use specsweep_engine::random::RandomWeights;
+use specsweep_engine::weights::{HostTensor, WeightSource};
 use specsweep_engine::{Engine, LoadOptions, ModelConfig, Result};
 
 /// Command-line settings (all have defaults).
@@ -30,6 +37,7 @@ struct Settings {
     reps: usize,
     n_gen: usize,
     threads: Option<usize>,
+    embed_scale: f32,
 }
 
 fn parse_args() -> std::result::Result<Settings, String> {
@@ -43,11 +51,18 @@ fn parse_args() -> std::result::Result<Settings, String> {
         reps: 7,
         n_gen: 32,
         threads: None,
+        embed_scale: 1.0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        if flag == "--embed-scale" {
+            s.embed_scale = value
+                .parse()
+                .map_err(|_| format!("{flag}: `{value}` is not a number"))?;
+            continue;
+        }
         let n: usize = value
             .parse()
             .map_err(|_| format!("{flag}: `{value}` is not a number"))?;
@@ -90,6 +105,31 @@ fn configs(s: &Settings) -> Result<(ModelConfig, ModelConfig)> {
         ModelConfig::from_value(moe, p)?,
         ModelConfig::from_value(dense, p)?,
     ))
+}
+
+/// Random weights with the token embeddings scaled by a constant.
+struct ScaledEmbeddings {
+    inner: RandomWeights,
+    scale: f32,
+}
+
+impl WeightSource for ScaledEmbeddings {
+    fn origin(&self) -> String {
+        format!("{} (embeddings x{})", self.inner.origin(), self.scale)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.inner.contains(name)
+    }
+    fn load(&self, name: &str) -> Result<HostTensor> {
+        let mut t = self.inner.load(name)?;
+        if name == "model.embed_tokens.weight" {
+            t.data.iter_mut().for_each(|v| *v *= self.scale);
+        }
+        Ok(t)
+    }
+    fn names(&self) -> Vec<String> {
+        self.inner.names()
+    }
 }
 
 /// SplitMix64 token stream below `vocab`.
@@ -182,7 +222,10 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut results = Vec::new();
     for (name, cfg) in [("dense", &dense_cfg), ("moe", &moe_cfg)] {
         let t = Instant::now();
-        let weights = RandomWeights::new(cfg, 1);
+        let weights = ScaledEmbeddings {
+            inner: RandomWeights::new(cfg, 1),
+            scale: s.embed_scale,
+        };
         let engine = Engine::from_source(cfg.clone(), &weights, None, &opts)?;
         eprintln!("{name}: built in {:.1} s", t.elapsed().as_secs_f64());
         results.push(measure(&engine, &s, 7)?);
@@ -191,7 +234,7 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let (n, k) = (s.experts as f64, s.top_k as f64);
     println!(
         "config: {} layers, hidden {}, vocab 32000 (tied); MoE {} experts top-{} of intermediate {}; \
-         dense twin intermediate {}; context depth {}; {} reps (medians); threads {}",
+         dense twin intermediate {}; context depth {}; {} reps (medians); threads {}; embeddings x{}",
         s.layers,
         s.hidden,
         s.experts,
@@ -200,7 +243,8 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
         s.top_k * s.moe_inter,
         s.depth,
         s.reps,
-        s.threads.map_or("all".to_string(), |t| t.to_string())
+        s.threads.map_or("all".to_string(), |t| t.to_string()),
+        s.embed_scale
     );
     println!(
         "decode tok/s: dense {:.1} ({:.1} MB weights/token), moe {:.1} ({:.1} MB active weights/token)",

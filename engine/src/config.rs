@@ -28,8 +28,7 @@ pub enum Architecture {
 
 impl Architecture {
     /// The supported `architectures` strings, for error messages.
-    pub const SUPPORTED: &'static str =
-        "Qwen3ForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM, Qwen3MoeForCausalLM, Qwen2MoeForCausalLM";
+    pub const SUPPORTED: &'static str = "Qwen3ForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM, Qwen3MoeForCausalLM, Qwen2MoeForCausalLM";
 
     /// Parse the HF class name.
     pub fn from_hf(name: &str) -> Option<Self> {
@@ -149,10 +148,9 @@ impl<'a> Fields<'a> {
     fn opt_usize(&self, field: &str) -> Result<Option<usize>> {
         match self.get(field) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| self.err(field, format!("expected a non-negative integer, got {v}"))),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                self.err(field, format!("expected a non-negative integer, got {v}"))
+            }),
         }
     }
 
@@ -258,7 +256,10 @@ impl ModelConfig {
             Some(d) => d,
             None => {
                 if hidden_size % num_attention_heads != 0 {
-                    return Err(f.err("head_dim", "missing and hidden_size is not divisible by num_attention_heads"));
+                    return Err(f.err(
+                        "head_dim",
+                        "missing and hidden_size is not divisible by num_attention_heads",
+                    ));
                 }
                 hidden_size / num_attention_heads
             }
@@ -358,7 +359,10 @@ impl ModelConfig {
         if config.architecture.is_moe() {
             let (n, k) = (config.num_experts, config.num_experts_per_tok);
             if n == 0 {
-                return Err(f.err("num_experts", "missing or zero (also read as num_local_experts)"));
+                return Err(f.err(
+                    "num_experts",
+                    "missing or zero (also read as num_local_experts)",
+                ));
             }
             if k == 0 || k > n {
                 return Err(f.err("num_experts_per_tok", format!("{k} must be in 1..={n}")));
@@ -383,14 +387,21 @@ impl ModelConfig {
         match self.architecture {
             Architecture::Qwen2 => true,
             // Qwen2-MoE: always in 4.x; 5.x spells it `qkv_bias` (default true).
-            Architecture::Qwen2Moe => self.raw.get("qkv_bias").and_then(Value::as_bool).unwrap_or(true),
+            Architecture::Qwen2Moe => self
+                .raw
+                .get("qkv_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
             _ => self.attention_bias,
         }
     }
 
     /// Whether o_proj carries a bias (never for Qwen2 / Qwen2-MoE).
     pub fn o_bias(&self) -> bool {
-        !matches!(self.architecture, Architecture::Qwen2 | Architecture::Qwen2Moe) && self.attention_bias
+        !matches!(
+            self.architecture,
+            Architecture::Qwen2 | Architecture::Qwen2Moe
+        ) && self.attention_bias
     }
 
     /// Parameter count of the dense weights (embeddings counted once when tied).
@@ -419,7 +430,10 @@ fn parse_rope_scaling(path: &Path, name: &str, m: &Map<String, Value>) -> Result
     };
     let kind = match f.opt_str("rope_type").map_err(|e| wrap("rope_type", e))? {
         Some(k) => k,
-        None => f.opt_str("type").map_err(|e| wrap("type", e))?.unwrap_or("default"),
+        None => f
+            .opt_str("type")
+            .map_err(|e| wrap("type", e))?
+            .unwrap_or("default"),
     };
     let num = |sub: &str| -> Result<f64> {
         f.opt_f64(sub)
@@ -432,7 +446,9 @@ fn parse_rope_scaling(path: &Path, name: &str, m: &Map<String, Value>) -> Result
     };
     match kind {
         "default" => Ok(RopeScaling::Default),
-        "linear" => Ok(RopeScaling::Linear { factor: num("factor")? }),
+        "linear" => Ok(RopeScaling::Linear {
+            factor: num("factor")?,
+        }),
         "llama3" => Ok(RopeScaling::Llama3 {
             factor: num("factor")?,
             low_freq_factor: num("low_freq_factor")?,
@@ -442,7 +458,9 @@ fn parse_rope_scaling(path: &Path, name: &str, m: &Map<String, Value>) -> Result
         other => Err(EngineError::Config {
             path: PathBuf::from(path),
             field: field("rope_type"),
-            message: format!("unsupported rope type `{other}` (supported: default, linear, llama3)"),
+            message: format!(
+                "unsupported rope type `{other}` (supported: default, linear, llama3)"
+            ),
         }),
     }
 }
@@ -474,7 +492,13 @@ mod tests {
         assert_eq!(c.rope_theta, 500000.0);
         assert_eq!(c.torch_dtype.as_deref(), Some("bfloat16"));
         assert_eq!(c.eos_token_ids, vec![1, 2]);
-        assert!(matches!(c.rope_scaling, RopeScaling::Llama3 { original_max_position_embeddings: 8192, .. }));
+        assert!(matches!(
+            c.rope_scaling,
+            RopeScaling::Llama3 {
+                original_max_position_embeddings: 8192,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -33,9 +33,9 @@ impl FromStr for DeviceSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (kind, index) = match s.split_once(':') {
             Some((k, i)) => {
-                let n = i
-                    .parse::<usize>()
-                    .map_err(|_| EngineError::Invalid(format!("device `{s}`: index `{i}` is not a number")))?;
+                let n = i.parse::<usize>().map_err(|_| {
+                    EngineError::Invalid(format!("device `{s}`: index `{i}` is not a number"))
+                })?;
                 (k, n)
             }
             None => (s, 0),

@@ -5,7 +5,10 @@
 //! CPU threads: burn's `flex` backend parallelises with rayon (its matmuls call `gemm` with
 //! `Parallelism::Rayon(0)`, i.e. every thread of the *current* rayon pool). `LoadOptions::threads`
 //! therefore builds a private rayon pool and runs every forward inside it (`ThreadPool::install`),
-//! so the setting is effective without touching the process-global pool.
+//! so the setting is effective without touching the process-global pool. `gemm` only goes parallel
+//! above 192³ multiply-adds, which leaves every decode-shaped product (`1×d · d×d'`) on one thread;
+//! on the CPU the dense projections therefore split such products into column blocks across the
+//! pool themselves (`model::Linear::forward`).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -48,7 +51,9 @@ impl FromStr for DType {
             "f32" | "float32" => Ok(Self::F32),
             "f16" | "float16" => Ok(Self::F16),
             "bf16" | "bfloat16" => Ok(Self::BF16),
-            _ => Err(EngineError::Invalid(format!("unknown dtype `{s}` (expected f32, f16 or bf16)"))),
+            _ => Err(EngineError::Invalid(format!(
+                "unknown dtype `{s}` (expected f32, f16 or bf16)"
+            ))),
         }
     }
 }
@@ -178,12 +183,17 @@ impl Engine {
         if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
             return Err(EngineError::Format {
                 path: path.to_path_buf(),
-                message: "expected a model directory (config.json + safetensors) or a .gguf file".into(),
+                message: "expected a model directory (config.json + safetensors) or a .gguf file"
+                    .into(),
             });
         }
         let gguf = crate::gguf::GgufModel::open(path)?;
         let config = ModelConfig::from_value(gguf.config_json(), path)?;
-        let tokenizer = Tokenizer::from_tokenizer(gguf.tokenizer()?, config.eos_token_ids.clone(), config.bos_token_id);
+        let tokenizer = Tokenizer::from_tokenizer(
+            gguf.tokenizer()?,
+            config.eos_token_ids.clone(),
+            config.bos_token_id,
+        );
         Self::from_source(config, &gguf, Some(tokenizer), opts)
     }
 
@@ -206,7 +216,11 @@ impl Engine {
         };
         let dtype = opts.dtype.burn();
         let model = match opts.device {
-            DeviceSpec::Cpu => Models::Flex(Model::load(&config, source, &Default::default(), dtype)?),
+            DeviceSpec::Cpu => {
+                let mut model = Model::load(&config, source, &Default::default(), dtype)?;
+                model.enable_column_split();
+                Models::Flex(model)
+            }
             #[cfg(feature = "wgpu")]
             DeviceSpec::Wgpu(i) => {
                 let dev = if i == 0 {
@@ -270,6 +284,19 @@ impl Engine {
         &self.config.eos_token_ids
     }
 
+    /// CPU only: keep the dense projections and the LM head quantized to `format` in host memory
+    /// and run them with the quantized kernels of `crate::quant` (f32 / f16 / bf16 / q8_0 / q4_0 /
+    /// q4_1). Other devices are an error.
+    pub fn quantize_weights(&mut self, format: crate::quant::QuantFormat) -> Result<()> {
+        match &mut self.model {
+            Models::Flex(m) => m.quantize_linears(format),
+            #[allow(unreachable_patterns)]
+            _ => Err(EngineError::Invalid(format!(
+                "weight quantization to {format} runs on the cpu device only"
+            ))),
+        }
+    }
+
     /// Weight bytes read per decoded token (for the memory-bandwidth roofline).
     pub fn weight_bytes_per_token(&self) -> usize {
         match &self.model {
@@ -284,7 +311,9 @@ impl Engine {
     /// A KV cache preallocated for `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
         if capacity == 0 {
-            return Err(EngineError::Invalid("kv cache capacity must be positive".into()));
+            return Err(EngineError::Invalid(
+                "kv cache capacity must be positive".into(),
+            ));
         }
         let layers = match &self.model {
             Models::Flex(m) => CacheLayers::Flex(m.new_cache(capacity)),
@@ -318,10 +347,14 @@ impl Engine {
             )));
         }
         if capacity == 0 {
-            return Err(EngineError::Invalid("kv cache capacity must be positive".into()));
+            return Err(EngineError::Invalid(
+                "kv cache capacity must be positive".into(),
+            ));
         }
         let c = &self.config;
-        let one = |device, dtype| LayerCache::new(c.num_key_value_heads, capacity, c.head_dim, device, dtype);
+        let one = |device, dtype| {
+            LayerCache::new(c.num_key_value_heads, capacity, c.head_dim, device, dtype)
+        };
         let layers = match &self.model {
             Models::Flex(m) => CacheLayers::Flex(vec![one(&m.device, m.dtype)]),
             #[cfg(feature = "wgpu")]
@@ -342,9 +375,16 @@ impl Engine {
     /// `hidden`, the head's output hidden states **after `mtp.norm`** (exactly what its logits
     /// were computed from; feed them back in to chain). The cache must come from
     /// [`Engine::new_mtp_cache`]; `truncate` rolls it back like the main cache.
-    pub fn mtp_forward(&self, tokens: &[u32], hidden: &[f32], cache: &mut KvCache) -> Result<ForwardOutput> {
+    pub fn mtp_forward(
+        &self,
+        tokens: &[u32],
+        hidden: &[f32],
+        cache: &mut KvCache,
+    ) -> Result<ForwardOutput> {
         if tokens.is_empty() {
-            return Err(EngineError::Invalid("mtp_forward needs at least one token".into()));
+            return Err(EngineError::Invalid(
+                "mtp_forward needs at least one token".into(),
+            ));
         }
         let vocab = self.config.vocab_size;
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
@@ -361,7 +401,11 @@ impl Engine {
                 #[cfg(feature = "cuda")]
                 (Models::Cuda(m), CacheLayers::Cuda(c)) => run_mtp(m, tokens, hidden, c, start),
                 #[allow(unreachable_patterns)]
-                _ => return Err(EngineError::Invalid("kv cache was created by another engine".into())),
+                _ => {
+                    return Err(EngineError::Invalid(
+                        "kv cache was created by another engine".into(),
+                    ));
+                }
             }?;
             Ok(ForwardOutput {
                 logits,
@@ -380,7 +424,12 @@ impl Engine {
 
     /// Run `tokens` (k ≥ 1) after the cached prefix; returns one logit row per token and, when
     /// `want_hidden`, the final hidden states.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, want_hidden: bool) -> Result<ForwardOutput> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        want_hidden: bool,
+    ) -> Result<ForwardOutput> {
         self.forward_rows(tokens, cache, LogitRows::All, want_hidden)
     }
 
@@ -399,7 +448,9 @@ impl Engine {
         want_hidden: bool,
     ) -> Result<ForwardOutput> {
         if tokens.is_empty() {
-            return Err(EngineError::Invalid("forward needs at least one token".into()));
+            return Err(EngineError::Invalid(
+                "forward needs at least one token".into(),
+            ));
         }
         let vocab = self.config.vocab_size;
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
@@ -409,13 +460,23 @@ impl Engine {
         let start = cache.len();
         let mut run = || -> Result<ForwardOutput> {
             let (logits, hidden, experts_touched) = match (&self.model, &mut cache.layers) {
-                (Models::Flex(m), CacheLayers::Flex(c)) => run_model(m, tokens, c, start, rows, want_hidden),
+                (Models::Flex(m), CacheLayers::Flex(c)) => {
+                    run_model(m, tokens, c, start, rows, want_hidden)
+                }
                 #[cfg(feature = "wgpu")]
-                (Models::Wgpu(m), CacheLayers::Wgpu(c)) => run_model(m, tokens, c, start, rows, want_hidden),
+                (Models::Wgpu(m), CacheLayers::Wgpu(c)) => {
+                    run_model(m, tokens, c, start, rows, want_hidden)
+                }
                 #[cfg(feature = "cuda")]
-                (Models::Cuda(m), CacheLayers::Cuda(c)) => run_model(m, tokens, c, start, rows, want_hidden),
+                (Models::Cuda(m), CacheLayers::Cuda(c)) => {
+                    run_model(m, tokens, c, start, rows, want_hidden)
+                }
                 #[allow(unreachable_patterns)]
-                _ => return Err(EngineError::Invalid("kv cache was created by another engine".into())),
+                _ => {
+                    return Err(EngineError::Invalid(
+                        "kv cache was created by another engine".into(),
+                    ));
+                }
             }?;
             Ok(ForwardOutput {
                 logits,
@@ -450,7 +511,11 @@ fn run_model<B: Backend>(
         LogitRows::Last => hidden.clone().slice([k - 1..k, 0..h]),
     };
     let logits = to_host(model.logits(head_in))?;
-    let hidden = if want_hidden { Some(to_host(hidden)?) } else { None };
+    let hidden = if want_hidden {
+        Some(to_host(hidden)?)
+    } else {
+        None
+    };
     Ok((logits, hidden, experts_touched))
 }
 
@@ -464,7 +529,8 @@ fn run_mtp<B: Backend>(
 ) -> Result<(Vec<f32>, Option<Vec<f32>>, Vec<u32>)> {
     let (Some(mtp), [layer_cache]) = (&model.mtp, cache) else {
         return Err(EngineError::Invalid(
-            "mtp_forward needs a model with an MTP head and a cache from Engine::new_mtp_cache".into(),
+            "mtp_forward needs a model with an MTP head and a cache from Engine::new_mtp_cache"
+                .into(),
         ));
     };
     let k = tokens.len();
@@ -496,12 +562,17 @@ fn merge_generation_eos(config: &mut ModelConfig, path: &Path) -> Result<()> {
         return Ok(());
     }
     let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| EngineError::Format {
-        path: path.to_path_buf(),
-        message: format!("malformed JSON: {e}"),
-    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| EngineError::Format {
+            path: path.to_path_buf(),
+            message: format!("malformed JSON: {e}"),
+        })?;
     let ids: Vec<u32> = match value.get("eos_token_id") {
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_u64())
+            .map(|v| v as u32)
+            .collect(),
         Some(v) => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
         None => Vec::new(),
     };

@@ -18,7 +18,13 @@ pub struct LayerCache<B: Backend> {
 
 impl<B: Backend> LayerCache<B> {
     /// Zeroed K/V of shape `[kv_heads, capacity, head_dim]`.
-    pub fn new(kv_heads: usize, capacity: usize, head_dim: usize, device: &B::Device, dtype: DType) -> Self {
+    pub fn new(
+        kv_heads: usize,
+        capacity: usize,
+        head_dim: usize,
+        device: &B::Device,
+        dtype: DType,
+    ) -> Self {
         let shape = [kv_heads, capacity.max(1), head_dim];
         Self {
             k: Some(Tensor::zeros(shape, (device, dtype))),
@@ -41,7 +47,9 @@ impl<B: Backend> LayerCache<B> {
     /// Views of the first `len` positions: `([kv_heads, len, d], [kv_heads, len, d])`.
     pub fn prefix(&self, len: usize) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let view = |t: &Option<Tensor<B, 3>>| {
-            let t = t.as_ref().expect("layer cache holds its tensors between writes");
+            let t = t
+                .as_ref()
+                .expect("layer cache holds its tensors between writes");
             let [h, _, d] = t.dims();
             t.clone().slice([0..h, 0..len, 0..d])
         };
@@ -69,7 +77,11 @@ pub struct KvCache {
 
 impl KvCache {
     pub(crate) fn new(layers: CacheLayers, capacity: usize) -> Self {
-        Self { layers, len: 0, capacity }
+        Self {
+            layers,
+            len: 0,
+            capacity,
+        }
     }
 
     /// Positions filled.
@@ -127,15 +139,27 @@ mod tests {
     fn truncate_moves_the_length_and_refuses_to_grow() {
         let mut cache = KvCache::new(CacheLayers::Flex(Vec::new()), 8);
         cache.reserve(8).unwrap();
-        assert!(matches!(cache.reserve(9), Err(EngineError::CacheFull { needed: 9, capacity: 8 })));
+        assert!(matches!(
+            cache.reserve(9),
+            Err(EngineError::CacheFull {
+                needed: 9,
+                capacity: 8
+            })
+        ));
         cache.advance(5);
         cache.truncate(3).unwrap();
         assert_eq!(cache.len(), 3);
         assert!(matches!(
             cache.truncate(4),
-            Err(EngineError::CacheRollback { len: 3, requested: 4 })
+            Err(EngineError::CacheRollback {
+                len: 3,
+                requested: 4
+            })
         ));
-        assert!(matches!(cache.reserve(6), Err(EngineError::CacheFull { .. })));
+        assert!(matches!(
+            cache.reserve(6),
+            Err(EngineError::CacheFull { .. })
+        ));
     }
 
     #[test]
@@ -143,9 +167,19 @@ mod tests {
         let dev = Default::default();
         let mut layer = LayerCache::<Flex>::new(1, 4, 2, &dev, DType::F32);
         let kv = |v: Vec<f32>| Tensor::<Flex, 3>::from_data(TensorData::new(v, [1, 2, 2]), &dev);
-        layer.write(1, kv(vec![1.0, 2.0, 3.0, 4.0]), kv(vec![5.0, 6.0, 7.0, 8.0]));
+        layer.write(
+            1,
+            kv(vec![1.0, 2.0, 3.0, 4.0]),
+            kv(vec![5.0, 6.0, 7.0, 8.0]),
+        );
         let (k, v) = layer.prefix(3);
-        assert_eq!(k.into_data().into_vec::<f32>().unwrap(), vec![0.0, 0.0, 1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(v.into_data().into_vec::<f32>().unwrap(), vec![0.0, 0.0, 5.0, 6.0, 7.0, 8.0]);
+        assert_eq!(
+            k.into_data().into_vec::<f32>().unwrap(),
+            vec![0.0, 0.0, 1.0, 2.0, 3.0, 4.0]
+        );
+        assert_eq!(
+            v.into_data().into_vec::<f32>().unwrap(),
+            vec![0.0, 0.0, 5.0, 6.0, 7.0, 8.0]
+        );
     }
 }

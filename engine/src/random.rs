@@ -13,9 +13,18 @@ use crate::weights::{HostTensor, WeightSource};
 
 /// Named shapes for `--random`: (name, description).
 pub const PRESETS: &[(&str, &str)] = &[
-    ("qwen3-0.1b", "Qwen3-shaped, 8 layers, hidden 1024, vocab 32000: ~133M parameters"),
-    ("qwen3-0.6b", "the shape of Qwen3-0.6B: 28 layers, hidden 1024, vocab 151936: ~596M parameters"),
-    ("llama-0.1b", "Llama-shaped, 12 layers, hidden 768, vocab 32000: ~110M parameters"),
+    (
+        "qwen3-0.1b",
+        "Qwen3-shaped, 8 layers, hidden 1024, vocab 32000: ~133M parameters",
+    ),
+    (
+        "qwen3-0.6b",
+        "the shape of Qwen3-0.6B: 28 layers, hidden 1024, vocab 151936: ~596M parameters",
+    ),
+    (
+        "llama-0.1b",
+        "Llama-shaped, 12 layers, hidden 768, vocab 32000: ~110M parameters",
+    ),
 ];
 
 /// The config.json of a preset.
@@ -73,7 +82,11 @@ impl RandomWeights {
     pub fn new(config: &ModelConfig, seed: u64) -> Self {
         let c = config;
         let (h, v, d) = (c.hidden_size, c.vocab_size, c.head_dim);
-        let (q, kv, ff) = (c.num_attention_heads * d, c.num_key_value_heads * d, c.intermediate_size);
+        let (q, kv, ff) = (
+            c.num_attention_heads * d,
+            c.num_key_value_heads * d,
+            c.intermediate_size,
+        );
         let mut shapes = vec![
             ("model.embed_tokens.weight".to_string(), vec![v, h]),
             ("model.norm.weight".to_string(), vec![h]),
@@ -104,7 +117,11 @@ impl RandomWeights {
             }
             if c.architecture.is_moe() && crate::model::moe::is_sparse_layer(c, i) {
                 // Sparse layer: router, experts and the optional gated shared expert (model::moe).
-                let (n, m, sh) = (c.num_experts, c.moe_intermediate_size, c.shared_expert_intermediate_size);
+                let (n, m, sh) = (
+                    c.num_experts,
+                    c.moe_intermediate_size,
+                    c.shared_expert_intermediate_size,
+                );
                 add("mlp.gate.weight", vec![n, h]);
                 let mut mlp = |name: String, inter: usize| {
                     add(&format!("{name}.gate_proj.weight"), vec![inter, h]);
@@ -163,9 +180,10 @@ impl WeightSource for RandomWeights {
         let data = if name.ends_with("norm.weight") {
             vec![1.0; numel]
         } else {
-            let mut state = self.seed ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-            });
+            let mut state = self.seed
+                ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
             // uniform(-a, a) has std a/√3; a = 0.02·√3.
             let a = 0.02f32 * 3f32.sqrt();
             (0..numel)
@@ -198,7 +216,10 @@ mod tests {
         assert_eq!(a, w.load("model.layers.0.self_attn.q_proj.weight").unwrap());
         let mean = a.data.iter().sum::<f32>() / a.data.len() as f32;
         let var = a.data.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / a.data.len() as f32;
-        assert!(mean.abs() < 1e-3 && (var.sqrt() - 0.02).abs() < 1e-3, "{mean} {var}");
+        assert!(
+            mean.abs() < 1e-3 && (var.sqrt() - 0.02).abs() < 1e-3,
+            "{mean} {var}"
+        );
         assert!(w.load("lm_head.weight").is_err(), "tied: no lm_head");
         assert!(preset_config("nope").is_err());
     }

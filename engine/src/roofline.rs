@@ -22,19 +22,28 @@ pub struct Bandwidth {
 impl Bandwidth {
     /// Upper bound on decode tokens/s for a model reading `weight_bytes` per token.
     pub fn roofline_tok_per_s(&self, weight_bytes: usize) -> f64 {
-        if weight_bytes == 0 { 0.0 } else { self.bytes_per_s / weight_bytes as f64 }
+        if weight_bytes == 0 {
+            0.0
+        } else {
+            self.bytes_per_s / weight_bytes as f64
+        }
     }
 }
 
 /// Read a `buffer_bytes` buffer `reps` times with `threads` threads (None: all cores) and keep
 /// the fastest pass.
-pub fn measure_read_bandwidth(buffer_bytes: usize, reps: usize, threads: Option<usize>) -> Result<Bandwidth> {
+pub fn measure_read_bandwidth(
+    buffer_bytes: usize,
+    reps: usize,
+    threads: Option<usize>,
+) -> Result<Bandwidth> {
     let n = (buffer_bytes / 8).max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
         .build()
         .map_err(|e| EngineError::Invalid(format!("cannot start threads: {e}")))?;
-    let buf: Vec<u64> = pool.install(|| (0..n as u64).into_par_iter().map(|i| i ^ 0x5555).collect());
+    let buf: Vec<u64> =
+        pool.install(|| (0..n as u64).into_par_iter().map(|i| i ^ 0x5555).collect());
     let mut best = f64::INFINITY;
     let mut checksum = 0u64;
     for _ in 0..reps.max(1) {
@@ -64,7 +73,11 @@ mod tests {
         let bw = measure_read_bandwidth(1 << 20, 2, Some(1)).unwrap();
         assert!(bw.bytes_per_s > 0.0 && bw.bytes_per_s.is_finite());
         assert_eq!(bw.buffer_bytes, 1 << 20);
-        let b = Bandwidth { bytes_per_s: 10e9, buffer_bytes: 0, threads: 1 };
+        let b = Bandwidth {
+            bytes_per_s: 10e9,
+            buffer_bytes: 0,
+            threads: 1,
+        };
         assert_eq!(b.roofline_tok_per_s(1_000_000_000), 10.0);
         assert_eq!(b.roofline_tok_per_s(0), 0.0);
     }

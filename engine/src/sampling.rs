@@ -25,9 +25,17 @@ pub enum Sampling {
 impl Sampling {
     /// Reject temperatures ≤ 0, top-k = 0 and top-p outside (0, 1].
     pub fn validate(&self) -> Result<()> {
-        if let Sampling::Sample { temperature, top_k, top_p, .. } = *self {
+        if let Sampling::Sample {
+            temperature,
+            top_k,
+            top_p,
+            ..
+        } = *self
+        {
             if !(temperature > 0.0 && temperature.is_finite()) {
-                return Err(EngineError::Invalid(format!("temperature must be > 0, got {temperature}")));
+                return Err(EngineError::Invalid(format!(
+                    "temperature must be > 0, got {temperature}"
+                )));
             }
             if top_k == Some(0) {
                 return Err(EngineError::Invalid("top-k must be at least 1".into()));
@@ -35,7 +43,9 @@ impl Sampling {
             if let Some(p) = top_p
                 && !(p > 0.0 && p <= 1.0)
             {
-                return Err(EngineError::Invalid(format!("top-p must be in (0, 1], got {p}")));
+                return Err(EngineError::Invalid(format!(
+                    "top-p must be in (0, 1], got {p}"
+                )));
             }
         }
         Ok(())
@@ -128,7 +138,12 @@ pub fn probabilities(logits: &[f32], sampling: &Sampling) -> Vec<f32> {
             }
             p
         }
-        Sampling::Sample { temperature, top_k, top_p, .. } => {
+        Sampling::Sample {
+            temperature,
+            top_k,
+            top_p,
+            ..
+        } => {
             let mut p = softmax_with_temperature(logits, temperature);
             if let Some(k) = top_k {
                 filter_top_k(&mut p, k);
@@ -232,7 +247,10 @@ mod tests {
         // Temperature 2 halves the log-ratios: p ∝ sqrt(1, 2, 3, 4).
         let t = softmax_with_temperature(&logits, 2.0);
         let s: f32 = [1.0f32, 2.0, 3.0, 4.0].iter().map(|v| v.sqrt()).sum();
-        assert!(close(&t, &[1.0 / s, 2f32.sqrt() / s, 3f32.sqrt() / s, 2.0 / s]));
+        assert!(close(
+            &t,
+            &[1.0 / s, 2f32.sqrt() / s, 3f32.sqrt() / s, 2.0 / s]
+        ));
     }
 
     #[test]
@@ -241,15 +259,40 @@ mod tests {
         assert_eq!(sample_index(&p, 0.05), 0);
         assert_eq!(sample_index(&p, 0.1), 2);
         assert_eq!(sample_index(&p, 0.99), 3);
-        let s = Sampling::Sample { temperature: 1.0, top_k: None, top_p: None, seed: 7 };
+        let s = Sampling::Sample {
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            seed: 7,
+        };
         let logits = [0.1f32, 0.2, 0.3, 0.4, 0.5];
-        let a: Vec<u32> = { let mut x = Sampler::new(s); (0..50).map(|_| x.sample(&logits)).collect() };
-        let b: Vec<u32> = { let mut x = Sampler::new(s); (0..50).map(|_| x.sample(&logits)).collect() };
+        let a: Vec<u32> = {
+            let mut x = Sampler::new(s);
+            (0..50).map(|_| x.sample(&logits)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut x = Sampler::new(s);
+            (0..50).map(|_| x.sample(&logits)).collect()
+        };
         assert_eq!(a, b);
         assert!(a.iter().any(|&t| t != a[0]), "a real distribution varies");
-        let k1 = Sampling::Sample { temperature: 1.0, top_k: Some(1), top_p: None, seed: 3 };
+        let k1 = Sampling::Sample {
+            temperature: 1.0,
+            top_k: Some(1),
+            top_p: None,
+            seed: 3,
+        };
         let mut x = Sampler::new(k1);
         assert!((0..20).all(|_| x.sample(&logits) == 4));
-        assert!(Sampling::Sample { temperature: 0.0, top_k: None, top_p: None, seed: 0 }.validate().is_err());
+        assert!(
+            Sampling::Sample {
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+                seed: 0
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

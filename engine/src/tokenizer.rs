@@ -21,8 +21,16 @@ impl Tokenizer {
     }
 
     /// Wrap an already-built tokenizer (e.g. one reconstructed from GGUF metadata).
-    pub fn from_tokenizer(inner: tokenizers::Tokenizer, eos_ids: Vec<u32>, bos_id: Option<u32>) -> Self {
-        Self { inner, eos_ids, bos_id }
+    pub fn from_tokenizer(
+        inner: tokenizers::Tokenizer,
+        eos_ids: Vec<u32>,
+        bos_id: Option<u32>,
+    ) -> Self {
+        Self {
+            inner,
+            eos_ids,
+            bos_id,
+        }
     }
 
     /// Encode text; `add_special` adds the template's special tokens (e.g. BOS).

@@ -11,10 +11,18 @@ const TOL: f32 = 1e-4;
 /// Tolerance between two engine paths that should agree up to summation order.
 const SELF_TOL: f32 = 2e-5;
 
-const FIXTURES: &[&str] = &["qwen3-tiny", "llama-tiny", "qwen2-tiny", "llama-tiny-f16", "default"];
+const FIXTURES: &[&str] = &[
+    "qwen3-tiny",
+    "llama-tiny",
+    "qwen2-tiny",
+    "llama-tiny-f16",
+    "default",
+];
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 struct Expected {
@@ -29,7 +37,11 @@ fn expected(name: &str) -> Expected {
     let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     Expected {
         token_ids: ids(&v["token_ids"]),
@@ -37,7 +49,13 @@ fn expected(name: &str) -> Expected {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect()
+            })
             .collect(),
         prompt_ids: ids(&v["greedy"]["prompt_ids"]),
         max_new_tokens: v["greedy"]["max_new_tokens"].as_u64().unwrap() as usize,
@@ -51,7 +69,10 @@ fn load(name: &str) -> Engine {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -151,10 +172,20 @@ fn truncate_and_reappend_equals_fresh_prefill() {
 fn cache_overflow_and_bad_tokens_are_errors() {
     let engine = load("qwen3-tiny");
     let mut cache = engine.new_cache(4).unwrap();
-    let e = engine.forward(&[1, 2, 3, 4, 5], &mut cache, false).unwrap_err().to_string();
+    let e = engine
+        .forward(&[1, 2, 3, 4, 5], &mut cache, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("capacity is 4"), "{e}");
-    assert_eq!(cache.len(), 0, "a failed forward leaves the cache untouched");
-    let e = engine.forward(&[1, 320], &mut cache, false).unwrap_err().to_string();
+    assert_eq!(
+        cache.len(),
+        0,
+        "a failed forward leaves the cache untouched"
+    );
+    let e = engine
+        .forward(&[1, 320], &mut cache, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("320") && e.contains("vocabulary"), "{e}");
     engine.forward(&[1, 2, 3], &mut cache, false).unwrap();
     assert!(engine.forward(&[1, 2], &mut cache, false).is_err());
@@ -177,11 +208,39 @@ fn threads_option_gives_the_same_logits() {
     let exp = expected("qwen3-tiny");
     let one = Engine::load(
         &fixture("qwen3-tiny"),
-        &LoadOptions { threads: Some(1), ..Default::default() },
+        &LoadOptions {
+            threads: Some(1),
+            ..Default::default()
+        },
     )
     .unwrap();
     assert_eq!(one.threads(), Some(1));
     let mut cache = one.new_cache(16).unwrap();
     let out = one.forward(&exp.token_ids, &mut cache, false).unwrap();
     assert!(max_diff(out.row(0), &exp.logits[0]) <= TOL);
+}
+
+#[test]
+fn half_precision_compute_stays_close_to_f32() {
+    use specsweep_engine::DType;
+    let exp = expected("qwen3-tiny");
+    // Tolerances from the formats' epsilons (f16 2⁻¹¹, bf16 2⁻⁸) scaled by logits of magnitude ~10
+    // through two layers; measured max |Δ|: see the assertion message.
+    for (dtype, tol) in [(DType::F16, 0.05f32), (DType::BF16, 0.5)] {
+        let engine = Engine::load(
+            &fixture("qwen3-tiny"),
+            &LoadOptions {
+                dtype,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut cache = engine.new_cache(exp.token_ids.len()).unwrap();
+        let out = engine.forward(&exp.token_ids, &mut cache, false).unwrap();
+        let d = (0..exp.logits.len())
+            .map(|i| max_diff(out.row(i), &exp.logits[i]))
+            .fold(0.0, f32::max);
+        assert!(d <= tol, "{dtype}: max |Δlogit| = {d} > {tol}");
+        eprintln!("{dtype}: max |Δlogit| = {d}");
+    }
 }

@@ -34,7 +34,14 @@ impl AxisDef {
 }
 
 /// Speculation modes, as `generate --spec` spells them. `none` is the no-speculation control.
-pub const MODES: &[&str] = &["none", "ngram-cache", "ngram-mod", "ngram-simple", "draft", "mtp"];
+pub const MODES: &[&str] = &[
+    "none",
+    "ngram-cache",
+    "ngram-mod",
+    "ngram-simple",
+    "draft",
+    "mtp",
+];
 
 /// The no-speculation mode (the paired control of every block).
 pub const CONTROL_MODE: &str = "none";
@@ -44,28 +51,138 @@ const SPECULATIVE: &[&str] = &["ngram-cache", "ngram-mod", "ngram-simple", "draf
 
 /// Every axis a sweep may use, in the order cells print their configuration.
 pub const AXES: &[AxisDef] = &[
-    AxisDef { name: "device", kind: AxisKind::Str, modes: None, help: "cpu, wgpu, cuda[:N]" },
-    AxisDef { name: "model", kind: AxisKind::Str, modes: None, help: "target model: NAME, directory or .gguf" },
-    AxisDef { name: "quant", kind: AxisKind::Str, modes: None, help: "weight dtype/quantization: f32, f16, bf16, q8, q4 (absent = as stored)" },
-    AxisDef { name: "threads", kind: AxisKind::Int, modes: None, help: "CPU threads (absent = all cores)" },
-    AxisDef { name: "depth", kind: AxisKind::Int, modes: None, help: "context tokens before the prompt" },
-    AxisDef { name: "temperature", kind: AxisKind::Float, modes: None, help: "0 = greedy" },
-    AxisDef { name: "max_new_tokens", kind: AxisKind::Int, modes: None, help: "tokens to generate per request (default: header)" },
-    AxisDef { name: "spec", kind: AxisKind::Str, modes: None, help: "none, ngram-cache, ngram-mod, ngram-simple, draft, mtp" },
-    AxisDef { name: "draft_model", kind: AxisKind::Str, modes: Some(&["draft"]), help: "draft model: NAME, directory or .gguf" },
-    AxisDef { name: "draft_min", kind: AxisKind::Int, modes: Some(&["draft", "mtp", "ngram-mod"]), help: "drop drafts shorter than this (ngram-mod: old spelling of n_min)" },
-    AxisDef { name: "draft_max", kind: AxisKind::Int, modes: Some(SPECULATIVE), help: "most draft tokens per round (ngram-mod: old spelling of n_max)" },
-    AxisDef { name: "draft_p_min", kind: AxisKind::Float, modes: Some(DRAFTING), help: "stop drafting below this top-token probability" },
-    AxisDef { name: "spec_ngram_mod_n_match", kind: AxisKind::Int, modes: Some(&["ngram-mod"]), help: "ngram-mod key length" },
-    AxisDef { name: "spec_ngram_mod_n_min", kind: AxisKind::Int, modes: Some(&["ngram-mod"]), help: "ngram-mod minimum draft" },
-    AxisDef { name: "spec_ngram_mod_n_max", kind: AxisKind::Int, modes: Some(&["ngram-mod"]), help: "ngram-mod maximum draft" },
-    AxisDef { name: "spec_ngram_size_n", kind: AxisKind::Int, modes: Some(&["ngram-mod"]), help: "old llama.cpp spelling of the ngram-mod key length" },
-    AxisDef { name: "verify", kind: AxisKind::Str, modes: Some(SPECULATIVE), help: "acceptance rule when sampling: rejection, sample-and-match" },
-    AxisDef { name: "reset_per_request", kind: AxisKind::Bool, modes: Some(&["ngram-mod", "ngram-cache"]), help: "clear drafter state between requests" },
-    AxisDef { name: "prompt_lookup_min", kind: AxisKind::Int, modes: Some(&["ngram-simple"]), help: "shortest suffix match" },
-    AxisDef { name: "prompt_lookup_max", kind: AxisKind::Int, modes: Some(&["ngram-simple"]), help: "longest suffix match" },
-    AxisDef { name: "lookup_cache_static", kind: AxisKind::Str, modes: Some(&["ngram-cache"]), help: "static n-gram cache file" },
-    AxisDef { name: "lookup_cache_dynamic", kind: AxisKind::Str, modes: Some(&["ngram-cache"]), help: "dynamic n-gram cache file" },
+    AxisDef {
+        name: "device",
+        kind: AxisKind::Str,
+        modes: None,
+        help: "cpu, wgpu, cuda[:N]",
+    },
+    AxisDef {
+        name: "model",
+        kind: AxisKind::Str,
+        modes: None,
+        help: "target model: NAME, directory or .gguf",
+    },
+    AxisDef {
+        name: "quant",
+        kind: AxisKind::Str,
+        modes: None,
+        help: "weight dtype/quantization: f32, f16, bf16, q8, q4 (absent = as stored)",
+    },
+    AxisDef {
+        name: "threads",
+        kind: AxisKind::Int,
+        modes: None,
+        help: "CPU threads (absent = all cores)",
+    },
+    AxisDef {
+        name: "depth",
+        kind: AxisKind::Int,
+        modes: None,
+        help: "context tokens before the prompt",
+    },
+    AxisDef {
+        name: "temperature",
+        kind: AxisKind::Float,
+        modes: None,
+        help: "0 = greedy",
+    },
+    AxisDef {
+        name: "max_new_tokens",
+        kind: AxisKind::Int,
+        modes: None,
+        help: "tokens to generate per request (default: header)",
+    },
+    AxisDef {
+        name: "spec",
+        kind: AxisKind::Str,
+        modes: None,
+        help: "none, ngram-cache, ngram-mod, ngram-simple, draft, mtp",
+    },
+    AxisDef {
+        name: "draft_model",
+        kind: AxisKind::Str,
+        modes: Some(&["draft"]),
+        help: "draft model: NAME, directory or .gguf",
+    },
+    AxisDef {
+        name: "draft_min",
+        kind: AxisKind::Int,
+        modes: Some(&["draft", "mtp", "ngram-mod"]),
+        help: "drop drafts shorter than this (ngram-mod: old spelling of n_min)",
+    },
+    AxisDef {
+        name: "draft_max",
+        kind: AxisKind::Int,
+        modes: Some(SPECULATIVE),
+        help: "most draft tokens per round (ngram-mod: old spelling of n_max)",
+    },
+    AxisDef {
+        name: "draft_p_min",
+        kind: AxisKind::Float,
+        modes: Some(DRAFTING),
+        help: "stop drafting below this top-token probability",
+    },
+    AxisDef {
+        name: "spec_ngram_mod_n_match",
+        kind: AxisKind::Int,
+        modes: Some(&["ngram-mod"]),
+        help: "ngram-mod key length",
+    },
+    AxisDef {
+        name: "spec_ngram_mod_n_min",
+        kind: AxisKind::Int,
+        modes: Some(&["ngram-mod"]),
+        help: "ngram-mod minimum draft",
+    },
+    AxisDef {
+        name: "spec_ngram_mod_n_max",
+        kind: AxisKind::Int,
+        modes: Some(&["ngram-mod"]),
+        help: "ngram-mod maximum draft",
+    },
+    AxisDef {
+        name: "spec_ngram_size_n",
+        kind: AxisKind::Int,
+        modes: Some(&["ngram-mod"]),
+        help: "old llama.cpp spelling of the ngram-mod key length",
+    },
+    AxisDef {
+        name: "verify",
+        kind: AxisKind::Str,
+        modes: Some(SPECULATIVE),
+        help: "acceptance rule when sampling: rejection, sample-and-match",
+    },
+    AxisDef {
+        name: "reset_per_request",
+        kind: AxisKind::Bool,
+        modes: Some(&["ngram-mod", "ngram-cache"]),
+        help: "clear drafter state between requests",
+    },
+    AxisDef {
+        name: "prompt_lookup_min",
+        kind: AxisKind::Int,
+        modes: Some(&["ngram-simple"]),
+        help: "shortest suffix match",
+    },
+    AxisDef {
+        name: "prompt_lookup_max",
+        kind: AxisKind::Int,
+        modes: Some(&["ngram-simple"]),
+        help: "longest suffix match",
+    },
+    AxisDef {
+        name: "lookup_cache_static",
+        kind: AxisKind::Str,
+        modes: Some(&["ngram-cache"]),
+        help: "static n-gram cache file",
+    },
+    AxisDef {
+        name: "lookup_cache_dynamic",
+        kind: AxisKind::Str,
+        modes: Some(&["ngram-cache"]),
+        help: "dynamic n-gram cache file",
+    },
 ];
 
 /// The definition of axis `name`, if it is one.
@@ -75,7 +192,9 @@ pub fn axis_def(name: &str) -> Option<&'static AxisDef> {
 
 /// Position of `name` in [`AXES`] (unknown names sort last).
 pub fn axis_order(name: &str) -> usize {
-    AXES.iter().position(|a| a.name == name).unwrap_or(AXES.len())
+    AXES.iter()
+        .position(|a| a.name == name)
+        .unwrap_or(AXES.len())
 }
 
 #[cfg(test)]
@@ -86,8 +205,15 @@ mod tests {
     fn mode_specific_axes_name_known_modes() {
         for axis in AXES {
             for mode in axis.modes.unwrap_or(&[]) {
-                assert!(MODES.contains(mode), "{} names unknown mode {mode}", axis.name);
-                assert_ne!(*mode, CONTROL_MODE, "the control takes no speculation parameter");
+                assert!(
+                    MODES.contains(mode),
+                    "{} names unknown mode {mode}",
+                    axis.name
+                );
+                assert_ne!(
+                    *mode, CONTROL_MODE,
+                    "the control takes no speculation parameter"
+                );
             }
         }
         assert!(axis_def("draft_max").unwrap().applies_to("draft"));
@@ -101,10 +227,18 @@ mod tests {
         for mode in MODES {
             let keys = SpecMode::parse(mode).unwrap().keys();
             for axis in AXES.iter().filter(|a| a.modes.is_some()) {
-                assert_eq!(axis.applies_to(mode), keys.contains(&axis.name), "axis {} / mode {mode}", axis.name);
+                assert_eq!(
+                    axis.applies_to(mode),
+                    keys.contains(&axis.name),
+                    "axis {} / mode {mode}",
+                    axis.name
+                );
             }
             for key in keys {
-                assert!(axis_def(key).is_some(), "engine key {key} is not a sweep axis");
+                assert!(
+                    axis_def(key).is_some(),
+                    "engine key {key} is not a sweep axis"
+                );
             }
         }
     }

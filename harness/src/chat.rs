@@ -17,7 +17,11 @@ pub enum ChatTemplate {
 impl ChatTemplate {
     /// ChatML when the vocabulary has `<|im_start|>`, else plain.
     pub fn detect(has_im_start: bool) -> ChatTemplate {
-        if has_im_start { ChatTemplate::ChatMl } else { ChatTemplate::Plain }
+        if has_im_start {
+            ChatTemplate::ChatMl
+        } else {
+            ChatTemplate::Plain
+        }
     }
 
     /// Render `messages` and open the assistant's turn.
@@ -65,10 +69,22 @@ mod tests {
 
     fn conversation() -> Vec<Message> {
         vec![
-            Message { role: Role::System, content: "Be brief.".into() },
-            Message { role: Role::User, content: "Hi".into() },
-            Message { role: Role::Assistant, content: "Hello".into() },
-            Message { role: Role::User, content: "Bye".into() },
+            Message {
+                role: Role::System,
+                content: "Be brief.".into(),
+            },
+            Message {
+                role: Role::User,
+                content: "Hi".into(),
+            },
+            Message {
+                role: Role::Assistant,
+                content: "Hello".into(),
+            },
+            Message {
+                role: Role::User,
+                content: "Bye".into(),
+            },
         ]
     }
 

@@ -8,13 +8,14 @@
 //! first `depth` token ids, which precede the rendered prompt's ids.
 
 const WORDS: &[&str] = &[
-    "river", "stone", "morning", "quiet", "engine", "paper", "garden", "window", "signal", "copper",
-    "harbor", "winter", "ladder", "orange", "planet", "silver", "market", "bridge", "forest", "candle",
-    "number", "thread", "circle", "shadow", "valley", "rocket", "mirror", "button", "island", "castle",
-    "pencil", "meadow", "anchor", "basket", "cotton", "dragon", "feather", "glacier", "hammer", "jacket",
-    "kettle", "lantern", "marble", "needle", "oyster", "pepper", "quartz", "ribbon", "saddle", "tunnel",
-    "umbrella", "velvet", "walnut", "yellow", "zipper", "across", "beneath", "slowly", "brightly", "after",
-    "before", "while", "because", "and", "the", "a", "of", "under", "over", "near",
+    "river", "stone", "morning", "quiet", "engine", "paper", "garden", "window", "signal",
+    "copper", "harbor", "winter", "ladder", "orange", "planet", "silver", "market", "bridge",
+    "forest", "candle", "number", "thread", "circle", "shadow", "valley", "rocket", "mirror",
+    "button", "island", "castle", "pencil", "meadow", "anchor", "basket", "cotton", "dragon",
+    "feather", "glacier", "hammer", "jacket", "kettle", "lantern", "marble", "needle", "oyster",
+    "pepper", "quartz", "ribbon", "saddle", "tunnel", "umbrella", "velvet", "walnut", "yellow",
+    "zipper", "across", "beneath", "slowly", "brightly", "after", "before", "while", "because",
+    "and", "the", "a", "of", "under", "over", "near",
 ];
 
 /// Fixed seed of the filler stream (changing it changes every depth > 0 measurement).

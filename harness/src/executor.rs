@@ -13,9 +13,15 @@ use crate::job::{UnitJob, request_prompt_id};
 #[derive(Debug, Clone, PartialEq)]
 pub enum UnitOutcome {
     /// Every request's record, in suite order, and the worker's load time (ms) if it reported one.
-    Done { records: Vec<RequestRecord>, load_ms: Option<f64> },
+    Done {
+        records: Vec<RequestRecord>,
+        load_ms: Option<f64>,
+    },
     /// The unit produced no usable results.
-    Failed { cause: FailureCause, message: String },
+    Failed {
+        cause: FailureCause,
+        message: String,
+    },
     /// Stopped on request (Ctrl-C): nothing is recorded and the unit runs again on resume.
     Interrupted,
 }
@@ -52,7 +58,11 @@ pub struct MockExecutor {
 impl Executor for MockExecutor {
     fn run(&mut self, job: &UnitJob, on_tokens: &mut dyn FnMut(u64)) -> UnitOutcome {
         self.calls.push((job.cell_id.clone(), job.repetition));
-        let action = self.script.get(&(job.cell_id.clone(), job.repetition)).cloned().unwrap_or(MockAction::Succeed);
+        let action = self
+            .script
+            .get(&(job.cell_id.clone(), job.repetition))
+            .cloned()
+            .unwrap_or(MockAction::Succeed);
         match action {
             MockAction::Succeed => done(mock_records(job, None), on_tokens),
             MockAction::Diverge(at) => done(mock_records(job, Some(at)), on_tokens),
@@ -61,7 +71,10 @@ impl Executor for MockExecutor {
                 records.pop();
                 done(records, on_tokens)
             }
-            MockAction::Fail(cause) => UnitOutcome::Failed { cause, message: format!("scripted {cause:?}") },
+            MockAction::Fail(cause) => UnitOutcome::Failed {
+                cause,
+                message: format!("scripted {cause:?}"),
+            },
             MockAction::Interrupt => UnitOutcome::Interrupted,
         }
     }
@@ -71,7 +84,10 @@ fn done(records: Vec<RequestRecord>, on_tokens: &mut dyn FnMut(u64)) -> UnitOutc
     for r in &records {
         on_tokens(r.output_tokens);
     }
-    UnitOutcome::Done { records, load_ms: Some(1.0) }
+    UnitOutcome::Done {
+        records,
+        load_ms: Some(1.0),
+    }
 }
 
 /// Deterministic synthetic records for `job`: output ids depend only on the prompt, the
@@ -83,12 +99,17 @@ pub fn mock_records(job: &UnitJob, diverge_at: Option<usize>) -> Vec<RequestReco
         let points = p.prompt.generation_points();
         for k in 0..points {
             let prompt_id = request_prompt_id(&p.prompt.id, k, points);
-            let seed = crate::hashing::sha256_hex(format!("{prompt_id}/{}", job.repetition).as_bytes());
+            let seed =
+                crate::hashing::sha256_hex(format!("{prompt_id}/{}", job.repetition).as_bytes());
             let n = 8;
             let ids: Vec<u32> = (0..n)
                 .map(|i| {
                     let base = u32::from_str_radix(&seed[i * 2..i * 2 + 2], 16).unwrap_or(0);
-                    if diverge_at.is_some_and(|d| i >= d) { base + 1000 } else { base }
+                    if diverge_at.is_some_and(|d| i >= d) {
+                        base + 1000
+                    } else {
+                        base
+                    }
                 })
                 .collect();
             out.push(RequestRecord {

@@ -39,7 +39,10 @@ pub fn sha256_path(path: &Path) -> std::io::Result<String> {
     entries.sort();
     let mut listing = String::new();
     for entry in entries {
-        let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         listing.push_str(&format!("{name}  {}\n", sha256_file(&entry)?));
     }
     Ok(sha256_hex(listing.as_bytes()))
@@ -55,6 +58,9 @@ mod tests {
 
     #[test]
     fn known_digest() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

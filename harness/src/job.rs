@@ -43,7 +43,10 @@ pub struct UnitJob {
 impl UnitJob {
     /// Records a successful run of this unit produces: one per generation point of every prompt.
     pub fn expected_records(&self) -> usize {
-        self.prompts.iter().map(|p| p.prompt.generation_points()).sum()
+        self.prompts
+            .iter()
+            .map(|p| p.prompt.generation_points())
+            .sum()
     }
 }
 
@@ -62,5 +65,9 @@ pub enum WorkerMessage {
 /// Request id of generation point `k` (0-based) of a prompt with `points` points: the prompt id
 /// itself when there is one point, else `id#turnK` (1-based).
 pub fn request_prompt_id(prompt_id: &str, k: usize, points: usize) -> String {
-    if points == 1 { prompt_id.to_string() } else { format!("{prompt_id}#turn{}", k + 1) }
+    if points == 1 {
+        prompt_id.to_string()
+    } else {
+        format!("{prompt_id}#turn{}", k + 1)
+    }
 }

@@ -16,7 +16,12 @@ use crate::sweep::Sweep;
 use crate::sysinfo::SysInfo;
 
 /// Build a fresh manifest for a run of `sweep` (models and suites hashed by the caller).
-pub fn new_manifest(sweep: &Sweep, sys: &SysInfo, models: std::collections::BTreeMap<String, String>, suites: std::collections::BTreeMap<String, String>) -> Manifest {
+pub fn new_manifest(
+    sweep: &Sweep,
+    sys: &SysInfo,
+    models: std::collections::BTreeMap<String, String>,
+    suites: std::collections::BTreeMap<String, String>,
+) -> Manifest {
     let (git_sha, git_dirty) = git_state(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
     Manifest {
         schema_version: SCHEMA_VERSION,
@@ -32,7 +37,11 @@ pub fn new_manifest(sweep: &Sweep, sys: &SysInfo, models: std::collections::BTre
         specsweep_version: env!("CARGO_PKG_VERSION").into(),
         rustc_version: env!("SPECSWEEP_RUSTC_VERSION").into(),
         burn_version: env!("SPECSWEEP_BURN_VERSION").into(),
-        cargo_features: env!("SPECSWEEP_FEATURES").split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
+        cargo_features: env!("SPECSWEEP_FEATURES")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         cpu_model: sys.cpu_model.clone(),
         cpu_cores: sys.cpu_cores,
         cpu_governor: sys.cpu_governor.clone(),
@@ -61,13 +70,18 @@ fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
             .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
     };
     let sha = run(&["rev-parse", "HEAD"]).map(|s| s.trim().to_string());
-    let dirty = sha.as_ref().and_then(|_| run(&["status", "--porcelain"])).map(|s| !s.trim().is_empty());
+    let dirty = sha
+        .as_ref()
+        .and_then(|_| run(&["status", "--porcelain"]))
+        .map(|s| !s.trim().is_empty());
     (sha, dirty)
 }
 
 /// The current UTC time as RFC 3339 (`2026-11-23T12:00:00Z`).
 pub fn rfc3339_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     rfc3339(secs)
 }
 
@@ -84,7 +98,12 @@ pub fn rfc3339(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Write `manifest` to `path` atomically (temporary file + rename).

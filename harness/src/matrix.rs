@@ -37,12 +37,19 @@ pub struct Cell {
 impl Cell {
     /// The cell's speculation mode.
     pub fn mode(&self) -> &str {
-        self.config.get("spec").and_then(Value::as_str).unwrap_or(CONTROL_MODE)
+        self.config
+            .get("spec")
+            .and_then(Value::as_str)
+            .unwrap_or(CONTROL_MODE)
     }
 
     /// Whether decoding is greedy (the output check applies).
     pub fn is_greedy(&self) -> bool {
-        self.config.get("temperature").and_then(Value::as_f64).unwrap_or(0.0) == 0.0
+        self.config
+            .get("temperature")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            == 0.0
     }
 
     /// `key=value` pairs in axis order, for plans and progress lines.
@@ -78,8 +85,16 @@ pub fn summary(config: &CellConfig) -> String {
 
 /// Expand a sweep into its cells (see the module docs for the rules).
 pub fn expand(sweep: &Sweep) -> Result<Vec<Cell>, SweepError> {
-    let err = |key: &str, message: String| SweepError { file: sweep.path.clone(), key: key.into(), message };
-    let is_shared = |dim: &Dim| dim.keys.iter().any(|k| axis_def(k).is_some_and(|d| d.modes.is_none()));
+    let err = |key: &str, message: String| SweepError {
+        file: sweep.path.clone(),
+        key: key.into(),
+        message,
+    };
+    let is_shared = |dim: &Dim| {
+        dim.keys
+            .iter()
+            .any(|k| axis_def(k).is_some_and(|d| d.modes.is_none()))
+    };
     let shared: Vec<&Dim> = sweep.dims.iter().filter(|d| is_shared(d)).collect();
     let mut configs: Vec<CellConfig> = Vec::new();
     for base in product(&shared) {
@@ -87,11 +102,20 @@ pub fn expand(sweep: &Sweep) -> Result<Vec<Cell>, SweepError> {
             let overrides = sweep.mode_dims.get(mode).map(Vec::as_slice).unwrap_or(&[]);
             let mut dims: Vec<&Dim> = Vec::new();
             for dim in sweep.dims.iter().filter(|d| !is_shared(d)) {
-                let applies = dim.keys.iter().any(|k| axis_def(k).is_some_and(|d| d.applies_to(mode)));
-                let overridden = dim.keys.iter().find(|k| overrides.iter().any(|o| o.keys.contains(k)));
+                let applies = dim
+                    .keys
+                    .iter()
+                    .any(|k| axis_def(k).is_some_and(|d| d.applies_to(mode)));
+                let overridden = dim
+                    .keys
+                    .iter()
+                    .find(|k| overrides.iter().any(|o| o.keys.contains(k)));
                 match overridden {
                     Some(key) if dim.keys.len() > 1 => {
-                        return Err(err(&format!("modes.{mode}.{key}"), "cannot override an axis of a [[linked]] group".into()));
+                        return Err(err(
+                            &format!("modes.{mode}.{key}"),
+                            "cannot override an axis of a [[linked]] group".into(),
+                        ));
                     }
                     Some(_) => {}
                     None if applies => dims.push(dim),
@@ -114,16 +138,25 @@ pub fn expand(sweep: &Sweep) -> Result<Vec<Cell>, SweepError> {
     configs.retain(|c| !sweep.exclude.iter().any(|rule| rule_matches(rule, c)));
     for (i, include) in sweep.include.iter().enumerate() {
         let mut config: CellConfig = include.clone().into_iter().collect();
-        let mode = config.get("spec").and_then(Value::as_str).unwrap_or(CONTROL_MODE).to_string();
+        let mode = config
+            .get("spec")
+            .and_then(Value::as_str)
+            .unwrap_or(CONTROL_MODE)
+            .to_string();
         for key in include.keys() {
             if !axis_def(key).is_some_and(|d| d.applies_to(&mode)) {
-                return Err(err(&format!("include[{i}].{key}"), format!("impossible combination: mode `{mode}` does not take `{key}`")));
+                return Err(err(
+                    &format!("include[{i}].{key}"),
+                    format!("impossible combination: mode `{mode}` does not take `{key}`"),
+                ));
             }
         }
         // Unlisted shared axes take their first value, so an include rule only names what differs.
         for dim in sweep.dims.iter().filter(|d| is_shared(d)) {
             for (k, key) in dim.keys.iter().enumerate() {
-                config.entry(key.clone()).or_insert_with(|| dim.rows[0][k].clone());
+                config
+                    .entry(key.clone())
+                    .or_insert_with(|| dim.rows[0][k].clone());
             }
         }
         complete(&mut config, sweep);
@@ -135,10 +168,17 @@ pub fn expand(sweep: &Sweep) -> Result<Vec<Cell>, SweepError> {
     }
     let mut cells: Vec<Cell> = Vec::new();
     for config in configs {
-        validate(&config).map_err(|(key, message)| err(&key, format!("cell `{}`: {message}", summary(&config))))?;
+        validate(&config).map_err(|(key, message)| {
+            err(&key, format!("cell `{}`: {message}", summary(&config)))
+        })?;
         let id = cell_id(&config);
         if !cells.iter().any(|c| c.id == id) {
-            cells.push(Cell { id, config, baseline_id: None, added_control: false });
+            cells.push(Cell {
+                id,
+                config,
+                baseline_id: None,
+                added_control: false,
+            });
         }
     }
     pair_controls(cells)
@@ -147,25 +187,46 @@ pub fn expand(sweep: &Sweep) -> Result<Vec<Cell>, SweepError> {
 /// Drop keys the mode ignores and fill the header's values (temperature, max_new_tokens) and the
 /// defaults every record should carry (device, depth).
 fn complete(config: &mut CellConfig, sweep: &Sweep) {
-    let mode = config.get("spec").and_then(Value::as_str).unwrap_or(CONTROL_MODE).to_string();
+    let mode = config
+        .get("spec")
+        .and_then(Value::as_str)
+        .unwrap_or(CONTROL_MODE)
+        .to_string();
     config.retain(|k, _| axis_def(k).is_some_and(|d| d.applies_to(&mode)));
-    config.entry("spec".into()).or_insert_with(|| Value::from(CONTROL_MODE));
-    config.entry("device".into()).or_insert_with(|| Value::from("cpu"));
-    config.entry("depth".into()).or_insert_with(|| Value::from(0));
-    config.entry("temperature".into()).or_insert_with(|| Value::from(sweep.header.temperature));
-    config.entry("max_new_tokens".into()).or_insert_with(|| Value::from(sweep.header.max_new_tokens));
+    config
+        .entry("spec".into())
+        .or_insert_with(|| Value::from(CONTROL_MODE));
+    config
+        .entry("device".into())
+        .or_insert_with(|| Value::from("cpu"));
+    config
+        .entry("depth".into())
+        .or_insert_with(|| Value::from(0));
+    config
+        .entry("temperature".into())
+        .or_insert_with(|| Value::from(sweep.header.temperature));
+    config
+        .entry("max_new_tokens".into())
+        .or_insert_with(|| Value::from(sweep.header.max_new_tokens));
 }
 
 fn rule_matches(rule: &BTreeMap<String, Vec<Value>>, config: &CellConfig) -> bool {
-    rule.iter().all(|(key, values)| config.get(key).is_some_and(|v| values.contains(v)))
+    rule.iter()
+        .all(|(key, values)| config.get(key).is_some_and(|v| values.contains(v)))
 }
 
 /// Per-cell consistency: an error is `(key, message)`.
 fn validate(config: &CellConfig) -> Result<(), (String, String)> {
     let int = |k: &str| config.get(k).and_then(Value::as_i64);
-    let mode = config.get("spec").and_then(Value::as_str).unwrap_or(CONTROL_MODE);
+    let mode = config
+        .get("spec")
+        .and_then(Value::as_str)
+        .unwrap_or(CONTROL_MODE);
     if mode == "draft" && !config.contains_key("draft_model") {
-        return Err(("axes.draft_model".into(), "impossible combination: spec = \"draft\" needs a draft_model".into()));
+        return Err((
+            "axes.draft_model".into(),
+            "impossible combination: spec = \"draft\" needs a draft_model".into(),
+        ));
     }
     for (lo, hi) in [
         ("draft_min", "draft_max"),
@@ -175,10 +236,18 @@ fn validate(config: &CellConfig) -> Result<(), (String, String)> {
         if let (Some(a), Some(b)) = (int(lo), int(hi))
             && a > b
         {
-            return Err((lo.into(), format!("impossible combination: {lo} {a} > {hi} {b} (add an [[exclude]] rule)")));
+            return Err((
+                lo.into(),
+                format!("impossible combination: {lo} {a} > {hi} {b} (add an [[exclude]] rule)"),
+            ));
         }
     }
-    for key in ["draft_max", "spec_ngram_mod_n_max", "max_new_tokens", "threads"] {
+    for key in [
+        "draft_max",
+        "spec_ngram_mod_n_max",
+        "max_new_tokens",
+        "threads",
+    ] {
         if int(key) == Some(0) {
             return Err((key.into(), format!("{key} must be at least 1")));
         }
@@ -198,7 +267,12 @@ fn pair_controls(cells: Vec<Cell>) -> Result<Vec<Cell>, SweepError> {
             control.insert("spec".into(), Value::from(CONTROL_MODE));
             let control_id = cell_id(&control);
             if !listed.contains(&control_id) && !out.iter().any(|c| c.id == control_id) {
-                out.push(Cell { id: control_id.clone(), config: control, baseline_id: None, added_control: true });
+                out.push(Cell {
+                    id: control_id.clone(),
+                    config: control,
+                    baseline_id: None,
+                    added_control: true,
+                });
             }
             cell.baseline_id = Some(control_id);
         }
@@ -248,15 +322,23 @@ mod tests {
         )
         .unwrap();
         // none: 1 cell (draft_max ignored); ngram-simple: 2 (takes draft_max); draft: 2.
-        assert_eq!(modes(&cells), ["none", "ngram-simple", "ngram-simple", "draft", "draft"]);
+        assert_eq!(
+            modes(&cells),
+            ["none", "ngram-simple", "ngram-simple", "draft", "draft"]
+        );
         assert!(!cells[0].config.contains_key("draft_max"));
         assert!(!cells[1].config.contains_key("draft_model"));
-        assert!(cells[1..].iter().all(|c| c.baseline_id.as_deref() == Some(cells[0].id.as_str())));
+        assert!(
+            cells[1..]
+                .iter()
+                .all(|c| c.baseline_id.as_deref() == Some(cells[0].id.as_str()))
+        );
     }
 
     #[test]
     fn controls_are_added_and_paired() {
-        let cells = expand_text("[axes]\nmodel = [\"a\", \"b\"]\nspec = [\"ngram-mod\"]\n").unwrap();
+        let cells =
+            expand_text("[axes]\nmodel = [\"a\", \"b\"]\nspec = [\"ngram-mod\"]\n").unwrap();
         assert_eq!(modes(&cells), ["none", "ngram-mod", "none", "ngram-mod"]);
         assert!(cells[0].added_control && cells[2].added_control);
         assert_eq!(cells[1].baseline_id.as_ref(), Some(&cells[0].id));
@@ -309,7 +391,10 @@ mod tests {
     fn impossible_combinations_are_errors() {
         let e = expand_text("[axes]\nmodel = [\"m\"]\nspec = [\"draft\"]\n").unwrap_err();
         assert_eq!(e.key, "axes.draft_model");
-        let e = expand_text("[axes]\nmodel = [\"m\"]\nspec = [\"mtp\"]\ndraft_min = [8]\ndraft_max = [4]\n").unwrap_err();
+        let e = expand_text(
+            "[axes]\nmodel = [\"m\"]\nspec = [\"mtp\"]\ndraft_min = [8]\ndraft_max = [4]\n",
+        )
+        .unwrap_err();
         assert_eq!(e.key, "draft_min");
         let e = expand_text("[axes]\nmodel = [\"m\"]\n[[exclude]]\nmodel = \"m\"\n").unwrap_err();
         assert_eq!(e.key, "exclude");

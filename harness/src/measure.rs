@@ -11,13 +11,17 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde_json::Value;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use serde_json::Value;
 use specsweep_engine::generate::Generation;
 use specsweep_engine::spec::{Drafter, LoopOptions, SpecConfig, SpecMode, speculative_loop};
-use specsweep_engine::{DType, DeviceSpec, Engine, GenerateOptions, LoadOptions, Sampling, Tokenizer, generate};
-use specsweep_reports::schema::{ExpertStats, ExpertsAtBatch, RecordKey, RequestRecord, SCHEMA_VERSION, SpecStats};
+use specsweep_engine::{
+    DType, DeviceSpec, Engine, GenerateOptions, LoadOptions, Sampling, Tokenizer, generate,
+};
+use specsweep_reports::schema::{
+    ExpertStats, ExpertsAtBatch, RecordKey, RequestRecord, SCHEMA_VERSION, SpecStats,
+};
 
 use crate::chat::ChatTemplate;
 use crate::depth::filler_text;
@@ -28,21 +32,39 @@ use crate::suite::{Message, Role, generation_points};
 pub const WARMUP_NEW_TOKENS: usize = 8;
 
 /// Run `job`, sending each message to `emit` as it happens.
-pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub fn run_job(
+    job: &UnitJob,
+    emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let cell = &job.cell;
     let text = |k: &str| cell.get(k).and_then(Value::as_str);
     let int = |k: &str| cell.get(k).and_then(Value::as_u64);
-    let device: DeviceSpec = text("device").unwrap_or("cpu").parse().context("cell key `device`")?;
+    let device: DeviceSpec = text("device")
+        .unwrap_or("cpu")
+        .parse()
+        .context("cell key `device`")?;
     let dtype: DType = match text("quant") {
-        Some(q) => q.parse().with_context(|| format!("cell key `quant`: `{q}` is not supported by this engine"))?,
+        Some(q) => q
+            .parse()
+            .with_context(|| format!("cell key `quant`: `{q}` is not supported by this engine"))?,
         None => DType::F32,
     };
-    let options = LoadOptions { device, threads: int("threads").map(|t| t as usize), dtype };
+    let options = LoadOptions {
+        device,
+        threads: int("threads").map(|t| t as usize),
+        dtype,
+    };
     let model_name = text("model").context("cell has no `model`")?;
-    let model_path = job.model_paths.get(model_name).with_context(|| format!("no path for model `{model_name}`"))?;
-    let engine = Engine::load(model_path, &options).with_context(|| format!("loading model {}", model_path.display()))?;
-    let tokenizer = engine.tokenizer().with_context(|| format!("model {} has no tokenizer", model_path.display()))?;
+    let model_path = job
+        .model_paths
+        .get(model_name)
+        .with_context(|| format!("no path for model `{model_name}`"))?;
+    let engine = Engine::load(model_path, &options)
+        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let tokenizer = engine
+        .tokenizer()
+        .with_context(|| format!("model {} has no tokenizer", model_path.display()))?;
     let mode = text("spec").unwrap_or("none").to_string();
     let spec = if mode == "none" {
         None
@@ -57,29 +79,58 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
     };
     let draft_engine = match text("draft_model") {
         Some(name) if mode == "draft" => {
-            let path = job.model_paths.get(name).with_context(|| format!("no path for draft model `{name}`"))?;
-            Some(Engine::load(path, &options).with_context(|| format!("loading draft model {}", path.display()))?)
+            let path = job
+                .model_paths
+                .get(name)
+                .with_context(|| format!("no path for draft model `{name}`"))?;
+            Some(
+                Engine::load(path, &options)
+                    .with_context(|| format!("loading draft model {}", path.display()))?,
+            )
         }
         _ => None,
     };
     let template = ChatTemplate::detect(tokenizer.inner().token_to_id("<|im_start|>").is_some());
     let depth = int("depth").unwrap_or(0) as usize;
     let filler = filler_ids(tokenizer, depth)?;
-    let temperature = cell.get("temperature").and_then(Value::as_f64).unwrap_or(0.0);
+    let temperature = cell
+        .get("temperature")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
     let sampling = if temperature == 0.0 {
         Sampling::Greedy
     } else {
-        Sampling::Sample { temperature: temperature as f32, top_k: None, top_p: None, seed: job.seed }
+        Sampling::Sample {
+            temperature: temperature as f32,
+            top_k: None,
+            top_p: None,
+            seed: job.seed,
+        }
     };
     let cell_max_new = int("max_new_tokens").unwrap_or(64) as usize;
-    emit(WorkerMessage::Loaded { load_ms: started.elapsed().as_secs_f64() * 1e3 })?;
+    emit(WorkerMessage::Loaded {
+        load_ms: started.elapsed().as_secs_f64() * 1e3,
+    })?;
 
-    let mut decoder = Decoder { engine: &engine, draft: draft_engine.as_ref(), spec, sampling, seed: job.seed, ngram: None };
+    let mut decoder = Decoder {
+        engine: &engine,
+        draft: draft_engine.as_ref(),
+        spec,
+        sampling,
+        seed: job.seed,
+        ngram: None,
+    };
     // Warmup: the first prompts, short, unrecorded; n-gram state is dropped afterwards so that
     // warmup prompts do not pre-train a drafter that persists across requests.
-    for p in job.prompts.iter().cycle().take(if job.prompts.is_empty() { 0 } else { job.warmup as usize }) {
+    for p in job.prompts.iter().cycle().take(if job.prompts.is_empty() {
+        0
+    } else {
+        job.warmup as usize
+    }) {
         let ids = prompt_ids(tokenizer, template, &filler, &p.prompt.messages)?;
-        decoder.decode(&ids, WARMUP_NEW_TOKENS).context("warmup request")?;
+        decoder
+            .decode(&ids, WARMUP_NEW_TOKENS)
+            .context("warmup request")?;
     }
     decoder.ngram = None;
 
@@ -93,15 +144,24 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
     };
     for p in &job.prompts {
         let points = generation_points(&p.prompt.messages);
-        let max_new = p.prompt.max_new_tokens.map_or(cell_max_new, |m| (m as usize).min(cell_max_new));
+        let max_new = p
+            .prompt
+            .max_new_tokens
+            .map_or(cell_max_new, |m| (m as usize).min(cell_max_new));
         let mut history: Vec<Message> = Vec::new();
         for (i, message) in p.prompt.messages.iter().enumerate() {
             history.push(message.clone());
-            let Some(k) = points.iter().position(|&g| g == i) else { continue };
+            let Some(k) = points.iter().position(|&g| g == i) else {
+                continue;
+            };
             let ids = prompt_ids(tokenizer, template, &filler, &history)?;
             reset_peak_rss();
-            let g = decoder.decode(&ids, max_new).with_context(|| format!("prompt `{}`", p.prompt.id))?;
-            emit(WorkerMessage::Tokens { n: g.output_token_ids.len() as u64 })?;
+            let g = decoder
+                .decode(&ids, max_new)
+                .with_context(|| format!("prompt `{}`", p.prompt.id))?;
+            emit(WorkerMessage::Tokens {
+                n: g.output_token_ids.len() as u64,
+            })?;
             let answer = tokenizer.decode(&g.output_token_ids).unwrap_or_default();
             let record = RequestRecord {
                 key: key.clone(),
@@ -124,7 +184,11 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
                     by_batch_size: t
                         .by_batch_size()
                         .into_iter()
-                        .map(|b| ExpertsAtBatch { batch_tokens: b.batch_tokens, forwards: b.forwards, mean_experts_touched: b.mean_experts_touched })
+                        .map(|b| ExpertsAtBatch {
+                            batch_tokens: b.batch_tokens,
+                            forwards: b.forwards,
+                            mean_experts_touched: b.mean_experts_touched,
+                        })
                         .collect(),
                 }),
                 peak_rss_bytes: peak_rss_bytes(),
@@ -132,7 +196,10 @@ pub fn run_job(job: &UnitJob, emit: &mut dyn FnMut(WorkerMessage) -> anyhow::Res
                 first_divergence: None,
             };
             emit(WorkerMessage::Record(Box::new(record)))?;
-            history.push(Message { role: Role::Assistant, content: answer });
+            history.push(Message {
+                role: Role::Assistant,
+                content: answer,
+            });
         }
     }
     Ok(())
@@ -180,7 +247,12 @@ struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     fn decode(&mut self, ids: &[u32], max_new: usize) -> anyhow::Result<Measured> {
         let Some(config) = self.spec.clone() else {
-            let opts = GenerateOptions { max_new_tokens: max_new, sampling: self.sampling, ignore_eos: false, cache_capacity: None };
+            let opts = GenerateOptions {
+                max_new_tokens: max_new,
+                sampling: self.sampling,
+                ignore_eos: false,
+                cache_capacity: None,
+            };
             return Ok(generate(self.engine, ids, &opts)?.into());
         };
         let capacity = ids.len() + max_new + config.draft_max + 1;
@@ -193,7 +265,16 @@ impl<'a> Decoder<'a> {
             draft_max: config.draft_max,
         };
         let mut rng = StdRng::seed_from_u64(self.seed);
-        let build = |engine, draft| crate::spec_engine::build_drafter(&config, engine, draft, self.sampling, self.seed, capacity);
+        let build = |engine, draft| {
+            crate::spec_engine::build_drafter(
+                &config,
+                engine,
+                draft,
+                self.sampling,
+                self.seed,
+                capacity,
+            )
+        };
         let out = if matches!(config.mode, SpecMode::Draft | SpecMode::Mtp) {
             let mut drafter = build(self.engine, self.draft)?;
             speculative_loop(&mut target, drafter.as_mut(), ids, &opts, &mut rng)?
@@ -201,7 +282,11 @@ impl<'a> Decoder<'a> {
             if self.ngram.is_none() {
                 self.ngram = Some(build(self.engine, self.draft)?);
             }
-            let drafter = self.ngram.as_mut().map(|d| d.as_mut()).context("n-gram drafter")?;
+            let drafter = self
+                .ngram
+                .as_mut()
+                .map(|d| d.as_mut())
+                .context("n-gram drafter")?;
             speculative_loop(&mut target, drafter, ids, &opts, &mut rng)?
         };
         let ttft_ms = out.token_ms.first().copied().unwrap_or(0.0);
@@ -225,10 +310,19 @@ impl<'a> Decoder<'a> {
 
 /// Token ids of a request: `filler` then the rendered conversation (with the tokenizer's special
 /// tokens, e.g. BOS).
-fn prompt_ids(tokenizer: &Tokenizer, template: ChatTemplate, filler: &[u32], messages: &[Message]) -> anyhow::Result<Vec<u32>> {
+fn prompt_ids(
+    tokenizer: &Tokenizer,
+    template: ChatTemplate,
+    filler: &[u32],
+    messages: &[Message],
+) -> anyhow::Result<Vec<u32>> {
     let text = template.render(messages);
     let mut ids = filler.to_vec();
-    ids.extend(tokenizer.encode(&text, true).context("tokenizing the prompt")?);
+    ids.extend(
+        tokenizer
+            .encode(&text, true)
+            .context("tokenizing the prompt")?,
+    );
     Ok(ids)
 }
 
@@ -239,7 +333,9 @@ fn filler_ids(tokenizer: &Tokenizer, depth: usize) -> anyhow::Result<Vec<u32>> {
     }
     let mut words = depth;
     loop {
-        let ids = tokenizer.encode(&filler_text(words), false).context("tokenizing the depth filler")?;
+        let ids = tokenizer
+            .encode(&filler_text(words), false)
+            .context("tokenizing the depth filler")?;
         if ids.len() >= depth {
             return Ok(ids[..depth].to_vec());
         }
@@ -263,4 +359,51 @@ pub fn peak_rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn tokenizer() -> Tokenizer {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/default/tokenizer.json");
+        Tokenizer::from_file(&path, vec![0], None).unwrap()
+    }
+
+    #[test]
+    fn depth_filler_has_exactly_depth_tokens_before_the_prompt() {
+        let tok = tokenizer();
+        for depth in [0, 1, 7, 300] {
+            let filler = filler_ids(&tok, depth).unwrap();
+            assert_eq!(filler.len(), depth);
+            assert_eq!(filler, filler_ids(&tok, depth).unwrap(), "deterministic");
+        }
+        let messages = vec![Message {
+            role: Role::User,
+            content: "def f(x):".into(),
+        }];
+        let plain = prompt_ids(&tok, ChatTemplate::ChatMl, &[], &messages).unwrap();
+        let deep = prompt_ids(
+            &tok,
+            ChatTemplate::ChatMl,
+            &filler_ids(&tok, 50).unwrap(),
+            &messages,
+        )
+        .unwrap();
+        assert_eq!(deep.len(), plain.len() + 50);
+        assert_eq!(&deep[50..], &plain[..]);
+        // Longer fillers extend shorter ones: depth d is a prefix of depth 2d.
+        assert_eq!(
+            filler_ids(&tok, 40).unwrap()[..],
+            filler_ids(&tok, 80).unwrap()[..40]
+        );
+    }
+
+    #[test]
+    fn peak_rss_is_read() {
+        assert!(peak_rss_bytes() > 0);
+    }
 }

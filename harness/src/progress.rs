@@ -20,17 +20,24 @@ impl RunProgress {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let units = multi.add(ProgressBar::new(0));
         units.set_style(
-            ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} units, ETA {eta} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:>6} [{bar:30}] {pos}/{len} units, ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         units.set_prefix("cells");
         let tokens = multi.add(ProgressBar::new_spinner());
         tokens.set_style(
-            ProgressStyle::with_template("{prefix:>6} {spinner} {pos} tokens ({per_sec})").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template("{prefix:>6} {spinner} {pos} tokens ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         tokens.set_prefix("tokens");
-        RunProgress { _multi: multi, units, tokens }
+        RunProgress {
+            _multi: multi,
+            units,
+            tokens,
+        }
     }
 
     /// Remove the bars.
@@ -49,7 +56,8 @@ impl Progress for RunProgress {
     }
 
     fn unit_started(&self, cell: &Cell, repetition: u32) {
-        self.units.set_message(format!("{} r{repetition}: {}", cell.id, cell.summary()));
+        self.units
+            .set_message(format!("{} r{repetition}: {}", cell.id, cell.summary()));
     }
 
     fn tokens(&self, n: u64) {

@@ -89,12 +89,30 @@ mod tests {
     #[test]
     fn bad_ranges_are_errors() {
         assert!(matches!(parse_int_range("1-8"), Err(RangeError::Syntax(_))));
-        assert!(matches!(parse_int_range("a..8"), Err(RangeError::Syntax(_))));
-        assert!(matches!(parse_int_range("1..8+x"), Err(RangeError::Syntax(_))));
+        assert!(matches!(
+            parse_int_range("a..8"),
+            Err(RangeError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_int_range("1..8+x"),
+            Err(RangeError::Syntax(_))
+        ));
         assert!(matches!(parse_int_range("8..1"), Err(RangeError::Empty(_))));
-        assert!(matches!(parse_int_range("0..8*2"), Err(RangeError::NoProgress(_))));
-        assert!(matches!(parse_int_range("1..8+0"), Err(RangeError::NoProgress(_))));
-        assert!(matches!(parse_int_range("1..8*1"), Err(RangeError::NoProgress(_))));
-        assert!(matches!(parse_int_range("0..100000"), Err(RangeError::TooLong(_))));
+        assert!(matches!(
+            parse_int_range("0..8*2"),
+            Err(RangeError::NoProgress(_))
+        ));
+        assert!(matches!(
+            parse_int_range("1..8+0"),
+            Err(RangeError::NoProgress(_))
+        ));
+        assert!(matches!(
+            parse_int_range("1..8*1"),
+            Err(RangeError::NoProgress(_))
+        ));
+        assert!(matches!(
+            parse_int_range("0..100000"),
+            Err(RangeError::TooLong(_))
+        ));
     }
 }

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use specsweep_reports::schema::{FailureCause, FailureRecord, Record, RecordKey, RequestRecord, SCHEMA_VERSION};
+use specsweep_reports::schema::{
+    FailureCause, FailureRecord, Record, RecordKey, RequestRecord, SCHEMA_VERSION,
+};
 
 use crate::executor::{Executor, UnitOutcome};
 use crate::job::{JobPrompt, UnitJob};
@@ -80,13 +82,21 @@ pub fn build_job(spec: &RunSpec, cell: &Cell, repetition: u32) -> UnitJob {
         .suites
         .iter()
         .flat_map(|s| {
-            s.prompts.iter().map(|p| JobPrompt { suite: s.name.clone(), suite_sha256: s.sha256.clone(), prompt: p.clone() })
+            s.prompts.iter().map(|p| JobPrompt {
+                suite: s.name.clone(),
+                suite_sha256: s.sha256.clone(),
+                prompt: p.clone(),
+            })
         })
         .collect();
     let model_paths = ["model", "draft_model"]
         .iter()
         .filter_map(|k| cell.config.get(*k).and_then(|v| v.as_str()))
-        .filter_map(|name| spec.model_paths.get(name).map(|p| (name.to_string(), p.clone())))
+        .filter_map(|name| {
+            spec.model_paths
+                .get(name)
+                .map(|p| (name.to_string(), p.clone()))
+        })
         .collect();
     UnitJob {
         sweep: spec.sweep.to_string(),
@@ -103,7 +113,11 @@ pub fn build_job(spec: &RunSpec, cell: &Cell, repetition: u32) -> UnitJob {
 
 /// Request records a complete unit of any cell has (the same for every cell of a sweep).
 pub fn expected_records(spec: &RunSpec) -> usize {
-    spec.suites.iter().flat_map(|s| &s.prompts).map(|p| p.generation_points()).sum()
+    spec.suites
+        .iter()
+        .flat_map(|s| &s.prompts)
+        .map(|p| p.generation_points())
+        .sum()
 }
 
 type OutputKey = (String, u32, String);
@@ -118,8 +132,15 @@ pub fn run_units(
     progress: &dyn Progress,
 ) -> Result<RunSummary, SinkError> {
     let units = schedule(spec.cells, spec.repetitions, spec.seed);
-    let mut summary = RunSummary { units_total: units.len(), ..RunSummary::default() };
-    let is_done = |u: &Unit| recovered.done.contains(&(spec.cells[u.cell].id.clone(), u.repetition));
+    let mut summary = RunSummary {
+        units_total: units.len(),
+        ..RunSummary::default()
+    };
+    let is_done = |u: &Unit| {
+        recovered
+            .done
+            .contains(&(spec.cells[u.cell].id.clone(), u.repetition))
+    };
     let already = units.iter().filter(|u| is_done(u)).count();
     progress.start(units.len() as u64, already as u64);
     // Outputs of controls, for the output check: (cell id, repetition, prompt id) → token ids.
@@ -154,7 +175,13 @@ pub fn run_units(
             baseline_cell_id: cell.baseline_id.clone(),
             repetition: unit.repetition,
         };
-        let failure = |cause, message| Record::Failure(FailureRecord { key: key.clone(), cause, message });
+        let failure = |cause, message| {
+            Record::Failure(FailureRecord {
+                key: key.clone(),
+                cause,
+                message,
+            })
+        };
         let records: Vec<Record> = match outcome {
             UnitOutcome::Interrupted => {
                 summary.interrupted = true;
@@ -163,9 +190,15 @@ pub fn run_units(
             UnitOutcome::Failed { cause, message } => vec![failure(cause, message)],
             UnitOutcome::Done { records, .. } if records.len() != expected => vec![failure(
                 FailureCause::Error,
-                format!("worker returned {} records, expected {expected}", records.len()),
+                format!(
+                    "worker returned {} records, expected {expected}",
+                    records.len()
+                ),
             )],
-            UnitOutcome::Done { mut records, load_ms } => {
+            UnitOutcome::Done {
+                mut records,
+                load_ms,
+            } => {
                 summary.unit_wall_s += wall_s;
                 summary.request_s += records.iter().map(|r| r.e2e_ms).sum::<f64>() / 1e3;
                 summary.load_s += load_ms.unwrap_or(0.0) / 1e3;
@@ -191,7 +224,10 @@ pub fn run_units(
 
 fn remember_control(outputs: &mut HashMap<OutputKey, Vec<u32>>, r: &RequestRecord) {
     if r.key.baseline_cell_id.is_none() {
-        outputs.insert((r.key.cell_id.clone(), r.key.repetition, r.prompt_id.clone()), r.output_token_ids.clone());
+        outputs.insert(
+            (r.key.cell_id.clone(), r.key.repetition, r.prompt_id.clone()),
+            r.output_token_ids.clone(),
+        );
     }
 }
 
@@ -199,11 +235,16 @@ fn remember_control(outputs: &mut HashMap<OutputKey, Vec<u32>>, r: &RequestRecor
 /// repetition: identical, or the first position where they differ (a length difference counts as
 /// a divergence at the shorter length).
 fn check_output(r: &mut RequestRecord, cell: &Cell, controls: &HashMap<OutputKey, Vec<u32>>) {
-    let Some(baseline) = &cell.baseline_id else { return };
+    let Some(baseline) = &cell.baseline_id else {
+        return;
+    };
     if !cell.is_greedy() {
         return;
     }
-    let Some(expected) = controls.get(&(baseline.clone(), r.key.repetition, r.prompt_id.clone())) else { return };
+    let Some(expected) = controls.get(&(baseline.clone(), r.key.repetition, r.prompt_id.clone()))
+    else {
+        return;
+    };
     match first_divergence(expected, &r.output_token_ids) {
         None => {
             r.output_identical = Some(true);

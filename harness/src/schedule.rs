@@ -39,14 +39,23 @@ pub fn schedule(cells: &[Cell], repetitions: u32, seed: u64) -> Vec<Unit> {
             if placed[index] {
                 continue;
             }
-            if let Some(control) = cells[index].baseline_id.as_ref().and_then(|id| cells.iter().position(|c| &c.id == id))
+            if let Some(control) = cells[index]
+                .baseline_id
+                .as_ref()
+                .and_then(|id| cells.iter().position(|c| &c.id == id))
                 && !placed[control]
             {
                 placed[control] = true;
-                units.push(Unit { cell: control, repetition });
+                units.push(Unit {
+                    cell: control,
+                    repetition,
+                });
             }
             placed[index] = true;
-            units.push(Unit { cell: index, repetition });
+            units.push(Unit {
+                cell: index,
+                repetition,
+            });
         }
     }
     units
@@ -71,7 +80,11 @@ mod tests {
         let units = schedule(&cells, 3, 42);
         assert_eq!(units.len(), cells.len() * 3);
         for rep in 0..3 {
-            let block: Vec<usize> = units.iter().filter(|u| u.repetition == rep).map(|u| u.cell).collect();
+            let block: Vec<usize> = units
+                .iter()
+                .filter(|u| u.repetition == rep)
+                .map(|u| u.cell)
+                .collect();
             let mut sorted = block.clone();
             sorted.sort();
             assert_eq!(sorted, (0..cells.len()).collect::<Vec<_>>());
@@ -93,6 +106,9 @@ mod tests {
         assert_ne!(schedule(&cells, 1, 7), schedule(&cells, 1, 8));
         let units = schedule(&cells, 2, 7);
         let (a, b) = units.split_at(cells.len());
-        assert_ne!(a.iter().map(|u| u.cell).collect::<Vec<_>>(), b.iter().map(|u| u.cell).collect::<Vec<_>>());
+        assert_ne!(
+            a.iter().map(|u| u.cell).collect::<Vec<_>>(),
+            b.iter().map(|u| u.cell).collect::<Vec<_>>()
+        );
     }
 }

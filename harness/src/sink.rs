@@ -42,15 +42,27 @@ impl JsonlSink {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| SinkError { path: path.to_path_buf(), message: format!("cannot open for appending: {e}") })?;
-        Ok(JsonlSink { path: path.to_path_buf(), file })
+            .map_err(|e| SinkError {
+                path: path.to_path_buf(),
+                message: format!("cannot open for appending: {e}"),
+            })?;
+        Ok(JsonlSink {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 }
 
 impl Sink for JsonlSink {
     fn append(&mut self, record: &Record) -> Result<(), SinkError> {
-        let err = |e: std::io::Error| SinkError { path: self.path.clone(), message: e.to_string() };
-        let mut line = serde_json::to_vec(record).map_err(|e| SinkError { path: self.path.clone(), message: e.to_string() })?;
+        let err = |e: std::io::Error| SinkError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let mut line = serde_json::to_vec(record).map_err(|e| SinkError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
         line.push(b'\n');
         self.file.write_all(&line).map_err(err)?;
         self.file.flush().map_err(err)?;
@@ -92,10 +104,17 @@ pub struct Recovered {
 
 /// Read `path` (absent = empty), cut damage at its end, and report the complete units.
 /// `expected(cell_id)` is the number of request records a complete unit of that cell has.
-pub fn recover(path: &Path, expected: &dyn Fn(&str) -> Option<usize>) -> Result<Recovered, SinkError> {
+pub fn recover(
+    path: &Path,
+    expected: &dyn Fn(&str) -> Option<usize>,
+) -> Result<Recovered, SinkError> {
     let err = |line: usize, message: String| SinkError {
         path: path.to_path_buf(),
-        message: if line > 0 { format!("line {line}: {message}") } else { message },
+        message: if line > 0 {
+            format!("line {line}: {message}")
+        } else {
+            message
+        },
     };
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -109,7 +128,9 @@ pub fn recover(path: &Path, expected: &dyn Fn(&str) -> Option<usize>) -> Result<
     let mut line_no = 0;
     while offset < bytes.len() {
         line_no += 1;
-        let Some(len) = bytes[offset..].iter().position(|&b| b == b'\n') else { break };
+        let Some(len) = bytes[offset..].iter().position(|&b| b == b'\n') else {
+            break;
+        };
         let line = &bytes[offset..offset + len];
         let is_last = offset + len + 1 >= bytes.len();
         match serde_json::from_slice::<Record>(line) {
@@ -137,19 +158,35 @@ pub fn recover(path: &Path, expected: &dyn Fn(&str) -> Option<usize>) -> Result<
                 keep = group[0].0;
                 break;
             }
-            return Err(err(0, format!("unit {} repetition {} is incomplete in the middle of the file", unit.0, unit.1)));
+            return Err(err(
+                0,
+                format!(
+                    "unit {} repetition {} is incomplete in the middle of the file",
+                    unit.0, unit.1
+                ),
+            ));
         }
         if recovered.done.contains(&unit) {
-            return Err(err(0, format!("unit {} repetition {} appears twice", unit.0, unit.1)));
+            return Err(err(
+                0,
+                format!("unit {} repetition {} appears twice", unit.0, unit.1),
+            ));
         }
         recovered.done.insert(unit);
-        recovered.records.extend(group.iter().map(|(_, r)| r.clone()));
+        recovered
+            .records
+            .extend(group.iter().map(|(_, r)| r.clone()));
         start = end;
     }
     if keep < bytes.len() {
-        let file = OpenOptions::new().write(true).open(path).map_err(|e| err(0, format!("cannot open to repair: {e}")))?;
-        file.set_len(keep as u64).map_err(|e| err(0, format!("cannot truncate: {e}")))?;
-        file.sync_all().map_err(|e| err(0, format!("cannot sync: {e}")))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| err(0, format!("cannot open to repair: {e}")))?;
+        file.set_len(keep as u64)
+            .map_err(|e| err(0, format!("cannot truncate: {e}")))?;
+        file.sync_all()
+            .map_err(|e| err(0, format!("cannot sync: {e}")))?;
         recovered.truncated_bytes = (bytes.len() - keep) as u64;
     }
     Ok(recovered)

@@ -25,7 +25,11 @@ pub struct EngineTarget<'a> {
 impl<'a> EngineTarget<'a> {
     /// `engine` with a fresh cache of `capacity` positions.
     pub fn new(engine: &'a Engine, capacity: usize) -> Result<Self> {
-        Ok(Self { engine, cache: engine.new_cache(capacity)?, experts: ExpertTally::for_config(engine.config()) })
+        Ok(Self {
+            engine,
+            cache: engine.new_cache(capacity)?,
+            experts: ExpertTally::for_config(engine.config()),
+        })
     }
 }
 
@@ -47,7 +51,10 @@ impl Target for EngineTarget<'_> {
         if let Some(tally) = self.experts.as_mut() {
             tally.record(tokens.len(), &out.experts_touched);
         }
-        Ok(TargetOutput { logits: out.logits, hidden: out.hidden })
+        Ok(TargetOutput {
+            logits: out.logits,
+            hidden: out.hidden,
+        })
     }
 
     fn truncate(&mut self, len: usize) -> Result<()> {
@@ -72,7 +79,10 @@ impl MtpHead for EngineMtpHead<'_> {
 
     fn forward(&mut self, tokens: &[u32], hidden: &[f32]) -> Result<TargetOutput> {
         let out = self.engine.mtp_forward(tokens, hidden, &mut self.cache)?;
-        Ok(TargetOutput { logits: out.logits, hidden: out.hidden })
+        Ok(TargetOutput {
+            logits: out.logits,
+            hidden: out.hidden,
+        })
     }
 
     fn truncate(&mut self, len: usize) -> Result<()> {
@@ -99,7 +109,11 @@ pub fn build_drafter<'a>(
     seed: u64,
     capacity: usize,
 ) -> anyhow::Result<Box<dyn Drafter + 'a>> {
-    let params = DraftParams { draft_min: config.draft_min, draft_max: config.draft_max, draft_p_min: config.draft_p_min };
+    let params = DraftParams {
+        draft_min: config.draft_min,
+        draft_max: config.draft_max,
+        draft_p_min: config.draft_p_min,
+    };
     Ok(match config.mode {
         SpecMode::None => anyhow::bail!("mode none has no drafter"),
         SpecMode::NgramSimple => Box::new(NgramSimple::new(NgramSimpleParams {
@@ -122,12 +136,23 @@ pub fn build_drafter<'a>(
         SpecMode::Draft => {
             let draft = draft.ok_or_else(|| anyhow::anyhow!("mode draft needs a draft model"))?;
             let model = EngineTarget::new(draft, capacity)?;
-            Box::new(DraftModel::new(model, params, chooser(config, sampling, seed)))
+            Box::new(DraftModel::new(
+                model,
+                params,
+                chooser(config, sampling, seed),
+            ))
         }
         SpecMode::Mtp => {
             anyhow::ensure!(target.has_mtp(), "mode mtp: the model has no MTP head");
-            let head = EngineMtpHead { engine: target, cache: target.new_mtp_cache(capacity)? };
-            Box::new(MtpDrafter::new(head, params, chooser(config, sampling, seed)))
+            let head = EngineMtpHead {
+                engine: target,
+                cache: target.new_mtp_cache(capacity)?,
+            };
+            Box::new(MtpDrafter::new(
+                head,
+                params,
+                chooser(config, sampling, seed),
+            ))
         }
     })
 }

@@ -63,7 +63,12 @@ impl Prompt {
 /// an assistant message).
 pub fn generation_points(messages: &[Message]) -> Vec<usize> {
     (0..messages.len())
-        .filter(|&i| messages[i].role == Role::User && messages.get(i + 1).is_none_or(|m| m.role != Role::Assistant))
+        .filter(|&i| {
+            messages[i].role == Role::User
+                && messages
+                    .get(i + 1)
+                    .is_none_or(|m| m.role != Role::Assistant)
+        })
         .collect()
 }
 
@@ -98,8 +103,13 @@ struct SpecBenchLine {
 impl Suite {
     /// Read and validate a suite file; `name` is how the sweep referred to it.
     pub fn load(name: &str, path: &Path) -> Result<Suite, SuiteError> {
-        let err = |line: usize, message: String| SuiteError { file: path.to_path_buf(), line, message };
-        let bytes = std::fs::read(path).map_err(|e| err(0, format!("cannot read the suite: {e}")))?;
+        let err = |line: usize, message: String| SuiteError {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+        let bytes =
+            std::fs::read(path).map_err(|e| err(0, format!("cannot read the suite: {e}")))?;
         let text = std::str::from_utf8(&bytes).map_err(|_| err(0, "not UTF-8".into()))?;
         let mut prompts: Vec<Prompt> = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -107,23 +117,46 @@ impl Suite {
             if line.trim().is_empty() {
                 continue;
             }
-            let value: serde_json::Value = serde_json::from_str(line).map_err(|e| err(n, format!("invalid JSON: {e}")))?;
+            let value: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| err(n, format!("invalid JSON: {e}")))?;
             let prompt = if value.get("question_id").is_some() {
-                let line: SpecBenchLine = serde_json::from_value(value).map_err(|e| err(n, format!("Spec-Bench line: {e}")))?;
+                let line: SpecBenchLine = serde_json::from_value(value)
+                    .map_err(|e| err(n, format!("Spec-Bench line: {e}")))?;
                 let id = match &line.question_id {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                let messages = line.turns.into_iter().map(|content| Message { role: Role::User, content }).collect();
-                Prompt { id, category: line.category, messages, max_new_tokens: None }
+                let messages = line
+                    .turns
+                    .into_iter()
+                    .map(|content| Message {
+                        role: Role::User,
+                        content,
+                    })
+                    .collect();
+                Prompt {
+                    id,
+                    category: line.category,
+                    messages,
+                    max_new_tokens: None,
+                }
             } else {
-                let line: OwnLine = serde_json::from_value(value).map_err(|e| err(n, e.to_string()))?;
+                let line: OwnLine =
+                    serde_json::from_value(value).map_err(|e| err(n, e.to_string()))?;
                 let messages = match (line.prompt, line.messages) {
-                    (Some(prompt), None) => vec![Message { role: Role::User, content: prompt }],
+                    (Some(prompt), None) => vec![Message {
+                        role: Role::User,
+                        content: prompt,
+                    }],
                     (None, Some(messages)) => messages,
                     _ => return Err(err(n, "give exactly one of `prompt` and `messages`".into())),
                 };
-                Prompt { id: line.id, category: line.category, messages, max_new_tokens: line.max_new_tokens }
+                Prompt {
+                    id: line.id,
+                    category: line.category,
+                    messages,
+                    max_new_tokens: line.max_new_tokens,
+                }
             };
             if prompt.id.is_empty() || prompt.category.is_empty() {
                 return Err(err(n, "`id` and `category` must not be empty".into()));
@@ -132,7 +165,10 @@ impl Suite {
                 return Err(err(n, "`max_new_tokens` must be at least 1".into()));
             }
             if prompt.messages.last().is_none_or(|m| m.role != Role::User) {
-                return Err(err(n, "the conversation must end with a user message".into()));
+                return Err(err(
+                    n,
+                    "the conversation must end with a user message".into(),
+                ));
             }
             if prompts.iter().any(|p| p.id == prompt.id) {
                 return Err(err(n, format!("duplicate id `{}`", prompt.id)));
@@ -162,7 +198,11 @@ impl Suite {
 pub fn resolve_suite(name: &str, sweep_dir: &Path) -> Result<PathBuf, String> {
     if name.contains('/') || name.ends_with(".jsonl") {
         let path = sweep_dir.join(name);
-        return if path.is_file() { Ok(path) } else { Err(format!("suite file {} does not exist", path.display())) };
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("suite file {} does not exist", path.display()))
+        };
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let roots = [sweep_dir.join(".."), sweep_dir.to_path_buf(), repo];
@@ -179,7 +219,9 @@ pub fn resolve_suite(name: &str, sweep_dir: &Path) -> Result<PathBuf, String> {
     } else {
         ""
     };
-    Err(format!("unknown suite `{name}`: no suites/{name}.jsonl or suites/generated/{name}.jsonl{hint}"))
+    Err(format!(
+        "unknown suite `{name}`: no suites/{name}.jsonl or suites/generated/{name}.jsonl{hint}"
+    ))
 }
 
 #[cfg(test)]
@@ -187,7 +229,11 @@ mod tests {
     use super::*;
 
     fn load_text(text: &str) -> Result<Suite, SuiteError> {
-        let dir = std::env::temp_dir().join(format!("specsweep-suite-{}-{}", std::process::id(), crate::hashing::sha256_hex(text.as_bytes())));
+        let dir = std::env::temp_dir().join(format!(
+            "specsweep-suite-{}-{}",
+            std::process::id(),
+            crate::hashing::sha256_hex(text.as_bytes())
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.jsonl");
         std::fs::write(&path, text).unwrap();
@@ -214,7 +260,8 @@ mod tests {
 
     #[test]
     fn bad_lines_name_the_line() {
-        let e = load_text("{\"id\":\"a\",\"category\":\"c\",\"prompt\":\"p\",\"colour\":1}\n").unwrap_err();
+        let e = load_text("{\"id\":\"a\",\"category\":\"c\",\"prompt\":\"p\",\"colour\":1}\n")
+            .unwrap_err();
         assert_eq!(e.line, 1);
         assert!(e.to_string().contains("colour"), "{e}");
         let e = load_text("{\"id\":\"a\",\"category\":\"c\",\"prompt\":\"p\"}\n{\"id\":\"a\",\"category\":\"c\",\"prompt\":\"q\"}\n").unwrap_err();
@@ -227,7 +274,8 @@ mod tests {
 
     #[test]
     fn reads_the_shared_spec_bench_file_when_present() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/spec-bench/question.jsonl");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/spec-bench/question.jsonl");
         if let Ok(suite) = Suite::load("spec-bench", &path) {
             assert_eq!(suite.prompts.len(), 480);
             assert!(suite.prompts.iter().any(|p| p.category == "rag"));

@@ -74,8 +74,20 @@ pub struct Sweep {
 }
 
 const HEADER_KEYS: &[&str] = &[
-    "name", "suites", "repetitions", "warmup", "seed", "max_new_tokens", "temperature",
-    "timeout_s", "max_prompts", "axes", "modes", "exclude", "include", "linked",
+    "name",
+    "suites",
+    "repetitions",
+    "warmup",
+    "seed",
+    "max_new_tokens",
+    "temperature",
+    "timeout_s",
+    "max_prompts",
+    "axes",
+    "modes",
+    "exclude",
+    "include",
+    "linked",
 ];
 
 impl Sweep {
@@ -102,14 +114,22 @@ impl Sweep {
         })?;
         for key in table.keys() {
             if !HEADER_KEYS.contains(&key.as_str()) {
-                return Err(p.err(key, format!("unknown key (known: {})", HEADER_KEYS.join(", "))));
+                return Err(p.err(
+                    key,
+                    format!("unknown key (known: {})", HEADER_KEYS.join(", ")),
+                ));
             }
         }
         let header = p.header(&table)?;
         let axes = match table.get("axes") {
             Some(toml::Value::Table(t)) => t.clone(),
             Some(_) => return Err(p.err("axes", "expected a table".into())),
-            None => return Err(p.err("axes", "missing: a sweep needs at least `axes.model`".into())),
+            None => {
+                return Err(p.err(
+                    "axes",
+                    "missing: a sweep needs at least `axes.model`".into(),
+                ));
+            }
         };
         let mut dims = Vec::new();
         let mut modes = vec!["none".to_string()];
@@ -117,46 +137,76 @@ impl Sweep {
             let path = format!("axes.{key}");
             let values = p.axis_values(&path, key, value)?;
             if key == "spec" {
-                modes = values.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect();
+                modes = values
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .collect();
                 if let Some(dup) = first_duplicate(&modes) {
                     return Err(p.err(&path, format!("mode `{dup}` is listed twice")));
                 }
                 continue;
             }
             if key == "temperature" && table.contains_key("temperature") {
-                return Err(p.err(&path, "set `temperature` in the header or as an axis, not both".into()));
+                return Err(p.err(
+                    &path,
+                    "set `temperature` in the header or as an axis, not both".into(),
+                ));
             }
-            dims.push(Dim { keys: vec![key.clone()], rows: values.into_iter().map(|v| vec![v]).collect() });
+            dims.push(Dim {
+                keys: vec![key.clone()],
+                rows: values.into_iter().map(|v| vec![v]).collect(),
+            });
         }
         if let Some(linked) = table.get("linked") {
-            let groups = linked.as_array().ok_or_else(|| p.err("linked", "expected an array of tables ([[linked]])".into()))?;
+            let groups = linked.as_array().ok_or_else(|| {
+                p.err("linked", "expected an array of tables ([[linked]])".into())
+            })?;
             for (i, group) in groups.iter().enumerate() {
                 dims.push(p.linked(i, group, &dims)?);
             }
         }
         if !dims.iter().any(|d| d.keys.iter().any(|k| k == "model")) {
-            return Err(p.err("axes.model", "missing: every sweep needs a model axis".into()));
+            return Err(p.err(
+                "axes.model",
+                "missing: every sweep needs a model axis".into(),
+            ));
         }
         let mut mode_dims = BTreeMap::new();
         if let Some(section) = table.get("modes") {
-            let section = section.as_table().ok_or_else(|| p.err("modes", "expected a table".into()))?;
+            let section = section
+                .as_table()
+                .ok_or_else(|| p.err("modes", "expected a table".into()))?;
             for (mode, axes) in section {
                 let path = format!("modes.{mode}");
                 if !MODES.contains(&mode.as_str()) {
-                    return Err(p.err(&path, format!("unknown speculation mode (known: {})", MODES.join(", "))));
+                    return Err(p.err(
+                        &path,
+                        format!("unknown speculation mode (known: {})", MODES.join(", ")),
+                    ));
                 }
                 if !modes.contains(mode) {
-                    return Err(p.err(&path, format!("impossible combination: mode `{mode}` is not in axes.spec")));
+                    return Err(p.err(
+                        &path,
+                        format!("impossible combination: mode `{mode}` is not in axes.spec"),
+                    ));
                 }
-                let axes = axes.as_table().ok_or_else(|| p.err(&path, "expected a table".into()))?;
+                let axes = axes
+                    .as_table()
+                    .ok_or_else(|| p.err(&path, "expected a table".into()))?;
                 let mut list = Vec::new();
                 for (key, value) in axes {
                     let kpath = format!("{path}.{key}");
                     let values = p.axis_values(&kpath, key, value)?;
                     if !axis_def(key).is_some_and(|d| d.applies_to(mode)) || key == "spec" {
-                        return Err(p.err(&kpath, format!("impossible combination: mode `{mode}` does not take `{key}`")));
+                        return Err(p.err(
+                            &kpath,
+                            format!("impossible combination: mode `{mode}` does not take `{key}`"),
+                        ));
                     }
-                    list.push(Dim { keys: vec![key.clone()], rows: values.into_iter().map(|v| vec![v]).collect() });
+                    list.push(Dim {
+                        keys: vec![key.clone()],
+                        rows: values.into_iter().map(|v| vec![v]).collect(),
+                    });
                 }
                 mode_dims.insert(mode.clone(), list);
             }
@@ -168,20 +218,27 @@ impl Sweep {
                 if !modes.iter().any(|m| def.applies_to(m)) {
                     return Err(p.err(
                         &format!("axes.{key}"),
-                        format!("impossible combination: no mode in axes.spec ({}) takes `{key}`", modes.join(", ")),
+                        format!(
+                            "impossible combination: no mode in axes.spec ({}) takes `{key}`",
+                            modes.join(", ")
+                        ),
                     ));
                 }
             }
         }
         let exclude = p.rules(&table, "exclude")?;
-        let include = p.rules(&table, "include")?
+        let include = p
+            .rules(&table, "include")?
             .into_iter()
             .enumerate()
             .map(|(i, rule)| {
                 rule.into_iter()
                     .map(|(k, mut v)| {
                         if v.len() != 1 {
-                            return Err(p.err(&format!("include[{i}].{k}"), "expected a single value".into()));
+                            return Err(p.err(
+                                &format!("include[{i}].{k}"),
+                                "expected a single value".into(),
+                            ));
                         }
                         Ok((k, v.remove(0)))
                     })
@@ -203,7 +260,11 @@ impl Sweep {
 }
 
 fn first_duplicate(items: &[String]) -> Option<&String> {
-    items.iter().enumerate().find(|(i, x)| items[..*i].contains(x)).map(|(_, x)| x)
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, x)| items[..*i].contains(x))
+        .map(|(_, x)| x)
 }
 
 struct Parser<'a> {
@@ -212,31 +273,55 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, key: &str, message: String) -> SweepError {
-        SweepError { file: self.file.to_path_buf(), key: key.to_string(), message }
+        SweepError {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            message,
+        }
     }
 
     fn header(&self, t: &toml::Table) -> Result<Header, SweepError> {
         let name = match t.get("name") {
             Some(toml::Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(toml::Value::String(_)) => return Err(self.err("name", "must not be empty".into())),
-            Some(v) => return Err(self.err("name", format!("expected a string, got {}", v.type_str()))),
+            Some(toml::Value::String(_)) => {
+                return Err(self.err("name", "must not be empty".into()));
+            }
+            Some(v) => {
+                return Err(self.err("name", format!("expected a string, got {}", v.type_str())));
+            }
             None => return Err(self.err("name", "missing".into())),
         };
         let suites = match t.get("suites") {
-            Some(toml::Value::Array(a)) if a.is_empty() => return Err(self.err("suites", "must list at least one suite".into())),
+            Some(toml::Value::Array(a)) if a.is_empty() => {
+                return Err(self.err("suites", "must list at least one suite".into()));
+            }
             Some(toml::Value::Array(a)) => a
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| self.err(&format!("suites[{i}]"), format!("expected a string, got {}", v.type_str()))))
+                .map(|(i, v)| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        self.err(
+                            &format!("suites[{i}]"),
+                            format!("expected a string, got {}", v.type_str()),
+                        )
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?,
-            Some(v) => return Err(self.err("suites", format!("expected an array of suite names, got {}", v.type_str()))),
+            Some(v) => {
+                return Err(self.err(
+                    "suites",
+                    format!("expected an array of suite names, got {}", v.type_str()),
+                ));
+            }
             None => return Err(self.err("suites", "missing".into())),
         };
         let int = |key: &str, default: i64, min: i64| -> Result<i64, SweepError> {
             match t.get(key) {
                 None => Ok(default),
                 Some(toml::Value::Integer(i)) if *i >= min => Ok(*i),
-                Some(toml::Value::Integer(i)) => Err(self.err(key, format!("must be at least {min}, got {i}"))),
+                Some(toml::Value::Integer(i)) => {
+                    Err(self.err(key, format!("must be at least {min}, got {i}")))
+                }
                 Some(v) => Err(self.err(key, format!("expected an integer, got {}", v.type_str()))),
             }
         };
@@ -245,7 +330,9 @@ impl Parser<'_> {
                 None => Ok(default),
                 Some(toml::Value::Float(f)) if *f >= 0.0 && f.is_finite() => Ok(*f),
                 Some(toml::Value::Integer(i)) if *i >= 0 => Ok(*i as f64),
-                Some(toml::Value::Float(_) | toml::Value::Integer(_)) => Err(self.err(key, "must be a finite number ≥ 0".into())),
+                Some(toml::Value::Float(_) | toml::Value::Integer(_)) => {
+                    Err(self.err(key, "must be a finite number ≥ 0".into()))
+                }
                 Some(v) => Err(self.err(key, format!("expected a number, got {}", v.type_str()))),
             }
         };
@@ -262,38 +349,68 @@ impl Parser<'_> {
             max_new_tokens: int("max_new_tokens", 64, 1)? as u32,
             temperature: float("temperature", 0.0)?,
             timeout_s,
-            max_prompts: if t.contains_key("max_prompts") { Some(int("max_prompts", 1, 1)? as u32) } else { None },
+            max_prompts: if t.contains_key("max_prompts") {
+                Some(int("max_prompts", 1, 1)? as u32)
+            } else {
+                None
+            },
         })
     }
 
     /// Check one axis: known name, non-empty array, every element of the right type; ranges expanded.
-    fn axis_values(&self, path: &str, key: &str, value: &toml::Value) -> Result<Vec<Value>, SweepError> {
+    fn axis_values(
+        &self,
+        path: &str,
+        key: &str,
+        value: &toml::Value,
+    ) -> Result<Vec<Value>, SweepError> {
         let Some(def) = axis_def(key) else {
             let known: Vec<&str> = AXES.iter().map(|a| a.name).collect();
             return Err(self.err(path, format!("unknown axis (known: {})", known.join(", "))));
         };
         let items = match value {
-            toml::Value::Array(a) if a.is_empty() => return Err(self.err(path, "empty axis: list at least one value".into())),
+            toml::Value::Array(a) if a.is_empty() => {
+                return Err(self.err(path, "empty axis: list at least one value".into()));
+            }
             toml::Value::Array(a) => a,
-            v => return Err(self.err(path, format!("expected a list of values, got {} (write `{key} = [...]`)", v.type_str()))),
+            v => {
+                return Err(self.err(
+                    path,
+                    format!(
+                        "expected a list of values, got {} (write `{key} = [...]`)",
+                        v.type_str()
+                    ),
+                ));
+            }
         };
         let mut out: Vec<Value> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let ipath = format!("{path}[{i}]");
-            let wrong = |expected: &str| self.err(&ipath, format!("expected {expected}, got {}", item.type_str()));
+            let wrong = |expected: &str| {
+                self.err(
+                    &ipath,
+                    format!("expected {expected}, got {}", item.type_str()),
+                )
+            };
             match (def.kind, item) {
                 (AxisKind::Int, toml::Value::Integer(n)) => out.push(Value::from(*n)),
                 (AxisKind::Int, toml::Value::String(s)) => {
                     let values = parse_int_range(s).map_err(|e| self.err(&ipath, e.to_string()))?;
                     out.extend(values.into_iter().map(Value::from));
                 }
-                (AxisKind::Int, _) => return Err(wrong("an integer or a range string like \"1..8+1\"")),
-                (AxisKind::Float, toml::Value::Float(f)) if f.is_finite() => out.push(Value::from(*f)),
+                (AxisKind::Int, _) => {
+                    return Err(wrong("an integer or a range string like \"1..8+1\""));
+                }
+                (AxisKind::Float, toml::Value::Float(f)) if f.is_finite() => {
+                    out.push(Value::from(*f))
+                }
                 (AxisKind::Float, toml::Value::Integer(n)) => out.push(Value::from(*n as f64)),
                 (AxisKind::Float, _) => return Err(wrong("a number")),
                 (AxisKind::Bool, toml::Value::Boolean(b)) => out.push(Value::from(*b)),
                 (AxisKind::Bool, _) => return Err(wrong("a boolean")),
-                (AxisKind::Str, toml::Value::String(s)) if !s.is_empty() => out.push(Value::from(s.clone())),
+                (AxisKind::Str, toml::Value::String(s)) if !s.is_empty() => {
+                    out.push(Value::from(s.clone()))
+                }
                 (AxisKind::Str, _) => return Err(wrong("a non-empty string")),
             }
             if let Some(Value::Number(n)) = out.last()
@@ -307,7 +424,13 @@ impl Parser<'_> {
             for (i, v) in out.iter().enumerate() {
                 let mode = v.as_str().unwrap_or_default();
                 if !MODES.contains(&mode) {
-                    return Err(self.err(&format!("{path}[{i}]"), format!("unknown speculation mode `{mode}` (known: {})", MODES.join(", "))));
+                    return Err(self.err(
+                        &format!("{path}[{i}]"),
+                        format!(
+                            "unknown speculation mode `{mode}` (known: {})",
+                            MODES.join(", ")
+                        ),
+                    ));
                 }
             }
         }
@@ -323,7 +446,9 @@ impl Parser<'_> {
 
     fn linked(&self, i: usize, group: &toml::Value, dims: &[Dim]) -> Result<Dim, SweepError> {
         let path = format!("linked[{i}]");
-        let group = group.as_table().ok_or_else(|| self.err(&path, "expected a table of equally long lists".into()))?;
+        let group = group
+            .as_table()
+            .ok_or_else(|| self.err(&path, "expected a table of equally long lists".into()))?;
         if group.len() < 2 {
             return Err(self.err(&path, "a linked group needs at least two axes".into()));
         }
@@ -332,7 +457,10 @@ impl Parser<'_> {
         for (key, value) in group {
             let kpath = format!("{path}.{key}");
             if key == "spec" {
-                return Err(self.err(&kpath, "`spec` cannot be linked (use [modes.<mode>] sections)".into()));
+                return Err(self.err(
+                    &kpath,
+                    "`spec` cannot be linked (use [modes.<mode>] sections)".into(),
+                ));
             }
             if dims.iter().any(|d| d.keys.contains(key)) {
                 return Err(self.err(&kpath, "this axis is already given elsewhere".into()));
@@ -341,22 +469,39 @@ impl Parser<'_> {
             if let Some(first) = columns.first().map(Vec::len)
                 && first != column.len()
             {
-                return Err(self.err(&kpath, format!("linked axes must have equal lengths ({first} vs {})", column.len())));
+                return Err(self.err(
+                    &kpath,
+                    format!(
+                        "linked axes must have equal lengths ({first} vs {})",
+                        column.len()
+                    ),
+                ));
             }
             keys.push(key.clone());
             columns.push(column);
         }
-        let rows = (0..columns[0].len()).map(|r| columns.iter().map(|c| c[r].clone()).collect()).collect();
+        let rows = (0..columns[0].len())
+            .map(|r| columns.iter().map(|c| c[r].clone()).collect())
+            .collect();
         Ok(Dim { keys, rows })
     }
 
     fn rules(&self, t: &toml::Table, section: &str) -> Result<Vec<Rule>, SweepError> {
-        let Some(value) = t.get(section) else { return Ok(Vec::new()) };
-        let rules = value.as_array().ok_or_else(|| self.err(section, format!("expected an array of tables ([[{section}]])")))?;
+        let Some(value) = t.get(section) else {
+            return Ok(Vec::new());
+        };
+        let rules = value.as_array().ok_or_else(|| {
+            self.err(
+                section,
+                format!("expected an array of tables ([[{section}]])"),
+            )
+        })?;
         let mut out = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             let path = format!("{section}[{i}]");
-            let rule = rule.as_table().ok_or_else(|| self.err(&path, "expected a table".into()))?;
+            let rule = rule
+                .as_table()
+                .ok_or_else(|| self.err(&path, "expected a table".into()))?;
             if rule.is_empty() {
                 return Err(self.err(&path, "an empty rule would match every cell".into()));
             }

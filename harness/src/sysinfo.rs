@@ -24,13 +24,17 @@ pub fn collect() -> SysInfo {
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     SysInfo {
         cpu_model: field(&cpuinfo, "model name", ':').unwrap_or_else(|| "unknown".into()),
-        cpu_cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        cpu_cores: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         cpu_governor: read_trimmed("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         memory_bytes: field(&meminfo, "MemTotal", ':')
             .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024),
         gpus: nvidia_gpus(),
-        os: field(&os_release, "PRETTY_NAME", '=').map(|s| s.trim_matches('"').to_string()).unwrap_or_else(|| std::env::consts::OS.into()),
+        os: field(&os_release, "PRETTY_NAME", '=')
+            .map(|s| s.trim_matches('"').to_string())
+            .unwrap_or_else(|| std::env::consts::OS.into()),
         kernel: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
     }
 }
@@ -44,14 +48,27 @@ fn field(text: &str, key: &str, sep: char) -> Option<String> {
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// GPUs as `nvidia-smi` reports them; empty when there is no NVIDIA driver.
 fn nvidia_gpus() -> Vec<String> {
-    let output = Command::new("nvidia-smi").args(["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]).output();
+    let output = Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,driver_version,memory.total",
+            "--format=csv,noheader",
+        ])
+        .output();
     match output {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -62,8 +79,19 @@ mod tests {
 
     #[test]
     fn parses_key_value_files() {
-        assert_eq!(field("processor\t: 0\nmodel name\t: Some CPU @ 2GHz\n", "model name", ':').as_deref(), Some("Some CPU @ 2GHz"));
-        assert_eq!(field("NAME=x\nPRETTY_NAME=\"Debian 13\"\n", "PRETTY_NAME", '=').as_deref(), Some("\"Debian 13\""));
+        assert_eq!(
+            field(
+                "processor\t: 0\nmodel name\t: Some CPU @ 2GHz\n",
+                "model name",
+                ':'
+            )
+            .as_deref(),
+            Some("Some CPU @ 2GHz")
+        );
+        assert_eq!(
+            field("NAME=x\nPRETTY_NAME=\"Debian 13\"\n", "PRETTY_NAME", '=').as_deref(),
+            Some("\"Debian 13\"")
+        );
         let info = collect();
         assert!(info.cpu_cores >= 1);
         assert!(info.memory_bytes > 0, "/proc/meminfo is readable on Linux");

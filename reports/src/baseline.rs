@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compare::{decode_samples, paired_ratios};
+use crate::compare::{Samples, decode_samples, paired_ratios};
 use crate::error::{ReportError, Result};
 use crate::load::Run;
 use crate::schema::{CellConfig, SCHEMA_VERSION};
@@ -36,11 +36,12 @@ pub struct BaselineCell {
     pub config: CellConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_cell_id: Option<String>,
-    /// Per-request decode tok/s.
-    pub decode_tok_per_s: Vec<f64>,
-    /// Per-request decode tok/s over the paired baseline request (speculative cells only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub speedup_ratios: Vec<f64>,
+    /// Per-request decode tok/s: prompt id → one value per repetition, in repetition order.
+    pub decode_tok_per_s: BTreeMap<String, Vec<f64>>,
+    /// Per-request decode tok/s over the paired baseline request (speculative cells only):
+    /// prompt id → one value per repetition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub speedup_ratios: BTreeMap<String, Vec<f64>>,
     /// prompt id → sha256 (hex) of the output token ids (little-endian u32).
     pub outputs: BTreeMap<String, String>,
     /// prompt id → [accepted, drafted] (speculative cells only).
@@ -75,6 +76,23 @@ fn round(x: f64, decimals: i32) -> f64 {
     (x * scale).round() / scale
 }
 
+/// Samples keyed by (prompt, repetition) as prompt → values in repetition order, rounded.
+fn by_prompt(samples: &Samples, decimals: i32) -> BTreeMap<String, Vec<f64>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for ((prompt, _), x) in samples {
+        out.entry(prompt.clone()).or_default().push(round(*x, decimals));
+    }
+    out
+}
+
+/// The baseline's samples keyed by (prompt, repetition index), as [`Samples`].
+pub fn to_samples(by_prompt: &BTreeMap<String, Vec<f64>>) -> Samples {
+    by_prompt
+        .iter()
+        .flat_map(|(p, v)| v.iter().enumerate().map(move |(i, x)| ((p.clone(), i as u32), *x)))
+        .collect()
+}
+
 /// Build a baseline from a run. Outputs and counts come from the lowest repetition of a prompt.
 pub fn baseline_from_run(run: &Run) -> Baseline {
     let decode = decode_samples(&run.requests);
@@ -91,14 +109,8 @@ pub fn baseline_from_run(run: &Run) -> Baseline {
         let cell = cells.entry(id.clone()).or_insert_with(|| BaselineCell {
             config: r.key.cell.clone(),
             baseline_cell_id: r.key.baseline_cell_id.clone(),
-            decode_tok_per_s: decode
-                .get(id)
-                .map(|v| v.iter().map(|x| round(*x, 3)).collect())
-                .unwrap_or_default(),
-            speedup_ratios: ratios
-                .get(id)
-                .map(|v| v.iter().map(|x| round(*x, 4)).collect())
-                .unwrap_or_default(),
+            decode_tok_per_s: decode.get(id).map(|s| by_prompt(s, 3)).unwrap_or_default(),
+            speedup_ratios: ratios.get(id).map(|s| by_prompt(s, 4)).unwrap_or_default(),
             outputs: BTreeMap::new(),
             acceptance: BTreeMap::new(),
         });

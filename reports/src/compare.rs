@@ -2,11 +2,13 @@
 //!
 //! For every cell present in both runs, and for each metric (median decode tok/s; for speculative
 //! cells also the median of the per-request speedup ratios over the paired baseline), the relative
-//! change `median(B) / median(A) − 1` gets a bootstrap CI ([`stats::relative_change_of_medians`]).
+//! change `median(B) / median(A) − 1` gets a bootstrap CI: the runs are resampled as pairs of the
+//! same prompt and repetition when both cover the same ones (same suite and repetitions), and
+//! independently otherwise ([`stats::relative_change_of_medians`]).
 //! As in criterion's `compare_to_threshold`, a change counts only if its CI excludes zero *and*
 //! the point estimate lies beyond ± the noise threshold; higher is better for both metrics.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::aggregate::config_order;
 use crate::load::Run;
@@ -67,9 +69,12 @@ pub struct Comparison {
     pub noise: f64,
 }
 
+/// Samples of one cell keyed by (prompt id, repetition).
+pub type Samples = BTreeMap<(String, u32), f64>;
+
 /// Per-request speedup ratios of every speculative cell: decode tok/s over that of the paired
-/// baseline request (same baseline cell, prompt and repetition), in file order.
-pub fn paired_ratios(requests: &[RequestRecord]) -> HashMap<String, Vec<f64>> {
+/// baseline request (same baseline cell, prompt and repetition).
+pub fn paired_ratios(requests: &[RequestRecord]) -> HashMap<String, Samples> {
     let by_key: HashMap<(&str, &str, u32), f64> = requests
         .iter()
         .map(|r| {
@@ -79,7 +84,7 @@ pub fn paired_ratios(requests: &[RequestRecord]) -> HashMap<String, Vec<f64>> {
             )
         })
         .collect();
-    let mut out: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut out: HashMap<String, Samples> = HashMap::new();
     for r in requests {
         let Some(base) = r.key.baseline_cell_id.as_deref() else {
             continue;
@@ -87,21 +92,51 @@ pub fn paired_ratios(requests: &[RequestRecord]) -> HashMap<String, Vec<f64>> {
         if let Some(b) = by_key.get(&(base, r.prompt_id.as_str(), r.key.repetition)) {
             out.entry(r.key.cell_id.clone())
                 .or_default()
-                .push(r.decode_tok_per_s / b);
+                .insert((r.prompt_id.clone(), r.key.repetition), r.decode_tok_per_s / b);
         }
     }
     out
 }
 
-/// Decode tok/s samples of every cell, in file order.
-pub fn decode_samples(requests: &[RequestRecord]) -> HashMap<String, Vec<f64>> {
-    let mut out: HashMap<String, Vec<f64>> = HashMap::new();
+/// Decode tok/s samples of every cell.
+pub fn decode_samples(requests: &[RequestRecord]) -> HashMap<String, Samples> {
+    let mut out: HashMap<String, Samples> = HashMap::new();
     for r in requests {
         out.entry(r.key.cell_id.clone())
             .or_default()
-            .push(r.decode_tok_per_s);
+            .insert((r.prompt_id.clone(), r.key.repetition), r.decode_tok_per_s);
     }
     out
+}
+
+/// The two samples as aligned vectors when every key is in both (a paired design), else `None`.
+pub fn align(a: &Samples, b: &Samples) -> Option<(Vec<f64>, Vec<f64>)> {
+    (a.len() == b.len() && a.keys().all(|k| b.contains_key(k)))
+        .then(|| a.iter().map(|(k, x)| (*x, b[k])).unzip())
+}
+
+/// Relative change `median(b) / median(a) − 1` with a bootstrap CI: paired resampling when the
+/// samples cover the same (prompt, repetition) keys, independent resampling otherwise.
+pub fn relative_change(a: &Samples, b: &Samples, cfg: &Bootstrap) -> Estimate {
+    match align(a, b) {
+        Some((xa, xb)) => {
+            let e = stats::paired_ratio_of_medians(&xb, &xa, cfg);
+            Estimate {
+                point: e.point - 1.0,
+                lo: e.lo - 1.0,
+                hi: e.hi - 1.0,
+            }
+        }
+        None => {
+            let xa: Vec<f64> = a.values().copied().collect();
+            let xb: Vec<f64> = b.values().copied().collect();
+            stats::relative_change_of_medians(&xa, &xb, cfg)
+        }
+    }
+}
+
+fn values(s: &Samples) -> Vec<f64> {
+    s.values().copied().collect()
 }
 
 /// Compare run `b` against run `a`.
@@ -121,13 +156,13 @@ pub fn compare_runs(a: &Run, b: &Run, noise: f64, cfg: &Bootstrap) -> Comparison
         let metrics = [("decode tok/s", da.get(*id), db.get(*id)), ("speedup", ra.get(*id), rb.get(*id))];
         for (metric, sa, sb) in metrics {
             let (Some(sa), Some(sb)) = (sa, sb) else { continue };
-            let change = stats::relative_change_of_medians(sa, sb, cfg);
+            let change = relative_change(sa, sb, cfg);
             rows.push(MetricComparison {
                 cell_id: (*id).clone(),
                 config: config.clone(),
                 metric: metric.into(),
-                a_median: stats::median(sa),
-                b_median: stats::median(sb),
+                a_median: stats::median(&values(sa)),
+                b_median: stats::median(&values(sb)),
                 change,
                 verdict: verdict(&change, noise),
             });

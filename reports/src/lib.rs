@@ -7,6 +7,7 @@ pub mod chart;
 pub mod compare;
 pub mod error;
 pub mod export;
+pub mod gate;
 pub mod html;
 pub mod load;
 pub mod report;

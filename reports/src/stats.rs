@@ -9,11 +9,12 @@
 //! - Proportions: the Wilson score interval (Wilson 1927) with the normal quantile from statrs.
 //! - Tests: the one-sided Mann–Whitney U test with the normal approximation, average ranks for ties
 //!   and the tie-corrected variance (ranks from statrs), and Holm's step-down correction (Holm 1979)
-//!   for testing many cells at once.
+//!   for testing many cells at once; for paired samples the one-sided sign test with the exact
+//!   binomial tail from statrs (Dixon & Mood 1946).
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use statrs::distribution::{ContinuousCDF, Normal};
+use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
 use statrs::statistics::{Data, OrderStatistics, RankTieBreaker, Statistics};
 
 /// A point estimate with a confidence interval `[lo, hi]`.
@@ -223,6 +224,23 @@ pub fn mann_whitney_less(x: &[f64], y: &[f64]) -> f64 {
     standard_normal().cdf(z)
 }
 
+/// One-sided sign test on pairs `(x[i], y[i])`: p-value of "x tends to be smaller than y".
+///
+/// Ties are dropped; p = P(B ≥ k) for B ~ Binomial(n, ½), k = pairs with x < y, n = untied pairs.
+/// Returns 1 when there is no untied pair.
+pub fn sign_test_less(x: &[f64], y: &[f64]) -> f64 {
+    let below = x.iter().zip(y).filter(|(a, b)| a < b).count() as u64;
+    let above = x.iter().zip(y).filter(|(a, b)| a > b).count() as u64;
+    let n = below + above;
+    if n == 0 || below == 0 {
+        return 1.0;
+    }
+    match Binomial::new(0.5, n) {
+        Ok(b) => b.sf(below - 1),
+        Err(_) => 1.0,
+    }
+}
+
 /// Holm's step-down adjustment: adjusted p-values, in the input order, monotone and capped at 1.
 pub fn holm(p_values: &[f64]) -> Vec<f64> {
     let m = p_values.len();
@@ -325,6 +343,17 @@ mod tests {
         assert!(close(p, Normal::standard().cdf(z), 1e-12), "{p}");
         assert_eq!(mann_whitney_less(&[1.0; 4], &[1.0; 4]), 1.0);
         assert_eq!(mann_whitney_less(&[], &[1.0]), 1.0);
+    }
+
+    #[test]
+    fn sign_test_matches_the_binomial_tail() {
+        // 5 of 6 untied pairs below (one tie dropped): P(B ≥ 5 | n = 6) = (6 + 1) / 64.
+        let x = [1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 2.0];
+        let y = [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0];
+        assert!(close(sign_test_less(&x, &y), 7.0 / 64.0, 1e-12));
+        assert!(close(sign_test_less(&[1.0; 10], &[2.0; 10]), 0.5f64.powi(10), 1e-15));
+        assert_eq!(sign_test_less(&[2.0; 3], &[1.0; 3]), 1.0);
+        assert_eq!(sign_test_less(&[1.0; 3], &[1.0; 3]), 1.0);
     }
 
     #[test]

@@ -230,7 +230,8 @@ impl Synth {
 
     /// The greedy output of a prompt: the same for every arm and repetition.
     fn tokens(&self, category: usize, prompt: usize) -> Vec<u32> {
-        let mut rng = StdRng::seed_from_u64(self.seed ^ ((category as u64) << 32) ^ prompt as u64);
+        // Content depends on the prompt only, never on `seed`: a rerun differs only in timings.
+        let mut rng = StdRng::seed_from_u64(((category as u64) << 32) ^ prompt as u64);
         (0..self.output_tokens)
             .map(|_| rng.random_range(3..32_000))
             .collect()
@@ -239,7 +240,7 @@ impl Synth {
     /// Deterministic acceptance counters of one arm on one prompt (identical across repetitions).
     fn spec_stats(&self, arm: &SynthArm, category: usize, prompt: usize) -> SpecStats {
         let mut rng = StdRng::seed_from_u64(
-            self.seed ^ 0xacce_97 ^ ((category as u64) << 40) ^ ((prompt as u64) << 8),
+            0xacce_97 ^ ((category as u64) << 40) ^ ((prompt as u64) << 8) ^ u64::from(arm.draft_max),
         );
         let k_max = arm.draft_max as usize;
         let p0 = category_acceptance(&self.categories[category]);
@@ -385,4 +386,29 @@ mod tests {
             }
         }
     }
+}
+
+/// The committed fixture runs under `tests/fixtures/runs/`, by directory name.
+///
+/// `small`: the default sweep with the ngram-mod arm failing its first repetition;
+/// `slower`: a rerun (other noise seed) whose speculative arms are 20 % slower.
+pub fn fixture_runs() -> Vec<(&'static str, Synth)> {
+    vec![
+        (
+            "small",
+            Synth {
+                fail_arm: Some(2),
+                ..Synth::default()
+            },
+        ),
+        (
+            "slower",
+            Synth {
+                seed: 8,
+                spec_slowdown: 0.2,
+                fail_arm: Some(2),
+                ..Synth::default()
+            },
+        ),
+    ]
 }

@@ -59,7 +59,13 @@ pub fn config_columns<'a>(configs: impl IntoIterator<Item = &'a CellConfig>) -> 
 /// `12.3` with one decimal, or `-` when not finite.
 pub fn num(x: f64, decimals: usize) -> String {
     if x.is_finite() {
-        format!("{x:.decimals$}")
+        let s = format!("{x:.decimals$}");
+        // No "-0.0": a value that rounds to zero is shown without a sign.
+        if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+            s[1..].to_string()
+        } else {
+            s
+        }
     } else {
         "-".into()
     }

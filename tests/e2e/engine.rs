@@ -42,7 +42,11 @@ fn check_error(args: &[&str], needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {stderr}"
+    );
     for n in needles {
         assert!(stderr.contains(n), "{args:?}: `{n}` missing from: {stderr}");
     }
@@ -69,7 +73,14 @@ fn logits_command_matches_the_reference_at_every_position() {
     for name in ["qwen3-tiny", "llama-tiny", "qwen2-tiny"] {
         let exp = expected(name);
         let model = fixture(name);
-        let got = ok_json(&["logits", "--model", s(&model), "--token-ids", &ids_arg(&exp["token_ids"]), "--json"]);
+        let got = ok_json(&[
+            "logits",
+            "--model",
+            s(&model),
+            "--token-ids",
+            &ids_arg(&exp["token_ids"]),
+            "--json",
+        ]);
         let rows = got["logits"].as_array().unwrap();
         let want = exp["logits"].as_array().unwrap();
         assert_eq!(rows.len(), want.len(), "{name}");
@@ -91,12 +102,22 @@ fn generate_greedy_is_token_identical_and_reports_timings() {
     let model = fixture("qwen3-tiny");
     let n = g["max_new_tokens"].to_string();
     let got = ok_json(&[
-        "generate", "--model", s(&model), "--token-ids", &ids_arg(&g["prompt_ids"]),
-        "--max-new-tokens", &n, "--ignore-eos", "--json",
+        "generate",
+        "--model",
+        s(&model),
+        "--token-ids",
+        &ids_arg(&g["prompt_ids"]),
+        "--max-new-tokens",
+        &n,
+        "--ignore-eos",
+        "--json",
     ]);
     assert_eq!(got["output_token_ids"], g["output_ids"]);
     assert_eq!(got["prompt_token_ids"], g["prompt_ids"]);
-    assert_eq!(got["prompt_tokens"].as_u64(), Some(g["prompt_ids"].as_array().unwrap().len() as u64));
+    assert_eq!(
+        got["prompt_tokens"].as_u64(),
+        Some(g["prompt_ids"].as_array().unwrap().len() as u64)
+    );
     let n_out = g["output_ids"].as_array().unwrap().len();
     assert_eq!(got["itl_ms"].as_array().unwrap().len(), n_out - 1);
     for key in ["prefill_tok_per_s", "decode_tok_per_s", "ttft_ms", "e2e_ms"] {
@@ -108,26 +129,81 @@ fn generate_greedy_is_token_identical_and_reports_timings() {
 #[test]
 fn generate_from_text_and_seeded_sampling_is_reproducible() {
     let model = fixture("qwen3-tiny");
-    let ids = ok_json(&["tokenize", "--model", s(&model), "--text", "hello world", "--json"]);
+    let ids = ok_json(&[
+        "tokenize",
+        "--model",
+        s(&model),
+        "--text",
+        "hello world",
+        "--json",
+    ]);
     let ids = ids["token_ids"].as_array().unwrap().clone();
     assert!(!ids.is_empty());
-    let from_text = ok_json(&["generate", "--model", s(&model), "--prompt", "hello world", "-n", "8", "--ignore-eos", "--json"]);
+    let from_text = ok_json(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--prompt",
+        "hello world",
+        "-n",
+        "8",
+        "--ignore-eos",
+        "--json",
+    ]);
     let from_ids = ok_json(&[
-        "generate", "--model", s(&model), "--token-ids", &ids_arg(&Value::Array(ids.clone())),
-        "-n", "8", "--ignore-eos", "--json",
+        "generate",
+        "--model",
+        s(&model),
+        "--token-ids",
+        &ids_arg(&Value::Array(ids.clone())),
+        "-n",
+        "8",
+        "--ignore-eos",
+        "--json",
     ]);
     assert_eq!(from_text["output_token_ids"], from_ids["output_token_ids"]);
     let sample = |seed: &str| {
         ok_json(&[
-            "generate", "--model", s(&model), "--prompt", "hello world", "-n", "16", "--ignore-eos",
-            "--temperature", "1.5", "--top-p", "0.95", "--top-k", "50", "--seed", seed, "--json",
+            "generate",
+            "--model",
+            s(&model),
+            "--prompt",
+            "hello world",
+            "-n",
+            "16",
+            "--ignore-eos",
+            "--temperature",
+            "1.5",
+            "--top-p",
+            "0.95",
+            "--top-k",
+            "50",
+            "--seed",
+            seed,
+            "--json",
         ])["output_token_ids"]
             .clone()
     };
     assert_eq!(sample("7"), sample("7"));
-    assert_ne!(sample("7"), sample("8"), "different seeds should differ over 16 tokens at T=1.5");
+    assert_ne!(
+        sample("7"),
+        sample("8"),
+        "different seeds should differ over 16 tokens at T=1.5"
+    );
     // --threads 1 gives the greedy tokens of the default pool.
-    let one = ok_json(&["generate", "--model", s(&model), "--prompt", "hello world", "-n", "8", "--ignore-eos", "--threads", "1", "--json"]);
+    let one = ok_json(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--prompt",
+        "hello world",
+        "-n",
+        "8",
+        "--ignore-eos",
+        "--threads",
+        "1",
+        "--json",
+    ]);
     assert_eq!(one["output_token_ids"], from_text["output_token_ids"]);
 }
 
@@ -135,15 +211,38 @@ fn generate_from_text_and_seeded_sampling_is_reproducible() {
 fn bench_reports_llama_bench_fields_and_the_roofline() {
     let config = fixture("qwen3-tiny").join("config.json");
     let got = ok_json(&[
-        "bench", "--random", s(&config), "-p", "8,16", "-n", "4", "-d", "0,8", "-r", "2", "-o", "json",
-        "--bandwidth-mib", "8",
+        "bench",
+        "--random",
+        s(&config),
+        "-p",
+        "8,16",
+        "-n",
+        "4",
+        "-d",
+        "0,8",
+        "-r",
+        "2",
+        "-o",
+        "json",
+        "--bandwidth-mib",
+        "8",
     ]);
     let rows = got.as_array().unwrap();
     let tests: Vec<(&str, u64)> = rows
         .iter()
         .map(|r| (r["test"].as_str().unwrap(), r["n_depth"].as_u64().unwrap()))
         .collect();
-    assert_eq!(tests, vec![("pp8", 0), ("pp16", 0), ("tg4", 0), ("pp8", 8), ("pp16", 8), ("tg4", 8)]);
+    assert_eq!(
+        tests,
+        vec![
+            ("pp8", 0),
+            ("pp16", 0),
+            ("tg4", 0),
+            ("pp8", 8),
+            ("pp16", 8),
+            ("tg4", 8)
+        ]
+    );
     for r in rows {
         assert_eq!(r["samples_ts"].as_array().unwrap().len(), 2);
         assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
@@ -153,40 +252,101 @@ fn bench_reports_llama_bench_fields_and_the_roofline() {
         assert_eq!(r["roofline_ts"].is_number(), is_tg);
         assert_eq!(r["roofline_fraction"].is_number(), is_tg);
     }
-    let md = run(&["bench", "--random", s(&config), "-p", "8", "-n", "2", "-r", "1", "--bandwidth-mib", "8"]);
+    let md = run(&[
+        "bench",
+        "--random",
+        s(&config),
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "--bandwidth-mib",
+        "8",
+    ]);
     assert!(md.status.success());
     let text = String::from_utf8_lossy(&md.stdout);
-    assert!(text.contains("| pp8 |") && text.contains("| tg2 |") && text.contains("memory bandwidth"), "{text}");
+    assert!(
+        text.contains("| pp8 |") && text.contains("| tg2 |") && text.contains("memory bandwidth"),
+        "{text}"
+    );
 }
 
 #[test]
 fn bad_inputs_give_one_line_errors_naming_the_culprit() {
     fn logits(model: &Path) -> Vec<String> {
-        ["logits", "--model", s(model), "--token-ids", "1,2,3", "--json"].iter().map(|a| a.to_string()).collect()
+        [
+            "logits",
+            "--model",
+            s(model),
+            "--token-ids",
+            "1,2,3",
+            "--json",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
     }
     fn args(v: &[String]) -> Vec<&str> {
         v.iter().map(String::as_str).collect()
     }
 
     // Fixtures written by the reference generator.
-    check_error(&args(&logits(&fixture("broken-config"))), &["config.json", "malformed"]);
-    check_error(&args(&logits(&fixture("broken-missing-tensor"))), &["model.layers.1.mlp.down_proj.weight"]);
-    check_error(&args(&logits(&fixture("broken-shape"))), &["model.layers.0.self_attn.q_proj.weight", "[120, 64]"]);
-    check_error(&args(&logits(Path::new("/nonexistent/model"))), &["/nonexistent/model"]);
+    check_error(
+        &args(&logits(&fixture("broken-config"))),
+        &["config.json", "malformed"],
+    );
+    check_error(
+        &args(&logits(&fixture("broken-missing-tensor"))),
+        &["model.layers.1.mlp.down_proj.weight"],
+    );
+    check_error(
+        &args(&logits(&fixture("broken-shape"))),
+        &["model.layers.0.self_attn.q_proj.weight", "[120, 64]"],
+    );
+    check_error(
+        &args(&logits(Path::new("/nonexistent/model"))),
+        &["/nonexistent/model"],
+    );
 
     // Token ids outside the vocabulary.
     check_error(
-        &["logits", "--model", s(&fixture("qwen3-tiny")), "--token-ids", "1,320", "--json"],
+        &[
+            "logits",
+            "--model",
+            s(&fixture("qwen3-tiny")),
+            "--token-ids",
+            "1,320",
+            "--json",
+        ],
         &["320", "vocabulary"],
     );
-    check_error(&["logits", "--model", s(&fixture("qwen3-tiny")), "--token-ids", "1,x"], &["--token-ids"]);
+    check_error(
+        &[
+            "logits",
+            "--model",
+            s(&fixture("qwen3-tiny")),
+            "--token-ids",
+            "1,x",
+        ],
+        &["--token-ids"],
+    );
 
     // Unsupported architecture, malformed field, missing and truncated files: built in temp dirs.
     let dir = scratch_copy("qwen3-tiny", "arch");
     let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    std::fs::write(dir.join("config.json"), cfg.replace("Qwen3ForCausalLM", "GPT2LMHeadModel")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("Qwen3ForCausalLM", "GPT2LMHeadModel"),
+    )
+    .unwrap();
     check_error(&args(&logits(&dir)), &["GPT2LMHeadModel"]);
-    std::fs::write(dir.join("config.json"), cfg.replace("\"hidden_size\": 64", "\"hidden_size\": \"64\"")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"hidden_size\": 64", "\"hidden_size\": \"64\""),
+    )
+    .unwrap();
     check_error(&args(&logits(&dir)), &["config.json", "hidden_size"]);
     std::fs::remove_file(dir.join("config.json")).unwrap();
     check_error(&args(&logits(&dir)), &["config.json"]);
@@ -207,12 +367,28 @@ fn bad_inputs_give_one_line_errors_naming_the_culprit() {
     // Devices not compiled in, bad sampling flags.
     if !cfg!(feature = "cuda") {
         check_error(
-            &["generate", "--model", s(&fixture("qwen3-tiny")), "--token-ids", "1", "--device", "cuda:0"],
+            &[
+                "generate",
+                "--model",
+                s(&fixture("qwen3-tiny")),
+                "--token-ids",
+                "1",
+                "--device",
+                "cuda:0",
+            ],
             &["cuda"],
         );
     }
     check_error(
-        &["generate", "--model", s(&fixture("qwen3-tiny")), "--token-ids", "1", "--temperature", "0"],
+        &[
+            "generate",
+            "--model",
+            s(&fixture("qwen3-tiny")),
+            "--token-ids",
+            "1",
+            "--temperature",
+            "0",
+        ],
         &["temperature"],
     );
 }

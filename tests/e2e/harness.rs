@@ -10,32 +10,53 @@ use specsweep_reports::schema::{Manifest, Record};
 use crate::support::{fixture, specsweep};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("harness-{name}-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("harness-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn plan_matches_the_committed_snapshot() {
-    let out = specsweep().arg("plan").arg(fixture("plans/mixed.toml")).output().unwrap();
+    let out = specsweep()
+        .arg("plan")
+        .arg(fixture("plans/mixed.toml"))
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let expected = std::fs::read_to_string(fixture("plans/mixed.plan.txt")).unwrap();
-    assert_eq!(stdout, expected, "plan output changed; if intended, update tests/fixtures/plans/mixed.plan.txt");
+    assert_eq!(
+        stdout, expected,
+        "plan output changed; if intended, update tests/fixtures/plans/mixed.plan.txt"
+    );
 }
 
 #[test]
 fn plan_over_the_limit_needs_yes() {
-    let out = specsweep().arg("plan").arg(fixture("plans/mixed.toml")).args(["--limit", "10"]).output().unwrap();
+    let out = specsweep()
+        .arg("plan")
+        .arg(fixture("plans/mixed.toml"))
+        .args(["--limit", "10"])
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("--yes"), "{stderr}");
-    let out = specsweep().arg("plan").arg(fixture("plans/mixed.toml")).args(["--limit", "10", "--yes"]).output().unwrap();
+    let out = specsweep()
+        .arg("plan")
+        .arg(fixture("plans/mixed.toml"))
+        .args(["--limit", "10", "--yes"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
 }
 
@@ -45,21 +66,86 @@ fn malformed_sweeps_give_one_line_errors_naming_file_and_key() {
     let dir = scratch("malformed");
     let head = "name = \"bad\"\nsuites = [\"tiny\"]\n";
     let cases: &[(&str, String, &str)] = &[
-        ("unknown-axis", format!("{head}[axes]\nmodel = [\"default\"]\ncolour = [\"red\"]\n"), "axes.colour"),
-        ("unknown-header", format!("{head}repetitons = 3\n[axes]\nmodel = [\"default\"]\n"), "repetitons"),
-        ("wrong-type", format!("{head}[axes]\nmodel = [\"default\"]\ndepth = [0, \"deep\"]\n"), "axes.depth[1]"),
-        ("wrong-header-type", format!("{head}repetitions = \"three\"\n[axes]\nmodel = [\"default\"]\n"), "repetitions"),
-        ("scalar-axis", format!("{head}[axes]\nmodel = \"default\"\n"), "axes.model"),
-        ("empty-axis", format!("{head}[axes]\nmodel = [\"default\"]\nthreads = []\n"), "axes.threads"),
-        ("bad-range", format!("{head}[axes]\nmodel = [\"default\"]\ndepth = [\"0..512*2\"]\n"), "axes.depth[0]"),
-        ("unknown-mode", format!("{head}[axes]\nmodel = [\"default\"]\nspec = [\"eagle\"]\n"), "axes.spec[0]"),
-        ("draft-without-model", format!("{head}[axes]\nmodel = [\"default\"]\nspec = [\"draft\"]\n"), "axes.draft_model"),
-        ("mode-param-on-none", format!("{head}[axes]\nmodel = [\"default\"]\nspec = [\"none\", \"mtp\"]\n[modes.none]\ndraft_max = [2]\n"), "modes.none.draft_max"),
-        ("unused-mode-param", format!("{head}[axes]\nmodel = [\"default\"]\ndraft_max = [2]\n"), "axes.draft_max"),
-        ("min-above-max", format!("{head}[axes]\nmodel = [\"default\"]\nspec = [\"mtp\"]\ndraft_min = [4]\ndraft_max = [2]\n"), "draft_min"),
-        ("missing-suite", format!("name = \"bad\"\nsuites = [\"no-such-suite\"]\n[axes]\nmodel = [\"default\"]\n"), "suites[0]"),
-        ("missing-model", format!("{head}[axes]\nmodel = [\"no/such/model\"]\n"), "axes.model"),
-        ("missing-name", "suites = [\"tiny\"]\n[axes]\nmodel = [\"default\"]\n".to_string(), "name"),
+        (
+            "unknown-axis",
+            format!("{head}[axes]\nmodel = [\"default\"]\ncolour = [\"red\"]\n"),
+            "axes.colour",
+        ),
+        (
+            "unknown-header",
+            format!("{head}repetitons = 3\n[axes]\nmodel = [\"default\"]\n"),
+            "repetitons",
+        ),
+        (
+            "wrong-type",
+            format!("{head}[axes]\nmodel = [\"default\"]\ndepth = [0, \"deep\"]\n"),
+            "axes.depth[1]",
+        ),
+        (
+            "wrong-header-type",
+            format!("{head}repetitions = \"three\"\n[axes]\nmodel = [\"default\"]\n"),
+            "repetitions",
+        ),
+        (
+            "scalar-axis",
+            format!("{head}[axes]\nmodel = \"default\"\n"),
+            "axes.model",
+        ),
+        (
+            "empty-axis",
+            format!("{head}[axes]\nmodel = [\"default\"]\nthreads = []\n"),
+            "axes.threads",
+        ),
+        (
+            "bad-range",
+            format!("{head}[axes]\nmodel = [\"default\"]\ndepth = [\"0..512*2\"]\n"),
+            "axes.depth[0]",
+        ),
+        (
+            "unknown-mode",
+            format!("{head}[axes]\nmodel = [\"default\"]\nspec = [\"eagle\"]\n"),
+            "axes.spec[0]",
+        ),
+        (
+            "draft-without-model",
+            format!("{head}[axes]\nmodel = [\"default\"]\nspec = [\"draft\"]\n"),
+            "axes.draft_model",
+        ),
+        (
+            "mode-param-on-none",
+            format!(
+                "{head}[axes]\nmodel = [\"default\"]\nspec = [\"none\", \"mtp\"]\n[modes.none]\ndraft_max = [2]\n"
+            ),
+            "modes.none.draft_max",
+        ),
+        (
+            "unused-mode-param",
+            format!("{head}[axes]\nmodel = [\"default\"]\ndraft_max = [2]\n"),
+            "axes.draft_max",
+        ),
+        (
+            "min-above-max",
+            format!(
+                "{head}[axes]\nmodel = [\"default\"]\nspec = [\"mtp\"]\ndraft_min = [4]\ndraft_max = [2]\n"
+            ),
+            "draft_min",
+        ),
+        (
+            "missing-suite",
+            "name = \"bad\"\nsuites = [\"no-such-suite\"]\n[axes]\nmodel = [\"default\"]\n"
+                .to_string(),
+            "suites[0]",
+        ),
+        (
+            "missing-model",
+            format!("{head}[axes]\nmodel = [\"no/such/model\"]\n"),
+            "axes.model",
+        ),
+        (
+            "missing-name",
+            "suites = [\"tiny\"]\n[axes]\nmodel = [\"default\"]\n".to_string(),
+            "name",
+        ),
         ("not-toml", format!("{head}[axes\n"), "line 3"),
     ];
     for (name, body, key) in cases {
@@ -68,9 +154,19 @@ fn malformed_sweeps_give_one_line_errors_naming_file_and_key() {
         let out = specsweep().arg("plan").arg(&path).output().unwrap();
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(2), "{name}: {stdout}{stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: not one line: {stderr}");
-        assert!(stderr.contains(&format!("{name}.toml")), "{name}: file not named: {stderr}");
-        assert!(stderr.contains(&format!("`{key}`")) || stderr.contains(key), "{name}: key {key} not named: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{name}: not one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{name}.toml")),
+            "{name}: file not named: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("`{key}`")) || stderr.contains(key),
+            "{name}: key {key} not named: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
 }
@@ -90,22 +186,61 @@ fn tiny_sweep_runs_resumes_and_repairs() {
     let sweep = fixture("plans/run-tiny.toml");
 
     // --dry-run writes nothing.
-    let out = specsweep().arg("run").arg(&sweep).arg("--out").arg(&out_dir).arg("--dry-run").output().unwrap();
+    let out = specsweep()
+        .arg("run")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(text(&out).0.contains("execution order:"));
     assert!(!out_dir.exists());
 
-    let out = specsweep().arg("run").arg(&sweep).arg("--out").arg(&out_dir).output().unwrap();
+    let out = specsweep()
+        .arg("run")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let first = records(&out_dir);
     // 4 cells x 2 repetitions x 4 prompts of the tiny suite.
-    let requests: Vec<_> = first.iter().filter_map(|r| if let Record::Request(r) = r { Some(r) } else { None }).collect();
-    let failures: Vec<_> = first.iter().filter_map(|r| if let Record::Failure(f) = r { Some(f) } else { None }).collect();
-    assert_eq!(requests.len() + 4 * failures.len(), 4 * 2 * 4, "failures: {failures:?}");
+    let requests: Vec<_> = first
+        .iter()
+        .filter_map(|r| {
+            if let Record::Request(r) = r {
+                Some(r)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let failures: Vec<_> = first
+        .iter()
+        .filter_map(|r| {
+            if let Record::Failure(f) = r {
+                Some(f)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        requests.len() + 4 * failures.len(),
+        4 * 2 * 4,
+        "failures: {failures:?}"
+    );
     assert!(failures.is_empty(), "{failures:?}");
     for r in &requests {
-        assert!(r.output_tokens > 0 && r.output_tokens <= 12, "{}", r.output_tokens);
+        assert!(
+            r.output_tokens > 0 && r.output_tokens <= 12,
+            "{}",
+            r.output_tokens
+        );
         assert_eq!(r.output_token_ids.len() as u64, r.output_tokens);
         assert_eq!(r.suite, "tiny");
         assert_eq!(r.suite_sha256.len(), 64);
@@ -113,30 +248,55 @@ fn tiny_sweep_runs_resumes_and_repairs() {
         assert_eq!(r.itl_ms.len() as u64, r.output_tokens - 1);
         if r.key.baseline_cell_id.is_some() {
             // Greedy speculation is lossless: every arm matches its control.
-            assert_eq!(r.output_identical, Some(true), "{} {:?}", r.key.cell_id, r.first_divergence);
+            assert_eq!(
+                r.output_identical,
+                Some(true),
+                "{} {:?}",
+                r.key.cell_id,
+                r.first_divergence
+            );
         } else {
             assert_eq!(r.output_identical, None);
         }
     }
-    let manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(manifest.sweep, "run-tiny");
     assert!(manifest.ended_at.is_some());
     assert_eq!(manifest.burn_version, "0.21.0");
-    assert!(manifest.models.contains_key("default") && manifest.models.contains_key("default-draft"));
+    assert!(
+        manifest.models.contains_key("default") && manifest.models.contains_key("default-draft")
+    );
     assert_eq!(manifest.suites.len(), 1);
 
     // Running again resumes: nothing is measured twice.
     let before = std::fs::read(out_dir.join("results.jsonl")).unwrap();
-    let out = specsweep().arg("run").arg(&sweep).arg("--out").arg(&out_dir).output().unwrap();
+    let out = specsweep()
+        .arg("run")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
-    assert_eq!(std::fs::read(out_dir.join("results.jsonl")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(out_dir.join("results.jsonl")).unwrap(),
+        before
+    );
 
     // A kill mid-append (a partial trailing unit and a partial line) is repaired on resume.
     let lines: Vec<&[u8]> = before.split_inclusive(|&b| b == b'\n').collect();
     let mut damaged: Vec<u8> = lines[..lines.len() - 2].concat();
     damaged.extend_from_slice(&lines[lines.len() - 2][..10]);
     std::fs::write(out_dir.join("results.jsonl"), &damaged).unwrap();
-    let out = specsweep().arg("run").arg(&sweep).arg("--out").arg(&out_dir).output().unwrap();
+    let out = specsweep()
+        .arg("run")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(text(&out).1.contains("repaired"));
     let repaired = records(&out_dir);
@@ -144,9 +304,17 @@ fn tiny_sweep_runs_resumes_and_repairs() {
 
     // A changed sweep file is refused without --force.
     let changed = dir.join("run-tiny.toml");
-    let body = std::fs::read_to_string(&sweep).unwrap().replace("seed = 1", "seed = 2");
+    let body = std::fs::read_to_string(&sweep)
+        .unwrap()
+        .replace("seed = 1", "seed = 2");
     std::fs::write(&changed, body).unwrap();
-    let out = specsweep().arg("run").arg(&changed).arg("--out").arg(&out_dir).output().unwrap();
+    let out = specsweep()
+        .arg("run")
+        .arg(&changed)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("--force"), "{}", text(&out).1);
     let _ = std::fs::remove_dir_all(&dir);
@@ -167,7 +335,9 @@ fn unit_keys(records: &[Record]) -> Vec<(String, u32, String)> {
 /// Wait until `path` has at least `n` lines (or the child exits).
 fn wait_for_lines(path: &Path, n: usize, child: &mut std::process::Child) {
     for _ in 0..6000 {
-        let lines = std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0);
+        let lines = std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
         if lines >= n || child.try_wait().unwrap().is_some() {
             return;
         }
@@ -182,28 +352,60 @@ fn killed_or_interrupted_runs_resume_without_loss_or_duplicates() {
     let dir = scratch("kill");
     let sweep = fixture("plans/run-tiny.toml");
     let reference_dir = dir.join("reference");
-    let out = specsweep().arg("run").arg(&sweep).arg("--out").arg(&reference_dir).output().unwrap();
+    let out = specsweep()
+        .arg("run")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&reference_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
     let reference = unit_keys(&records(&reference_dir));
 
-    for (i, (signal, after_lines)) in [("-KILL", 1), ("-KILL", 6), ("-INT", 9), ("-KILL", 17), ("-INT", 25)].iter().enumerate() {
+    for (i, (signal, after_lines)) in [
+        ("-KILL", 1),
+        ("-KILL", 6),
+        ("-INT", 9),
+        ("-KILL", 17),
+        ("-INT", 25),
+    ]
+    .iter()
+    .enumerate()
+    {
         let out_dir = dir.join(format!("run{i}"));
-        if i > 0 {
-            // Continue the previous (interrupted) directory's history in a fresh one each time.
-            let _ = std::fs::remove_dir_all(&out_dir);
-        }
-        let mut child = specsweep().arg("run").arg(&sweep).arg("--out").arg(&out_dir).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = specsweep()
+            .arg("run")
+            .arg(&sweep)
+            .arg("--out")
+            .arg(&out_dir)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         wait_for_lines(&out_dir.join("results.jsonl"), *after_lines, &mut child);
-        let status = std::process::Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
         let code = child.wait().unwrap();
         if *signal == "-INT" && code.code().is_some() {
             // Stopped cleanly (unless the sweep had already finished).
             assert!(matches!(code.code(), Some(130) | Some(0)), "{code:?}");
         }
-        let out = specsweep().arg("run").arg(&sweep).arg("--out").arg(&out_dir).output().unwrap();
+        let out = specsweep()
+            .arg("run")
+            .arg(&sweep)
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out).1);
-        assert_eq!(unit_keys(&records(&out_dir)), reference, "kill {signal} after {after_lines} lines");
+        assert_eq!(
+            unit_keys(&records(&out_dir)),
+            reference,
+            "kill {signal} after {after_lines} lines"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -219,13 +421,24 @@ fn timeouts_become_failure_records() {
     )
     .unwrap();
     let out_dir = dir.join("run");
-    let out = specsweep().arg("run").arg(&sweep).arg("--out").arg(&out_dir).output().unwrap();
+    let out = specsweep()
+        .arg("run")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
     let all = records(&out_dir);
     assert_eq!(all.len(), 4);
     for r in &all {
         match r {
-            Record::Failure(f) => assert_eq!(f.cause, specsweep_reports::schema::FailureCause::Timeout, "{}", f.message),
+            Record::Failure(f) => assert_eq!(
+                f.cause,
+                specsweep_reports::schema::FailureCause::Timeout,
+                "{}",
+                f.message
+            ),
             Record::Request(_) => panic!("a 1 ms unit cannot succeed"),
         }
     }

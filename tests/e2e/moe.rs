@@ -24,7 +24,8 @@ const MOE_FIXTURES: [&str; 4] = [
     "qwen3moe-4e",
     "qwen2moe-tiny",
 ];
-const MTP_FIXTURES: [&str; 2] = ["qwen3-mtp-tiny", "qwen3-mtp-deepseek-names"];
+/// Both MTP weight namings, and the demo model (bf16 weights, 1024-token vocabulary).
+const MTP_FIXTURES: [&str; 3] = ["qwen3-mtp-tiny", "qwen3-mtp-deepseek-names", "default"];
 
 fn expected(name: &str) -> Value {
     let path = fixture(name).join("expected.json");
@@ -239,7 +240,7 @@ fn expert_counters_match_the_recorded_router_choices() {
 }
 
 #[test]
-fn mtp_logits_match_for_both_namings() {
+fn mtp_logits_match_for_both_namings_and_the_demo_model() {
     for name in MTP_FIXTURES {
         let exp = expected(name);
         let dir = fixture(name);
@@ -367,14 +368,16 @@ fn a_checkpoint_without_mtp_weights_has_no_head() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Broken checkpoints, written to a temporary directory from a fixture.
+// Edited checkpoints (broken ones, and an MoE model given an MTP head), written to a temporary
+// directory from a fixture.
 
-/// A copy of fixture `name` whose safetensors header is edited by `edit` (tensor name → entry).
-struct BrokenCopy {
+/// A copy of fixture `name` whose safetensors header is edited by `edit` (tensor name → entry;
+/// an added entry may point at any byte range of the original data, which is then copied).
+struct FixtureCopy {
     dir: PathBuf,
 }
 
-impl BrokenCopy {
+impl FixtureCopy {
     fn new(name: &str, tag: &str, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Self {
         let dir =
             std::env::temp_dir().join(format!("specsweep-e2e-moe-{}-{tag}", std::process::id()));
@@ -411,7 +414,7 @@ impl BrokenCopy {
     }
 }
 
-impl Drop for BrokenCopy {
+impl Drop for FixtureCopy {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.dir).ok();
     }
@@ -459,31 +462,105 @@ fn transpose_shape(header: &mut serde_json::Map<String, Value>, name: &str) {
     header.get_mut(name).unwrap()["shape"] = Value::Array(vec![shape[1].clone(), shape[0].clone()]);
 }
 
+/// An MTP head whose decoder layer is a sparse MoE layer (as on Qwen3.5-MoE checkpoints): the
+/// 4-expert model gets DeepSeek-named MTP tensors (layer 1's weights copied to layer 2, `eh_proj`
+/// taken from embedding bytes). No reference exists for it, so the checks are structural: the main
+/// model is unchanged, the head's layer dispatches sparsely (one token → exactly top-k experts) and
+/// its cache gives the same rows incrementally as batched.
+#[test]
+fn an_moe_mtp_layer_dispatches_sparsely_and_caches_consistently() {
+    let copy = FixtureCopy::new("qwen3moe-4e", "moe-mtp", |h| {
+        let layer1: Vec<String> = h.keys().filter(|k| k.starts_with("model.layers.1.")).cloned().collect();
+        for name in layer1 {
+            let entry = h[&name].clone();
+            h.insert(name.replacen("model.layers.1.", "model.layers.2.", 1), entry);
+        }
+        let norm = h["model.norm.weight"].clone();
+        for n in ["enorm", "hnorm", "shared_head.norm"] {
+            h.insert(format!("model.layers.2.{n}.weight"), norm.clone());
+        }
+        let start = h["model.embed_tokens.weight"]["data_offsets"][0].as_u64().unwrap();
+        h.insert(
+            "model.layers.2.eh_proj.weight".into(),
+            serde_json::json!({"dtype": "F32", "shape": [64, 128], "data_offsets": [start, start + 64 * 128 * 4]}),
+        );
+    })
+    .with_config(|c| c["num_nextn_predict_layers"] = 1.into());
+    let exp = expected("qwen3moe-4e");
+    let tokens = ids(&exp["token_ids"]);
+    let engine =
+        Engine::load(copy.path(), &LoadOptions::default()).expect("loads with an MTP head");
+    assert!(engine.has_mtp());
+    let n = tokens.len();
+    let d = engine.config().hidden_size;
+    let mut cache = engine.new_cache(n).unwrap();
+    let main = engine.forward(&tokens, &mut cache, true).unwrap();
+    let main_rows: Vec<Vec<f32>> = (0..n).map(|i| main.row(i).to_vec()).collect();
+    assert_rows_close(
+        "main model with an MTP head",
+        &main_rows,
+        &rows(&exp["logits"]),
+    );
+    let hidden = main.hidden.unwrap();
+
+    let mut batched_cache = engine.new_mtp_cache(n - 1).unwrap();
+    let batched = engine
+        .mtp_forward(&tokens[1..], &hidden[..(n - 1) * d], &mut batched_cache)
+        .unwrap();
+    assert_eq!(
+        batched.experts_touched.len(),
+        1,
+        "one MoE layer in the head"
+    );
+    assert!(batched.experts_touched[0] >= 2 && batched.experts_touched[0] <= 4);
+    let mut cache = engine.new_mtp_cache(n - 1).unwrap();
+    let mut incremental = Vec::new();
+    for p in 0..n - 1 {
+        let out = engine
+            .mtp_forward(
+                &tokens[p + 1..p + 2],
+                &hidden[p * d..(p + 1) * d],
+                &mut cache,
+            )
+            .unwrap();
+        assert_eq!(out.experts_touched, vec![2], "one token, top-2");
+        incremental.push(out.logits);
+    }
+    let batched_rows: Vec<Vec<f32>> = (0..batched.rows())
+        .map(|i| batched.row(i).to_vec())
+        .collect();
+    assert_rows_close(
+        "moe mtp incremental vs batched",
+        &incremental,
+        &batched_rows,
+    );
+}
+
 #[test]
 fn partial_or_misshaped_expert_tensors_are_errors_naming_them() {
     let missing = "model.layers.1.mlp.experts.3.up_proj.weight";
-    let copy = BrokenCopy::new("qwen3moe-4e", "missing-expert", |h| {
+    let copy = FixtureCopy::new("qwen3moe-4e", "missing-expert", |h| {
         h.remove(missing);
     });
     let e = copy.logits_error();
     assert!(e.contains(missing), "{e}");
 
     let shaped = "model.layers.0.mlp.experts.2.down_proj.weight";
-    let copy = BrokenCopy::new("qwen3moe-4e", "shape-expert", |h| {
+    let copy = FixtureCopy::new("qwen3moe-4e", "shape-expert", |h| {
         transpose_shape(h, shaped)
     });
     let e = copy.logits_error();
     assert!(e.contains(shaped), "{e}");
 
     let router = "model.layers.0.mlp.gate.weight";
-    let copy = BrokenCopy::new("qwen3moe-tiny", "missing-router", |h| {
+    let copy = FixtureCopy::new("qwen3moe-tiny", "missing-router", |h| {
         h.remove(router);
     });
     let e = copy.logits_error();
     assert!(e.contains(router), "{e}");
 
     let shared_gate = "model.layers.1.mlp.shared_expert_gate.weight";
-    let copy = BrokenCopy::new("qwen2moe-tiny", "missing-shared-gate", |h| {
+    let copy = FixtureCopy::new("qwen2moe-tiny", "missing-shared-gate", |h| {
         h.remove(shared_gate);
     });
     let e = copy.logits_error();
@@ -497,7 +574,7 @@ fn partial_or_misshaped_mtp_tensors_are_errors_naming_them() {
         ("qwen3-mtp-tiny", "mtp.layers.0.self_attn.k_proj.weight"),
         ("qwen3-mtp-deepseek-names", "model.layers.2.hnorm.weight"),
     ] {
-        let copy = BrokenCopy::new(fixture_name, &format!("missing-{missing}"), |h| {
+        let copy = FixtureCopy::new(fixture_name, &format!("missing-{missing}"), |h| {
             h.remove(missing);
         });
         let e = copy.logits_error();
@@ -507,7 +584,7 @@ fn partial_or_misshaped_mtp_tensors_are_errors_naming_them() {
         ("qwen3-mtp-tiny", "mtp.fc.weight"),
         ("qwen3-mtp-deepseek-names", "model.layers.2.eh_proj.weight"),
     ] {
-        let copy = BrokenCopy::new(fixture_name, &format!("shape-{shaped}"), |h| {
+        let copy = FixtureCopy::new(fixture_name, &format!("shape-{shaped}"), |h| {
             transpose_shape(h, shaped)
         });
         let e = copy.logits_error();
@@ -517,14 +594,14 @@ fn partial_or_misshaped_mtp_tensors_are_errors_naming_them() {
 
 #[test]
 fn bad_moe_configs_are_errors_naming_the_field() {
-    let copy = BrokenCopy::new("qwen3moe-4e", "topk", |_| {})
+    let copy = FixtureCopy::new("qwen3moe-4e", "topk", |_| {})
         .with_config(|c| c["num_experts_per_tok"] = 5.into());
     let e = copy.logits_error();
     assert!(
         e.contains("num_experts_per_tok") && e.contains("config.json"),
         "{e}"
     );
-    let copy = BrokenCopy::new("qwen3moe-4e", "no-experts", |_| {}).with_config(|c| {
+    let copy = FixtureCopy::new("qwen3moe-4e", "no-experts", |_| {}).with_config(|c| {
         c.as_object_mut().unwrap().remove("num_local_experts");
     });
     let e = copy.logits_error();

@@ -143,11 +143,12 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
     debug_assert_eq!(bytes.len() / ts * bs, out.len());
     let blocks = bytes.chunks_exact(ts).zip(out.chunks_exact_mut(bs));
     match ty {
-        GgmlType::F32 => blocks.for_each(|(b, y)| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        GgmlType::F16 => blocks.for_each(|(b, y)| y[0] = f16_at(b, 0)),
-        GgmlType::BF16 => {
-            blocks.for_each(|(b, y)| y[0] = bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+        GgmlType::F32 => {
+            blocks.for_each(|(b, y)| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         }
+        GgmlType::F16 => blocks.for_each(|(b, y)| y[0] = f16_at(b, 0)),
+        GgmlType::BF16 => blocks
+            .for_each(|(b, y)| y[0] = bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
         GgmlType::Q8_0 => blocks.for_each(|(b, y)| q8_0(b, y)),
         GgmlType::Q4_0 => blocks.for_each(|(b, y)| q4_0(b, y)),
         GgmlType::Q4_1 => blocks.for_each(|(b, y)| q4_1(b, y)),
@@ -316,7 +317,10 @@ mod tests {
             &std::fs::read_to_string(dir.join(format!("{}.json", ty.name()))).unwrap(),
         )
         .unwrap();
-        assert_eq!(doc["block_size"].as_u64().unwrap() as usize, ty.block_size());
+        assert_eq!(
+            doc["block_size"].as_u64().unwrap() as usize,
+            ty.block_size()
+        );
         assert_eq!(doc["type_size"].as_u64().unwrap() as usize, ty.type_size());
         let expected: Vec<f32> = doc["values"]
             .as_array()
@@ -330,7 +334,11 @@ mod tests {
         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
             // gguf-py computes in f32 as well; allow one ulp-ish of reassociation.
             let tol = 1e-6 * e.abs().max(1.0);
-            assert!((g - e).abs() <= tol, "{} value {i}: got {g}, expected {e}", ty.name());
+            assert!(
+                (g - e).abs() <= tol,
+                "{} value {i}: got {g}, expected {e}",
+                ty.name()
+            );
         }
     }
 

@@ -44,10 +44,12 @@ impl Meta<'_> {
     fn usize(&self, key: &str) -> Result<Option<usize>, String> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| format!("metadata `{}.{key}`: expected an integer, got {v:?}", self.arch)),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                format!(
+                    "metadata `{}.{key}`: expected an integer, got {v:?}",
+                    self.arch
+                )
+            }),
         }
     }
     fn required(&self, key: &str) -> Result<usize, String> {
@@ -57,9 +59,12 @@ impl Meta<'_> {
     fn f64(&self, key: &str) -> Result<Option<f64>, String> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => widen(v)
-                .map(Some)
-                .ok_or_else(|| format!("metadata `{}.{key}`: expected a number, got {v:?}", self.arch)),
+            Some(v) => widen(v).map(Some).ok_or_else(|| {
+                format!(
+                    "metadata `{}.{key}`: expected a number, got {v:?}",
+                    self.arch
+                )
+            }),
         }
     }
 }
@@ -79,7 +84,10 @@ pub fn config_json(
         .find(|(a, _, _)| *a == arch)
         .ok_or_else(|| {
             let names: Vec<&str> = ARCHITECTURES.iter().map(|a| a.0).collect();
-            format!("unsupported architecture `{arch}` (supported: {})", names.join(", "))
+            format!(
+                "unsupported architecture `{arch}` (supported: {})",
+                names.join(", ")
+            )
         })?;
     let m = Meta { map, arch };
     let has = |name: &str| tensors.iter().any(|t| t.name == name);
@@ -99,7 +107,10 @@ pub fn config_json(
         .ok_or_else(|| format!("metadata `{arch}.nextn_predict_layers` exceeds block_count"))?;
     let vocab = match m.usize("vocab_size")? {
         Some(v) => v,
-        None => match map.get("tokenizer.ggml.tokens").and_then(MetaValue::as_array) {
+        None => match map
+            .get("tokenizer.ggml.tokens")
+            .and_then(MetaValue::as_array)
+        {
             Some(t) => t.len(),
             None => tensors
                 .iter()
@@ -164,7 +175,10 @@ pub fn config_json(
             c.insert("moe_intermediate_size".into(), json!(ff));
         }
         // llama.cpp's qwen3moe graph always renormalises the top-k weights.
-        let norm = m.get("expert_weights_norm").and_then(MetaValue::as_bool).unwrap_or(true);
+        let norm = m
+            .get("expert_weights_norm")
+            .and_then(MetaValue::as_bool)
+            .unwrap_or(true);
         c.insert("norm_topk_prob".into(), json!(norm));
         c.insert("decoder_sparse_step".into(), json!(1));
         c.insert("mlp_only_layers".into(), json!([]));
@@ -177,7 +191,10 @@ pub fn config_json(
     match (scaling_type, rope_freqs) {
         (Some("linear"), _) => {
             let factor = m.f64("rope.scaling.factor")?.unwrap_or(1.0);
-            c.insert("rope_scaling".into(), json!({"rope_type": "linear", "factor": factor}));
+            c.insert(
+                "rope_scaling".into(),
+                json!({"rope_type": "linear", "factor": factor}),
+            );
         }
         (Some(other), _) if other != "none" => {
             // Passed through so that the config parser names what is unsupported.
@@ -185,7 +202,9 @@ pub fn config_json(
         }
         (_, Some(factors)) => {
             let dim = m.usize("rope.dimension_count")?.unwrap_or(head_dim);
-            let original = m.usize("rope.scaling.original_context_length")?.unwrap_or(8192);
+            let original = m
+                .usize("rope.scaling.original_context_length")?
+                .unwrap_or(8192);
             if let Some(s) = fit_llama3(factors, rope_theta, dim, original) {
                 c.insert("rope_scaling".into(), s);
             }
@@ -219,8 +238,14 @@ pub fn fit_llama3(factors: &[f32], base: f64, dim: usize, original: usize) -> Op
             mids.push((x(i), (1.0 / v - 1.0 / big) / (1.0 - 1.0 / big)));
         }
     }
-    let x_lo = lows.iter().copied().fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
-    let x_hi = highs.iter().copied().fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))));
+    let x_lo = lows
+        .iter()
+        .copied()
+        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+    let x_hi = highs
+        .iter()
+        .copied()
+        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))));
     let (slope, intercept) = if mids.len() >= 2 {
         let n = mids.len() as f64;
         let mx = mids.iter().map(|p| p.0).sum::<f64>() / n;

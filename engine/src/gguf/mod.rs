@@ -84,9 +84,12 @@ impl GgufModel {
             Some(i) => Some(model.dequantize_range(i, None)?),
             None => None,
         };
-        model.config =
-            hparams::config_json(&model.header.metadata, &model.header.tensors, rope_freqs.as_deref())
-                .map_err(fail)?;
+        model.config = hparams::config_json(
+            &model.header.metadata,
+            &model.header.tensors,
+            rope_freqs.as_deref(),
+        )
+        .map_err(fail)?;
         model.index_names().map_err(fail)?;
         Ok(model)
     }
@@ -160,7 +163,11 @@ impl GgufModel {
         let n_layers = self.cfg_usize("num_hidden_layers");
         let heads = self.cfg_usize("num_attention_heads");
         let kv_heads = self.cfg_usize("num_key_value_heads");
-        let permuted = self.header.metadata.get("general.architecture").and_then(MetaValue::as_str)
+        let permuted = self
+            .header
+            .metadata
+            .get("general.architecture")
+            .and_then(MetaValue::as_str)
             == Some("llama");
         for (i, t) in self.header.tensors.iter().enumerate() {
             match names::hf_name(&t.name, n_layers) {
@@ -223,7 +230,10 @@ impl GgufModel {
         if out.iter().any(|v| !v.is_finite()) {
             return Err(EngineError::Format {
                 path: self.path.clone(),
-                message: format!("tensor `{}`: non-finite values after dequantization", t.name),
+                message: format!(
+                    "tensor `{}`: non-finite values after dequantization",
+                    t.name
+                ),
             });
         }
         Ok(out)
@@ -247,10 +257,13 @@ impl WeightSource for GgufModel {
     }
 
     fn load(&self, name: &str) -> Result<HostTensor> {
-        let entry = self.entries.get(name).ok_or_else(|| EngineError::MissingTensor {
-            path: self.path.clone(),
-            tensor: name.to_string(),
-        })?;
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+            })?;
         let t = &self.header.tensors[entry.tensor];
         let mut shape = t.hf_shape();
         if entry.expert.is_some() {
@@ -404,7 +417,8 @@ mod tests {
                 assert_eq!(got.shape, want.shape, "{name}: {tname}");
                 assert_eq!(got.data, want.data, "{name}: {tname}");
             }
-            let cfg_text = std::fs::read_to_string(fixtures().join(name).join("config.json")).unwrap();
+            let cfg_text =
+                std::fs::read_to_string(fixtures().join(name).join("config.json")).unwrap();
             let want: serde_json::Value = serde_json::from_str(&cfg_text).unwrap();
             let got = m.config_json();
             for key in [
@@ -422,7 +436,11 @@ mod tests {
                 .as_f64()
                 .or(want["rope_parameters"]["rope_theta"].as_f64())
                 .unwrap();
-            assert_eq!(got["rope_theta"].as_f64(), Some(theta), "{name}: rope_theta");
+            assert_eq!(
+                got["rope_theta"].as_f64(),
+                Some(theta),
+                "{name}: rope_theta"
+            );
             let head_dim = got["head_dim"].as_u64().unwrap() as usize;
             if let Some(hd) = want["head_dim"].as_u64() {
                 assert_eq!(head_dim, hd as usize, "{name}: head_dim");
@@ -431,14 +449,23 @@ mod tests {
                 let a = hparams::llama3_divisors(&got["rope_scaling"], theta, head_dim);
                 let b = hparams::llama3_divisors(&want["rope_scaling"], theta, head_dim);
                 for (x, y) in a.iter().zip(&b) {
-                    assert!((x - y).abs() <= 1e-6 * y, "{name}: rope divisors {a:?} vs {b:?}");
+                    assert!(
+                        (x - y).abs() <= 1e-6 * y,
+                        "{name}: rope divisors {a:?} vs {b:?}"
+                    );
                 }
             }
             if name == "qwen3moe-4e" {
-                for key in ["num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob"] {
+                for key in [
+                    "num_experts_per_tok",
+                    "moe_intermediate_size",
+                    "norm_topk_prob",
+                ] {
                     assert_eq!(got[key], want[key], "{name}: {key}");
                 }
-                let experts = want["num_experts"].as_u64().or(want["num_local_experts"].as_u64());
+                let experts = want["num_experts"]
+                    .as_u64()
+                    .or(want["num_local_experts"].as_u64());
                 assert_eq!(got["num_experts"].as_u64(), experts);
             }
         }
@@ -457,7 +484,11 @@ mod tests {
         else {
             panic!("no *-q8_0.gguf fixture in {}", dir.display());
         };
-        let stem = file.file_stem().unwrap().to_string_lossy().replace("-q8_0", "");
+        let stem = file
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .replace("-q8_0", "");
         let m = GgufModel::open(&file).unwrap();
         let hf = hf_tensors(&fixtures().join(&stem));
         let mut n_q8 = 0;
@@ -465,7 +496,11 @@ mod tests {
             let got = m.load(tname).unwrap();
             assert_eq!(got.shape, want.shape, "{tname}");
             let max = want.data.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let err = got.data.iter().zip(&want.data).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            let err = got
+                .data
+                .iter()
+                .zip(&want.data)
+                .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
             if m.ggml_type_of(tname) == Some(GgmlType::Q8_0) {
                 n_q8 += 1;
                 assert!(err <= max * 0.57 / 127.0, "{tname}: error {err}, max {max}");
@@ -476,4 +511,3 @@ mod tests {
         assert!(n_q8 > 0, "{}: no Q8_0 tensors", file.display());
     }
 }
-

@@ -147,11 +147,26 @@ mod tests {
         check("token_embd.weight", Some("model.embed_tokens.weight"));
         check("output.weight", Some("lm_head.weight"));
         check("output_norm.weight", Some("model.norm.weight"));
-        check("blk.1.attn_q.bias", Some("model.layers.1.self_attn.q_proj.bias"));
-        check("blk.0.attn_output.weight", Some("model.layers.0.self_attn.o_proj.weight"));
-        check("blk.0.attn_k_norm.weight", Some("model.layers.0.self_attn.k_norm.weight"));
-        check("blk.1.ffn_norm.weight", Some("model.layers.1.post_attention_layernorm.weight"));
-        check("blk.1.ffn_gate_inp.weight", Some("model.layers.1.mlp.gate.weight"));
+        check(
+            "blk.1.attn_q.bias",
+            Some("model.layers.1.self_attn.q_proj.bias"),
+        );
+        check(
+            "blk.0.attn_output.weight",
+            Some("model.layers.0.self_attn.o_proj.weight"),
+        );
+        check(
+            "blk.0.attn_k_norm.weight",
+            Some("model.layers.0.self_attn.k_norm.weight"),
+        );
+        check(
+            "blk.1.ffn_norm.weight",
+            Some("model.layers.1.post_attention_layernorm.weight"),
+        );
+        check(
+            "blk.1.ffn_gate_inp.weight",
+            Some("model.layers.1.mlp.gate.weight"),
+        );
         check("rope_freqs.weight", None);
         check("blk.0.unknown.weight", None);
     }
@@ -160,12 +175,24 @@ mod tests {
     fn maps_experts_and_mtp() {
         assert_eq!(
             hf_name("blk.1.ffn_down_exps.weight", 2),
-            Some(HfName::Experts { layer: 1, proj: "down_proj" })
+            Some(HfName::Experts {
+                layer: 1,
+                proj: "down_proj"
+            })
         );
-        assert_eq!(expert_name(1, 3, "up_proj"), "model.layers.1.mlp.experts.3.up_proj.weight");
+        assert_eq!(
+            expert_name(1, 3, "up_proj"),
+            "model.layers.1.mlp.experts.3.up_proj.weight"
+        );
         check("blk.2.nextn.eh_proj.weight", Some("mtp.fc.weight"));
-        check("blk.2.nextn.hnorm.weight", Some("mtp.pre_fc_norm_hidden.weight"));
-        check("blk.2.attn_q.weight", Some("mtp.layers.0.self_attn.q_proj.weight"));
+        check(
+            "blk.2.nextn.hnorm.weight",
+            Some("mtp.pre_fc_norm_hidden.weight"),
+        );
+        check(
+            "blk.2.attn_q.weight",
+            Some("mtp.layers.0.self_attn.q_proj.weight"),
+        );
         check("blk.2.nextn.shared_head_head.weight", None);
     }
 
@@ -176,8 +203,14 @@ mod tests {
         let hf: Vec<f32> = (0..8).map(|v| v as f32).collect();
         let gguf = vec![0., 2., 1., 3., 4., 6., 5., 7.];
         assert_eq!(unpermute_rows(&gguf, 8, 1, 2).unwrap(), hf);
-        assert_eq!(permuted_heads("model.layers.0.self_attn.k_proj.weight", 4, 2), Some(2));
-        assert_eq!(permuted_heads("model.layers.0.self_attn.v_proj.weight", 4, 2), None);
+        assert_eq!(
+            permuted_heads("model.layers.0.self_attn.k_proj.weight", 4, 2),
+            Some(2)
+        );
+        assert_eq!(
+            permuted_heads("model.layers.0.self_attn.v_proj.weight", 4, 2),
+            None
+        );
         assert!(unpermute_rows(&gguf, 8, 1, 3).is_none());
     }
 }

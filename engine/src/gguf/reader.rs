@@ -182,12 +182,18 @@ impl<'a> Cursor<'a> {
 
     fn string(&mut self, what: &dyn Fn() -> String) -> Result<String, String> {
         let len = self.u64(what)?;
-        let len = usize::try_from(len).map_err(|_| format!("{}: string length {len} too large", what()))?;
+        let len = usize::try_from(len)
+            .map_err(|_| format!("{}: string length {len} too large", what()))?;
         let s = self.take(len, what)?;
         String::from_utf8(s.to_vec()).map_err(|_| format!("{}: string is not valid UTF-8", what()))
     }
 
-    fn value(&mut self, ty: u32, what: &dyn Fn() -> String, depth: usize) -> Result<MetaValue, String> {
+    fn value(
+        &mut self,
+        ty: u32,
+        what: &dyn Fn() -> String,
+        depth: usize,
+    ) -> Result<MetaValue, String> {
         Ok(match ty {
             0 => MetaValue::U8(self.array::<1>(what)?[0]),
             1 => MetaValue::I8(self.array::<1>(what)?[0] as i8),
@@ -236,11 +242,15 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, String> {
     let mut c = Cursor { bytes, pos: 0 };
     let magic = c.array::<4>(&|| "the magic number".into())?;
     if &magic != b"GGUF" {
-        return Err(format!("not a GGUF file (magic {magic:02x?}, expected \"GGUF\")"));
+        return Err(format!(
+            "not a GGUF file (magic {magic:02x?}, expected \"GGUF\")"
+        ));
     }
     let version = c.u32(&|| "the version".into())?;
     if version != 2 && version != 3 {
-        return Err(format!("unsupported GGUF version {version} (supported: 2, 3)"));
+        return Err(format!(
+            "unsupported GGUF version {version} (supported: 2, 3)"
+        ));
     }
     let n_tensors = c.u64(&|| "the tensor count".into())?;
     let n_kv = c.u64(&|| "the metadata count".into())?;
@@ -268,9 +278,13 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, String> {
         let what = || format!("tensor `{name}` info");
         let n_dims = c.u32(&what)?;
         if n_dims == 0 || n_dims > 4 {
-            return Err(format!("tensor `{name}`: {n_dims} dimensions (expected 1 to 4)"));
+            return Err(format!(
+                "tensor `{name}`: {n_dims} dimensions (expected 1 to 4)"
+            ));
         }
-        let dims = (0..n_dims).map(|_| c.u64(&what)).collect::<Result<Vec<_>, _>>()?;
+        let dims = (0..n_dims)
+            .map(|_| c.u64(&what))
+            .collect::<Result<Vec<_>, _>>()?;
         let type_id = c.u32(&what)?;
         let offset = c.u64(&what)?;
         raw.push((name, dims, type_id, offset));
@@ -302,7 +316,9 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, String> {
                 )
             })?;
         if offset % alignment != 0 {
-            return Err(format!("tensor `{name}`: data offset {offset} is not aligned to {alignment}"));
+            return Err(format!(
+                "tensor `{name}`: data offset {offset} is not aligned to {alignment}"
+            ));
         }
         let start = data_offset.checked_add(offset).map(|s| s as usize);
         let end = start.and_then(|s| s.checked_add(byte_len));
@@ -435,7 +451,13 @@ pub(crate) mod tests {
         assert_eq!(h.version, 3);
         assert_eq!(h.metadata["general.architecture"].as_str(), Some("llama"));
         assert_eq!(h.metadata["llama.block_count"].as_u64(), Some(2));
-        assert_eq!(h.metadata["tokenizer.ggml.tokens"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            h.metadata["tokenizer.ggml.tokens"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(h.tensors[0].hf_shape(), vec![2, 3]);
         assert_eq!(h.tensors[0].byte_len, 24);
         assert_eq!(h.data_offset % 32, 0);
@@ -449,13 +471,22 @@ pub(crate) mod tests {
             .build();
         let mut bad_magic = good.clone();
         bad_magic[0] = b'X';
-        assert!(parse_header(&bad_magic).unwrap_err().contains("not a GGUF file"));
+        assert!(
+            parse_header(&bad_magic)
+                .unwrap_err()
+                .contains("not a GGUF file")
+        );
         let data_offset = parse_header(&good).unwrap().data_offset;
         let e = parse_header(&good[..data_offset + 8]).unwrap_err();
-        assert!(e.contains("truncated") && e.contains("blk.0.attn_q.weight"), "{e}");
+        assert!(
+            e.contains("truncated") && e.contains("blk.0.attn_q.weight"),
+            "{e}"
+        );
         let e = parse_header(&good[..54]).unwrap_err();
         assert!(e.contains("general.architecture"), "{e}");
-        let q2k = Writer::default().raw_tensor("w", &[256], 10, vec![0; 84]).build();
+        let q2k = Writer::default()
+            .raw_tensor("w", &[256], 10, vec![0; 84])
+            .build();
         let e = parse_header(&q2k).unwrap_err();
         assert!(e.contains("`w`") && e.contains("Q2_K"), "{e}");
     }

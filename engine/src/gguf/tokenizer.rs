@@ -47,7 +47,13 @@ pub fn pre_tokenizer_regexes(pre: &str) -> Option<(Vec<&'static str>, bool)> {
             false,
         ),
         "deepseek-coder" => (
-            vec![r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", "[一-龥ࠀ-一가-퟿]+", r"\p{N}"],
+            vec![
+                r"[\r\n]",
+                r"\s?\p{L}+",
+                r"\s?\p{P}+",
+                "[一-龥ࠀ-一가-퟿]+",
+                r"\p{N}",
+            ],
             false,
         ),
         "default" => (
@@ -92,7 +98,8 @@ pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String
     }
     let tokens = strings(map, "tokenizer.ggml.tokens")?;
     let merges = strings(map, "tokenizer.ggml.merges")?;
-    let types: Vec<i64> = match get(map, "tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
+    let types: Vec<i64> = match get(map, "tokenizer.ggml.token_type").and_then(MetaValue::as_array)
+    {
         Some(a) => a
             .iter()
             .map(|v| v.as_f64().map(|f| f as i64).unwrap_or(1))
@@ -147,8 +154,16 @@ pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String
     // llama.cpp adds BOS by default only for the Llama-3 pre-tokenizers; the metadata flag wins.
     let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(ignore_merges);
     let add_eos = flag("tokenizer.ggml.add_eos_token").unwrap_or(false);
-    let bos = if add_bos { token_of("tokenizer.ggml.bos_token_id")? } else { None };
-    let eos = if add_eos { token_of("tokenizer.ggml.eos_token_id")? } else { None };
+    let bos = if add_bos {
+        token_of("tokenizer.ggml.bos_token_id")?
+    } else {
+        None
+    };
+    let eos = if add_eos {
+        token_of("tokenizer.ggml.eos_token_id")?
+    } else {
+        None
+    };
     let post = if bos.is_none() && eos.is_none() {
         Value::Null
     } else {
@@ -156,7 +171,10 @@ pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String
         let mut pair = Vec::new();
         let mut specials = serde_json::Map::new();
         let mut special = |t: (u64, &str)| {
-            specials.insert(t.1.to_string(), json!({"id": t.1, "ids": [t.0], "tokens": [t.1]}));
+            specials.insert(
+                t.1.to_string(),
+                json!({"id": t.1, "ids": [t.0], "tokens": [t.1]}),
+            );
             json!({"SpecialToken": {"id": t.1, "type_id": 0}})
         };
         let bos_item = bos.map(&mut special);
@@ -244,9 +262,15 @@ mod tests {
     #[test]
     fn unsupported_inputs_name_the_key() {
         let e = build(&meta("no-such-pre")).unwrap_err();
-        assert!(e.contains("tokenizer.ggml.pre") && e.contains("no-such-pre"), "{e}");
+        assert!(
+            e.contains("tokenizer.ggml.pre") && e.contains("no-such-pre"),
+            "{e}"
+        );
         let mut m = meta("qwen2");
-        m.insert("tokenizer.ggml.model".into(), MetaValue::String("t5".into()));
+        m.insert(
+            "tokenizer.ggml.model".into(),
+            MetaValue::String("t5".into()),
+        );
         assert!(build(&m).unwrap_err().contains("`t5`"));
     }
 
@@ -329,4 +353,3 @@ mod tests {
         (pass, fail)
     }
 }
-

@@ -46,7 +46,12 @@ impl<B: Backend> Attention<B> {
         let qk_norm = c.architecture.has_qk_norm();
         let norm = |name: &str| -> Result<Option<RmsNorm<B>>> {
             if qk_norm {
-                Ok(Some(RmsNorm::load(loader, &format!("{prefix}.{name}.weight"), d, c.rms_norm_eps)?))
+                Ok(Some(RmsNorm::load(
+                    loader,
+                    &format!("{prefix}.{name}.weight"),
+                    d,
+                    c.rms_norm_eps,
+                )?))
             } else {
                 Ok(None)
             }
@@ -110,7 +115,11 @@ impl<B: Backend> Attention<B> {
         }
         let probs = softmax(scores, 2);
         // 5. [kv, groups·k, d] → [heads, k, d] → [k, heads·d]
-        let out = probs.matmul(values).reshape([nq, k, d]).swap_dims(0, 1).reshape([k, nq * d]);
+        let out = probs
+            .matmul(values)
+            .reshape([nq, k, d])
+            .swap_dims(0, 1)
+            .reshape([k, nq * d]);
         self.o_proj.forward(out)
     }
 

@@ -86,7 +86,20 @@ pub struct Linear<B: Backend> {
     pub weight_t: Tensor<B, 2>,
     /// `[out]`
     pub bias: Option<Tensor<B, 1>>,
+    /// CPU only: run small products (decode, verify) as column blocks on the current rayon pool.
+    /// See [`Linear::forward`].
+    pub split_columns: bool,
+    /// CPU only: the weight kept quantized on the host and multiplied by `crate::quant`'s kernels
+    /// ([`Linear::quantize`]); when set, `weight_t` is a 1 × 1 placeholder.
+    pub quant: Option<std::sync::Arc<crate::quant::QuantLinear>>,
 }
+
+/// Below this many multiply-adds burn `flex`'s matmul runs on one thread (its `gemm` call uses
+/// `Parallelism::None` under 192³); `Linear` parallelises those products itself.
+const FLEX_SERIAL_OPS: usize = 192 * 192 * 192;
+
+/// Smallest column block worth a task.
+const MIN_BLOCK_COLUMNS: usize = 128;
 
 impl<B: Backend> Linear<B> {
     /// Build from a PyTorch-layout `[out, in]` weight.
@@ -94,13 +107,67 @@ impl<B: Backend> Linear<B> {
         Self {
             weight_t: weight.transpose(),
             bias,
+            split_columns: false,
+            quant: None,
         }
+    }
+
+    /// Keep the weight on the host in `format` and multiply with the quantized CPU kernels from
+    /// now on, releasing the device copy. `name` labels errors.
+    pub fn quantize(&mut self, name: &str, format: crate::quant::QuantFormat) -> Result<()> {
+        if self.quant.is_some() {
+            return Err(EngineError::Invalid(format!("linear `{name}` is already quantized")));
+        }
+        let [d_in, d_out] = self.weight_t.dims();
+        let w = self.weight_t.clone().transpose().into_data().convert::<f32>();
+        let w = w
+            .into_vec::<f32>()
+            .map_err(|e| EngineError::Invalid(format!("linear `{name}`: {e:?}")))?;
+        let matrix = crate::quant::QuantMatrix::quantize(name, format, d_out, d_in, &w)?;
+        let device = self.weight_t.device();
+        self.weight_t = Tensor::zeros([1, 1], (&device, self.weight_t.dtype()));
+        self.quant = Some(std::sync::Arc::new(crate::quant::QuantLinear::new(matrix)));
+        Ok(())
     }
 
     /// # Shapes
     /// - `x`: `[tokens, in]` → `[tokens, out]`
+    ///
+    /// With `split_columns`, a product too small for the backend's own threading (a decode step's
+    /// `1 × in · in × out`) is computed as column blocks `x · Wᵀ[:, c₀..c₁]` in parallel on the
+    /// current rayon pool and concatenated: every output element is the same dot product, so the
+    /// result equals the unsplit one while a decode step reads the weights with every thread.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let y = x.matmul(self.weight_t.clone());
+        if let Some(q) = &self.quant {
+            let y = q.forward(x);
+            return match &self.bias {
+                Some(b) => {
+                    let out = b.dims()[0];
+                    y + b.clone().reshape([1, out])
+                }
+                None => y,
+            };
+        }
+        let [rows, d_in] = x.dims();
+        let d_out = self.weight_t.dims()[1];
+        let threads = rayon::current_num_threads();
+        let blocks = threads.min(d_out / MIN_BLOCK_COLUMNS);
+        let y = if self.split_columns && blocks > 1 && rows * d_in * d_out < FLEX_SERIAL_OPS {
+            use rayon::prelude::*;
+            let width = d_out.div_ceil(blocks);
+            let blocks = d_out.div_ceil(width);
+            let parts: Vec<Tensor<B, 2>> = (0..blocks)
+                .into_par_iter()
+                .map(|i| {
+                    let start = i * width;
+                    let n = width.min(d_out - start);
+                    x.clone().matmul(self.weight_t.clone().narrow(1, start, n))
+                })
+                .collect();
+            Tensor::cat(parts, 1)
+        } else {
+            x.matmul(self.weight_t.clone())
+        };
         match &self.bias {
             Some(b) => {
                 let out = b.dims()[0];
@@ -112,13 +179,48 @@ impl<B: Backend> Linear<B> {
 
     /// `(in, out)`
     pub fn dims(&self) -> (usize, usize) {
+        if let Some(q) = &self.quant {
+            return (q.matrix().cols(), q.matrix().rows());
+        }
         let [i, o] = self.weight_t.dims();
         (i, o)
     }
 
     /// Bytes of weight data (read once per decoded token).
     pub fn weight_bytes(&self) -> usize {
+        if let Some(q) = &self.quant {
+            return q.matrix().bytes().len();
+        }
         let (i, o) = self.dims();
         i * o * self.weight_t.dtype().size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn column_split_equals_the_plain_product() {
+        let dev = Default::default();
+        let (d_in, d_out) = (96, 1000);
+        let w: Vec<f32> = (0..d_in * d_out).map(|i| ((i * 7919) % 113) as f32 / 113.0 - 0.5).collect();
+        let b: Vec<f32> = (0..d_out).map(|i| i as f32 * 1e-3).collect();
+        let weight = Tensor::<Flex, 2>::from_data(TensorData::new(w, [d_out, d_in]), &dev);
+        let bias = Tensor::<Flex, 1>::from_data(TensorData::new(b, [d_out]), &dev);
+        let plain = Linear::new(weight, Some(bias));
+        let mut split = plain.clone();
+        split.split_columns = true;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for rows in [1, 4] {
+            let x: Vec<f32> = (0..rows * d_in).map(|i| (i as f32 * 0.37).sin()).collect();
+            let x = Tensor::<Flex, 2>::from_data(TensorData::new(x, [rows, d_in]), &dev);
+            let a = plain.forward(x.clone()).into_data().into_vec::<f32>().unwrap();
+            let s = pool.install(|| split.forward(x)).into_data().into_vec::<f32>().unwrap();
+            assert_eq!(a.len(), rows * d_out);
+            let d = a.iter().zip(&s).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            assert!(d <= 1e-5, "rows {rows}: {d}");
+        }
     }
 }

@@ -54,7 +54,10 @@ mod tests {
         };
         let x = vec![1.0f32, -2.0, 3.0, 0.5];
         let out = norm
-            .forward(Tensor::<Flex, 2>::from_data(TensorData::new(x.clone(), [1, 4]), &dev))
+            .forward(Tensor::<Flex, 2>::from_data(
+                TensorData::new(x.clone(), [1, 4]),
+                &dev,
+            ))
             .into_data()
             .into_vec::<f32>()
             .unwrap();

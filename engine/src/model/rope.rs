@@ -34,8 +34,11 @@ impl Rope {
                 high_freq_factor,
                 original_max_position_embeddings,
             } => {
-                let (factor, low_freq_factor, high_freq_factor) =
-                    (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
+                let (factor, low_freq_factor, high_freq_factor) = (
+                    factor as f32,
+                    low_freq_factor as f32,
+                    high_freq_factor as f32,
+                );
                 let old = original_max_position_embeddings as f32;
                 let low_wavelen = old / low_freq_factor;
                 let high_wavelen = old / high_freq_factor;
@@ -46,8 +49,8 @@ impl Rope {
                     } else if wavelen > low_wavelen {
                         *f /= factor;
                     } else {
-                        let smooth =
-                            (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         *f = (1.0 - smooth) * *f / factor + smooth * *f;
                     }
                 }
@@ -85,7 +88,11 @@ impl Rope {
     ///
     /// # Shapes
     /// - `x`: `[heads, len, head_dim]`; `cos`, `sin`: `[len, head_dim/2]` → `[heads, len, head_dim]`
-    pub fn apply<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 3> {
+    pub fn apply<B: Backend>(
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 2>,
+        sin: &Tensor<B, 2>,
+    ) -> Tensor<B, 3> {
         let [_, len, d] = x.dims();
         let half = d / 2;
         let cos = cos.clone().reshape([1, len, half]);
@@ -114,8 +121,10 @@ mod tests {
     #[test]
     fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
         let plain = Rope::new(&config(serde_json::Value::Null));
-        let scaled = Rope::new(&config(serde_json::json!({"rope_type": "llama3", "factor": 8.0,
-            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})));
+        let scaled = Rope::new(&config(
+            serde_json::json!({"rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}),
+        ));
         // θ_0 = 1: wavelength 2π < 64/4 → unchanged.
         assert_eq!(plain.inv_freq[0], scaled.inv_freq[0]);
         // The lowest frequency has wavelength ≫ 64 → divided by 8.
@@ -140,7 +149,10 @@ mod tests {
         let x: Vec<f32> = (0..2 * 64).map(|i| (i as f32 * 0.37).sin()).collect();
         let xt = Tensor::<Flex, 3>::from_data(TensorData::new(x.clone(), [1, 2, 64]), &dev);
         let (cos, sin) = rope.tables::<Flex>(0, 2, &dev, DType::F32);
-        let out = Rope::apply(xt, &cos, &sin).into_data().into_vec::<f32>().unwrap();
+        let out = Rope::apply(xt, &cos, &sin)
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap();
         for i in 0..64 {
             assert!((out[i] - x[i]).abs() < 1e-6);
         }

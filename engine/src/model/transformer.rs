@@ -29,16 +29,32 @@ pub struct DecoderLayer<B: Backend> {
 impl<B: Backend> DecoderLayer<B> {
     /// Load `{prefix}.{input_layernorm, self_attn, post_attention_layernorm, mlp}`; the FFN is a
     /// sparse mixture of experts when `sparse`, else a dense MLP of `intermediate_size`.
-    pub fn load(loader: &Loader<'_, B>, prefix: &str, config: &ModelConfig, sparse: bool) -> Result<Self> {
+    pub fn load(
+        loader: &Loader<'_, B>,
+        prefix: &str,
+        config: &ModelConfig,
+        sparse: bool,
+    ) -> Result<Self> {
         let (h, eps) = (config.hidden_size, config.rms_norm_eps);
         let mlp = format!("{prefix}.mlp");
         let ffn = if sparse {
             Ffn::Sparse(SparseMoe::load(loader, &mlp, config)?)
         } else {
-            Ffn::Dense(Mlp::load(loader, &mlp, h, config.intermediate_size, config.mlp_bias)?)
+            Ffn::Dense(Mlp::load(
+                loader,
+                &mlp,
+                h,
+                config.intermediate_size,
+                config.mlp_bias,
+            )?)
         };
         Ok(Self {
-            input_layernorm: RmsNorm::load(loader, &format!("{prefix}.input_layernorm.weight"), h, eps)?,
+            input_layernorm: RmsNorm::load(
+                loader,
+                &format!("{prefix}.input_layernorm.weight"),
+                h,
+                eps,
+            )?,
             self_attn: Attention::load(loader, &format!("{prefix}.self_attn"), config)?,
             post_attention_layernorm: RmsNorm::load(
                 loader,
@@ -61,8 +77,14 @@ impl<B: Backend> DecoderLayer<B> {
         inputs: &AttentionInputs<B>,
         experts_touched: &mut Vec<u32>,
     ) -> Tensor<B, 2> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cache, inputs);
-        h.clone() + self.ffn.forward(self.post_attention_layernorm.forward(h), experts_touched)
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), cache, inputs);
+        h.clone()
+            + self
+                .ffn
+                .forward(self.post_attention_layernorm.forward(h), experts_touched)
     }
 }
 
@@ -101,7 +123,12 @@ impl<B: Backend> Model<B> {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let sparse = config.architecture.is_moe() && is_sparse_layer(config, i);
-            layers.push(DecoderLayer::load(&loader, &format!("model.layers.{i}"), config, sparse)?);
+            layers.push(DecoderLayer::load(
+                &loader,
+                &format!("model.layers.{i}"),
+                config,
+                sparse,
+            )?);
         }
         let mtp = MtpModule::load(&loader, config)?;
         let norm = RmsNorm::load(&loader, "model.norm.weight", h, config.rms_norm_eps)?;
@@ -124,11 +151,54 @@ impl<B: Backend> Model<B> {
         })
     }
 
+    /// CPU backends: keep every dense projection and the LM head quantized to `format` on the host
+    /// and multiply with `crate::quant`'s kernels (issue #8). Sparse experts and the MTP head stay
+    /// as they are.
+    pub fn quantize_linears(&mut self, format: crate::quant::QuantFormat) -> Result<()> {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let a = &mut layer.self_attn;
+            for (n, l) in [("q", &mut a.q_proj), ("k", &mut a.k_proj), ("v", &mut a.v_proj), ("o", &mut a.o_proj)] {
+                l.quantize(&format!("model.layers.{i}.self_attn.{n}_proj.weight"), format)?;
+            }
+            if let Ffn::Dense(mlp) = &mut layer.ffn {
+                for (n, l) in [("gate", &mut mlp.gate_proj), ("up", &mut mlp.up_proj), ("down", &mut mlp.down_proj)] {
+                    l.quantize(&format!("model.layers.{i}.mlp.{n}_proj.weight"), format)?;
+                }
+            }
+        }
+        self.lm_head.quantize("lm_head.weight", format)
+    }
+
+    /// CPU backends: let the dense projections and the LM head split small products across the
+    /// rayon pool ([`Linear::forward`]). Sparse experts keep their own scheduling.
+    pub fn enable_column_split(&mut self) {
+        for layer in &mut self.layers {
+            let a = &mut layer.self_attn;
+            for l in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
+                l.split_columns = true;
+            }
+            if let Ffn::Dense(mlp) = &mut layer.ffn {
+                for l in [&mut mlp.gate_proj, &mut mlp.up_proj, &mut mlp.down_proj] {
+                    l.split_columns = true;
+                }
+            }
+        }
+        self.lm_head.split_columns = true;
+    }
+
     /// Fresh per-layer caches for `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Vec<LayerCache<B>> {
         let c = &self.config;
         (0..c.num_hidden_layers)
-            .map(|_| LayerCache::new(c.num_key_value_heads, capacity, c.head_dim, &self.device, self.dtype))
+            .map(|_| {
+                LayerCache::new(
+                    c.num_key_value_heads,
+                    capacity,
+                    c.head_dim,
+                    &self.device,
+                    self.dtype,
+                )
+            })
             .collect()
     }
 
@@ -147,7 +217,8 @@ impl<B: Backend> Model<B> {
     /// → `[k, hidden]`
     pub fn embed(&self, tokens: &[u32]) -> Tensor<B, 2> {
         let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &self.device);
+        let ids =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &self.device);
         self.embed_tokens.clone().select(0, ids)
     }
 
@@ -156,7 +227,12 @@ impl<B: Backend> Model<B> {
     ///
     /// # Shapes
     /// → `[k, hidden]`
-    pub fn forward(&self, tokens: &[u32], cache: &mut [LayerCache<B>], start: usize) -> Tensor<B, 2> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut [LayerCache<B>],
+        start: usize,
+    ) -> Tensor<B, 2> {
         self.forward_traced(tokens, cache, start, &mut Vec::new())
     }
 
@@ -203,9 +279,17 @@ impl<B: Backend> Model<B> {
                     row[start + i + 1..].fill(f32::NEG_INFINITY);
                 }
             }
-            Tensor::from_data(TensorData::new(m, [1, groups * k, total]), (&self.device, self.dtype))
+            Tensor::from_data(
+                TensorData::new(m, [1, groups * k, total]),
+                (&self.device, self.dtype),
+            )
         });
-        AttentionInputs { start, cos, sin, mask }
+        AttentionInputs {
+            start,
+            cos,
+            sin,
+            mask,
+        }
     }
 
     /// LM head over the hidden states.

@@ -158,14 +158,23 @@ mod tests {
     #[test]
     fn matches_gguf_py_on_fixture_blocks() {
         let mut checked = 0;
-        for format in QuantFormat::ALL.into_iter().filter(|f| f.is_block_quantized()) {
+        for format in QuantFormat::ALL
+            .into_iter()
+            .filter(|f| f.is_block_quantized())
+        {
             let stem = fixture_dir().join(format.name());
             let bytes = std::fs::read(stem.with_extension("bin")).expect("fixture .bin");
             let json: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(stem.with_extension("json")).expect("json"))
                     .expect("fixture json");
-            assert_eq!(json["type_size"].as_u64(), Some(format.block_bytes() as u64));
-            assert_eq!(json["block_size"].as_u64(), Some(format.block_elems() as u64));
+            assert_eq!(
+                json["type_size"].as_u64(),
+                Some(format.block_bytes() as u64)
+            );
+            assert_eq!(
+                json["block_size"].as_u64(),
+                Some(format.block_elems() as u64)
+            );
             let expected: Vec<f32> = json["values"]
                 .as_array()
                 .expect("values")
@@ -187,7 +196,10 @@ mod tests {
     #[test]
     fn dense_formats_decode() {
         let mut out = [0.0f32; 3];
-        let f32s: Vec<u8> = [1.5f32, -2.0, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f32s: Vec<u8> = [1.5f32, -2.0, 0.25]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         dequantize_into(QuantFormat::F32, &f32s, &mut out);
         assert_eq!(out, [1.5, -2.0, 0.25]);
         let f16s: Vec<u8> = [1.5f32, -2.0, 0.25]

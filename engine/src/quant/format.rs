@@ -161,7 +161,10 @@ impl FromStr for QuantFormat {
             .find(|f| f.name().eq_ignore_ascii_case(alias))
             .ok_or_else(|| {
                 let names: Vec<&str> = QuantFormat::ALL.iter().map(|f| f.name()).collect();
-                format!("unknown weight format `{s}` (expected one of {})", names.join(", "))
+                format!(
+                    "unknown weight format `{s}` (expected one of {})",
+                    names.join(", ")
+                )
             })
     }
 }

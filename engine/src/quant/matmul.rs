@@ -92,7 +92,11 @@ impl ActTile<'_> {
     pub(crate) fn block(&self, i: usize, b: usize) -> (&[i8], f32, f32) {
         let nb = self.cols / 32;
         let at = i * self.cols + 32 * b;
-        (&self.qs[at..at + 32], self.d[at / self.block], self.s[i * nb + b])
+        (
+            &self.qs[at..at + 32],
+            self.d[at / self.block],
+            self.s[i * nb + b],
+        )
     }
 }
 

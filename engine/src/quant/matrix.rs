@@ -145,10 +145,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_geometry_naming_the_tensor() {
-        let err = QuantMatrix::from_raw("blk.0.ffn_up.weight", QuantFormat::Q4K, 2, 128, vec![0; 10])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("blk.0.ffn_up.weight") && err.contains("256"), "{err}");
+        let err =
+            QuantMatrix::from_raw("blk.0.ffn_up.weight", QuantFormat::Q4K, 2, 128, vec![0; 10])
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("blk.0.ffn_up.weight") && err.contains("256"),
+            "{err}"
+        );
         let err = QuantMatrix::from_raw("w", QuantFormat::Q8_0, 2, 32, vec![0; 67])
             .unwrap_err()
             .to_string();

@@ -18,6 +18,7 @@
 mod avx2;
 mod dequant;
 mod format;
+mod linear;
 mod matmul;
 mod matrix;
 mod quantize;
@@ -25,6 +26,7 @@ mod scalar;
 
 pub use dequant::dequantize_into;
 pub use format::QuantFormat;
+pub use linear::QuantLinear;
 pub use matmul::{Isa, MatmulScratch, matmul, matmul_with};
 pub use matrix::QuantMatrix;
 pub use quantize::{ActBlocks, quantize_into};

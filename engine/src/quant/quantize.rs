@@ -17,7 +17,9 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Optio
     let be = format.block_elems();
     debug_assert_eq!(x.len() % be, 0);
     match format {
-        QuantFormat::F32 => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        QuantFormat::F32 => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         QuantFormat::F16 => x
             .iter()
             .for_each(|&v| out.extend_from_slice(&f16::from_f32(v).to_le_bytes())),
@@ -106,7 +108,11 @@ impl ActBlocks {
         self.block = block;
         self.rows = rows;
         self.cols = cols;
-        for (b, (xb, qb)) in x.chunks_exact(block).zip(self.qs.chunks_exact_mut(block)).enumerate() {
+        for (b, (xb, qb)) in x
+            .chunks_exact(block)
+            .zip(self.qs.chunks_exact_mut(block))
+            .enumerate()
+        {
             let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -119,7 +125,8 @@ impl ActBlocks {
                 self.bsums[g16 + k] = q16.iter().map(|&q| i16::from(q)).sum();
             }
             for k in 0..block / 32 {
-                let pair = i32::from(self.bsums[g16 + 2 * k]) + i32::from(self.bsums[g16 + 2 * k + 1]);
+                let pair =
+                    i32::from(self.bsums[g16 + 2 * k]) + i32::from(self.bsums[g16 + 2 * k + 1]);
                 self.s[b * block / 32 + k] = d * pair as f32;
             }
         }
@@ -138,7 +145,9 @@ mod tests {
     use super::*;
 
     fn ramp(n: usize) -> Vec<f32> {
-        (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect()
+        (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect()
     }
 
     /// Round trip error of each quantizer is within half a quantization step of its block (a whole
@@ -196,7 +205,10 @@ mod tests {
         a.quantize(&x, 1, 256, 256);
         let d = a.block_scale(0);
         for k in 0..16 {
-            let sum: i16 = a.qs[16 * k..16 * k + 16].iter().map(|&q| i16::from(q)).sum();
+            let sum: i16 = a.qs[16 * k..16 * k + 16]
+                .iter()
+                .map(|&q| i16::from(q))
+                .sum();
             assert_eq!(a.bsums[k], sum);
         }
         for (j, v) in x.iter().enumerate() {

@@ -99,7 +99,10 @@ fn decode_groups(format: QuantFormat, b: &[u8], groups: &mut [Group; 8]) {
                     let hi = (qh[l] >> (2 * part)) & 3;
                     g.q[l] = (lo | (hi << 4)) as i8 - 32;
                 }
-                g.a = [d * f32::from(sc[2 * k] as i8), d * f32::from(sc[2 * k + 1] as i8)];
+                g.a = [
+                    d * f32::from(sc[2 * k] as i8),
+                    d * f32::from(sc[2 * k + 1] as i8),
+                ];
                 g.c = 0.0;
             }
         }
@@ -138,7 +141,9 @@ pub(crate) fn row_dot_dense(format: QuantFormat, w: &[u8], x: &FloatTile<'_>, ou
             QuantFormat::F32 => {
                 f32::from_le_bytes([w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]])
             }
-            QuantFormat::F16 => f16::from_bits(u16::from_le_bytes([w[2 * j], w[2 * j + 1]])).to_f32(),
+            QuantFormat::F16 => {
+                f16::from_bits(u16::from_le_bytes([w[2 * j], w[2 * j + 1]])).to_f32()
+            }
             _ => bf16::from_bits(u16::from_le_bytes([w[2 * j], w[2 * j + 1]])).to_f32(),
         }
     };

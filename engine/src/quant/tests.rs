@@ -45,7 +45,9 @@ fn random_matrix(format: QuantFormat, rows: usize, cols: usize, rng: &mut Rng) -
         let v: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
         return QuantMatrix::quantize("random", format, rows, cols, &v).expect("dense quantize");
     }
-    let mut data: Vec<u8> = (0..format.bytes_for(rows, cols)).map(|_| rng.next() as u8).collect();
+    let mut data: Vec<u8> = (0..format.bytes_for(rows, cols))
+        .map(|_| rng.next() as u8)
+        .collect();
     for blk in data.chunks_exact_mut(format.block_bytes()) {
         for &at in scale_offsets(format) {
             let scale = f16::from_f32(rng.unit() * 0.05);
@@ -76,7 +78,11 @@ fn reference(w: &QuantMatrix, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>, Vec<f
                     rounding += half_step * f64::from(wv).abs();
                 }
             }
-            let quant = if w.format().is_block_quantized() { rounding * 1.0001 } else { 0.0 };
+            let quant = if w.format().is_block_quantized() {
+                rounding * 1.0001
+            } else {
+                0.0
+            };
             refs[i * rows + r] = dot;
             tols[i * rows + r] = quant + 1e-5 * abs + 1e-6;
             abss[i * rows + r] = abs;
@@ -115,7 +121,10 @@ fn check_format(format: QuantFormat, rows: usize, cols: usize, m: usize, seed: u
     if let [scalar, simd] = &outs[..] {
         for (k, (a, b)) in scalar.iter().zip(simd).enumerate() {
             let tol = 1e-5 * abss[k] + 1e-6;
-            assert!(f64::from((a - b).abs()) <= tol, "{format} scalar/simd out[{k}]: {a} vs {b}");
+            assert!(
+                f64::from((a - b).abs()) <= tol,
+                "{format} scalar/simd out[{k}]: {a} vs {b}"
+            );
         }
     }
 }
@@ -134,7 +143,10 @@ fn every_format_matches_for_prefill_tiles_on_a_thread_pool() {
     // 17 and 40 rows of activations cross the tile of 16; 70 weight rows cross the slab of 32;
     // the size is above the parallel threshold so the row split across tasks is exercised.
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
         pool.install(|| {
             for (n, format) in QuantFormat::ALL.into_iter().enumerate() {
                 for m in [17, 40] {
@@ -149,11 +161,15 @@ fn every_format_matches_for_prefill_tiles_on_a_thread_pool() {
 fn fixture_blocks_multiply_like_gguf_py_values() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quant");
     let mut rng = Rng(42);
-    for format in QuantFormat::ALL.into_iter().filter(|f| f.is_block_quantized()) {
+    for format in QuantFormat::ALL
+        .into_iter()
+        .filter(|f| f.is_block_quantized())
+    {
         let stem = dir.join(format.name());
         let bytes = std::fs::read(stem.with_extension("bin")).expect("fixture bin");
         let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(stem.with_extension("json")).expect("json")).expect("json");
+            serde_json::from_slice(&std::fs::read(stem.with_extension("json")).expect("json"))
+                .expect("json");
         let values: Vec<f32> = json["values"]
             .as_array()
             .expect("values")
@@ -161,22 +177,37 @@ fn fixture_blocks_multiply_like_gguf_py_values() {
             .map(|v| v.as_f64().expect("number") as f32)
             .collect();
         let cols = values.len();
-        let w = QuantMatrix::from_raw(format.name(), format, 1, cols, bytes).expect("fixture geometry");
+        let w =
+            QuantMatrix::from_raw(format.name(), format, 1, cols, bytes).expect("fixture geometry");
         let x: Vec<f32> = (0..2 * cols).map(|_| rng.unit()).collect();
         for isa in isas() {
             let mut out = [0.0f32; 2];
             matmul_with(isa, &x, 2, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
             for i in 0..2 {
                 let xi = &x[i * cols..(i + 1) * cols];
-                let dot: f64 = xi.iter().zip(&values).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                let dot: f64 = xi
+                    .iter()
+                    .zip(&values)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
                 let mut tol = 1e-6;
                 let act_block = format.block_elems().max(32);
                 for (xb, wb) in xi.chunks(act_block).zip(values.chunks(act_block)) {
-                    let half_step = f64::from(xb.iter().fold(0.0f32, |a, v| a.max(v.abs()))) / 254.0;
-                    tol += wb.iter().map(|v| half_step * f64::from(v.abs()) * 1.0001 + 1e-5 * f64::from(v.abs())).sum::<f64>();
+                    let half_step =
+                        f64::from(xb.iter().fold(0.0f32, |a, v| a.max(v.abs()))) / 254.0;
+                    tol += wb
+                        .iter()
+                        .map(|v| {
+                            half_step * f64::from(v.abs()) * 1.0001 + 1e-5 * f64::from(v.abs())
+                        })
+                        .sum::<f64>();
                 }
                 let err = (f64::from(out[i]) - dot).abs();
-                assert!(err <= tol, "{format} {isa:?} row {i}: {} vs {dot} (tol {tol})", out[i]);
+                assert!(
+                    err <= tol,
+                    "{format} {isa:?} row {i}: {} vs {dot} (tol {tol})",
+                    out[i]
+                );
             }
         }
     }
@@ -189,16 +220,34 @@ fn quantized_activations_are_exact_on_grid_inputs() {
     let mut rng = Rng(7);
     let w = random_matrix(QuantFormat::Q4K, 9, 256, &mut rng);
     let x: Vec<f32> = (0..256)
-        .map(|j| if j % 32 == 0 { 1.0 } else { ((rng.next() % 255) as i32 - 127) as f32 / 127.0 })
+        .map(|j| {
+            if j % 32 == 0 {
+                1.0
+            } else {
+                ((rng.next() % 255) as i32 - 127) as f32 / 127.0
+            }
+        })
         .collect();
     let wd = w.dequantize();
     let mut out = vec![0.0; 9];
     matmul(&x, 1, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
     for r in 0..9 {
         let row = &wd[r * 256..(r + 1) * 256];
-        let dot: f64 = row.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-        let abs: f64 = row.iter().zip(&x).map(|(a, b)| f64::from((a * b).abs())).sum();
-        assert!((f64::from(out[r]) - dot).abs() <= 1e-5 * abs + 1e-6, "row {r}: {} vs {dot}", out[r]);
+        let dot: f64 = row
+            .iter()
+            .zip(&x)
+            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+            .sum();
+        let abs: f64 = row
+            .iter()
+            .zip(&x)
+            .map(|(a, b)| f64::from((a * b).abs()))
+            .sum();
+        assert!(
+            (f64::from(out[r]) - dot).abs() <= 1e-5 * abs + 1e-6,
+            "row {r}: {} vs {dot}",
+            out[r]
+        );
     }
 }
 

@@ -29,19 +29,39 @@ pub enum Format {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Model directory.
-    #[arg(long, short = 'm', required_unless_present = "random", conflicts_with = "random")]
+    #[arg(
+        long,
+        short = 'm',
+        required_unless_present = "random",
+        conflicts_with = "random"
+    )]
     pub model: Option<PathBuf>,
     /// Random-initialised model: a preset (qwen3-0.1b, qwen3-0.6b, llama-0.1b) or a config.json.
     #[arg(long)]
     pub random: Option<String>,
     /// Prompt lengths for prefill tests (0 skips).
-    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     pub n_prompt: Vec<usize>,
     /// Generated tokens for decode tests (0 skips).
-    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "64")]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "64"
+    )]
     pub n_gen: Vec<usize>,
     /// Context depths already in the cache before each test.
-    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
     pub n_depth: Vec<usize>,
     /// CPU thread counts (default: all cores).
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
@@ -104,10 +124,14 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
 
 /// Deterministic pseudo-random token ids below `vocab`.
 fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) % vocab as u64) as u32
         })
         .collect()
@@ -144,14 +168,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut results = Vec::new();
     for threads in thread_list {
-        let opts = LoadOptions { threads, ..base.clone() };
+        let opts = LoadOptions {
+            threads,
+            ..base.clone()
+        };
         let engine = match (&config, &args.model) {
             (Some(c), _) => {
                 let weights = RandomWeights::new(c, args.seed);
                 Engine::from_source(c.clone(), &weights, None, &opts)?
             }
-            (None, Some(path)) => Engine::load(&crate::models::resolve_model(&path.to_string_lossy())?, &opts)
-                .with_context(|| format!("loading model {}", path.display()))?,
+            (None, Some(path)) => Engine::load(
+                &crate::models::resolve_model(&path.to_string_lossy())?,
+                &opts,
+            )
+            .with_context(|| format!("loading model {}", path.display()))?,
             (None, None) => unreachable!("checked above"),
         };
         let n_threads = engine
@@ -159,7 +189,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let weight_bytes = engine.weight_bytes_per_token();
         let bandwidth = if args.n_gen.iter().any(|&n| n > 0) {
-            Some(measure_read_bandwidth(args.bandwidth_mib << 20, 5, Some(n_threads))?)
+            Some(measure_read_bandwidth(
+                args.bandwidth_mib << 20,
+                5,
+                Some(n_threads),
+            )?)
         } else {
             None
         };
@@ -248,31 +282,73 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
                 writeln!(
                     out,
                     "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{}",
-                    r.model, r.device, r.dtype, r.test, r.n_prompt, r.n_gen, r.n_depth, r.n_threads,
-                    r.n_params, r.avg_ts, r.stddev_ts, opt(r.bandwidth_gbs), opt(r.roofline_ts),
+                    r.model,
+                    r.device,
+                    r.dtype,
+                    r.test,
+                    r.n_prompt,
+                    r.n_gen,
+                    r.n_depth,
+                    r.n_threads,
+                    r.n_params,
+                    r.avg_ts,
+                    r.stddev_ts,
+                    opt(r.bandwidth_gbs),
+                    opt(r.roofline_ts),
                     opt(r.roofline_fraction)
                 )?;
             }
         }
         Format::Md => {
-            writeln!(out, "| model | params | device | dtype | threads | test | t/s | roofline t/s | of roofline |")?;
-            writeln!(out, "| --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |")?;
+            writeln!(
+                out,
+                "| model | params | device | dtype | threads | test | t/s | roofline t/s | of roofline |"
+            )?;
+            writeln!(
+                out,
+                "| --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |"
+            )?;
             for r in results {
-                let test = if r.n_depth > 0 { format!("{} @ d{}", r.test, r.n_depth) } else { r.test.clone() };
-                let roof = r.roofline_ts.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
-                let frac = r.roofline_fraction.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into());
+                let test = if r.n_depth > 0 {
+                    format!("{} @ d{}", r.test, r.n_depth)
+                } else {
+                    r.test.clone()
+                };
+                let roof = r
+                    .roofline_ts
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or_else(|| "-".into());
+                let frac = r
+                    .roofline_fraction
+                    .map(|v| format!("{:.0}%", v * 100.0))
+                    .unwrap_or_else(|| "-".into());
                 writeln!(
                     out,
                     "| {} | {:.1}M | {} | {} | {} | {} | {:.2} ± {:.2} | {} | {} |",
-                    r.model, r.n_params as f64 / 1e6, r.device, r.dtype, r.n_threads, test, r.avg_ts,
-                    r.stddev_ts, roof, frac
+                    r.model,
+                    r.n_params as f64 / 1e6,
+                    r.device,
+                    r.dtype,
+                    r.n_threads,
+                    test,
+                    r.avg_ts,
+                    r.stddev_ts,
+                    roof,
+                    frac
                 )?;
             }
-            if let Some(r) = results.iter().find(|r| r.bandwidth_gbs.is_some()) {
+            let mut seen = Vec::new();
+            for r in results.iter().filter(|r| r.bandwidth_gbs.is_some()) {
+                if seen.contains(&r.n_threads) {
+                    continue;
+                }
+                seen.push(r.n_threads);
                 writeln!(
                     out,
-                    "\nmemory bandwidth {:.2} GB/s; weights read per token {:.1} MB",
+                    "{}memory bandwidth {:.2} GB/s with {} threads; weights read per token {:.1} MB",
+                    if seen.len() == 1 { "\n" } else { "" },
                     r.bandwidth_gbs.unwrap_or(0.0),
+                    r.n_threads,
                     r.weight_bytes_per_token as f64 / 1e6
                 )?;
             }

@@ -15,7 +15,11 @@ pub struct Args {
     #[command(flatten)]
     pub model: ModelOpts,
     /// Prompt text (tokenized with the model's tokenizer, special tokens added).
-    #[arg(long, conflicts_with = "token_ids", required_unless_present = "token_ids")]
+    #[arg(
+        long,
+        conflicts_with = "token_ids",
+        required_unless_present = "token_ids"
+    )]
     pub prompt: Option<String>,
     /// Prompt as comma-separated token ids.
     #[arg(long)]
@@ -81,7 +85,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (_, Some(ids)) => parse_token_ids(ids)?,
         (Some(text), None) => engine
             .tokenizer()
-            .with_context(|| format!("{}: no tokenizer.json (use --token-ids)", args.model.model.display()))?
+            .with_context(|| {
+                format!(
+                    "{}: no tokenizer.json (use --token-ids)",
+                    args.model.model.display()
+                )
+            })?
             .encode(text, true)?,
         (None, None) => anyhow::bail!("give --prompt or --token-ids"),
     };

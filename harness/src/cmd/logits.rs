@@ -31,7 +31,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ids = parse_token_ids(&args.token_ids)?;
     let engine = args.model.load()?;
     if args.mtp && !engine.has_mtp() {
-        anyhow::bail!("{}: the checkpoint has no MTP head", args.model.model.display());
+        anyhow::bail!(
+            "{}: the checkpoint has no MTP head",
+            args.model.model.display()
+        );
     }
     let mut cache = engine.new_cache(ids.len())?;
     let out = engine.forward(&ids, &mut cache, args.mtp)?;
@@ -42,7 +45,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (true, 1) => Some(Vec::new()),
         (true, n) => {
             let d = engine.config().hidden_size;
-            let hidden = out.hidden.as_deref().context("forward returned no hidden states")?;
+            let hidden = out
+                .hidden
+                .as_deref()
+                .context("forward returned no hidden states")?;
             let mut mtp_cache = engine.new_mtp_cache(n - 1)?;
             let m = engine.mtp_forward(&ids[1..], &hidden[..(n - 1) * d], &mut mtp_cache)?;
             Some((0..m.rows()).map(|i| m.row(i).to_vec()).collect::<Vec<_>>())
@@ -59,11 +65,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         for (i, row) in rows.iter().enumerate() {
             let best = specsweep_engine::sampling::argmax(row);
-            writeln!(stdout, "{i}\ttoken {}\targmax {best}\tlogit {}", ids[i], row[best as usize])?;
+            writeln!(
+                stdout,
+                "{i}\ttoken {}\targmax {best}\tlogit {}",
+                ids[i], row[best as usize]
+            )?;
         }
         for (p, row) in mtp.iter().flatten().enumerate() {
             let best = specsweep_engine::sampling::argmax(row);
-            writeln!(stdout, "mtp {p}\tpredicts t{}\targmax {best}\tlogit {}", p + 2, row[best as usize])?;
+            writeln!(
+                stdout,
+                "mtp {p}\tpredicts t{}\targmax {best}\tlogit {}",
+                p + 2,
+                row[best as usize]
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -55,7 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Action::List { json } => {
             let all = models::known_models();
             if !json {
-                println!("{:<20} {:>14} {:<8} {:<64}", "NAME", "BYTES", "PRESENT", "SHA256");
+                println!(
+                    "{:<20} {:>14} {:<8} {:<64}",
+                    "NAME", "BYTES", "PRESENT", "SHA256"
+                );
             }
             for m in &all {
                 let file = models::cached_file(m, &cache);
@@ -73,7 +76,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     println!("{line}");
                 } else {
                     let present = if file.is_some() { "yes" } else { "no" };
-                    println!("{:<20} {:>14} {:<8} {}", m.name, m.size_bytes, present, m.sha256);
+                    println!(
+                        "{:<20} {:>14} {:<8} {}",
+                        m.name, m.size_bytes, present, m.sha256
+                    );
                 }
             }
             if !json {

@@ -24,7 +24,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     print!("{}", plan.render());
     for (name, path) in &plan.model_paths {
         if !path.exists() {
-            println!("note: model `{name}` is not fetched yet: run `specsweep models fetch {name}` before `specsweep run`");
+            println!(
+                "note: model `{name}` is not fetched yet: run `specsweep models fetch {name}` before `specsweep run`"
+            );
         }
     }
     check_limit(&plan, args.limit, args.yes)?;
@@ -57,7 +59,9 @@ pub fn resolve_model(name: &str) -> Result<PathBuf, String> {
 pub fn resolve_model_lenient(name: &str) -> Result<PathBuf, String> {
     match (resolve_model(name), crate::models::find_model(name)) {
         (Ok(path), _) => Ok(path),
-        (Err(e), Some(entry)) => crate::models::cache_dir(None).map(|dir| dir.join(entry.file_name)).map_err(|_| e),
+        (Err(e), Some(entry)) => crate::models::cache_dir(None)
+            .map(|dir| dir.join(entry.file_name))
+            .map_err(|_| e),
         (Err(e), None) => Err(e),
     }
 }

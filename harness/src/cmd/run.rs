@@ -57,7 +57,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let wall = Instant::now();
     let out = &args.out;
-    std::fs::create_dir_all(out.join("logs")).with_context(|| format!("creating run directory {}", out.display()))?;
+    std::fs::create_dir_all(out.join("logs"))
+        .with_context(|| format!("creating run directory {}", out.display()))?;
     let manifest_path = out.join("manifest.json");
     let mut manifest = open_manifest(&manifest_path, &plan, args.force)?;
 
@@ -73,14 +74,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing the Ctrl-C handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the Ctrl-C handler")?;
     }
     let timeout = Duration::from_secs_f64(plan.sweep.header.timeout_s);
-    let mut executor = ProcessExecutor::this_binary(timeout, Arc::clone(&stop), Some(out.join("logs")))
-        .context("locating the specsweep binary for workers")?;
+    let mut executor =
+        ProcessExecutor::this_binary(timeout, Arc::clone(&stop), Some(out.join("logs")))
+            .context("locating the specsweep binary for workers")?;
     let mut sink = JsonlSink::open(&results)?;
     let progress = RunProgress::stderr();
-    let summary = run_units(&spec(&plan), &mut executor, &mut sink, &recovered, &stop, &progress)?;
+    let summary = run_units(
+        &spec(&plan),
+        &mut executor,
+        &mut sink,
+        &recovered,
+        &stop,
+        &progress,
+    )?;
     progress.finish();
 
     let wall_s = wall.elapsed().as_secs_f64();
@@ -110,7 +120,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     manifest.ended_at = Some(rfc3339_now());
-    write_manifest(&manifest_path, &manifest).with_context(|| format!("writing {}", manifest_path.display()))?;
+    write_manifest(&manifest_path, &manifest)
+        .with_context(|| format!("writing {}", manifest_path.display()))?;
     eprintln!("specsweep: done; see `specsweep report {}`", out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -131,8 +142,10 @@ fn spec(plan: &Plan) -> RunSpec<'_> {
 /// The run directory's manifest: the existing one (checked against the sweep) or a new one.
 fn open_manifest(path: &Path, plan: &Plan, force: bool) -> anyhow::Result<Manifest> {
     if path.exists() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let manifest: Manifest = serde_json::from_str(&text).with_context(|| format!("{}: not a run manifest", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a run manifest", path.display()))?;
         if manifest.sweep_sha256 != plan.sweep.sha256 && !force {
             anyhow::bail!(
                 "{}: this run directory was started from a different sweep file (sha256 {} , now {}); pass --force to resume anyway",
@@ -145,10 +158,15 @@ fn open_manifest(path: &Path, plan: &Plan, force: bool) -> anyhow::Result<Manife
     }
     let mut models = std::collections::BTreeMap::new();
     for (name, model_path) in &plan.model_paths {
-        let digest = crate::hashing::sha256_path(model_path).with_context(|| format!("hashing model {}", model_path.display()))?;
+        let digest = crate::hashing::sha256_path(model_path)
+            .with_context(|| format!("hashing model {}", model_path.display()))?;
         models.insert(name.clone(), digest);
     }
-    let suites = plan.suites.iter().map(|s| (s.name.clone(), s.sha256.clone())).collect();
+    let suites = plan
+        .suites
+        .iter()
+        .map(|s| (s.name.clone(), s.sha256.clone()))
+        .collect();
     let manifest = new_manifest(&plan.sweep, &crate::sysinfo::collect(), models, suites);
     write_manifest(path, &manifest).with_context(|| format!("writing {}", path.display()))?;
     Ok(manifest)

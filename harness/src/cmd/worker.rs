@@ -16,7 +16,9 @@ pub struct Args {}
 /// Run `specsweep worker`.
 pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).context("reading the job from stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the job from stdin")?;
     let job: UnitJob = serde_json::from_str(&input).context("stdin is not a unit job")?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

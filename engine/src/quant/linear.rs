@@ -1,0 +1,104 @@
+//! [`QuantLinear`]: the bridge between a burn model's projection and the quantized CPU kernels.
+//!
+//! Decode and verify activations are a few rows, so the projection copies them to the host
+//! (`into_data`), runs [`matmul`] against the weights kept quantized in host memory, and uploads the
+//! product (`from_data`); on the CPU backend both copies are a memcpy of `m × d` floats, tiny next
+//! to the weight bytes the kernel streams.
+
+use std::sync::Mutex;
+
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+use super::matmul::{MatmulScratch, matmul};
+use super::matrix::QuantMatrix;
+
+/// A projection weight kept quantized on the host, with the kernels' reusable scratch.
+#[derive(Debug)]
+pub struct QuantLinear {
+    matrix: QuantMatrix,
+    scratch: Mutex<MatmulScratch>,
+}
+
+impl QuantLinear {
+    /// Wrap a `[out, in]` weight matrix.
+    pub fn new(matrix: QuantMatrix) -> Self {
+        QuantLinear {
+            matrix,
+            scratch: Mutex::new(MatmulScratch::new()),
+        }
+    }
+
+    /// The weight matrix.
+    pub fn matrix(&self) -> &QuantMatrix {
+        &self.matrix
+    }
+
+    /// `x · Wᵀ` without bias.
+    ///
+    /// # Shapes
+    /// - `x`: `[tokens, in]` → `[tokens, out]` (same device and dtype as `x`)
+    ///
+    /// # Panics
+    /// If `in` differs from the weight's columns — a model construction bug, as for burn's matmul.
+    pub fn forward<B: Backend>(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [rows, d_in] = x.dims();
+        let (device, dtype) = (x.device(), x.dtype());
+        let d_out = self.matrix.rows();
+        let host = x
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32 data after convert");
+        let mut out = vec![0.0f32; rows * d_out];
+        // A poisoned lock only means another forward panicked; the scratch holds no invariants.
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = matmul(&host, rows, &self.matrix, &mut out, &mut scratch) {
+            panic!("quantized linear: input [{rows}, {d_in}]: {e}");
+        }
+        Tensor::from_data(TensorData::new(out, [rows, d_out]), (&device, dtype))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::QuantFormat;
+    use burn::backend::Flex;
+
+    #[test]
+    fn forward_equals_dequantized_product() {
+        let dev = Default::default();
+        let (d_in, d_out, rows) = (64, 48, 3);
+        let w: Vec<f32> = (0..d_in * d_out)
+            .map(|i| ((i * 7919) % 113) as f32 / 113.0 - 0.5)
+            .collect();
+        let m = QuantMatrix::quantize("w", QuantFormat::Q8_0, d_out, d_in, &w).expect("quantize");
+        let wd = m.dequantize();
+        let lin = QuantLinear::new(m);
+        let x: Vec<f32> = (0..rows * d_in).map(|i| (i as f32 * 0.37).sin()).collect();
+        let y = lin
+            .forward(Tensor::<Flex, 2>::from_data(
+                TensorData::new(x.clone(), [rows, d_in]),
+                &dev,
+            ))
+            .into_data()
+            .into_vec::<f32>()
+            .expect("f32");
+        for i in 0..rows {
+            for r in 0..d_out {
+                let xi = &x[i * d_in..(i + 1) * d_in];
+                let dot: f32 = xi
+                    .iter()
+                    .zip(&wd[r * d_in..(r + 1) * d_in])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                // 8-bit activations: |error| ≤ Σ|w|·max|x_block|/254 ≤ 64 · 0.5 / 254
+                assert!(
+                    (y[i * d_out + r] - dot).abs() <= 0.13,
+                    "{i},{r}: {} vs {dot}",
+                    y[i * d_out + r]
+                );
+            }
+        }
+    }
+}
