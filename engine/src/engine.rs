@@ -286,10 +286,15 @@ impl Engine {
 
     /// CPU only: keep the dense projections and the LM head quantized to `format` in host memory
     /// and run them with the quantized kernels of `crate::quant` (f32 / f16 / bf16 / q8_0 / q4_0 /
-    /// q4_1). Other devices are an error.
-    pub fn quantize_weights(&mut self, format: crate::quant::QuantFormat) -> Result<()> {
+    /// q4_1); with `QuantPath::DequantizedF32`, give them their quantized values as dense tensors
+    /// instead (the reference the kernels are tested against). Other devices are an error.
+    pub fn quantize_weights(
+        &mut self,
+        format: crate::quant::QuantFormat,
+        path: crate::quant::QuantPath,
+    ) -> Result<()> {
         match &mut self.model {
-            Models::Flex(m) => m.quantize_linears(format),
+            Models::Flex(m) => m.quantize_linears(format, path),
             #[allow(unreachable_patterns)]
             _ => Err(EngineError::Invalid(format!(
                 "weight quantization to {format} runs on the cpu device only"
@@ -351,16 +356,13 @@ impl Engine {
                 "kv cache capacity must be positive".into(),
             ));
         }
-        let c = &self.config;
-        let one = |device, dtype| {
-            LayerCache::new(c.num_key_value_heads, capacity, c.head_dim, device, dtype)
-        };
+        // One decoder layer's worth of cache (a generic fn: the closure cannot span backends).
         let layers = match &self.model {
-            Models::Flex(m) => CacheLayers::Flex(vec![one(&m.device, m.dtype)]),
+            Models::Flex(m) => CacheLayers::Flex(m.new_cache_layers(1, capacity)),
             #[cfg(feature = "wgpu")]
-            Models::Wgpu(m) => CacheLayers::Wgpu(vec![one(&m.device, m.dtype)]),
+            Models::Wgpu(m) => CacheLayers::Wgpu(m.new_cache_layers(1, capacity)),
             #[cfg(feature = "cuda")]
-            Models::Cuda(m) => CacheLayers::Cuda(vec![one(&m.device, m.dtype)]),
+            Models::Cuda(m) => CacheLayers::Cuda(m.new_cache_layers(1, capacity)),
         };
         Ok(KvCache::new(layers, capacity))
     }
@@ -494,6 +496,9 @@ impl Engine {
     }
 }
 
+/// Logits, optional hidden rows and experts touched, read back to the host.
+type HostOutputs = (Vec<f32>, Option<Vec<f32>>, Vec<u32>);
+
 /// Forward on one backend and read the results back to the host.
 fn run_model<B: Backend>(
     model: &Model<B>,
@@ -502,7 +507,7 @@ fn run_model<B: Backend>(
     start: usize,
     rows: LogitRows,
     want_hidden: bool,
-) -> Result<(Vec<f32>, Option<Vec<f32>>, Vec<u32>)> {
+) -> Result<HostOutputs> {
     let mut experts_touched = Vec::new();
     let hidden = model.forward_traced(tokens, cache, start, &mut experts_touched);
     let [k, h] = hidden.dims();
@@ -526,7 +531,7 @@ fn run_mtp<B: Backend>(
     hidden: &[f32],
     cache: &mut [LayerCache<B>],
     start: usize,
-) -> Result<(Vec<f32>, Option<Vec<f32>>, Vec<u32>)> {
+) -> Result<HostOutputs> {
     let (Some(mtp), [layer_cache]) = (&model.mtp, cache) else {
         return Err(EngineError::Invalid(
             "mtp_forward needs a model with an MTP head and a cache from Engine::new_mtp_cache"

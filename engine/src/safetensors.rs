@@ -116,7 +116,7 @@ impl SafetensorsSource {
         if index.is_file() {
             Self::open_index(&index)
         } else if single.is_file() {
-            Self::open_files(&single, &[single.clone()])
+            Self::open_files(&single, std::slice::from_ref(&single))
         } else {
             Err(EngineError::io(
                 &single,

@@ -431,8 +431,10 @@ pub fn aggregate(run: &Run, cfg: &Bootstrap) -> Result<Summary> {
             cells.push(row);
         }
     }
+    // Controls (no paired baseline) first, then by configuration.
     let order = |a: &GroupStats, b: &GroupStats| {
-        config_order(&a.config, &b.config)
+        (a.baseline_cell_id.is_some().cmp(&b.baseline_cell_id.is_some()))
+            .then_with(|| config_order(&a.config, &b.config))
             .then_with(|| a.cell_id.cmp(&b.cell_id))
             .then_with(|| a.category.cmp(&b.category))
     };
@@ -443,4 +445,129 @@ pub fn aggregate(run: &Run, cfg: &Bootstrap) -> Result<Summary> {
         cells,
         categories,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{FailureCause, FailureRecord, Manifest, RecordKey, SpecStats};
+    use serde_json::json;
+
+    fn key(cell: &str, base: Option<&str>, rep: u32) -> RecordKey {
+        let mut config = CellConfig::new();
+        config.insert("spec".into(), json!(if base.is_some() { "ngram-cache" } else { "none" }));
+        RecordKey {
+            schema_version: 1,
+            sweep: "t".into(),
+            cell_id: cell.into(),
+            cell: config,
+            baseline_cell_id: base.map(str::to_string),
+            repetition: rep,
+        }
+    }
+
+    fn request(key: RecordKey, prompt: &str, decode: f64, spec: Option<SpecStats>) -> RequestRecord {
+        RequestRecord {
+            key,
+            prompt_id: prompt.into(),
+            category: if prompt.starts_with("code") { "code" } else { "chat" }.into(),
+            suite: "s".into(),
+            suite_sha256: String::new(),
+            prompt_tokens: 10,
+            output_tokens: 4,
+            prefill_tok_per_s: 100.0,
+            decode_tok_per_s: decode,
+            ttft_ms: 100.0,
+            itl_ms: vec![decode, decode * 2.0],
+            e2e_ms: 0.0,
+            output_token_ids: vec![1, 2, 3, 4],
+            output_identical: spec.as_ref().map(|_| prompt != "chat-1"),
+            first_divergence: None,
+            spec,
+            experts: None,
+            peak_rss_bytes: 0,
+        }
+    }
+
+    fn spec(accepted: Vec<u64>, drafted: Vec<u64>, rounds: u64) -> SpecStats {
+        SpecStats {
+            mode: "ngram-cache".into(),
+            rounds,
+            drafted: drafted.iter().sum(),
+            accepted: accepted.iter().sum(),
+            accepted_per_position: accepted,
+            drafted_per_position: drafted,
+            ..SpecStats::default()
+        }
+    }
+
+    fn run() -> Run {
+        let requests = vec![
+            request(key("base", None, 0), "code-1", 10.0, None),
+            request(key("base", None, 0), "chat-1", 20.0, None),
+            request(key("base", None, 0), "chat-2", 30.0, None),
+            request(key("spec", Some("base"), 0), "code-1", 30.0, Some(spec(vec![3, 1], vec![4, 2], 4))),
+            request(key("spec", Some("base"), 0), "chat-1", 30.0, Some(spec(vec![1, 0], vec![4, 4], 4))),
+            request(key("spec", Some("base"), 0), "chat-2", 60.0, Some(spec(vec![2, 1], vec![2, 2], 2))),
+        ];
+        let failures = vec![FailureRecord {
+            key: key("broken", Some("base"), 0),
+            cause: FailureCause::Crash,
+            message: "signal 11".into(),
+        }];
+        Run {
+            dir: "t".into(),
+            manifest: Manifest {
+                sweep: "t".into(),
+                ..Manifest::default()
+            },
+            requests,
+            failures,
+        }
+    }
+
+    #[test]
+    fn cell_statistics_match_hand_computation() {
+        let cfg = Bootstrap {
+            resamples: 200,
+            ..Bootstrap::default()
+        };
+        let s = aggregate(&run(), &cfg).expect("aggregate");
+        // Sorted by configuration: spec "none" < "ngram-cache"; the failure-only cell has a row.
+        let ids: Vec<&str> = s.cells.iter().map(|g| g.cell_id.as_str()).collect();
+        assert_eq!(ids, ["base", "broken", "spec"]);
+        let base = &s.cells[0];
+        assert_eq!(base.requests, 3);
+        assert_eq!(base.decode_tok_per_s.median, 20.0);
+        assert_eq!(base.decode_tok_per_s.mean, 20.0);
+        assert!((base.decode_tok_per_s.std_dev - 10.0).abs() < 1e-12);
+        assert!(base.acceptance.is_none() && base.speedup.is_none());
+        // ITL pooled over requests: [10, 20, 20, 40, 30, 60] → statrs quantiles.
+        let itl = [10.0, 20.0, 20.0, 40.0, 30.0, 60.0];
+        assert_eq!(base.itl_ms.p90, stats::quantile(&itl, 0.9));
+        assert_eq!(base.itl_ms.max, 60.0);
+        assert_eq!((s.cells[1].requests, s.cells[1].failures), (0, 1));
+
+        let spec = &s.cells[2];
+        // Speedup: median(30, 30, 60) / median(10, 20, 30) = 30 / 20.
+        assert_eq!(spec.speedup.map(|e| e.point), Some(1.5));
+        let acc = spec.acceptance.as_ref().expect("acceptance");
+        assert_eq!((acc.accepted, acc.drafted, acc.rounds), (8, 18, 10));
+        assert_eq!(acc.rate, stats::wilson(8, 18, 0.95));
+        assert!((acc.mean_acceptance_length - 1.8).abs() < 1e-12);
+        // Position 1: (3 + 1 + 2) / (4 + 4 + 2); position 2: (1 + 0 + 1) / (2 + 4 + 2).
+        assert_eq!(acc.per_position, vec![0.6, 0.25]);
+        assert_eq!((spec.outputs_checked, spec.outputs_diverged), (3, 1));
+        assert_eq!(spec.output_identical(), Some(false));
+
+        // By category: chat pairs (30/20, 60/30) → medians 45 / 25.
+        let chat = s
+            .categories
+            .iter()
+            .find(|g| g.cell_id == "spec" && g.category.as_deref() == Some("chat"))
+            .expect("chat row");
+        assert_eq!(chat.speedup.map(|e| e.point), Some(45.0 / 25.0));
+        assert_eq!(chat.requests, 2);
+        assert_eq!(chat.acceptance.as_ref().map(|a| a.per_position.clone()), Some(vec![0.5, 1.0 / 6.0]));
+    }
 }

@@ -520,11 +520,11 @@ mod tests {
     fn lines() -> ChartSpec {
         ChartSpec {
             name: "t".into(),
-            title: "t".into(),
+            title: "Chart title".into(),
             x_label: "x".into(),
             y_label: "y".into(),
             body: Body::Lines(vec![Series {
-                name: "a".into(),
+                name: "series one".into(),
                 points: vec![(1.0, 0.5), (2.0, 0.25)],
             }]),
         }
@@ -544,7 +544,8 @@ mod tests {
             return;
         }
         let svg = render_svg(&lines(), true).expect("svg");
-        assert!(svg.contains(">t</text>") && svg.contains(">a</text>"), "{svg}");
+        assert!(svg.contains("<text"), "{svg}");
+        assert!(svg.contains("Chart title") && svg.contains("series one"), "{svg}");
     }
 
     #[test]

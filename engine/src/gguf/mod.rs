@@ -13,8 +13,10 @@ pub mod dequant;
 pub mod hparams;
 pub mod names;
 pub mod reader;
+pub mod spm;
 pub mod tokenizer;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,8 @@ use memmap2::Mmap;
 
 use crate::error::{EngineError, Result};
 use crate::weights::{HostTensor, WeightSource};
-use dequant::{GgmlType, dequantize};
+pub use dequant::GgmlType;
+use dequant::dequantize;
 use names::HfName;
 pub use reader::{MetaValue, TensorInfo};
 
@@ -37,6 +40,17 @@ struct Entry {
     /// For llama-architecture q/k projections: undo the converter's row permutation over this
     /// many heads.
     unpermute_heads: Option<usize>,
+}
+
+/// A tensor's stored bytes (ggml blocks along the innermost dimension) with its HF shape.
+#[derive(Debug, Clone)]
+pub struct RawTensor<'a> {
+    /// The block type.
+    pub ggml_type: GgmlType,
+    /// HF (PyTorch) shape.
+    pub shape: Vec<usize>,
+    /// Row-major blocks, rows in HF order.
+    pub bytes: Cow<'a, [u8]>,
 }
 
 /// An opened GGUF file.
@@ -237,6 +251,56 @@ impl GgufModel {
             });
         }
         Ok(out)
+    }
+
+    /// The stored (still quantized) blocks behind an HF name, rows in HF order: for kernels that
+    /// compute on ggml blocks directly instead of dequantized f32. Each row of a 2-D weight is a
+    /// whole number of blocks, so llama's Q/K un-permutation moves row bytes.
+    pub fn raw(&self, hf_name: &str) -> Result<RawTensor<'_>> {
+        let entry = self
+            .entries
+            .get(hf_name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                path: self.path.clone(),
+                tensor: hf_name.to_string(),
+            })?;
+        let t = &self.header.tensors[entry.tensor];
+        let mut shape = t.hf_shape();
+        let (mut start, mut len) = (t.offset, t.byte_len);
+        if let Some(e) = entry.expert {
+            shape.remove(0);
+            len /= t.dims[2] as usize;
+            start += e * len;
+        }
+        let bytes = &self.mmap[start..start + len];
+        let bytes = match entry.unpermute_heads {
+            None => Cow::Borrowed(bytes),
+            Some(heads) => {
+                let rows = shape[0];
+                let row_bytes = len / rows;
+                let index: Vec<f32> = (0..rows).map(|r| r as f32).collect();
+                let order = names::unpermute_rows(&index, rows, 1, heads).ok_or_else(|| {
+                    EngineError::Format {
+                        path: self.path.clone(),
+                        message: format!(
+                            "tensor `{}`: {rows} rows do not split into {heads} heads",
+                            t.name
+                        ),
+                    }
+                })?;
+                let mut out = Vec::with_capacity(len);
+                for src in order {
+                    let src = src as usize;
+                    out.extend_from_slice(&bytes[src * row_bytes..(src + 1) * row_bytes]);
+                }
+                Cow::Owned(out)
+            }
+        };
+        Ok(RawTensor {
+            ggml_type: t.ggml_type,
+            shape,
+            bytes,
+        })
     }
 
     /// The ggml type of the GGUF tensor behind an HF name (for reports).
@@ -468,6 +532,29 @@ mod tests {
                     .or(want["num_local_experts"].as_u64());
                 assert_eq!(got["num_experts"].as_u64(), experts);
             }
+        }
+    }
+
+    /// `raw` hands out the same values as `load`, in the same row order (llama's permuted q/k and
+    /// a split expert included).
+    #[test]
+    fn raw_blocks_follow_hf_row_order() {
+        for (stem, name) in [
+            ("llama-tiny", "model.layers.1.self_attn.q_proj.weight"),
+            ("llama-tiny", "model.layers.0.self_attn.k_proj.weight"),
+            (
+                "qwen3moe-4e",
+                "model.layers.1.mlp.experts.2.down_proj.weight",
+            ),
+        ] {
+            let m = GgufModel::open(&fixtures().join("gguf").join(format!("{stem}.gguf"))).unwrap();
+            let raw = m.raw(name).unwrap();
+            let loaded = m.load(name).unwrap();
+            assert_eq!(raw.ggml_type, GgmlType::F32);
+            assert_eq!(raw.shape, loaded.shape);
+            let mut values = vec![0f32; loaded.data.len()];
+            dequantize(raw.ggml_type, &raw.bytes, &mut values);
+            assert_eq!(values, loaded.data, "{stem}: {name}");
         }
     }
 

@@ -86,26 +86,24 @@ fn strings<'a>(map: &'a BTreeMap<String, MetaValue>, key: &str) -> Result<Vec<&'
         .collect()
 }
 
-/// Build the `tokenizer.json` document for the GGUF metadata `map`.
-pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String> {
-    let model = get(map, "tokenizer.ggml.model")
-        .and_then(MetaValue::as_str)
-        .ok_or("metadata `tokenizer.ggml.model` is missing")?;
-    if model != "gpt2" {
-        return Err(format!(
-            "metadata `tokenizer.ggml.model`: tokenizer model `{model}` is not supported (supported: gpt2)"
-        ));
-    }
-    let tokens = strings(map, "tokenizer.ggml.tokens")?;
+/// The parts of a tokenizer.json that depend on the vocabulary type.
+struct Parts {
+    model: Value,
+    normalizer: Value,
+    pre_tokenizer: Value,
+    decoder: Value,
+    added: Vec<Value>,
+    /// Whether llama.cpp adds BOS when the metadata does not say.
+    default_add_bos: bool,
+}
+
+/// Byte-level BPE (`gpt2`): pre-tokenizer regexes by `tokenizer.ggml.pre`, merges from metadata.
+fn bpe_parts(
+    map: &BTreeMap<String, MetaValue>,
+    tokens: &[&str],
+    types: &[i64],
+) -> Result<Parts, String> {
     let merges = strings(map, "tokenizer.ggml.merges")?;
-    let types: Vec<i64> = match get(map, "tokenizer.ggml.token_type").and_then(MetaValue::as_array)
-    {
-        Some(a) => a
-            .iter()
-            .map(|v| v.as_f64().map(|f| f as i64).unwrap_or(1))
-            .collect(),
-        None => vec![1; tokens.len()],
-    };
     let pre = get(map, "tokenizer.ggml.pre")
         .and_then(MetaValue::as_str)
         .unwrap_or("default");
@@ -140,6 +138,54 @@ pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String
         .map(|r| json!({"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": false}))
         .collect();
     pretok.push(json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}));
+    Ok(Parts {
+        model: json!({
+            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+            "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges,
+        }),
+        normalizer: Value::Null,
+        pre_tokenizer: json!({"type": "Sequence", "pretokenizers": pretok}),
+        decoder: json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}),
+        added,
+        // llama.cpp adds BOS by default only for the Llama-3 pre-tokenizers.
+        default_add_bos: ignore_merges,
+    })
+}
+
+/// Build the `tokenizer.json` document for the GGUF metadata `map`.
+pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String> {
+    let model = get(map, "tokenizer.ggml.model")
+        .and_then(MetaValue::as_str)
+        .ok_or("metadata `tokenizer.ggml.model` is missing")?;
+    let tokens = strings(map, "tokenizer.ggml.tokens")?;
+    let types: Vec<i64> = match get(map, "tokenizer.ggml.token_type").and_then(MetaValue::as_array)
+    {
+        Some(a) => a
+            .iter()
+            .map(|v| v.as_f64().map(|f| f as i64).unwrap_or(1))
+            .collect(),
+        None => vec![1; tokens.len()],
+    };
+    let parts = match model {
+        "gpt2" => bpe_parts(map, &tokens, &types)?,
+        "llama" => {
+            let (model, normalizer, decoder, added) = super::spm::spm_parts(map, &tokens, &types)?;
+            Parts {
+                model,
+                normalizer,
+                pre_tokenizer: Value::Null,
+                decoder,
+                added,
+                default_add_bos: true,
+            }
+        }
+        other => {
+            return Err(format!(
+                "metadata `tokenizer.ggml.model`: tokenizer model `{other}` is not supported (supported: gpt2, llama)"
+            ));
+        }
+    };
 
     let flag = |k: &str| get(map, k).and_then(MetaValue::as_bool);
     let token_of = |k: &str| -> Result<Option<(u64, &str)>, String> {
@@ -151,8 +197,8 @@ pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String
                 .ok_or_else(|| format!("metadata `{k}`: token id {id} is outside the vocabulary")),
         }
     };
-    // llama.cpp adds BOS by default only for the Llama-3 pre-tokenizers; the metadata flag wins.
-    let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(ignore_merges);
+    // The metadata flags win over llama.cpp's per-vocabulary defaults.
+    let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(parts.default_add_bos);
     let add_eos = flag("tokenizer.ggml.add_eos_token").unwrap_or(false);
     let bos = if add_bos {
         token_of("tokenizer.ggml.bos_token_id")?
@@ -192,16 +238,12 @@ pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String
         "version": "1.0",
         "truncation": null,
         "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": pretok},
+        "added_tokens": parts.added,
+        "normalizer": parts.normalizer,
+        "pre_tokenizer": parts.pre_tokenizer,
         "post_processor": post,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-            "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges,
-        },
+        "decoder": parts.decoder,
+        "model": parts.model,
     }))
 }
 
@@ -308,6 +350,8 @@ mod tests {
         "falcon",
         "mpt",
         "qwen35",
+        "llama-spm",
+        "phi-3",
     ];
 
     /// (passed, failed) over one vocabulary's vectors; prints the first few mismatches.

@@ -113,18 +113,38 @@ impl<B: Backend> Linear<B> {
     }
 
     /// Keep the weight on the host in `format` and multiply with the quantized CPU kernels from
-    /// now on, releasing the device copy. `name` labels errors.
-    pub fn quantize(&mut self, name: &str, format: crate::quant::QuantFormat) -> Result<()> {
+    /// now on, releasing the device copy ([`QuantPath::Kernels`](crate::quant::QuantPath)), or
+    /// replace it by its quantized values as a dense tensor (the `DequantizedF32` reference).
+    /// `name` labels errors.
+    pub fn quantize(
+        &mut self,
+        name: &str,
+        format: crate::quant::QuantFormat,
+        path: crate::quant::QuantPath,
+    ) -> Result<()> {
         if self.quant.is_some() {
-            return Err(EngineError::Invalid(format!("linear `{name}` is already quantized")));
+            return Err(EngineError::Invalid(format!(
+                "linear `{name}` is already quantized"
+            )));
         }
         let [d_in, d_out] = self.weight_t.dims();
-        let w = self.weight_t.clone().transpose().into_data().convert::<f32>();
+        let w = self
+            .weight_t
+            .clone()
+            .transpose()
+            .into_data()
+            .convert::<f32>();
         let w = w
             .into_vec::<f32>()
             .map_err(|e| EngineError::Invalid(format!("linear `{name}`: {e:?}")))?;
         let matrix = crate::quant::QuantMatrix::quantize(name, format, d_out, d_in, &w)?;
         let device = self.weight_t.device();
+        if path == crate::quant::QuantPath::DequantizedF32 {
+            let data = TensorData::new(matrix.dequantize(), [d_out, d_in]);
+            let w: Tensor<B, 2> = Tensor::from_data(data, (&device, self.weight_t.dtype()));
+            self.weight_t = w.transpose();
+            return Ok(());
+        }
         self.weight_t = Tensor::zeros([1, 1], (&device, self.weight_t.dtype()));
         self.quant = Some(std::sync::Arc::new(crate::quant::QuantLinear::new(matrix)));
         Ok(())
@@ -205,21 +225,38 @@ mod tests {
     fn column_split_equals_the_plain_product() {
         let dev = Default::default();
         let (d_in, d_out) = (96, 1000);
-        let w: Vec<f32> = (0..d_in * d_out).map(|i| ((i * 7919) % 113) as f32 / 113.0 - 0.5).collect();
+        let w: Vec<f32> = (0..d_in * d_out)
+            .map(|i| ((i * 7919) % 113) as f32 / 113.0 - 0.5)
+            .collect();
         let b: Vec<f32> = (0..d_out).map(|i| i as f32 * 1e-3).collect();
         let weight = Tensor::<Flex, 2>::from_data(TensorData::new(w, [d_out, d_in]), &dev);
         let bias = Tensor::<Flex, 1>::from_data(TensorData::new(b, [d_out]), &dev);
         let plain = Linear::new(weight, Some(bias));
         let mut split = plain.clone();
         split.split_columns = true;
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
         for rows in [1, 4] {
             let x: Vec<f32> = (0..rows * d_in).map(|i| (i as f32 * 0.37).sin()).collect();
             let x = Tensor::<Flex, 2>::from_data(TensorData::new(x, [rows, d_in]), &dev);
-            let a = plain.forward(x.clone()).into_data().into_vec::<f32>().unwrap();
-            let s = pool.install(|| split.forward(x)).into_data().into_vec::<f32>().unwrap();
+            let a = plain
+                .forward(x.clone())
+                .into_data()
+                .into_vec::<f32>()
+                .unwrap();
+            let s = pool
+                .install(|| split.forward(x))
+                .into_data()
+                .into_vec::<f32>()
+                .unwrap();
             assert_eq!(a.len(), rows * d_out);
-            let d = a.iter().zip(&s).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            let d = a
+                .iter()
+                .zip(&s)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max);
             assert!(d <= 1e-5, "rows {rows}: {d}");
         }
     }

@@ -154,19 +154,40 @@ impl<B: Backend> Model<B> {
     /// CPU backends: keep every dense projection and the LM head quantized to `format` on the host
     /// and multiply with `crate::quant`'s kernels (issue #8). Sparse experts and the MTP head stay
     /// as they are.
-    pub fn quantize_linears(&mut self, format: crate::quant::QuantFormat) -> Result<()> {
+    pub fn quantize_linears(
+        &mut self,
+        format: crate::quant::QuantFormat,
+        path: crate::quant::QuantPath,
+    ) -> Result<()> {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let a = &mut layer.self_attn;
-            for (n, l) in [("q", &mut a.q_proj), ("k", &mut a.k_proj), ("v", &mut a.v_proj), ("o", &mut a.o_proj)] {
-                l.quantize(&format!("model.layers.{i}.self_attn.{n}_proj.weight"), format)?;
+            for (n, l) in [
+                ("q", &mut a.q_proj),
+                ("k", &mut a.k_proj),
+                ("v", &mut a.v_proj),
+                ("o", &mut a.o_proj),
+            ] {
+                l.quantize(
+                    &format!("model.layers.{i}.self_attn.{n}_proj.weight"),
+                    format,
+                    path,
+                )?;
             }
             if let Ffn::Dense(mlp) = &mut layer.ffn {
-                for (n, l) in [("gate", &mut mlp.gate_proj), ("up", &mut mlp.up_proj), ("down", &mut mlp.down_proj)] {
-                    l.quantize(&format!("model.layers.{i}.mlp.{n}_proj.weight"), format)?;
+                for (n, l) in [
+                    ("gate", &mut mlp.gate_proj),
+                    ("up", &mut mlp.up_proj),
+                    ("down", &mut mlp.down_proj),
+                ] {
+                    l.quantize(
+                        &format!("model.layers.{i}.mlp.{n}_proj.weight"),
+                        format,
+                        path,
+                    )?;
                 }
             }
         }
-        self.lm_head.quantize("lm_head.weight", format)
+        self.lm_head.quantize("lm_head.weight", format, path)
     }
 
     /// CPU backends: let the dense projections and the LM head split small products across the
@@ -184,6 +205,22 @@ impl<B: Backend> Model<B> {
             }
         }
         self.lm_head.split_columns = true;
+    }
+
+    /// `n_layers` fresh layer caches of this model's KV shape (the MTP head uses one).
+    pub fn new_cache_layers(&self, n_layers: usize, capacity: usize) -> Vec<LayerCache<B>> {
+        let c = &self.config;
+        (0..n_layers)
+            .map(|_| {
+                LayerCache::new(
+                    c.num_key_value_heads,
+                    capacity,
+                    c.head_dim,
+                    &self.device,
+                    self.dtype,
+                )
+            })
+            .collect()
     }
 
     /// Fresh per-layer caches for `capacity` positions.

@@ -21,7 +21,7 @@ use super::matmul::{ActTile, FloatTile, TILE_M};
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    let bits = unsafe { u16::from_le_bytes([*p, *p.add(1)]) };
+    let bits = unsafe { u16::from_le_bytes([*p, *p.wrapping_add(1)]) };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
@@ -81,16 +81,34 @@ unsafe fn dot_us(u: __m256i, s: __m256i, scale: __m256i) -> __m256 {
 /// per-row accumulators are registers rather than a stack array (whose store-to-load forwarding
 /// would otherwise sit in the loop-carried dependency of every block: measured 1.8× slower at m = 1).
 macro_rules! dispatch_m {
-    ($m:expr, $f:ident, $($arg:expr),*) => {
+    ($m:expr, $f:ident :: <$($c:ident),*>, $($arg:expr),*) => {
         match $m {
-            1 => $f::<1>($($arg),*), 2 => $f::<2>($($arg),*), 3 => $f::<3>($($arg),*),
-            4 => $f::<4>($($arg),*), 5 => $f::<5>($($arg),*), 6 => $f::<6>($($arg),*),
-            7 => $f::<7>($($arg),*), 8 => $f::<8>($($arg),*), 9 => $f::<9>($($arg),*),
-            10 => $f::<10>($($arg),*), 11 => $f::<11>($($arg),*), 12 => $f::<12>($($arg),*),
-            13 => $f::<13>($($arg),*), 14 => $f::<14>($($arg),*), 15 => $f::<15>($($arg),*),
-            _ => $f::<TILE_M>($($arg),*),
+            1 => $f::<1 $(, $c)*>($($arg),*), 2 => $f::<2 $(, $c)*>($($arg),*),
+            3 => $f::<3 $(, $c)*>($($arg),*), 4 => $f::<4 $(, $c)*>($($arg),*),
+            5 => $f::<5 $(, $c)*>($($arg),*), 6 => $f::<6 $(, $c)*>($($arg),*),
+            7 => $f::<7 $(, $c)*>($($arg),*), 8 => $f::<8 $(, $c)*>($($arg),*),
+            9 => $f::<9 $(, $c)*>($($arg),*), 10 => $f::<10 $(, $c)*>($($arg),*),
+            11 => $f::<11 $(, $c)*>($($arg),*), 12 => $f::<12 $(, $c)*>($($arg),*),
+            13 => $f::<13 $(, $c)*>($($arg),*), 14 => $f::<14 $(, $c)*>($($arg),*),
+            15 => $f::<15 $(, $c)*>($($arg),*), _ => $f::<TILE_M $(, $c)*>($($arg),*),
         }
     };
+}
+
+/// [`QuantFormat::ALL`] indexed by a const generic, so each block format gets its own kernel with
+/// the per-block `match` resolved at compile time.
+const FORMATS: [QuantFormat; 11] = QuantFormat::ALL;
+
+/// Position of `format` in [`FORMATS`].
+const fn format_index(format: QuantFormat) -> usize {
+    let mut i = 0;
+    while i < FORMATS.len() {
+        if FORMATS[i] as u8 == format as u8 {
+            return i;
+        }
+        i += 1;
+    }
+    0
 }
 
 /// One row of a block format against a tile of quantized activations (see `scalar::row_dot_blocks`).
@@ -105,16 +123,35 @@ pub(crate) unsafe fn row_dot_blocks(
     out: &mut [f32],
 ) {
     debug_assert!((1..=TILE_M).contains(&tile.m));
-    unsafe { dispatch_m!(tile.m, blocks_m, format, w, tile, out) }
+    const Q8_0: usize = format_index(QuantFormat::Q8_0);
+    const Q4_0: usize = format_index(QuantFormat::Q4_0);
+    const Q4_1: usize = format_index(QuantFormat::Q4_1);
+    const Q5_0: usize = format_index(QuantFormat::Q5_0);
+    const Q5_1: usize = format_index(QuantFormat::Q5_1);
+    const Q4K: usize = format_index(QuantFormat::Q4K);
+    const Q5K: usize = format_index(QuantFormat::Q5K);
+    const Q6K: usize = format_index(QuantFormat::Q6K);
+    let m = tile.m;
+    unsafe {
+        match format {
+            QuantFormat::Q8_0 => dispatch_m!(m, blocks_m::<Q8_0>, w, tile, out),
+            QuantFormat::Q4_0 => dispatch_m!(m, blocks_m::<Q4_0>, w, tile, out),
+            QuantFormat::Q4_1 => dispatch_m!(m, blocks_m::<Q4_1>, w, tile, out),
+            QuantFormat::Q5_0 => dispatch_m!(m, blocks_m::<Q5_0>, w, tile, out),
+            QuantFormat::Q5_1 => dispatch_m!(m, blocks_m::<Q5_1>, w, tile, out),
+            QuantFormat::Q4K => dispatch_m!(m, blocks_m::<Q4K>, w, tile, out),
+            QuantFormat::Q5K => dispatch_m!(m, blocks_m::<Q5K>, w, tile, out),
+            QuantFormat::Q6K => dispatch_m!(m, blocks_m::<Q6K>, w, tile, out),
+            QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
+                unreachable!("dense formats use row_dot_dense")
+            }
+        }
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn blocks_m<const M: usize>(
-    format: QuantFormat,
-    w: &[u8],
-    tile: &ActTile<'_>,
-    out: &mut [f32],
-) {
+unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>, out: &mut [f32]) {
+    let format = FORMATS[F];
     let m = M;
     debug_assert!(tile.m == M && out.len() >= m);
     debug_assert_eq!(w.len(), format.bytes_for(1, tile.cols));
@@ -129,7 +166,7 @@ unsafe fn blocks_m<const M: usize>(
     let n16 = cols / 16;
     let ones = _mm256_set1_epi16(1);
     let m4 = _mm256_set1_epi8(0x0F);
-    let (qs, ds, ss) = (tile.qs.as_ptr(), tile.d.as_ptr(), tile.s.as_ptr());
+    let qs = tile.qs.as_ptr();
     let bsums = tile.bsums.as_ptr();
     debug_assert_eq!(tile.block, format.block_elems().max(32));
     // SAFETY (whole body): every pointer offset stays inside `w` (n_blocks · bb bytes) or inside the
@@ -138,17 +175,17 @@ unsafe fn blocks_m<const M: usize>(
         // activation group `ab` of row `i` for the 32-weight formats: (values, scale, sum)
         let xb = |i: usize, ab: usize| {
             (
-                qs.add(i * cols + 32 * ab),
-                *ds.add(i * nb32 + ab),
-                *ss.add(i * nb32 + ab),
+                qs.wrapping_add(i * cols + 32 * ab),
+                tile.d[i * nb32 + ab],
+                tile.s[i * nb32 + ab],
             )
         };
         for b in 0..n_blocks {
-            let blk = w.as_ptr().add(b * bb);
+            let blk = w.as_ptr().wrapping_add(b * bb);
             match format {
                 QuantFormat::Q8_0 => {
                     let d = f16_at(blk);
-                    let q = load(blk.add(2));
+                    let q = load(blk.wrapping_add(2));
                     let aq = _mm256_sign_epi8(q, q);
                     for i in 0..m {
                         let (x, dx, _) = xb(i, b);
@@ -159,19 +196,22 @@ unsafe fn blocks_m<const M: usize>(
                 QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q5_0 | QuantFormat::Q5_1 => {
                     let d = f16_at(blk);
                     let (q, c) = match format {
-                        QuantFormat::Q4_0 => (nibbles_16(blk.add(2)), -8.0 * d),
-                        QuantFormat::Q4_1 => (nibbles_16(blk.add(4)), f16_at(blk.add(2))),
+                        QuantFormat::Q4_0 => (nibbles_16(blk.wrapping_add(2)), -8.0 * d),
+                        QuantFormat::Q4_1 => {
+                            (nibbles_16(blk.wrapping_add(4)), f16_at(blk.wrapping_add(2)))
+                        }
                         QuantFormat::Q5_0 => {
-                            let qh = u32::from_le_bytes(*(blk.add(2) as *const [u8; 4]));
+                            let qh = u32::from_le_bytes(*(blk.wrapping_add(2) as *const [u8; 4]));
                             (
-                                _mm256_or_si256(nibbles_16(blk.add(6)), fifth_bits(qh)),
+                                _mm256_or_si256(nibbles_16(blk.wrapping_add(6)), fifth_bits(qh)),
                                 -16.0 * d,
                             )
                         }
                         _ => {
-                            let qh = u32::from_le_bytes(*(blk.add(4) as *const [u8; 4]));
-                            let q = _mm256_or_si256(nibbles_16(blk.add(8)), fifth_bits(qh));
-                            (q, f16_at(blk.add(2)))
+                            let qh = u32::from_le_bytes(*(blk.wrapping_add(4) as *const [u8; 4]));
+                            let q =
+                                _mm256_or_si256(nibbles_16(blk.wrapping_add(8)), fifth_bits(qh));
+                            (q, f16_at(blk.wrapping_add(2)))
                         }
                     };
                     for i in 0..m {
@@ -185,15 +225,15 @@ unsafe fn blocks_m<const M: usize>(
                     // One activation scale per super-block (Q8_K): the 8 groups' integer dot
                     // products, each times its 6-bit scale, are summed in i32 lanes and converted
                     // once; the minimum term is Σ_g m_g · (Σq_x over group g), from `bsums`.
-                    let (d, dmin) = (f16_at(blk), f16_at(blk.add(2)));
-                    let scales = std::slice::from_raw_parts(blk.add(4), 12);
+                    let (d, dmin) = (f16_at(blk), f16_at(blk.wrapping_add(2)));
+                    let scales = &w[b * bb + 4..b * bb + 16];
                     let five = format == QuantFormat::Q5K;
                     let qh = if five {
-                        load(blk.add(16))
+                        load(blk.wrapping_add(16))
                     } else {
                         _mm256_setzero_si256()
                     };
-                    let qs_w = blk.add(if five { 48 } else { 16 });
+                    let qs_w = blk.wrapping_add(if five { 48 } else { 16 });
                     let mut sc = [0i16; 8];
                     let mut mins16 = [0i16; 16];
                     for g in 0..8 {
@@ -205,7 +245,7 @@ unsafe fn blocks_m<const M: usize>(
                     let mins = _mm256_loadu_si256(mins16.as_ptr() as *const __m256i);
                     let mut sumi = [_mm256_setzero_si256(); M];
                     for c in 0..4 {
-                        let qb = load(qs_w.add(32 * c));
+                        let qb = load(qs_w.wrapping_add(32 * c));
                         let mut q0 = _mm256_and_si256(qb, m4);
                         let mut q1 = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
                         if five {
@@ -220,16 +260,20 @@ unsafe fn blocks_m<const M: usize>(
                         let s0 = _mm256_set1_epi16(sc[2 * c]);
                         let s1 = _mm256_set1_epi16(sc[2 * c + 1]);
                         for i in 0..m {
-                            let x = qs.add(i * cols + 256 * b + 64 * c) as *const u8;
+                            let x = qs.wrapping_add(i * cols + 256 * b + 64 * c) as *const u8;
                             let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, load(x)), s0);
-                            let p1 =
-                                _mm256_madd_epi16(_mm256_maddubs_epi16(q1, load(x.add(32))), s1);
+                            let p1 = _mm256_madd_epi16(
+                                _mm256_maddubs_epi16(q1, load(x.wrapping_add(32))),
+                                s1,
+                            );
                             sumi[i] = _mm256_add_epi32(sumi[i], _mm256_add_epi32(p0, p1));
                         }
                     }
                     for i in 0..m {
-                        let dx = *ds.add(i * n_blocks + b);
-                        let bs = _mm256_loadu_si256(bsums.add(i * n16 + 16 * b) as *const __m256i);
+                        let dx = tile.d[i * n_blocks + b];
+                        let bs = _mm256_loadu_si256(
+                            bsums.wrapping_add(i * n16 + 16 * b) as *const __m256i
+                        );
                         let summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
                         acc[i] = _mm256_fmadd_ps(
                             _mm256_cvtepi32_ps(sumi[i]),
@@ -242,15 +286,16 @@ unsafe fn blocks_m<const M: usize>(
                 QuantFormat::Q6K => {
                     // Unsigned 6-bit q times x, scaled per 16 in i32 lanes; the offset 32 is
                     // removed with the activation group sums: Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ sc·Σx.
-                    let d = f16_at(blk.add(208));
-                    let sc16 =
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192) as *const __m128i));
+                    let d = f16_at(blk.wrapping_add(208));
+                    let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                        blk.wrapping_add(192) as *const __m128i
+                    ));
                     let m3 = _mm256_set1_epi8(3);
                     let mut sumi = [_mm256_setzero_si256(); M];
                     for h in 0..2 {
-                        let ql0 = load(blk.add(64 * h));
-                        let ql1 = load(blk.add(64 * h + 32));
-                        let qh = load(blk.add(128 + 32 * h));
+                        let ql0 = load(blk.wrapping_add(64 * h));
+                        let ql1 = load(blk.wrapping_add(64 * h + 32));
+                        let qh = load(blk.wrapping_add(128 + 32 * h));
                         let hi =
                             |shifted: __m256i| _mm256_slli_epi16(_mm256_and_si256(shifted, m3), 4);
                         let groups = [
@@ -270,21 +315,23 @@ unsafe fn blocks_m<const M: usize>(
                         ];
                         for (p, g) in groups.into_iter().enumerate() {
                             let k = 4 * h + p;
-                            let sc = blk.add(192 + 2 * k) as *const i8;
+                            let sc = blk.wrapping_add(192 + 2 * k) as *const i8;
                             let scv = _mm256_set_m128i(
-                                _mm_set1_epi16(i16::from(*sc.add(1))),
+                                _mm_set1_epi16(i16::from(*sc.wrapping_add(1))),
                                 _mm_set1_epi16(i16::from(*sc)),
                             );
                             for i in 0..m {
-                                let x = qs.add(i * cols + 256 * b + 32 * k) as *const u8;
+                                let x = qs.wrapping_add(i * cols + 256 * b + 32 * k) as *const u8;
                                 let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(g, load(x)), scv);
                                 sumi[i] = _mm256_add_epi32(sumi[i], prod);
                             }
                         }
                     }
                     for i in 0..m {
-                        let dx = *ds.add(i * n_blocks + b);
-                        let bs = _mm256_loadu_si256(bsums.add(i * n16 + 16 * b) as *const __m256i);
+                        let dx = tile.d[i * n_blocks + b];
+                        let bs = _mm256_loadu_si256(
+                            bsums.wrapping_add(i * n16 + 16 * b) as *const __m256i
+                        );
                         let offset = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
                         let total = _mm256_sub_epi32(sumi[i], offset);
                         acc[i] = _mm256_fmadd_ps(
@@ -309,10 +356,12 @@ unsafe fn blocks_m<const M: usize>(
 macro_rules! load8 {
     ($format:expr, $w:expr, $j:expr) => {
         match $format {
-            QuantFormat::F32 => _mm256_loadu_ps($w.add(4 * $j) as *const f32),
-            QuantFormat::F16 => _mm256_cvtph_ps(_mm_loadu_si128($w.add(2 * $j) as *const __m128i)),
+            QuantFormat::F32 => _mm256_loadu_ps($w.wrapping_add(4 * $j) as *const f32),
+            QuantFormat::F16 => {
+                _mm256_cvtph_ps(_mm_loadu_si128($w.wrapping_add(2 * $j) as *const __m128i))
+            }
             _ => _mm256_castsi256_ps(_mm256_slli_epi32(
-                _mm256_cvtepu16_epi32(_mm_loadu_si128($w.add(2 * $j) as *const __m128i)),
+                _mm256_cvtepu16_epi32(_mm_loadu_si128($w.wrapping_add(2 * $j) as *const __m128i)),
                 16,
             )),
         }
@@ -333,16 +382,22 @@ pub(crate) unsafe fn row_dot_dense(
     out: &mut [f32],
 ) {
     debug_assert!((1..=TILE_M).contains(&tile.m));
-    unsafe { dispatch_m!(tile.m, dense_m, format, w, tile, out) }
+    const F32: usize = format_index(QuantFormat::F32);
+    const F16: usize = format_index(QuantFormat::F16);
+    const BF16: usize = format_index(QuantFormat::Bf16);
+    let m = tile.m;
+    unsafe {
+        match format {
+            QuantFormat::F32 => dispatch_m!(m, dense_m::<F32>, w, tile, out),
+            QuantFormat::F16 => dispatch_m!(m, dense_m::<F16>, w, tile, out),
+            _ => dispatch_m!(m, dense_m::<BF16>, w, tile, out),
+        }
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dense_m<const M: usize>(
-    format: QuantFormat,
-    w: &[u8],
-    tile: &FloatTile<'_>,
-    out: &mut [f32],
-) {
+unsafe fn dense_m<const M: usize, const F: usize>(w: &[u8], tile: &FloatTile<'_>, out: &mut [f32]) {
+    let format = FORMATS[F];
     let (m, cols) = (M, tile.cols);
     debug_assert!(tile.m == M && cols % 16 == 0);
     debug_assert_eq!(w.len(), format.bytes_for(1, cols));
@@ -355,9 +410,9 @@ unsafe fn dense_m<const M: usize>(
             let w0 = load8!(format, wp, j);
             let w1 = load8!(format, wp, j + 8);
             for i in 0..m {
-                let x = xp.add(i * cols + j);
+                let x = xp.wrapping_add(i * cols + j);
                 acc0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), acc0[i]);
-                acc1[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), acc1[i]);
+                acc1[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.wrapping_add(8)), acc1[i]);
             }
         }
         for i in 0..m {

@@ -12,6 +12,17 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use super::matmul::{MatmulScratch, matmul};
 use super::matrix::QuantMatrix;
 
+/// How a model runs with quantized weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantPath {
+    /// Weights stay quantized on the host; products run on the quantized kernels.
+    Kernels,
+    /// The reference: weights take their quantized values (quantize, then dequantize) but stay
+    /// dense f32 device tensors multiplied by the backend — what [`QuantPath::Kernels`] must match
+    /// up to the kernels' 8-bit activation rounding.
+    DequantizedF32,
+}
+
 /// A projection weight kept quantized on the host, with the kernels' reusable scratch.
 #[derive(Debug)]
 pub struct QuantLinear {

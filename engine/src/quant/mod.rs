@@ -26,7 +26,7 @@ mod scalar;
 
 pub use dequant::dequantize_into;
 pub use format::QuantFormat;
-pub use linear::QuantLinear;
+pub use linear::{QuantLinear, QuantPath};
 pub use matmul::{Isa, MatmulScratch, matmul, matmul_with};
 pub use matrix::QuantMatrix;
 pub use quantize::{ActBlocks, quantize_into};

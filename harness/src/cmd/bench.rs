@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use specsweep_engine::quant::{QuantFormat, QuantPath};
 use specsweep_engine::random::{RandomWeights, resolve_config};
 use specsweep_engine::roofline::measure_read_bandwidth;
 use specsweep_engine::{Engine, KvCache, LoadOptions};
@@ -78,6 +79,10 @@ pub struct Args {
     /// f32 | f16 | bf16
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// CPU: keep the projections and LM head quantized in host memory and run them on the
+    /// quantized kernels (f32 | f16 | bf16 | q8_0 | q4_0 | q4_1); default: burn's dense path.
+    #[arg(long)]
+    pub quant: Option<String>,
     /// Seed for random weights and input tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -172,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             threads,
             ..base.clone()
         };
-        let engine = match (&config, &args.model) {
+        let mut engine = match (&config, &args.model) {
             (Some(c), _) => {
                 let weights = RandomWeights::new(c, args.seed);
                 Engine::from_source(c.clone(), &weights, None, &opts)?
@@ -184,6 +189,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading model {}", path.display()))?,
             (None, None) => unreachable!("checked above"),
         };
+        if let Some(q) = &args.quant {
+            let format: QuantFormat = q
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--quant: {e}"))?;
+            engine.quantize_weights(format, QuantPath::Kernels)?;
+        }
         let n_threads = engine
             .threads()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -206,7 +217,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             BenchResult {
                 model: model_name.clone(),
                 device: engine.device().to_string(),
-                dtype: engine.dtype().to_string(),
+                dtype: match &args.quant {
+                    Some(q) => format!("{}+{}", engine.dtype(), q.to_lowercase()),
+                    None => engine.dtype().to_string(),
+                },
                 test,
                 n_prompt,
                 n_gen,

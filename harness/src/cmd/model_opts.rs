@@ -9,7 +9,8 @@ use specsweep_engine::{DType, DeviceSpec, Engine, LoadOptions};
 /// Where and how to load the model.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelOpts {
-    /// Model directory (config.json + model.safetensors [+ index] + tokenizer.json).
+    /// Model: a directory (config.json + model.safetensors [+ index] + tokenizer.json), a .gguf
+    /// file, a fetched model NAME (`specsweep models list`) or `default` (the demo model).
     #[arg(long, short = 'm')]
     pub model: PathBuf,
     #[command(flatten)]

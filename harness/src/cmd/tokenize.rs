@@ -9,7 +9,8 @@ use specsweep_engine::Tokenizer;
 /// Arguments of `specsweep tokenize`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model directory holding tokenizer.json, a tokenizer.json, or a .gguf file.
+    /// Model directory holding tokenizer.json, a tokenizer.json, a .gguf file, a fetched model
+    /// NAME or `default`.
     #[arg(long, short = 'm')]
     pub model: std::path::PathBuf,
     /// Text to encode.

@@ -1,0 +1,112 @@
+//! SentencePiece-style vocabularies (`tokenizer.ggml.model = "llama"`) as a `tokenizer.json`.
+//!
+//! llama.cpp's SPM tokenizer (`llm_tokenizer_spm` in `llama-vocab.cpp`) prefixes the text with a
+//! space (`add_space_prefix`), writes spaces as `▁`, starts from single characters and repeatedly
+//! merges the adjacent pair whose concatenation is the vocabulary piece with the highest score
+//! (leftmost first on ties); characters that never become a piece fall back to `<0xXX>` byte
+//! tokens. A BPE model whose merges are every (left, right) split of every piece, ranked by the
+//! merged piece's score, makes the same choices (the construction of transformers'
+//! `SentencePieceExtractor`); with byte fallback, a `Prepend("▁")` + `Replace(" ", "▁")`
+//! normalizer and the matching decoder it reproduces llama.cpp's ids.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+
+use super::reader::MetaValue;
+
+/// llama.cpp's token types that are not plain pieces.
+const TOKEN_UNKNOWN: i64 = 2;
+const TOKEN_CONTROL: i64 = 3;
+const TOKEN_USER_DEFINED: i64 = 4;
+const TOKEN_BYTE: i64 = 6;
+
+/// Build the `model`, `normalizer` and `decoder` parts and the added tokens of a tokenizer.json
+/// for an SPM vocabulary. `tokens`, `types` and `scores` are the `tokenizer.ggml.*` arrays.
+pub fn spm_parts(
+    map: &BTreeMap<String, MetaValue>,
+    tokens: &[&str],
+    types: &[i64],
+) -> Result<(Value, Value, Value, Vec<Value>), String> {
+    let scores: Vec<f64> = match map
+        .get("tokenizer.ggml.scores")
+        .and_then(MetaValue::as_array)
+    {
+        Some(a) if a.len() == tokens.len() => a.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect(),
+        Some(a) => {
+            return Err(format!(
+                "metadata `tokenizer.ggml.scores`: {} scores for {} tokens",
+                a.len(),
+                tokens.len()
+            ));
+        }
+        None => return Err("metadata `tokenizer.ggml.scores` is missing".into()),
+    };
+    let ty = |id: usize| types.get(id).copied().unwrap_or(1);
+
+    // Pieces that take part in merges: normal and user-defined ones (llama.cpp looks every
+    // candidate up in the whole vocabulary, but control/byte/unknown pieces never match text).
+    let mut piece_id: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
+    for (id, &t) in tokens.iter().enumerate() {
+        if !matches!(ty(id), TOKEN_CONTROL | TOKEN_BYTE | TOKEN_UNKNOWN) {
+            piece_id.insert(t, id);
+        }
+    }
+    let mut merges: Vec<(f64, usize, usize, &str, &str)> = Vec::new();
+    for (&piece, &id) in &piece_id {
+        for (split, _) in piece.char_indices().skip(1) {
+            let (l, r) = piece.split_at(split);
+            if piece_id.contains_key(l) && piece_id.contains_key(r) {
+                merges.push((scores[id], id, l.len(), l, r));
+            }
+        }
+    }
+    // Highest score first; for one merged piece, the split with the shorter left part first.
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let merges: Vec<Value> = merges.iter().map(|m| json!([m.3, m.4])).collect();
+
+    let mut vocab = serde_json::Map::with_capacity(tokens.len());
+    let mut added = Vec::new();
+    for (id, &t) in tokens.iter().enumerate() {
+        vocab.insert(t.to_string(), json!(id));
+        if matches!(ty(id), TOKEN_CONTROL | TOKEN_USER_DEFINED | TOKEN_UNKNOWN) {
+            added.push(json!({
+                "id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": ty(id) != TOKEN_USER_DEFINED,
+            }));
+        }
+    }
+    let unk = map
+        .get("tokenizer.ggml.unknown_token_id")
+        .and_then(MetaValue::as_u64)
+        .and_then(|id| tokens.get(id as usize))
+        .map(|t| json!(t))
+        .unwrap_or(Value::Null);
+    let model = json!({
+        "type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+        "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
+        "ignore_merges": false, "vocab": vocab, "merges": merges,
+    });
+
+    let prefix = map
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(MetaValue::as_bool)
+        .unwrap_or(true);
+    let mut norm = Vec::new();
+    if prefix {
+        norm.push(json!({"type": "Prepend", "prepend": "▁"}));
+    }
+    norm.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
+    let normalizer = json!({"type": "Sequence", "normalizers": norm});
+
+    let mut dec = vec![
+        json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if prefix {
+        dec.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    let decoder = json!({"type": "Sequence", "decoders": dec});
+    Ok((model, normalizer, decoder, added))
+}
