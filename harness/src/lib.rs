@@ -19,6 +19,7 @@ pub mod range;
 pub mod runner;
 pub mod schedule;
 pub mod sink;
+pub mod spec_args;
 pub mod spec_engine;
 pub mod suite;
 pub mod sweep;

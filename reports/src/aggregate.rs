@@ -162,8 +162,14 @@ fn positions_frame(requests: &[RequestRecord]) -> Result<DataFrame> {
 }
 
 fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    let ca = df.column(name).and_then(|c| c.str()).map_err(pe("reading a string column"))?;
-    Ok(ca.iter().map(|s| s.unwrap_or_default().to_string()).collect())
+    let ca = df
+        .column(name)
+        .and_then(|c| c.str())
+        .map_err(pe("reading a string column"))?;
+    Ok(ca
+        .iter()
+        .map(|s| s.unwrap_or_default().to_string())
+        .collect())
 }
 
 fn counts(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
@@ -177,12 +183,17 @@ fn counts(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
 
 /// A list column of numbers as one `Vec<f64>` per row.
 fn float_lists(df: &DataFrame, name: &str) -> Result<Vec<Vec<f64>>> {
-    let ca = df.column(name).and_then(|c| c.list()).map_err(pe("reading a list column"))?;
+    let ca = df
+        .column(name)
+        .and_then(|c| c.list())
+        .map_err(pe("reading a list column"))?;
     ca.series_iter()
         .map(|s| match s {
             None => Ok(Vec::new()),
             Some(s) => {
-                let s = s.cast(&DataType::Float64).map_err(pe("reading a list column"))?;
+                let s = s
+                    .cast(&DataType::Float64)
+                    .map_err(pe("reading a list column"))?;
                 let f = s.f64().map_err(pe("reading a list column"))?;
                 Ok(f.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
             }
@@ -314,8 +325,10 @@ fn aggregate_level(
     let diverged = counts(&grouped, "diverged")?;
     let mut out = Vec::new();
     for (i, key) in keys(&grouped, by_category)?.into_iter().enumerate() {
-        let rows: Vec<&RequestRecord> =
-            members[i].iter().map(|&m| &run.requests[m as usize]).collect();
+        let rows: Vec<&RequestRecord> = members[i]
+            .iter()
+            .map(|&m| &run.requests[m as usize])
+            .collect();
         let pick = |f: fn(&RequestRecord) -> f64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
         let itl: Vec<f64> = rows.iter().flat_map(|r| r.itl_ms.iter().copied()).collect();
         let first = rows[0];
@@ -433,10 +446,12 @@ pub fn aggregate(run: &Run, cfg: &Bootstrap) -> Result<Summary> {
     }
     // Controls (no paired baseline) first, then by configuration.
     let order = |a: &GroupStats, b: &GroupStats| {
-        (a.baseline_cell_id.is_some().cmp(&b.baseline_cell_id.is_some()))
-            .then_with(|| config_order(&a.config, &b.config))
-            .then_with(|| a.cell_id.cmp(&b.cell_id))
-            .then_with(|| a.category.cmp(&b.category))
+        (a.baseline_cell_id
+            .is_some()
+            .cmp(&b.baseline_cell_id.is_some()))
+        .then_with(|| config_order(&a.config, &b.config))
+        .then_with(|| a.cell_id.cmp(&b.cell_id))
+        .then_with(|| a.category.cmp(&b.category))
     };
     cells.sort_by(order);
     categories.sort_by(order);
@@ -455,7 +470,14 @@ mod tests {
 
     fn key(cell: &str, base: Option<&str>, rep: u32) -> RecordKey {
         let mut config = CellConfig::new();
-        config.insert("spec".into(), json!(if base.is_some() { "ngram-cache" } else { "none" }));
+        config.insert(
+            "spec".into(),
+            json!(if base.is_some() {
+                "ngram-cache"
+            } else {
+                "none"
+            }),
+        );
         RecordKey {
             schema_version: 1,
             sweep: "t".into(),
@@ -466,11 +488,21 @@ mod tests {
         }
     }
 
-    fn request(key: RecordKey, prompt: &str, decode: f64, spec: Option<SpecStats>) -> RequestRecord {
+    fn request(
+        key: RecordKey,
+        prompt: &str,
+        decode: f64,
+        spec: Option<SpecStats>,
+    ) -> RequestRecord {
         RequestRecord {
             key,
             prompt_id: prompt.into(),
-            category: if prompt.starts_with("code") { "code" } else { "chat" }.into(),
+            category: if prompt.starts_with("code") {
+                "code"
+            } else {
+                "chat"
+            }
+            .into(),
             suite: "s".into(),
             suite_sha256: String::new(),
             prompt_tokens: 10,
@@ -506,9 +538,24 @@ mod tests {
             request(key("base", None, 0), "code-1", 10.0, None),
             request(key("base", None, 0), "chat-1", 20.0, None),
             request(key("base", None, 0), "chat-2", 30.0, None),
-            request(key("spec", Some("base"), 0), "code-1", 30.0, Some(spec(vec![3, 1], vec![4, 2], 4))),
-            request(key("spec", Some("base"), 0), "chat-1", 30.0, Some(spec(vec![1, 0], vec![4, 4], 4))),
-            request(key("spec", Some("base"), 0), "chat-2", 60.0, Some(spec(vec![2, 1], vec![2, 2], 2))),
+            request(
+                key("spec", Some("base"), 0),
+                "code-1",
+                30.0,
+                Some(spec(vec![3, 1], vec![4, 2], 4)),
+            ),
+            request(
+                key("spec", Some("base"), 0),
+                "chat-1",
+                30.0,
+                Some(spec(vec![1, 0], vec![4, 4], 4)),
+            ),
+            request(
+                key("spec", Some("base"), 0),
+                "chat-2",
+                60.0,
+                Some(spec(vec![2, 1], vec![2, 2], 2)),
+            ),
         ];
         let failures = vec![FailureRecord {
             key: key("broken", Some("base"), 0),
@@ -568,6 +615,9 @@ mod tests {
             .expect("chat row");
         assert_eq!(chat.speedup.map(|e| e.point), Some(45.0 / 25.0));
         assert_eq!(chat.requests, 2);
-        assert_eq!(chat.acceptance.as_ref().map(|a| a.per_position.clone()), Some(vec![0.5, 1.0 / 6.0]));
+        assert_eq!(
+            chat.acceptance.as_ref().map(|a| a.per_position.clone()),
+            Some(vec![0.5, 1.0 / 6.0])
+        );
     }
 }

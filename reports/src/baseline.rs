@@ -68,7 +68,11 @@ pub fn output_hash(ids: &[u32]) -> String {
     for id in ids {
         hasher.update(id.to_le_bytes());
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn round(x: f64, decimals: i32) -> f64 {
@@ -80,7 +84,9 @@ fn round(x: f64, decimals: i32) -> f64 {
 fn by_prompt(samples: &Samples, decimals: i32) -> BTreeMap<String, Vec<f64>> {
     let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for ((prompt, _), x) in samples {
-        out.entry(prompt.clone()).or_default().push(round(*x, decimals));
+        out.entry(prompt.clone())
+            .or_default()
+            .push(round(*x, decimals));
     }
     out
 }
@@ -89,7 +95,11 @@ fn by_prompt(samples: &Samples, decimals: i32) -> BTreeMap<String, Vec<f64>> {
 pub fn to_samples(by_prompt: &BTreeMap<String, Vec<f64>>) -> Samples {
     by_prompt
         .iter()
-        .flat_map(|(p, v)| v.iter().enumerate().map(move |(i, x)| ((p.clone(), i as u32), *x)))
+        .flat_map(|(p, v)| {
+            v.iter()
+                .enumerate()
+                .map(move |(i, x)| ((p.clone(), i as u32), *x))
+        })
         .collect()
 }
 

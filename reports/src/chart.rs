@@ -42,14 +42,16 @@ const FONT_CANDIDATES: &[&str] = &[
 pub fn register_font() -> bool {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     *REGISTERED.get_or_init(|| {
-        FONT_CANDIDATES.iter().any(|path| match std::fs::read(path) {
-            Ok(bytes) => {
-                // plotters keeps fonts for the life of the process: leaking once is intended.
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok()
-            }
-            Err(_) => false,
-        })
+        FONT_CANDIDATES
+            .iter()
+            .any(|path| match std::fs::read(path) {
+                Ok(bytes) => {
+                    // plotters keeps fonts for the life of the process: leaking once is intended.
+                    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                    plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok()
+                }
+                Err(_) => false,
+            })
     })
 }
 
@@ -133,7 +135,10 @@ pub fn chart_specs(run: &Run, summary: &Summary) -> (Vec<ChartSpec>, Vec<String>
         draft_size_sweep(summary, &varying),
         "chart draft_size_sweep skipped: fewer than two draft_max values",
     );
-    push(itl_cdf(run, summary, &varying), "chart itl_cdf skipped: no inter-token latencies");
+    push(
+        itl_cdf(run, summary, &varying),
+        "chart itl_cdf skipped: no inter-token latencies",
+    );
     push(
         tok_per_s_by_depth(summary, &varying),
         "chart tok_per_s_by_depth skipped: fewer than two depth values",
@@ -146,7 +151,11 @@ pub fn chart_specs(run: &Run, summary: &Summary) -> (Vec<ChartSpec>, Vec<String>
 }
 
 fn speedup_by_category(summary: &Summary, varying: &[String]) -> Option<ChartSpec> {
-    let rows: Vec<&GroupStats> = summary.categories.iter().filter(|g| g.speedup.is_some()).collect();
+    let rows: Vec<&GroupStats> = summary
+        .categories
+        .iter()
+        .filter(|g| g.speedup.is_some())
+        .collect();
     if rows.is_empty() {
         return None;
     }
@@ -205,7 +214,8 @@ fn acceptance_by_position(summary: &Summary, varying: &[String]) -> Option<Chart
 }
 
 fn draft_size_sweep(summary: &Summary, varying: &[String]) -> Option<ChartSpec> {
-    let mut groups: BTreeMap<String, (Vec<(f64, f64)>, Vec<(f64, f64)>)> = BTreeMap::new();
+    type Curves = (Vec<(f64, f64)>, Vec<(f64, f64)>);
+    let mut groups: BTreeMap<String, Curves> = BTreeMap::new();
     for g in &summary.cells {
         let (Some(dmax), Some(speedup), Some(acc)) =
             (number(g, "draft_max"), g.speedup, g.acceptance.as_ref())
@@ -348,7 +358,9 @@ fn experts_by_batch(run: &Run, summary: &Summary, varying: &[String]) -> Option<
 fn range(values: impl Iterator<Item = f64>, from_zero: bool) -> std::ops::Range<f64> {
     let (mut lo, mut hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
     if !lo.is_finite() {
         return 0.0..1.0;
     }
@@ -384,12 +396,20 @@ fn draw<DB: DrawingBackend>(
     }
     match &spec.body {
         Body::Lines(series) => {
-            let xs = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)), false);
-            let ys = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), true);
+            let xs = range(
+                series.iter().flat_map(|s| s.points.iter().map(|p| p.0)),
+                false,
+            );
+            let ys = range(
+                series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+                true,
+            );
             let mut chart = builder.build_cartesian_2d(xs, ys).map_err(err)?;
             let mut mesh = chart.configure_mesh();
             if text {
-                mesh.x_desc(&spec.x_label).y_desc(&spec.y_label).label_style((FONT, 14));
+                mesh.x_desc(&spec.x_label)
+                    .y_desc(&spec.y_label)
+                    .label_style((FONT, 14));
             } else {
                 mesh.x_labels(0).y_labels(0);
             }
@@ -428,6 +448,8 @@ fn draw<DB: DrawingBackend>(
                     .flat_map(|(_, v)| v.iter().flatten().flat_map(|e| [e.hi, e.point])),
                 true,
             );
+            // Headroom above the tallest whisker for the legend.
+            let ys = ys.start..ys.end + (ys.end - ys.start) * 0.35;
             let mut chart = builder.build_cartesian_2d(-0.5..n - 0.5, ys).map_err(err)?;
             let formatter = |x: &f64| {
                 let i = x.round();
@@ -454,7 +476,9 @@ fn draw<DB: DrawingBackend>(
                 let c = color(si);
                 let x0 = |ci: usize| ci as f64 - 0.4 + si as f64 * width;
                 let bars = values.iter().enumerate().filter_map(|(ci, v)| {
-                    v.map(|e| Rectangle::new([(x0(ci), 0.0), (x0(ci) + width * 0.9, e.point)], c.filled()))
+                    v.map(|e| {
+                        Rectangle::new([(x0(ci), 0.0), (x0(ci) + width * 0.9, e.point)], c.filled())
+                    })
                 });
                 let drawn = chart.draw_series(bars).map_err(err)?;
                 if text {
@@ -465,8 +489,9 @@ fn draw<DB: DrawingBackend>(
                 let whiskers = values.iter().enumerate().filter_map(|(ci, v)| {
                     let e = (*v)?;
                     let mid = x0(ci) + width * 0.45;
-                    (e.lo.is_finite() && e.hi.is_finite())
-                        .then(|| PathElement::new(vec![(mid, e.lo), (mid, e.hi)], BLACK.stroke_width(2)))
+                    (e.lo.is_finite() && e.hi.is_finite()).then(|| {
+                        PathElement::new(vec![(mid, e.lo), (mid, e.hi)], BLACK.stroke_width(2))
+                    })
                 });
                 chart.draw_series(whiskers).map_err(err)?;
             }
@@ -545,7 +570,10 @@ mod tests {
         }
         let svg = render_svg(&lines(), true).expect("svg");
         assert!(svg.contains("<text"), "{svg}");
-        assert!(svg.contains("Chart title") && svg.contains("series one"), "{svg}");
+        assert!(
+            svg.contains("Chart title") && svg.contains("series one"),
+            "{svg}"
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub fn verdict(change: &Estimate, noise: f64) -> Verdict {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MetricComparison {
     pub cell_id: String,
+    /// True for a no-speculation control (a cell without a paired baseline).
+    pub control: bool,
     pub config: CellConfig,
     /// `decode tok/s` or `speedup`.
     pub metric: String,
@@ -79,7 +81,11 @@ pub fn paired_ratios(requests: &[RequestRecord]) -> HashMap<String, Samples> {
         .iter()
         .map(|r| {
             (
-                (r.key.cell_id.as_str(), r.prompt_id.as_str(), r.key.repetition),
+                (
+                    r.key.cell_id.as_str(),
+                    r.prompt_id.as_str(),
+                    r.key.repetition,
+                ),
                 r.decode_tok_per_s,
             )
         })
@@ -90,9 +96,10 @@ pub fn paired_ratios(requests: &[RequestRecord]) -> HashMap<String, Samples> {
             continue;
         };
         if let Some(b) = by_key.get(&(base, r.prompt_id.as_str(), r.key.repetition)) {
-            out.entry(r.key.cell_id.clone())
-                .or_default()
-                .insert((r.prompt_id.clone(), r.key.repetition), r.decode_tok_per_s / b);
+            out.entry(r.key.cell_id.clone()).or_default().insert(
+                (r.prompt_id.clone(), r.key.repetition),
+                r.decode_tok_per_s / b,
+            );
         }
     }
     out
@@ -143,22 +150,34 @@ fn values(s: &Samples) -> Vec<f64> {
 pub fn compare_runs(a: &Run, b: &Run, noise: f64, cfg: &Bootstrap) -> Comparison {
     let (da, db) = (decode_samples(&a.requests), decode_samples(&b.requests));
     let (ra, rb) = (paired_ratios(&a.requests), paired_ratios(&b.requests));
-    let configs: HashMap<&str, &CellConfig> = a
+    let configs: HashMap<&str, (&CellConfig, bool)> = a
         .requests
         .iter()
-        .map(|r| (r.key.cell_id.as_str(), &r.key.cell))
+        .map(|r| {
+            let control = r.key.baseline_cell_id.is_none();
+            (r.key.cell_id.as_str(), (&r.key.cell, control))
+        })
         .collect();
     let ids_a: BTreeSet<&String> = da.keys().collect();
     let ids_b: BTreeSet<&String> = db.keys().collect();
     let mut rows = Vec::new();
     for id in ids_a.intersection(&ids_b) {
-        let config = configs.get(id.as_str()).map(|c| (*c).clone()).unwrap_or_default();
-        let metrics = [("decode tok/s", da.get(*id), db.get(*id)), ("speedup", ra.get(*id), rb.get(*id))];
+        let (config, control) = configs
+            .get(id.as_str())
+            .map(|(c, control)| ((*c).clone(), *control))
+            .unwrap_or_default();
+        let metrics = [
+            ("decode tok/s", da.get(*id), db.get(*id)),
+            ("speedup", ra.get(*id), rb.get(*id)),
+        ];
         for (metric, sa, sb) in metrics {
-            let (Some(sa), Some(sb)) = (sa, sb) else { continue };
+            let (Some(sa), Some(sb)) = (sa, sb) else {
+                continue;
+            };
             let change = relative_change(sa, sb, cfg);
             rows.push(MetricComparison {
                 cell_id: (*id).clone(),
+                control,
                 config: config.clone(),
                 metric: metric.into(),
                 a_median: stats::median(&values(sa)),
@@ -169,7 +188,9 @@ pub fn compare_runs(a: &Run, b: &Run, noise: f64, cfg: &Bootstrap) -> Comparison
         }
     }
     rows.sort_by(|x, y| {
-        config_order(&x.config, &y.config)
+        y.control
+            .cmp(&x.control)
+            .then_with(|| config_order(&x.config, &y.config))
             .then_with(|| x.cell_id.cmp(&y.cell_id))
             .then_with(|| x.metric.cmp(&y.metric))
     });
@@ -185,12 +206,25 @@ pub fn compare_runs(a: &Run, b: &Run, noise: f64, cfg: &Bootstrap) -> Comparison
 pub fn comparison_table(cmp: &Comparison) -> (String, Table) {
     let cols = config_columns(cmp.rows.iter().map(|r| &r.config));
     let mut columns = cols.varying.clone();
-    columns.extend(["metric", "A median", "B median", "change % [95 % CI]", "verdict"].map(String::from));
+    columns.extend(
+        [
+            "metric",
+            "A median",
+            "B median",
+            "change % [95 % CI]",
+            "verdict",
+        ]
+        .map(String::from),
+    );
     let rows = cmp
         .rows
         .iter()
         .map(|r| {
-            let mut row: Vec<String> = cols.varying.iter().map(|k| show_value(r.config.get(k))).collect();
+            let mut row: Vec<String> = cols
+                .varying
+                .iter()
+                .map(|k| show_value(r.config.get(k)))
+                .collect();
             row.extend([
                 r.metric.clone(),
                 num(r.a_median, 3),

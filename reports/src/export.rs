@@ -40,27 +40,46 @@ pub fn summary_frame(summary: &Summary) -> Result<DataFrame> {
         columns.push(Column::new(format!("cfg.{key}").into(), values));
     }
     let f = |name: &str, get: &dyn Fn(&GroupStats) -> f64| {
-        Column::new(name.into(), rows.iter().map(|g| get(g)).collect::<Vec<f64>>())
+        Column::new(
+            name.into(),
+            rows.iter().map(|g| get(g)).collect::<Vec<f64>>(),
+        )
     };
     let u = |name: &str, get: &dyn Fn(&GroupStats) -> u64| {
-        Column::new(name.into(), rows.iter().map(|g| get(g)).collect::<Vec<u64>>())
+        Column::new(
+            name.into(),
+            rows.iter().map(|g| get(g)).collect::<Vec<u64>>(),
+        )
     };
     let o = |name: &str, get: &dyn Fn(&GroupStats) -> Option<f64>| {
-        Column::new(name.into(), rows.iter().map(|g| get(g)).collect::<Vec<Option<f64>>>())
+        Column::new(
+            name.into(),
+            rows.iter().map(|g| get(g)).collect::<Vec<Option<f64>>>(),
+        )
     };
     columns.extend([
         u("requests", &|g| g.requests),
         u("failures", &|g| g.failures),
         f("decode_tok_per_s_median", &|g| g.decode_tok_per_s.median),
-        f("decode_tok_per_s_median_lo", &|g| g.decode_tok_per_s.median_lo),
-        f("decode_tok_per_s_median_hi", &|g| g.decode_tok_per_s.median_hi),
+        f("decode_tok_per_s_median_lo", &|g| {
+            g.decode_tok_per_s.median_lo
+        }),
+        f("decode_tok_per_s_median_hi", &|g| {
+            g.decode_tok_per_s.median_hi
+        }),
         f("decode_tok_per_s_mean", &|g| g.decode_tok_per_s.mean),
         f("decode_tok_per_s_std_dev", &|g| g.decode_tok_per_s.std_dev),
         f("prefill_tok_per_s_median", &|g| g.prefill_tok_per_s.median),
-        f("prefill_tok_per_s_median_lo", &|g| g.prefill_tok_per_s.median_lo),
-        f("prefill_tok_per_s_median_hi", &|g| g.prefill_tok_per_s.median_hi),
+        f("prefill_tok_per_s_median_lo", &|g| {
+            g.prefill_tok_per_s.median_lo
+        }),
+        f("prefill_tok_per_s_median_hi", &|g| {
+            g.prefill_tok_per_s.median_hi
+        }),
         f("prefill_tok_per_s_mean", &|g| g.prefill_tok_per_s.mean),
-        f("prefill_tok_per_s_std_dev", &|g| g.prefill_tok_per_s.std_dev),
+        f("prefill_tok_per_s_std_dev", &|g| {
+            g.prefill_tok_per_s.std_dev
+        }),
         f("ttft_ms_median", &|g| g.ttft_ms.median),
         f("ttft_ms_median_lo", &|g| g.ttft_ms.median_lo),
         f("ttft_ms_median_hi", &|g| g.ttft_ms.median_hi),
@@ -70,9 +89,15 @@ pub fn summary_frame(summary: &Summary) -> Result<DataFrame> {
         f("itl_ms_p90", &|g| g.itl_ms.p90),
         f("itl_ms_p99", &|g| g.itl_ms.p99),
         f("itl_ms_max", &|g| g.itl_ms.max),
-        o("acceptance_rate", &|g| g.acceptance.as_ref().map(|a| a.rate.point)),
-        o("acceptance_rate_lo", &|g| g.acceptance.as_ref().map(|a| a.rate.lo)),
-        o("acceptance_rate_hi", &|g| g.acceptance.as_ref().map(|a| a.rate.hi)),
+        o("acceptance_rate", &|g| {
+            g.acceptance.as_ref().map(|a| a.rate.point)
+        }),
+        o("acceptance_rate_lo", &|g| {
+            g.acceptance.as_ref().map(|a| a.rate.lo)
+        }),
+        o("acceptance_rate_hi", &|g| {
+            g.acceptance.as_ref().map(|a| a.rate.hi)
+        }),
         o("mean_acceptance_length", &|g| {
             g.acceptance.as_ref().map(|a| a.mean_acceptance_length)
         }),

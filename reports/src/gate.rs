@@ -7,7 +7,7 @@
 //! - exact acceptance counts: for deterministic drafters (`ngram-cache`, `ngram-mod`,
 //!   `ngram-simple`, whose drafts are a pure function of the token history) under greedy decoding,
 //!   (accepted, drafted) per prompt must equal the baseline's;
-//! - failures: a baseline cell that now only fails.
+//! - failures: any failure record (crash, timeout, OOM, error) of a baseline cell.
 //!
 //! Statistical gates: per cell, a one-sided test of "current is smaller than baseline" on the
 //! per-request speedup ratios (spec over its paired baseline, measured in the same run — the primary gate, robust to
@@ -50,6 +50,8 @@ impl Default for GateOptions {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StatTest {
     pub cell_id: String,
+    /// True for a no-speculation control (a cell without a paired baseline).
+    pub control: bool,
     pub config: CellConfig,
     /// `speedup` or `decode tok/s`.
     pub metric: String,
@@ -94,7 +96,10 @@ fn greedy(config: &CellConfig) -> bool {
 
 fn deterministic_drafter(r: &RequestRecord) -> bool {
     r.spec.as_ref().is_some_and(|s| {
-        matches!(s.mode.as_str(), "ngram-cache" | "ngram-mod" | "ngram-simple")
+        matches!(
+            s.mode.as_str(),
+            "ngram-cache" | "ngram-mod" | "ngram-simple"
+        )
     })
 }
 
@@ -106,7 +111,11 @@ pub fn run_hard_failures(run: &Run) -> Vec<String> {
         .iter()
         .map(|r| {
             (
-                (r.key.cell_id.as_str(), r.prompt_id.as_str(), r.key.repetition),
+                (
+                    r.key.cell_id.as_str(),
+                    r.prompt_id.as_str(),
+                    r.key.repetition,
+                ),
                 r.output_token_ids.as_slice(),
             )
         })
@@ -164,9 +173,22 @@ pub fn gate(baseline: &Baseline, run: &Run, options: &GateOptions) -> Result<Gat
     let (mut outputs_checked, mut acceptance_checked) = (0u64, 0u64);
     let mut tests = Vec::new();
     for (id, cell) in &baseline.cells {
+        let failures: Vec<_> = run
+            .failures
+            .iter()
+            .filter(|f| &f.key.cell_id == id)
+            .collect();
+        if let Some(f) = failures.first() {
+            hard.push(format!(
+                "cell {id}: {} failure record(s), first {:?} at repetition {}: {}",
+                failures.len(),
+                f.cause,
+                f.key.repetition,
+                f.message
+            ));
+        }
         let Some(requests) = by_cell.get(id.as_str()) else {
-            if let Some(f) = run.failures.iter().find(|f| &f.key.cell_id == id) {
-                hard.push(format!("cell {id} failed ({:?}): {}", f.cause, f.message));
+            if !failures.is_empty() {
                 continue;
             }
             return Err(ReportError::Incompatible(format!(
@@ -217,15 +239,24 @@ pub fn gate(baseline: &Baseline, run: &Run, options: &GateOptions) -> Result<Gat
                 })
                 .collect();
             let (p, bm, cm) = match align(base, &current) {
-                Some((b, c)) => (stats::sign_test_less(&c, &b), stats::median(&b), stats::median(&c)),
+                Some((b, c)) => (
+                    stats::sign_test_less(&c, &b),
+                    stats::median(&b),
+                    stats::median(&c),
+                ),
                 None => {
                     let b: Vec<f64> = base.values().copied().collect();
                     let c: Vec<f64> = current.values().copied().collect();
-                    (stats::mann_whitney_less(&c, &b), stats::median(&b), stats::median(&c))
+                    (
+                        stats::mann_whitney_less(&c, &b),
+                        stats::median(&b),
+                        stats::median(&c),
+                    )
                 }
             };
             tests.push(StatTest {
                 cell_id: id.clone(),
+                control: cell.baseline_cell_id.is_none(),
                 config: cell.config.clone(),
                 metric: metric.into(),
                 baseline_median: bm,
@@ -238,10 +269,17 @@ pub fn gate(baseline: &Baseline, run: &Run, options: &GateOptions) -> Result<Gat
         };
         push("speedup", &to_samples(&cell.speedup_ratios), ratios.get(id));
         if same_machine {
-            push("decode tok/s", &to_samples(&cell.decode_tok_per_s), decode.get(id));
+            push(
+                "decode tok/s",
+                &to_samples(&cell.decode_tok_per_s),
+                decode.get(id),
+            );
         }
     }
-    for id in by_cell.keys().filter(|id| !baseline.cells.contains_key(**id)) {
+    for id in by_cell
+        .keys()
+        .filter(|id| !baseline.cells.contains_key(**id))
+    {
         notes.push(format!("cell {id} is new (not in the baseline): not gated"));
     }
     let adjusted = stats::holm(&tests.iter().map(|t| t.p).collect::<Vec<_>>());
@@ -251,7 +289,9 @@ pub fn gate(baseline: &Baseline, run: &Run, options: &GateOptions) -> Result<Gat
         t.regressed = p < options.alpha && t.change < -noise;
     }
     tests.sort_by(|a, b| {
-        crate::aggregate::config_order(&a.config, &b.config)
+        b.control
+            .cmp(&a.control)
+            .then_with(|| crate::aggregate::config_order(&a.config, &b.config))
             .then_with(|| a.cell_id.cmp(&b.cell_id))
             .then_with(|| b.metric.cmp(&a.metric))
     });
@@ -268,7 +308,11 @@ pub fn gate(baseline: &Baseline, run: &Run, options: &GateOptions) -> Result<Gat
 }
 
 fn p_value(p: f64) -> String {
-    if p < 1e-4 { format!("{p:.1e}") } else { format!("{p:.4}") }
+    if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
 }
 
 /// The gate's findings as a Markdown summary (also appended to `$GITHUB_STEP_SUMMARY`).
@@ -295,19 +339,37 @@ pub fn render_markdown(report: &GateReport) -> String {
     out.push_str("\n### Statistical gates\n\n");
     let cols = config_columns(report.tests.iter().map(|t| &t.config));
     let mut columns = cols.varying.clone();
-    columns.extend(["metric", "baseline median", "current median", "change %", "p (Holm)", "verdict"].map(String::from));
+    columns.extend(
+        [
+            "metric",
+            "baseline median",
+            "current median",
+            "change %",
+            "p (Holm)",
+            "verdict",
+        ]
+        .map(String::from),
+    );
     let rows = report
         .tests
         .iter()
         .map(|t| {
-            let mut row: Vec<String> = cols.varying.iter().map(|k| show_value(t.config.get(k))).collect();
+            let mut row: Vec<String> = cols
+                .varying
+                .iter()
+                .map(|k| show_value(t.config.get(k)))
+                .collect();
             row.extend([
                 t.metric.clone(),
                 num(t.baseline_median, 3),
                 num(t.current_median, 3),
                 num(t.change * 100.0, 1),
                 p_value(t.p_holm),
-                if t.regressed { "REGRESSED".into() } else { "ok".into() },
+                if t.regressed {
+                    "REGRESSED".into()
+                } else {
+                    "ok".into()
+                },
             ]);
             row
         })
@@ -322,4 +384,108 @@ pub fn render_markdown(report: &GateReport) -> String {
         out.push_str(&format!("\nNote: {note}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::baseline_from_run;
+    use crate::synthetic::Synth;
+
+    fn check(current: Synth) -> GateReport {
+        let baseline = baseline_from_run(&Synth::default().run());
+        gate(&baseline, &current.run(), &GateOptions::default()).expect("comparable")
+    }
+
+    #[test]
+    fn unchanged_rerun_passes() {
+        let report = check(Synth {
+            seed: 8,
+            ..Synth::default()
+        });
+        assert!(report.passed(), "{}", render_markdown(&report));
+        // 4 cells: 4 decode tests (same machine) + 3 speedup tests.
+        assert_eq!(report.tests.len(), 7);
+        assert!(report.tests[0].control, "controls come first");
+    }
+
+    #[test]
+    fn twenty_percent_slowdown_regresses_every_speculative_arm() {
+        let report = check(Synth {
+            seed: 8,
+            spec_slowdown: 0.2,
+            ..Synth::default()
+        });
+        assert!(!report.passed());
+        let regressed: Vec<&StatTest> = report.tests.iter().filter(|t| t.regressed).collect();
+        assert_eq!(
+            regressed.iter().filter(|t| t.metric == "speedup").count(),
+            3
+        );
+        assert!(
+            regressed
+                .iter()
+                .all(|t| !t.control && (t.change + 0.2).abs() < 0.05)
+        );
+        assert!(report.hard_failures.is_empty());
+    }
+
+    #[test]
+    fn other_machine_gates_only_ratios() {
+        let mut baseline = baseline_from_run(&Synth::default().run());
+        baseline.machine.cpu_model = "another cpu".into();
+        let report = gate(&baseline, &Synth::default().run(), &GateOptions::default()).expect("ok");
+        assert!(report.tests.iter().all(|t| t.metric == "speedup"));
+        assert!(
+            report.notes[0].contains("decode tok/s not gated"),
+            "{:?}",
+            report.notes
+        );
+    }
+
+    #[test]
+    fn changed_output_and_acceptance_are_hard_failures() {
+        let report = check(Synth {
+            diverge_arm: Some(0),
+            ..Synth::default()
+        });
+        assert!(!report.passed());
+        assert!(
+            report
+                .hard_failures
+                .iter()
+                .any(|f| f.contains("differs from its paired baseline at token 3"))
+        );
+        let mut baseline = baseline_from_run(&Synth::default().run());
+        let cell = baseline
+            .cells
+            .values_mut()
+            .find(|c| !c.acceptance.is_empty())
+            .expect("spec cell");
+        cell.acceptance.values_mut().for_each(|a| a[0] += 1);
+        let report = gate(&baseline, &Synth::default().run(), &GateOptions::default()).expect("ok");
+        assert!(
+            report
+                .hard_failures
+                .iter()
+                .any(|f| f.contains("acceptance of cell")),
+            "{:?}",
+            report.hard_failures
+        );
+    }
+
+    #[test]
+    fn other_sweep_is_incompatible() {
+        let baseline = baseline_from_run(&Synth::default().run());
+        let other = Synth {
+            sweep: "other".into(),
+            ..Synth::default()
+        };
+        let err = gate(&baseline, &other.run(), &GateOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("sweep `synthetic` but the run is sweep `other`"),
+            "{err}"
+        );
+    }
 }

@@ -21,7 +21,10 @@ pub fn escape(s: &str) -> String {
 }
 
 fn table_html(table: &Table) -> String {
-    let mut out = format!("<h2>{}</h2>\n<table>\n<thead><tr>", escape(&table.title));
+    let mut out = format!(
+        "<h2>{}</h2>\n<div class=\"scroll\"><table>\n<thead><tr>",
+        escape(&table.title)
+    );
     for c in &table.columns {
         out.push_str(&format!("<th>{}</th>", escape(c)));
     }
@@ -29,12 +32,16 @@ fn table_html(table: &Table) -> String {
     for row in &table.rows {
         out.push_str("<tr>");
         for cell in row {
-            let class = if cell.starts_with("NO") { " class=\"bad\"" } else { "" };
+            let class = if cell.starts_with("NO") {
+                " class=\"bad\""
+            } else {
+                ""
+            };
             out.push_str(&format!("<td{class}>{}</td>", escape(cell)));
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table></div>\n");
     out
 }
 
@@ -43,7 +50,7 @@ table{border-collapse:collapse;margin:8px 0 24px;font-size:13px}\
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
 th{background:#f0f0f0}td.bad{background:#fdd;font-weight:bold}\
 .header{background:#f7f7f7;padding:8px 12px;border-left:4px solid #888;font-family:monospace}\
-figure{margin:12px 0 28px}figcaption{font-weight:bold;margin-bottom:4px}.note{color:#666}";
+.scroll{overflow-x:auto}figure{margin:12px 0 28px}figcaption{font-weight:bold;margin-bottom:4px}.note{color:#666}";
 
 /// Render the report page. `charts` are `(title, svg text)` pairs; `notes` are shown as such.
 pub fn render_html(
@@ -54,12 +61,16 @@ pub fn render_html(
 ) -> String {
     let (cols, tables) = tables(summary);
     let m = &run.manifest;
-    let mut out = String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    let mut out =
+        String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str(&format!(
         "<title>specsweep report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
         escape(&summary.sweep)
     ));
-    out.push_str(&format!("<h1>specsweep report: {}</h1>\n", escape(&summary.sweep)));
+    out.push_str(&format!(
+        "<h1>specsweep report: {}</h1>\n",
+        escape(&summary.sweep)
+    ));
     out.push_str(&format!(
         "<p>{} requests, {} failure records · {} ({} cores) · specsweep {} · git {} · started {}</p>\n",
         run.requests.len(),
@@ -71,7 +82,10 @@ pub fn render_html(
         escape(&m.started_at),
     ));
     if !cols.constant.is_empty() {
-        out.push_str(&format!("<p class=\"header\">{}</p>\n", escape(&header_line(&cols))));
+        out.push_str(&format!(
+            "<p class=\"header\">{}</p>\n",
+            escape(&header_line(&cols))
+        ));
     }
     for table in &tables {
         out.push_str(&table_html(table));
@@ -100,7 +114,10 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
     }
 
     #[test]

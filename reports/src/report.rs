@@ -84,7 +84,11 @@ pub fn write_report(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
     for format in &options.formats {
         let export = match format {
             Format::Markdown => {
-                write(out.join("report.md"), render_markdown(&summary).as_bytes(), &mut outcome.written)?;
+                write(
+                    out.join("report.md"),
+                    render_markdown(&summary).as_bytes(),
+                    &mut outcome.written,
+                )?;
                 continue;
             }
             Format::Html => {
@@ -128,7 +132,11 @@ fn write_html(
     let mut inline = Vec::new();
     for spec in &specs {
         let svg = render_svg(spec, font)?;
-        write(charts_dir.join(format!("{}.svg", spec.name)), svg.as_bytes(), &mut outcome.written)?;
+        write(
+            charts_dir.join(format!("{}.svg", spec.name)),
+            svg.as_bytes(),
+            &mut outcome.written,
+        )?;
         if font {
             let path = charts_dir.join(format!("{}.png", spec.name));
             render_png(spec, &path)?;
@@ -137,7 +145,11 @@ fn write_html(
         inline.push((spec.title.clone(), svg));
     }
     let html = render_html(run, summary, &inline, &notes);
-    write(out.join("report.html"), html.as_bytes(), &mut outcome.written)?;
+    write(
+        out.join("report.html"),
+        html.as_bytes(),
+        &mut outcome.written,
+    )?;
     outcome.notes.extend(notes);
     Ok(())
 }

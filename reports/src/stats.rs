@@ -351,7 +351,11 @@ mod tests {
         let x = [1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 2.0];
         let y = [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0];
         assert!(close(sign_test_less(&x, &y), 7.0 / 64.0, 1e-12));
-        assert!(close(sign_test_less(&[1.0; 10], &[2.0; 10]), 0.5f64.powi(10), 1e-15));
+        assert!(close(
+            sign_test_less(&[1.0; 10], &[2.0; 10]),
+            0.5f64.powi(10),
+            1e-15
+        ));
         assert_eq!(sign_test_less(&[2.0; 3], &[1.0; 3]), 1.0);
         assert_eq!(sign_test_less(&[1.0; 3], &[1.0; 3]), 1.0);
     }

@@ -240,11 +240,18 @@ impl Synth {
     /// Deterministic acceptance counters of one arm on one prompt (identical across repetitions).
     fn spec_stats(&self, arm: &SynthArm, category: usize, prompt: usize) -> SpecStats {
         let mut rng = StdRng::seed_from_u64(
-            0xacce_97 ^ ((category as u64) << 40) ^ ((prompt as u64) << 8) ^ u64::from(arm.draft_max),
+            0x00ac_ce97
+                ^ ((category as u64) << 40)
+                ^ ((prompt as u64) << 8)
+                ^ u64::from(arm.draft_max),
         );
         let k_max = arm.draft_max as usize;
         let p0 = category_acceptance(&self.categories[category]);
-        let p0 = if arm.mode == "ngram-mod" { p0 * 0.9 } else { p0 };
+        let p0 = if arm.mode == "ngram-mod" {
+            p0 * 0.9
+        } else {
+            p0
+        };
         let (mut accepted_pp, mut drafted_pp) = (vec![0u64; k_max], vec![0u64; k_max]);
         let mut hist = vec![0u64; k_max + 1];
         let (mut rounds, mut drafted, mut accepted, mut generated) = (0u64, 0u64, 0u64, 0usize);
@@ -300,7 +307,9 @@ impl Synth {
             .map(|_| 1000.0 / decode * (0.5 + rng.random::<f64>()))
             .collect();
         let experts = self.moe.then(|| {
-            let draft = spec.as_ref().map_or(0, |s| s.drafted_per_position.len() as u32);
+            let draft = spec
+                .as_ref()
+                .map_or(0, |s| s.drafted_per_position.len() as u32);
             let touched = |b: u32| 8.0 * (1.0 - (0.75f64).powi(b as i32));
             let mut by = vec![ExpertsAtBatch {
                 batch_tokens: 1,
@@ -344,12 +353,30 @@ impl Synth {
         }
     }
 
+    /// The run as if loaded from a directory (no files involved).
+    pub fn run(&self) -> crate::load::Run {
+        let (mut requests, mut failures) = (Vec::new(), Vec::new());
+        for record in self.records() {
+            match record {
+                Record::Request(r) => requests.push(r),
+                Record::Failure(f) => failures.push(f),
+            }
+        }
+        crate::load::Run {
+            dir: format!("synthetic-{}", self.seed).into(),
+            manifest: self.manifest(),
+            requests,
+            failures,
+        }
+    }
+
     /// Write `results.jsonl` and `manifest.json` into `dir` (created if needed).
     pub fn write_run(&self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
         let manifest_path = dir.join(crate::load::MANIFEST_FILE);
         let manifest = serde_json::to_string_pretty(&self.manifest()).unwrap_or_default();
-        fs::write(&manifest_path, manifest + "\n").map_err(|e| ReportError::io(&manifest_path, e))?;
+        fs::write(&manifest_path, manifest + "\n")
+            .map_err(|e| ReportError::io(&manifest_path, e))?;
         let path = dir.join(crate::load::RESULTS_FILE);
         let file = fs::File::create(&path).map_err(|e| ReportError::io(&path, e))?;
         let mut w = std::io::BufWriter::new(file);
@@ -358,33 +385,6 @@ impl Synth {
             writeln!(w, "{line}").map_err(|e| ReportError::io(&path, e))?;
         }
         w.flush().map_err(|e| ReportError::io(&path, e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generation_is_deterministic_and_paired() {
-        let synth = Synth::default();
-        let a = synth.records();
-        assert_eq!(a, synth.records());
-        let requests: Vec<&RequestRecord> = a
-            .iter()
-            .filter_map(|r| match r {
-                Record::Request(q) => Some(q),
-                Record::Failure(_) => None,
-            })
-            .collect();
-        // 3 reps × 3 categories × 4 prompts × (control + 3 arms).
-        assert_eq!(requests.len(), 3 * 3 * 4 * 4);
-        for q in &requests {
-            if let Some(spec) = &q.spec {
-                assert_eq!(spec.accepted, spec.accepted_per_position.iter().sum::<u64>());
-                assert!(q.key.baseline_cell_id.is_some());
-            }
-        }
     }
 }
 
@@ -411,4 +411,34 @@ pub fn fixture_runs() -> Vec<(&'static str, Synth)> {
             },
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_paired() {
+        let synth = Synth::default();
+        let a = synth.records();
+        assert_eq!(a, synth.records());
+        let requests: Vec<&RequestRecord> = a
+            .iter()
+            .filter_map(|r| match r {
+                Record::Request(q) => Some(q),
+                Record::Failure(_) => None,
+            })
+            .collect();
+        // 3 reps × 3 categories × 4 prompts × (control + 3 arms).
+        assert_eq!(requests.len(), 3 * 3 * 4 * 4);
+        for q in &requests {
+            if let Some(spec) = &q.spec {
+                assert_eq!(
+                    spec.accepted,
+                    spec.accepted_per_position.iter().sum::<u64>()
+                );
+                assert!(q.key.baseline_cell_id.is_some());
+            }
+        }
+    }
 }

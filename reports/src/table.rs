@@ -317,7 +317,10 @@ mod tests {
     use serde_json::json;
 
     fn cfg(pairs: &[(&str, Value)]) -> CellConfig {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]

@@ -14,7 +14,10 @@ use crate::support::{fixture, specsweep};
 
 /// A fresh, empty directory under the system temp dir, unique to this process and `name`.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("specsweep-e2e-reports-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "specsweep-e2e-reports-{}-{name}",
+        std::process::id()
+    ));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create temp dir");
     dir
@@ -54,14 +57,21 @@ fn fixture_runs_are_what_the_generator_writes() {
         for file in ["results.jsonl", "manifest.json"] {
             let fresh = fs::read_to_string(dir.join(file)).expect("fresh");
             let committed = fs::read_to_string(runs().join(name).join(file)).expect("committed");
-            assert!(fresh == committed, "tests/fixtures/runs/{name}/{file} is stale");
+            assert!(
+                fresh == committed,
+                "tests/fixtures/runs/{name}/{file} is stale"
+            );
         }
     }
 }
 
 #[test]
 fn report_markdown_matches_snapshot() {
-    let out = specsweep().arg("report").arg(runs().join("small")).output().expect("run");
+    let out = specsweep()
+        .arg("report")
+        .arg(runs().join("small"))
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     check_snapshot(&stdout(&out), &runs().join("expected-report.md"));
 }
@@ -102,18 +112,35 @@ fn report_writes_every_format_and_every_chart() {
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
-    for file in ["report.md", "summary.csv", "summary.json", "summary.parquet", "report.html"] {
+    for file in [
+        "report.md",
+        "summary.csv",
+        "summary.json",
+        "summary.parquet",
+        "report.html",
+    ] {
         assert!(out_dir.join(file).is_file(), "{file} missing");
     }
     let csv = fs::read_to_string(out_dir.join("summary.csv")).expect("csv");
     let header = csv.lines().next().unwrap_or_default();
-    for column in ["cell_id", "category", "cfg.spec", "decode_tok_per_s_median_lo", "itl_ms_p99", "speedup_hi"] {
-        assert!(header.split(',').any(|c| c == column), "column {column} missing: {header}");
+    for column in [
+        "cell_id",
+        "category",
+        "cfg.spec",
+        "decode_tok_per_s_median_lo",
+        "itl_ms_p99",
+        "speedup_hi",
+    ] {
+        assert!(
+            header.split(',').any(|c| c == column),
+            "column {column} missing: {header}"
+        );
     }
     // 8 cells + 8 × 3 category rows.
     assert_eq!(csv.lines().count(), 1 + 8 + 24);
     let json: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(out_dir.join("summary.json")).expect("json")).expect("valid json");
+        serde_json::from_str(&fs::read_to_string(out_dir.join("summary.json")).expect("json"))
+            .expect("valid json");
     assert_eq!(json.as_array().map(Vec::len), Some(32));
     let parquet = fs::read(out_dir.join("summary.parquet")).expect("parquet");
     assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
@@ -127,11 +154,15 @@ fn report_writes_every_format_and_every_chart() {
         "experts_by_batch",
     ];
     for chart in charts {
-        let svg = fs::read_to_string(out_dir.join("charts").join(format!("{chart}.svg"))).expect(chart);
+        let svg =
+            fs::read_to_string(out_dir.join("charts").join(format!("{chart}.svg"))).expect(chart);
         assert!(svg.starts_with("<svg"), "{chart}");
     }
     assert_eq!(html.matches("<svg").count(), charts.len());
-    assert!(!html.contains("src=\"http") && !html.contains("<script"), "html must be self-contained");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("<script"),
+        "html must be self-contained"
+    );
     assert!(html.contains("<h2>Cells</h2>") && html.contains("<h2>By category</h2>"));
 }
 
@@ -148,7 +179,10 @@ fn report_skips_charts_without_their_axis() {
         .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("tok_per_s_by_depth skipped: fewer than two depth values"), "{err}");
+    assert!(
+        err.contains("tok_per_s_by_depth skipped: fewer than two depth values"),
+        "{err}"
+    );
     assert!(err.contains("experts_by_batch skipped"), "{err}");
     assert!(!out_dir.join("charts/experts_by_batch.svg").exists());
 }
@@ -196,11 +230,23 @@ fn gate_passes_an_unchanged_rerun() {
         .env("GITHUB_STEP_SUMMARY", &summary)
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
-    assert!(text.starts_with("## specsweep gate: PASS (synthetic)"), "{text}");
+    assert!(
+        text.starts_with("## specsweep gate: PASS (synthetic)"),
+        "{text}"
+    );
     assert!(!text.contains("REGRESSED"), "{text}");
-    assert_eq!(fs::read_to_string(&summary).expect("step summary"), format!("{text}\n"));
+    assert_eq!(
+        fs::read_to_string(&summary).expect("step summary"),
+        format!("{text}\n")
+    );
 }
 
 #[test]
@@ -215,12 +261,25 @@ fn gate_flags_a_20_percent_slowdown() {
     .write_run(&slow)
     .expect("write");
     let out = gate(&baseline, &slow, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
     assert!(text.starts_with("## specsweep gate: FAIL"), "{text}");
     // Every speculative arm regresses on its speedup ratio; the control does not.
     let regressed: Vec<&str> = text.lines().filter(|l| l.contains("REGRESSED")).collect();
-    assert_eq!(regressed.iter().filter(|l| l.contains("| speedup |")).count(), 3, "{text}");
+    assert_eq!(
+        regressed
+            .iter()
+            .filter(|l| l.contains("| speedup |"))
+            .count(),
+        3,
+        "{text}"
+    );
     assert!(!regressed.iter().any(|l| l.contains("| none |")), "{text}");
     // A slowdown within the noise threshold passes.
     let out = gate(&baseline, &slow, &["--noise-pct", "30"]);
@@ -239,9 +298,18 @@ fn gate_flags_a_changed_output() {
     .write_run(&diverged)
     .expect("write");
     let out = gate(&baseline, &diverged, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
-    assert!(text.contains("differs from its paired baseline at token 3"), "{text}");
+    assert!(
+        text.contains("differs from its paired baseline at token 3"),
+        "{text}"
+    );
     assert!(text.contains("differs from the baseline's"), "{text}");
     // The same run cannot become a baseline.
     let refused = temp_dir("diverge-refused").join("b.json");
@@ -253,7 +321,11 @@ fn gate_flags_a_changed_output() {
 /// Rewrite the first line of `results.jsonl` in a copy of the small fixture.
 fn edited_run(name: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
     let dir = temp_dir(name);
-    fs::copy(runs().join("small/manifest.json"), dir.join("manifest.json")).expect("copy");
+    fs::copy(
+        runs().join("small/manifest.json"),
+        dir.join("manifest.json"),
+    )
+    .expect("copy");
     let text = fs::read_to_string(runs().join("small/results.jsonl")).expect("read");
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut first: serde_json::Value = serde_json::from_str(&lines[0]).expect("json");
@@ -269,16 +341,26 @@ fn newer_schema_or_missing_columns_are_clear_errors() {
     let out = specsweep().arg("report").arg(&newer).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("results.jsonl:1: schema_version 99 is newer"), "{err}");
+    assert!(
+        err.contains("results.jsonl:1: schema_version 99 is newer"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 
     let missing = edited_run("missing", |v| {
         v.as_object_mut().map(|o| o.remove("decode_tok_per_s"));
     });
-    let out = specsweep().arg("report").arg(&missing).output().expect("run");
+    let out = specsweep()
+        .arg("report")
+        .arg(&missing)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("results.jsonl:1: missing field `decode_tok_per_s`"), "{err}");
+    assert!(
+        err.contains("results.jsonl:1: missing field `decode_tok_per_s`"),
+        "{err}"
+    );
 
     // The gate: a newer run is exit 2, so are a missing baseline and a newer baseline.
     let baseline = baseline_file("errors");
@@ -289,10 +371,18 @@ fn newer_schema_or_missing_columns_are_clear_errors() {
     assert!(stderr(&out).contains("none.json"), "{}", stderr(&out));
     let text = fs::read_to_string(&baseline).expect("baseline");
     let newer_baseline = baseline.with_file_name("newer.json");
-    fs::write(&newer_baseline, text.replacen("\"schema_version\": 1", "\"schema_version\": 7", 1)).expect("write");
+    fs::write(
+        &newer_baseline,
+        text.replacen("\"schema_version\": 1", "\"schema_version\": 7", 1),
+    )
+    .expect("write");
     let out = gate(&newer_baseline, &runs().join("small"), &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("schema_version 7 is newer"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("schema_version 7 is newer"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -307,5 +397,63 @@ fn gate_refuses_a_run_missing_a_baseline_cell() {
     .expect("write");
     let out = gate(&baseline, &fewer, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
-    assert!(stderr(&out).contains("of the baseline is missing from run"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("of the baseline is missing from run"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn gate_fails_a_run_with_failure_records() {
+    let baseline = baseline_file("failures");
+    // The small fixture is the default run with the ngram-mod arm timing out in repetition 0.
+    let out = gate(&baseline, &runs().join("small"), &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("1 failure record(s), first Timeout at repetition 0: worker exceeded"),
+        "{text}"
+    );
+}
+
+#[test]
+fn report_rejects_bad_arguments_in_one_line() {
+    let out = specsweep()
+        .arg("report")
+        .arg(runs().join("small"))
+        .args(["--format", "md,pdf"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown format `pdf`") && err.lines().count() == 1,
+        "{err}"
+    );
+    let out = specsweep()
+        .arg("report")
+        .arg(runs().join("small"))
+        .args(["--format", "csv"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("needs an output directory (--out DIR)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = specsweep()
+        .arg("report")
+        .arg(runs().join("nonexistent"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("manifest.json"), "{}", stderr(&out));
 }

@@ -110,3 +110,65 @@ pub fn spm_parts(
     let decoder = json!({"type": "Sequence", "decoders": dec});
     Ok((model, normalizer, decoder, added))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tokenizer::build;
+    use super::*;
+
+    /// A toy SPM vocabulary: the highest-scoring piece wins, unknown characters fall back to bytes.
+    fn meta() -> BTreeMap<String, MetaValue> {
+        let s = |v: &str| MetaValue::String(v.into());
+        let mut tokens = vec!["<unk>", "<s>", "</s>", "▁", "a", "b", "ab", "▁a", "▁ab"];
+        let mut types = vec![2, 3, 3, 1, 1, 1, 1, 1, 1];
+        let mut scores = vec![0.0, 0.0, 0.0, -1.0, -2.0, -2.0, -3.0, -0.5, -0.1];
+        let bytes: Vec<String> = (0..=255u8).map(|b| format!("<0x{b:02X}>")).collect();
+        for b in &bytes {
+            tokens.push(b);
+            types.push(6);
+            scores.push(0.0);
+        }
+        let mut m = BTreeMap::new();
+        m.insert("tokenizer.ggml.model".into(), s("llama"));
+        m.insert(
+            "tokenizer.ggml.tokens".into(),
+            MetaValue::Array(tokens.iter().map(|t| s(t)).collect()),
+        );
+        m.insert(
+            "tokenizer.ggml.token_type".into(),
+            MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()),
+        );
+        m.insert(
+            "tokenizer.ggml.scores".into(),
+            MetaValue::Array(scores.into_iter().map(MetaValue::F32).collect()),
+        );
+        m.insert("tokenizer.ggml.bos_token_id".into(), MetaValue::U32(1));
+        m.insert("tokenizer.ggml.unknown_token_id".into(), MetaValue::U32(0));
+        m
+    }
+
+    #[test]
+    fn merges_by_score_with_byte_fallback_and_bos() {
+        let t = build(&meta()).unwrap();
+        let ids = |text: &str, special: bool| t.encode(text, special).unwrap().get_ids().to_vec();
+        // "▁ab": "▁a" (-0.5) merges before "ab" (-3.0), then "▁ab" (-0.1).
+        assert_eq!(ids("ab", false), vec![8]);
+        assert_eq!(ids("ab", true), vec![1, 8]);
+        // "b▁a": no "b▁" piece; "▁a" merges.
+        assert_eq!(ids("ab b a", false), vec![8, 3, 5, 7]);
+        // "é" is not a piece: its two UTF-8 bytes.
+        assert_eq!(ids("é", false), vec![3, 9 + 0xC3, 9 + 0xA9]);
+        assert_eq!(t.decode(&[1, 8, 3, 5, 7], true).unwrap(), "ab b a");
+    }
+
+    #[test]
+    fn scores_must_match_the_tokens() {
+        let mut m = meta();
+        m.insert(
+            "tokenizer.ggml.scores".into(),
+            MetaValue::Array(vec![MetaValue::F32(0.0)]),
+        );
+        let e = build(&m).unwrap_err();
+        assert!(e.contains("tokenizer.ggml.scores"), "{e}");
+    }
+}

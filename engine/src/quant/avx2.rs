@@ -17,12 +17,50 @@ use super::dequant::scale_min_k4;
 use super::format::QuantFormat;
 use super::matmul::{ActTile, FloatTile, TILE_M};
 
+/// A value read from any address: a by-value read of a packed struct's field compiles to one
+/// unaligned load. `std::arch`'s `_mm*_loadu_*` go through `ptr::copy_nonoverlapping`, whose
+/// precondition checks are compiled into this crate when debug assertions are on (as in the
+/// workspace's `dev` profile) and measured 2× slower there.
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+struct Unaligned<T: Copy>(T);
+
+/// Unaligned load of a `T` at `p`.
+///
+/// # Safety
+/// `p .. p + size_of::<T>()` is readable.
+#[inline(always)]
+unsafe fn loadu<T: Copy, P>(p: *const P) -> T {
+    unsafe { (*(p as *const Unaligned<T>)).0 }
+}
+
 /// Half to single precision (F16C).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    let bits = unsafe { u16::from_le_bytes([*p, *p.wrapping_add(1)]) };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+    let bits = unsafe { loadu::<u16, u8>(p) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(bits as i16)))
+}
+
+/// The two halves `d, m` of a Q4_1 / Q5_1 block, converted together from one `vmovd`, which writes
+/// the whole register. Converting a lone half lets LLVM load it with `vpinsrw` into whichever
+/// register is free — here the scalar accumulator of the offset terms — a false dependency that
+/// chained every block to the previous one (measured 2–3× slower for Q4_0 / Q4_1).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_pair(p: *const u8) -> (f32, f32) {
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe { loadu::<i32, u8>(p) }));
+    (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)))
+}
+
+/// A lone half of a block with an offset term (Q4_0 / Q5_0), converted in integer registers
+/// (`half`'s branch-free software conversion) for the reason given at [`f16_pair`]: LLVM narrows
+/// even a 4-byte load to `vpinsrw` when only one lane is used.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_soft(p: *const u8) -> f32 {
+    let bits = unsafe { loadu::<u16, u8>(p) };
+    half::f16::from_bits(bits).to_f32_const()
 }
 
 /// Horizontal sum of 8 lanes.
@@ -57,7 +95,7 @@ unsafe fn fifth_bits(bits: u32) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn nibbles_16(p: *const u8) -> __m256i {
-    let bytes = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    let bytes = unsafe { loadu::<__m128i, u8>(p) };
     let m4 = _mm_set1_epi8(0x0F);
     let lo = _mm_and_si128(bytes, m4);
     let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), m4);
@@ -67,7 +105,7 @@ unsafe fn nibbles_16(p: *const u8) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn load(p: *const u8) -> __m256i {
-    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    unsafe { loadu::<__m256i, u8>(p) }
 }
 
 /// Σ u·s over 32 (u8, i8) pairs as 8 i32 lanes, each pair-sum scaled by `scale` (i16 lanes).
@@ -194,24 +232,28 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                     }
                 }
                 QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q5_0 | QuantFormat::Q5_1 => {
-                    let d = f16_at(blk);
-                    let (q, c) = match format {
-                        QuantFormat::Q4_0 => (nibbles_16(blk.wrapping_add(2)), -8.0 * d),
+                    let (d, q, c) = match format {
+                        QuantFormat::Q4_0 => {
+                            let d = f16_soft(blk);
+                            (d, nibbles_16(blk.wrapping_add(2)), -8.0 * d)
+                        }
                         QuantFormat::Q4_1 => {
-                            (nibbles_16(blk.wrapping_add(4)), f16_at(blk.wrapping_add(2)))
+                            let (d, m) = f16_pair(blk);
+                            (d, nibbles_16(blk.wrapping_add(4)), m)
                         }
                         QuantFormat::Q5_0 => {
+                            let d = f16_soft(blk);
                             let qh = u32::from_le_bytes(*(blk.wrapping_add(2) as *const [u8; 4]));
-                            (
-                                _mm256_or_si256(nibbles_16(blk.wrapping_add(6)), fifth_bits(qh)),
-                                -16.0 * d,
-                            )
+                            let q =
+                                _mm256_or_si256(nibbles_16(blk.wrapping_add(6)), fifth_bits(qh));
+                            (d, q, -16.0 * d)
                         }
                         _ => {
+                            let (d, m) = f16_pair(blk);
                             let qh = u32::from_le_bytes(*(blk.wrapping_add(4) as *const [u8; 4]));
                             let q =
                                 _mm256_or_si256(nibbles_16(blk.wrapping_add(8)), fifth_bits(qh));
-                            (q, f16_at(blk.wrapping_add(2)))
+                            (d, q, m)
                         }
                     };
                     for i in 0..m {
@@ -242,7 +284,7 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                         mins16[2 * g] = i16::from(min);
                         mins16[2 * g + 1] = i16::from(min);
                     }
-                    let mins = _mm256_loadu_si256(mins16.as_ptr() as *const __m256i);
+                    let mins = loadu::<__m256i, i16>(mins16.as_ptr());
                     let mut sumi = [_mm256_setzero_si256(); M];
                     for c in 0..4 {
                         let qb = load(qs_w.wrapping_add(32 * c));
@@ -271,9 +313,7 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                     }
                     for i in 0..m {
                         let dx = tile.d[i * n_blocks + b];
-                        let bs = _mm256_loadu_si256(
-                            bsums.wrapping_add(i * n16 + 16 * b) as *const __m256i
-                        );
+                        let bs = loadu::<__m256i, _>(bsums.wrapping_add(i * n16 + 16 * b));
                         let summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
                         acc[i] = _mm256_fmadd_ps(
                             _mm256_cvtepi32_ps(sumi[i]),
@@ -287,9 +327,7 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                     // Unsigned 6-bit q times x, scaled per 16 in i32 lanes; the offset 32 is
                     // removed with the activation group sums: Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ sc·Σx.
                     let d = f16_at(blk.wrapping_add(208));
-                    let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                        blk.wrapping_add(192) as *const __m128i
-                    ));
+                    let sc16 = _mm256_cvtepi8_epi16(loadu::<__m128i, _>(blk.wrapping_add(192)));
                     let m3 = _mm256_set1_epi8(3);
                     let mut sumi = [_mm256_setzero_si256(); M];
                     for h in 0..2 {
@@ -329,9 +367,7 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                     }
                     for i in 0..m {
                         let dx = tile.d[i * n_blocks + b];
-                        let bs = _mm256_loadu_si256(
-                            bsums.wrapping_add(i * n16 + 16 * b) as *const __m256i
-                        );
+                        let bs = loadu::<__m256i, _>(bsums.wrapping_add(i * n16 + 16 * b));
                         let offset = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
                         let total = _mm256_sub_epi32(sumi[i], offset);
                         acc[i] = _mm256_fmadd_ps(
@@ -356,12 +392,10 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
 macro_rules! load8 {
     ($format:expr, $w:expr, $j:expr) => {
         match $format {
-            QuantFormat::F32 => _mm256_loadu_ps($w.wrapping_add(4 * $j) as *const f32),
-            QuantFormat::F16 => {
-                _mm256_cvtph_ps(_mm_loadu_si128($w.wrapping_add(2 * $j) as *const __m128i))
-            }
+            QuantFormat::F32 => loadu::<__m256, u8>($w.wrapping_add(4 * $j)),
+            QuantFormat::F16 => _mm256_cvtph_ps(loadu::<__m128i, _>($w.wrapping_add(2 * $j))),
             _ => _mm256_castsi256_ps(_mm256_slli_epi32(
-                _mm256_cvtepu16_epi32(_mm_loadu_si128($w.wrapping_add(2 * $j) as *const __m128i)),
+                _mm256_cvtepu16_epi32(loadu::<__m128i, _>($w.wrapping_add(2 * $j))),
                 16,
             )),
         }
@@ -411,8 +445,8 @@ unsafe fn dense_m<const M: usize, const F: usize>(w: &[u8], tile: &FloatTile<'_>
             let w1 = load8!(format, wp, j + 8);
             for i in 0..m {
                 let x = xp.wrapping_add(i * cols + j);
-                acc0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), acc0[i]);
-                acc1[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.wrapping_add(8)), acc1[i]);
+                acc0[i] = _mm256_fmadd_ps(w0, loadu::<__m256, f32>(x), acc0[i]);
+                acc1[i] = _mm256_fmadd_ps(w1, loadu::<__m256, f32>(x.wrapping_add(8)), acc1[i]);
             }
         }
         for i in 0..m {

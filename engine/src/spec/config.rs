@@ -100,7 +100,13 @@ impl SpecMode {
                 "draft_max",
                 "verify",
             ],
-            SpecMode::Draft => &["draft_model", "draft_min", "draft_max", "draft_p_min", "verify"],
+            SpecMode::Draft => &[
+                "draft_model",
+                "draft_min",
+                "draft_max",
+                "draft_p_min",
+                "verify",
+            ],
             SpecMode::Mtp => &["draft_min", "draft_max", "draft_p_min", "verify"],
         }
     }
@@ -267,9 +273,14 @@ impl SpecConfig {
                 }
             }
         }
-        match (usize_of("prompt_lookup_min")?, usize_of("prompt_lookup_max")?) {
+        match (
+            usize_of("prompt_lookup_min")?,
+            usize_of("prompt_lookup_max")?,
+        ) {
             (Some(lo), Some(hi)) => (c.prompt_lookup_min, c.prompt_lookup_max) = (lo, hi),
-            (Some(n), None) | (None, Some(n)) => (c.prompt_lookup_min, c.prompt_lookup_max) = (n, n),
+            (Some(n), None) | (None, Some(n)) => {
+                (c.prompt_lookup_min, c.prompt_lookup_max) = (n, n)
+            }
             (None, None) => {}
         }
         c.validate()?;
@@ -311,7 +322,10 @@ impl SpecConfig {
                 if self.draft_min > self.draft_max {
                     return Err(invalid(
                         "draft_min",
-                        &format!("{} is larger than draft_max {}", self.draft_min, self.draft_max),
+                        &format!(
+                            "{} is larger than draft_max {}",
+                            self.draft_min, self.draft_max
+                        ),
                     ));
                 }
             }
@@ -382,13 +396,19 @@ mod tests {
     use serde_json::json;
 
     fn params(pairs: &[(&str, serde_json::Value)]) -> BTreeMap<String, serde_json::Value> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
     fn defaults_follow_llama_cpp_and_vllm() {
         let c = SpecConfig::from_params("ngram-mod", &BTreeMap::new()).unwrap();
-        assert_eq!((c.ngram_mod_n_match, c.ngram_mod_n_min, c.ngram_mod_n_max), (24, 48, 64));
+        assert_eq!(
+            (c.ngram_mod_n_match, c.ngram_mod_n_min, c.ngram_mod_n_max),
+            (24, 48, 64)
+        );
         assert!(!c.reset_per_request);
         let c = SpecConfig::from_params("mtp", &BTreeMap::new()).unwrap();
         assert_eq!((c.draft_min, c.draft_max, c.draft_p_min), (0, 3, 0.0));
@@ -414,27 +434,56 @@ mod tests {
         let a = SpecConfig::from_params("ngram-mod", &old).unwrap();
         let b = SpecConfig::from_params("ngram-mod", &new).unwrap();
         assert_eq!(a, b);
-        assert_eq!((a.ngram_mod_n_match, a.ngram_mod_n_min, a.ngram_mod_n_max), (24, 12, 48));
-        let both = params(&[("spec_ngram_size_n", json!(8)), ("spec_ngram_mod_n_match", json!(8))]);
-        let err = SpecConfig::from_params("ngram-mod", &both).unwrap_err().to_string();
-        assert!(err.contains("spec_ngram_mod_n_match") && err.contains("spec_ngram_size_n"), "{err}");
+        assert_eq!(
+            (a.ngram_mod_n_match, a.ngram_mod_n_min, a.ngram_mod_n_max),
+            (24, 12, 48)
+        );
+        let both = params(&[
+            ("spec_ngram_size_n", json!(8)),
+            ("spec_ngram_mod_n_match", json!(8)),
+        ]);
+        let err = SpecConfig::from_params("ngram-mod", &both)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spec_ngram_mod_n_match") && err.contains("spec_ngram_size_n"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let cases: &[(&str, &[(&str, serde_json::Value)], &str)] = &[
-            ("ngram-simple", &[("spec_ngram_mod_n_min", json!(3))], "spec_ngram_mod_n_min"),
+        type Case<'a> = (&'a str, &'a [(&'a str, serde_json::Value)], &'a str);
+        let cases: &[Case] = &[
+            (
+                "ngram-simple",
+                &[("spec_ngram_mod_n_min", json!(3))],
+                "spec_ngram_mod_n_min",
+            ),
             ("none", &[("draft_max", json!(3))], "draft_max"),
             ("draft", &[], "draft_model"),
             ("mtp", &[("draft_max", json!(-1))], "draft_max"),
             ("mtp", &[("draft_p_min", json!(1.5))], "draft_p_min"),
             ("mtp", &[("verify", json!("maybe"))], "verify"),
-            ("ngram-mod", &[("reset_per_request", json!(3))], "reset_per_request"),
-            ("ngram-simple", &[("prompt_lookup_min", json!(6)), ("prompt_lookup_max", json!(2))], "prompt_lookup_min"),
+            (
+                "ngram-mod",
+                &[("reset_per_request", json!(3))],
+                "reset_per_request",
+            ),
+            (
+                "ngram-simple",
+                &[
+                    ("prompt_lookup_min", json!(6)),
+                    ("prompt_lookup_max", json!(2)),
+                ],
+                "prompt_lookup_min",
+            ),
             ("bogus", &[], "bogus"),
         ];
         for (mode, pairs, key) in cases {
-            let err = SpecConfig::from_params(mode, &params(pairs)).unwrap_err().to_string();
+            let err = SpecConfig::from_params(mode, &params(pairs))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{mode} {pairs:?}: {err}");
         }
     }
@@ -454,9 +503,14 @@ mod tests {
         assert_eq!(c.draft_max, 16);
         assert_eq!(c.draft_p_min, 0.75);
         assert_eq!(c.verify, VerifyRule::SampleAndMatch);
-        let c = SpecConfig::from_params("ngram-simple", &params(&[("prompt_lookup_max", json!(3))]))
-            .unwrap();
-        assert_eq!((c.prompt_lookup_min, c.prompt_lookup_max), (3, 3), "one bound copies the other");
+        let c =
+            SpecConfig::from_params("ngram-simple", &params(&[("prompt_lookup_max", json!(3))]))
+                .unwrap();
+        assert_eq!(
+            (c.prompt_lookup_min, c.prompt_lookup_max),
+            (3, 3),
+            "one bound copies the other"
+        );
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<SpecConfig>(&json).unwrap(), c);
     }

@@ -14,10 +14,10 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::verify::draw;
-use crate::sampling::{Sampling, argmax, probabilities};
 use super::run::Target;
+use super::verify::draw;
 use super::{Draft, Drafter};
+use crate::sampling::{Sampling, argmax, probabilities};
 use crate::{EngineError, Result};
 
 /// llama.cpp's hard-coded top-k of draft sampling (`LLAMA_DRAFT_TOP_K` in later builds).
@@ -234,7 +234,11 @@ mod tests {
         let mut target = MockModel::target(32, 7);
         let prompt = [1, 2, 3];
         let expected = crate::spec::mock::plain_greedy(&mut target, &prompt, 5);
-        let mut d = DraftModel::new(MockModel::draft(32, 7, 0.0), params(0, 4, 0.0), DraftChooser::greedy());
+        let mut d = DraftModel::new(
+            MockModel::draft(32, 7, 0.0),
+            params(0, 4, 0.0),
+            DraftChooser::greedy(),
+        );
         d.begin(&prompt).unwrap();
         let mut history = prompt.to_vec();
         history.push(expected[0]);
@@ -250,12 +254,26 @@ mod tests {
     #[test]
     fn p_min_stops_and_draft_min_drops() {
         let prompt = [4, 5, 6];
-        let mut d = DraftModel::new(MockModel::draft(32, 7, 0.0), params(0, 4, 1.01), DraftChooser::greedy());
+        let mut d = DraftModel::new(
+            MockModel::draft(32, 7, 0.0),
+            params(0, 4, 1.01),
+            DraftChooser::greedy(),
+        );
         d.begin(&prompt).unwrap();
-        assert!(d.draft(&prompt, 4).unwrap().tokens.is_empty(), "no token has p ≥ 1.01");
-        let mut d = DraftModel::new(MockModel::draft(32, 7, 0.0), params(5, 8, 0.0), DraftChooser::greedy());
+        assert!(
+            d.draft(&prompt, 4).unwrap().tokens.is_empty(),
+            "no token has p ≥ 1.01"
+        );
+        let mut d = DraftModel::new(
+            MockModel::draft(32, 7, 0.0),
+            params(5, 8, 0.0),
+            DraftChooser::greedy(),
+        );
         d.begin(&prompt).unwrap();
-        assert!(d.draft(&prompt, 4).unwrap().tokens.is_empty(), "4 < draft_min 5");
+        assert!(
+            d.draft(&prompt, 4).unwrap().tokens.is_empty(),
+            "4 < draft_min 5"
+        );
     }
 
     #[test]
@@ -266,7 +284,11 @@ mod tests {
             top_p: None,
             seed: 0,
         };
-        let mut d = DraftModel::new(MockModel::draft(16, 3, 0.5), params(0, 3, 0.0), DraftChooser::new(s, 9));
+        let mut d = DraftModel::new(
+            MockModel::draft(16, 3, 0.5),
+            params(0, 3, 0.0),
+            DraftChooser::new(s, 9),
+        );
         d.begin(&[1, 2]).unwrap();
         let draft = d.draft(&[1, 2], 3).unwrap();
         let q = draft.probs.unwrap();

@@ -20,7 +20,14 @@ fn unit(seed: u64, a: u32, b: u32, j: usize) -> f32 {
 }
 
 /// Logits after context (a, b): peaked so that sampling at T = 1 is not uniform.
-pub fn bigram_logits(seed: u64, noise_seed: u64, noise: f32, a: u32, b: u32, vocab: usize) -> Vec<f32> {
+pub fn bigram_logits(
+    seed: u64,
+    noise_seed: u64,
+    noise: f32,
+    a: u32,
+    b: u32,
+    vocab: usize,
+) -> Vec<f32> {
     (0..vocab)
         .map(|j| 4.0 * unit(seed, a, b, j).powi(3) + noise * unit(noise_seed, a, b, j))
         .collect()
@@ -91,7 +98,14 @@ impl Target for MockModel {
         let mut hidden = Vec::new();
         for i in start..self.tokens.len() {
             let (a, b) = self.context(i);
-            logits.extend(bigram_logits(self.seed, self.noise_seed, self.noise, a, b, self.vocab));
+            logits.extend(bigram_logits(
+                self.seed,
+                self.noise_seed,
+                self.noise,
+                a,
+                b,
+                self.vocab,
+            ));
             // Hidden row: the context itself, as the mock MTP head expects.
             hidden.extend([a as f32, b as f32]);
         }

@@ -11,11 +11,13 @@
 //! - [`ngram_cache`], [`ngram_mod`], [`ngram_simple`]: model-free drafters.
 //! - [`draft_model`]: a second model of the same vocabulary; [`mtp`]: the target's MTP head.
 //! - [`stats`]: per-request counters ([`SpecStats`]); [`config`]: [`SpecConfig`] and its defaults.
+//! - [`engine`]: the real engine as a target, [`Speculator`] and [`generate_speculative`].
 //! - [`run`]: the speculative generation loop, the only place where verification is followed by
 //!   cache truncation.
 
 pub mod config;
 pub mod draft_model;
+pub mod engine;
 pub mod mtp;
 pub mod ngram_cache;
 pub mod ngram_mod;
@@ -34,6 +36,7 @@ use std::collections::BTreeMap;
 use crate::Result;
 
 pub use config::{SpecConfig, SpecMode, VerifyRule};
+pub use engine::{Speculator, check_vocabulary, generate_speculative};
 pub use run::{LoopOptions, LoopOutput, Target, TargetOutput, speculative_loop};
 pub use stats::SpecStats;
 

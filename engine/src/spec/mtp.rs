@@ -71,9 +71,9 @@ impl<H: MtpHead> MtpDrafter<H> {
     }
 
     fn hidden_of(out: &TargetOutput, what: &str) -> Result<Vec<f32>> {
-        out.hidden
-            .clone()
-            .ok_or_else(|| EngineError::Invalid(format!("mtp head returned no hidden rows for {what}")))
+        out.hidden.clone().ok_or_else(|| {
+            EngineError::Invalid(format!("mtp head returned no hidden rows for {what}"))
+        })
     }
 }
 
@@ -110,11 +110,12 @@ impl<H: MtpHead> Drafter for MtpDrafter<H> {
         }
         let mut h = Self::hidden_of(&out, "a draft step")?;
         let head = &mut self.head;
-        let (draft, _fed) = draft_chain(out.logits, n_max, &self.params, &mut self.chooser, |tok| {
-            let out = head.forward(&[tok], &h)?;
-            h = Self::hidden_of(&out, "a draft step")?;
-            Ok(out.logits)
-        })?;
+        let (draft, _fed) =
+            draft_chain(out.logits, n_max, &self.params, &mut self.chooser, |tok| {
+                let out = head.forward(&[tok], &h)?;
+                h = Self::hidden_of(&out, "a draft step")?;
+                Ok(out.logits)
+            })?;
         Ok(draft)
     }
 
@@ -179,13 +180,21 @@ mod tests {
         d.begin(&prompt).unwrap();
         let out = target.forward(&prompt, true).unwrap();
         d.process(&prompt, out.hidden.as_deref()).unwrap();
-        assert_eq!(d.head().len(), prompt.len() - 1, "x_{{p+1}} paired with h_p");
+        assert_eq!(
+            d.head().len(),
+            prompt.len() - 1,
+            "x_{{p+1}} paired with h_p"
+        );
 
         let mut history = prompt.to_vec();
         history.push(expected[0]);
         let draft = d.draft(&history, 8).unwrap();
         assert_eq!(draft.tokens, expected[1..4].to_vec());
-        assert_eq!(d.head().len(), prompt.len() - 1 + 3, "three recurrent steps");
+        assert_eq!(
+            d.head().len(),
+            prompt.len() - 1 + 3,
+            "three recurrent steps"
+        );
 
         // Verify [id_last, d1, d2, d3], accept 2: the head keeps only true-hidden entries.
         let mut batch = vec![expected[0]];
@@ -194,7 +203,8 @@ mod tests {
         target.truncate(prompt.len() + 3).unwrap();
         d.accept(2).unwrap();
         assert_eq!(d.head().len(), prompt.len() - 1);
-        d.process(&batch[..3], Some(&out.hidden.unwrap()[..3 * 2])).unwrap();
+        d.process(&batch[..3], Some(&out.hidden.unwrap()[..3 * 2]))
+            .unwrap();
         assert_eq!(d.head().len(), prompt.len() + 2);
     }
 

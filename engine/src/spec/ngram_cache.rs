@@ -82,7 +82,9 @@ impl NgramCache {
             path: path.to_path_buf(),
             message,
         };
-        let mut words = bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        let mut words = bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
         if bytes.len() % 4 != 0 {
             return Err(bad(format!(
                 "ngram cache: length {} is not a multiple of 4 bytes",
@@ -94,22 +96,29 @@ impl NgramCache {
         while let Some(first) = words.next() {
             let mut k = [first; NGRAM_MAX];
             for slot in k.iter_mut().skip(1) {
-                *slot = words
-                    .next()
-                    .ok_or_else(|| bad(format!("ngram cache: record at byte {offset} is truncated")))?;
+                *slot = words.next().ok_or_else(|| {
+                    bad(format!("ngram cache: record at byte {offset} is truncated"))
+                })?;
             }
             let n = words
                 .next()
                 .ok_or_else(|| bad(format!("ngram cache: record at byte {offset} is truncated")))?;
-            let n = usize::try_from(n)
-                .map_err(|_| bad(format!("ngram cache: negative entry count at byte {offset}")))?;
+            let n = usize::try_from(n).map_err(|_| {
+                bad(format!(
+                    "ngram cache: negative entry count at byte {offset}"
+                ))
+            })?;
             let mut counts = TokenCounts::new();
             for _ in 0..n {
                 let (Some(t), Some(c)) = (words.next(), words.next()) else {
-                    return Err(bad(format!("ngram cache: record at byte {offset} is truncated")));
+                    return Err(bad(format!(
+                        "ngram cache: record at byte {offset} is truncated"
+                    )));
                 };
                 let (Ok(t), Ok(c)) = (u32::try_from(t), u32::try_from(c)) else {
-                    return Err(bad(format!("ngram cache: negative token or count at byte {offset}")));
+                    return Err(bad(format!(
+                        "ngram cache: negative token or count at byte {offset}"
+                    )));
                 };
                 counts.insert(t, c);
             }
@@ -140,7 +149,12 @@ impl NgramCache {
 }
 
 /// Best token of `counts` scored against the static distribution, if it passes the thresholds.
-fn pick(counts: &TokenCounts, statics: Option<&TokenCounts>, min_samples: u32, min_pct: u32) -> Option<u32> {
+fn pick(
+    counts: &TokenCounts,
+    statics: Option<&TokenCounts>,
+    min_samples: u32,
+    min_pct: u32,
+) -> Option<u32> {
     let mut best: Option<(u32, u64, u64)> = None; // (token, count, static weight)
     let mut sum: u64 = 0;
     for (&token, &count) in counts {
@@ -250,7 +264,9 @@ impl Drafter for NgramCacheDrafter {
                 .update(history, self.n_ingested, NGRAM_MIN, NGRAM_MAX);
             self.n_ingested = history.len();
         }
-        Ok(Draft::tokens(self.lookup(history, n_max.min(self.params.n_draft))))
+        Ok(Draft::tokens(
+            self.lookup(history, n_max.min(self.params.n_draft)),
+        ))
     }
 
     fn accept(&mut self, _n_accepted: usize) -> Result<()> {
@@ -308,8 +324,14 @@ mod tests {
         assert_eq!(pick(&counts(&[(7, 2), (8, 2)]), None, 2, 50), Some(7)); // tie: lowest id
         // The static distribution reweights: 8 wins on score, then must pass the % test itself.
         let statics = counts(&[(8, 1)]);
-        assert_eq!(pick(&counts(&[(7, 3), (8, 1)]), Some(&statics), 1, 50), None);
-        assert_eq!(pick(&counts(&[(7, 1), (8, 1)]), Some(&statics), 1, 50), Some(8));
+        assert_eq!(
+            pick(&counts(&[(7, 3), (8, 1)]), Some(&statics), 1, 50),
+            None
+        );
+        assert_eq!(
+            pick(&counts(&[(7, 1), (8, 1)]), Some(&statics), 1, 50),
+            Some(8)
+        );
     }
 
     #[test]
@@ -319,7 +341,11 @@ mod tests {
         history.extend(100..104);
         d.begin(&history).unwrap();
         let draft = d.draft(&history, 16).unwrap();
-        assert_eq!(draft.tokens, (104..112).collect::<Vec<_>>(), "n_draft caps at 8");
+        assert_eq!(
+            draft.tokens,
+            (104..112).collect::<Vec<_>>(),
+            "n_draft caps at 8"
+        );
     }
 
     #[test]
@@ -347,12 +373,16 @@ mod tests {
         })
         .unwrap();
         d.begin(&[7, 1, 2]).unwrap();
-        // [1,2] → 3 three times (strict n=2: 3 samples, 66 %); then [2,3] → 1 ×2 (n=2 needs 3),
-        // but n=3 [1,2,3] → 1 twice passes (2 samples, 66 %).
+        // The context cache (from [7,1,2]) has nothing for these keys; the dynamic cache with
+        // strict thresholds: [1,2] → 3 ×3 (n=2: 3 samples), [1,2,3] → 1 ×2 (n=3: 2 samples),
+        // [1,2,3,1] → 2 ×2 and [2,3,1,2] → 3 ×2 (n=4: 2 samples), all at 100 %.
         assert_eq!(d.draft(&[7, 1, 2], 4).unwrap().tokens, vec![3, 1, 2, 3]);
         std::fs::write(&path, [1u8, 2, 3]).unwrap();
         let err = NgramCache::load(&path).unwrap_err().to_string();
-        assert!(err.contains("dynamic.bin") && err.contains("multiple of 4"), "{err}");
+        assert!(
+            err.contains("dynamic.bin") && err.contains("multiple of 4"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

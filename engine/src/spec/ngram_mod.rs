@@ -312,7 +312,11 @@ mod tests {
         let mut history = text.clone();
         history.extend(100..104);
         for round in 0..4 {
-            assert_eq!(m.draft(&history, 8).unwrap().tokens.len(), 8, "round {round}");
+            assert_eq!(
+                m.draft(&history, 8).unwrap().tokens.len(),
+                8,
+                "round {round}"
+            );
             m.accept(1).unwrap(); // 1/8 < 0.25
         }
         // A good round clears the streak.
@@ -354,7 +358,11 @@ mod tests {
             m.begin(&text).unwrap();
             m.begin(&[1, 2, 3]).unwrap();
             let d = m.draft(&history, 4).unwrap();
-            assert_eq!(!d.tokens.is_empty(), expect_draft, "reset_per_request {reset}");
+            assert_eq!(
+                !d.tokens.is_empty(),
+                expect_draft,
+                "reset_per_request {reset}"
+            );
         }
     }
 

@@ -125,7 +125,10 @@ mod tests {
         let mut history: Vec<u32> = (100..130).collect();
         history.extend(110..114);
         d.begin(&history).unwrap();
-        assert_eq!(d.draft(&history, 10).unwrap().tokens, vec![114, 115, 116, 117]);
+        assert_eq!(
+            d.draft(&history, 10).unwrap().tokens,
+            vec![114, 115, 116, 117]
+        );
         assert_eq!(d.draft(&history, 2).unwrap().tokens, vec![114, 115]);
     }
 

@@ -17,9 +17,9 @@ use std::time::Instant;
 use rand::Rng;
 
 use super::verify::draw;
-use crate::sampling::{Sampling, argmax, probabilities};
 use super::verify::{Verdict, verify_greedy, verify_rejection, verify_sample_and_match};
 use super::{Drafter, SpecStats, VerifyRule};
+use crate::sampling::{Sampling, argmax, probabilities};
 use crate::{EngineError, Result};
 
 /// The target's output for a batch of `n` tokens.
@@ -47,6 +47,17 @@ pub trait Target {
     /// Append `tokens` to the cache and return one row of logits per token (and hidden rows if
     /// `want_hidden`).
     fn forward(&mut self, tokens: &[u32], want_hidden: bool) -> Result<TargetOutput>;
+    /// Like `forward`, but only the last row of logits is needed (the prompt); hidden rows, when
+    /// requested, are still returned for every token.
+    fn prefill(&mut self, tokens: &[u32], want_hidden: bool) -> Result<TargetOutput> {
+        let mut out = self.forward(tokens, want_hidden)?;
+        let vocab = self.vocab_size();
+        let n = out.logits.len();
+        if n >= vocab {
+            out.logits.drain(..n - vocab);
+        }
+        Ok(out)
+    }
     /// Keep the first `len` positions; a `len` beyond the current length is an error.
     fn truncate(&mut self, len: usize) -> Result<()>;
 }
@@ -164,10 +175,10 @@ where
 
     let start = Instant::now();
     drafter.begin(prompt)?;
-    let prefill = target.forward(prompt, want_hidden)?;
-    check_logits(&prefill, prompt.len(), vocab)?;
+    let prefill = target.prefill(prompt, want_hidden)?;
+    check_logits(&prefill, 1, vocab)?;
     out.prefill_ms = ms(start);
-    let mut last = pick(&prefill.logits[(prompt.len() - 1) * vocab..], &opts.sampling, rng);
+    let mut last = pick(&prefill.logits, &opts.sampling, rng);
     drafter.process(prompt, prefill.hidden.as_deref())?;
     out.tokens.push(last);
     out.token_ms.push(ms(start));
@@ -263,7 +274,8 @@ where
             }
         }
         let per_token = ms(round_start) / n_emitted as f64;
-        out.token_ms.extend(std::iter::repeat_n(per_token, n_emitted));
+        out.token_ms
+            .extend(std::iter::repeat_n(per_token, n_emitted));
     }
 
     stats.finish(out.tokens.len());

@@ -96,7 +96,11 @@ fn grow(v: &mut Vec<u64>, len: usize) {
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 #[cfg(test)]
@@ -109,7 +113,7 @@ mod tests {
         s.record_round(3, 3);
         s.record_round(3, 1);
         s.record_round(1, 0);
-        s.finish(3 + 1 + 1 + 1 + 0 + 1 + 2); // a+1 per round plus 2 plain steps
+        s.finish(9); // Σ(a+1) = 4 + 2 + 1 over the rounds plus 2 plain steps
         assert_eq!((s.rounds, s.drafted, s.accepted), (3, 7, 4));
         assert_eq!(s.drafted_per_position, vec![3, 2, 2]);
         assert_eq!(s.accepted_per_position, vec![2, 1, 1]);
@@ -133,7 +137,12 @@ mod tests {
     #[test]
     fn serialises_with_the_schema_field_names() {
         let json = serde_json::to_value(SpecStats::new("draft")).unwrap();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         for name in [
             "mode",
             "rounds",

@@ -192,9 +192,21 @@ mod tests {
         let q = rows(&[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
         for _ in 0..50 {
             let v = verify_rejection(&[1, 2], Some(&q), &target, 3, &mut rng);
-            assert_eq!(v, Verdict { n_accepted: 2, next_token: 0 });
+            assert_eq!(
+                v,
+                Verdict {
+                    n_accepted: 2,
+                    next_token: 0
+                }
+            );
             let v = verify_rejection(&[1, 2], None, &target, 3, &mut rng);
-            assert_eq!(v, Verdict { n_accepted: 2, next_token: 0 });
+            assert_eq!(
+                v,
+                Verdict {
+                    n_accepted: 2,
+                    next_token: 0
+                }
+            );
         }
     }
 
@@ -215,7 +227,7 @@ mod tests {
     fn ngram_rule_never_resamples_the_rejected_draft() {
         let mut rng = StdRng::seed_from_u64(3);
         let target = rows(&[[0.2, 0.5, 0.3], [1.0, 0.0, 0.0]]);
-        let mut accepted = 0;
+        let mut accepted: i32 = 0;
         for _ in 0..4000 {
             let v = verify_rejection(&[1], None, &target, 3, &mut rng);
             if v.n_accepted == 1 {
@@ -226,7 +238,7 @@ mod tests {
             }
         }
         // Acceptance probability p(1) = 0.5; 4000 draws: sd ≈ 32, allow 5 sd.
-        assert!((accepted as i32 - 2000).abs() < 160, "{accepted}");
+        assert!((accepted - 2000).abs() < 160, "{accepted}");
     }
 
     #[test]
@@ -235,7 +247,7 @@ mod tests {
         // p(0) = 0.3, q(0) = 0.6 → accept with 0.5; residual = (0, 0.3, 0.1)/0.4 never gives 0.
         let target = rows(&[[0.3, 0.4, 0.3], [0.0, 0.0, 1.0]]);
         let q = rows(&[[0.6, 0.1, 0.3]]);
-        let mut accepted = 0;
+        let mut accepted: i32 = 0;
         let mut residual = [0u32; 3];
         for _ in 0..8000 {
             let v = verify_rejection(&[0], Some(&q), &target, 3, &mut rng);
@@ -246,7 +258,7 @@ mod tests {
                 residual[v.next_token as usize] += 1;
             }
         }
-        assert!((accepted as i32 - 4000).abs() < 230, "{accepted}"); // sd ≈ 45
+        assert!((accepted - 4000).abs() < 230, "{accepted}"); // sd ≈ 45
         assert_eq!(residual[0], 0);
         assert_eq!(residual[2], 0, "max(0, 0.3 − 0.3) = 0 for token 2");
     }
@@ -257,11 +269,29 @@ mod tests {
         let target = rows(&[[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
         for _ in 0..20 {
             let v = verify_sample_and_match(&[1, 2], &target, 3, &mut rng);
-            assert_eq!(v, Verdict { n_accepted: 1, next_token: 1 });
+            assert_eq!(
+                v,
+                Verdict {
+                    n_accepted: 1,
+                    next_token: 1
+                }
+            );
             let v = verify_sample_and_match(&[1, 1], &target, 3, &mut rng);
-            assert_eq!(v, Verdict { n_accepted: 2, next_token: 2 });
+            assert_eq!(
+                v,
+                Verdict {
+                    n_accepted: 2,
+                    next_token: 2
+                }
+            );
             let v = verify_sample_and_match(&[], &target[6..], 3, &mut rng);
-            assert_eq!(v, Verdict { n_accepted: 0, next_token: 2 });
+            assert_eq!(
+                v,
+                Verdict {
+                    n_accepted: 0,
+                    next_token: 2
+                }
+            );
         }
     }
 }

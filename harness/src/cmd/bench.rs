@@ -29,7 +29,7 @@ pub enum Format {
 /// Arguments of `specsweep bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model directory.
+    /// Model: a directory, a .gguf file, a fetched model NAME or `default`.
     #[arg(
         long,
         short = 'm',

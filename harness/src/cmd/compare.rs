@@ -49,7 +49,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     print!(
         "{}",
-        render_markdown(&cmp, &args.a.display().to_string(), &args.b.display().to_string())
+        render_markdown(
+            &cmp,
+            &args.a.display().to_string(),
+            &args.b.display().to_string()
+        )
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,8 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub spec: crate::spec_args::SpecArgs,
 }
 
 /// Sampling flags: greedy unless a temperature is given.
@@ -100,7 +102,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ignore_eos: args.ignore_eos,
         cache_capacity: None,
     };
-    let g = generate(&engine, &prompt_ids, &opts)?;
+    // Speculative decoding (issue #5): same output contract, plus the round statistics.
+    let (g, spec_stats) = if args.spec.enabled() {
+        let config = args.spec.config()?;
+        let draft = match &config.draft_model {
+            Some(name) => Some(
+                super::model_opts::ModelOpts {
+                    model: name.into(),
+                    device: args.model.device.clone(),
+                }
+                .load()?,
+            ),
+            None => None,
+        };
+        let mut speculator =
+            specsweep_engine::spec::Speculator::new(&engine, draft.as_ref(), &config, &sampling)?;
+        let (g, s) = specsweep_engine::spec::generate_speculative(&engine, &mut speculator, &prompt_ids, &opts)?;
+        (g, Some(s))
+    } else {
+        (generate(&engine, &prompt_ids, &opts)?, None)
+    };
     let text = match engine.tokenizer() {
         Some(t) => t.decode(&g.output_token_ids)?,
         None => String::new(),
@@ -124,6 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "device": engine.device().to_string(),
             "dtype": engine.dtype().to_string(),
             "experts": g.experts.as_ref().map(|t| t.summary()),
+            "spec": spec_stats,
         });
         serde_json::to_writer(&mut stdout, &value).context("writing JSON")?;
         writeln!(stdout)?;
@@ -138,6 +160,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             g.ttft_ms,
             g.e2e_ms
         );
+        if let Some(s) = &spec_stats {
+            eprintln!(
+                "spec {}: {} rounds, {}/{} drafts accepted (acceptance_rate {:.3}), mean_acceptance_length {:.2}",
+                s.mode, s.rounds, s.accepted, s.drafted, s.acceptance_rate, s.mean_acceptance_length
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
