@@ -20,7 +20,6 @@ pub mod runner;
 pub mod schedule;
 pub mod sink;
 pub mod spec_args;
-pub mod spec_engine;
 pub mod suite;
 pub mod sweep;
 pub mod sysinfo;

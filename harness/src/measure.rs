@@ -11,11 +11,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde_json::Value;
 use specsweep_engine::generate::Generation;
-use specsweep_engine::spec::{Drafter, LoopOptions, SpecConfig, SpecMode, speculative_loop};
+use specsweep_engine::spec::{SpecConfig, Speculator, generate_speculative};
 use specsweep_engine::{
     DType, DeviceSpec, Engine, GenerateOptions, LoadOptions, Sampling, Tokenizer, generate,
 };
@@ -116,9 +114,8 @@ pub fn run_job(
         engine: &engine,
         draft: draft_engine.as_ref(),
         spec,
+        speculator: None,
         sampling,
-        seed: job.seed,
-        ngram: None,
     };
     // Warmup: the first prompts, short, unrecorded; n-gram state is dropped afterwards so that
     // warmup prompts do not pre-train a drafter that persists across requests.
@@ -132,7 +129,7 @@ pub fn run_job(
             .decode(&ids, WARMUP_NEW_TOKENS)
             .context("warmup request")?;
     }
-    decoder.ngram = None;
+    decoder.reset();
 
     let key = RecordKey {
         schema_version: SCHEMA_VERSION,
@@ -232,79 +229,48 @@ impl From<Generation> for Measured {
     }
 }
 
-/// Decodes requests for one cell: plain generation, or the speculative loop with the mode's
-/// drafter. n-gram drafters live across the unit's requests (their state persists unless
-/// `reset_per_request`, as in llama.cpp's server); model-based drafters get fresh caches per request.
+/// Decodes requests for one cell: plain generation, or the engine's speculative loop with the
+/// mode's drafter. One [`Speculator`] serves the unit's requests, so n-gram state persists across
+/// them unless `reset_per_request` (as in llama.cpp's server); model drafters re-prefill per request.
 struct Decoder<'a> {
     engine: &'a Engine,
     draft: Option<&'a Engine>,
     spec: Option<SpecConfig>,
+    speculator: Option<Speculator<'a>>,
     sampling: Sampling,
-    seed: u64,
-    ngram: Option<Box<dyn Drafter + 'a>>,
 }
 
 impl<'a> Decoder<'a> {
     fn decode(&mut self, ids: &[u32], max_new: usize) -> anyhow::Result<Measured> {
-        let Some(config) = self.spec.clone() else {
-            let opts = GenerateOptions {
-                max_new_tokens: max_new,
-                sampling: self.sampling,
-                ignore_eos: false,
-                cache_capacity: None,
-            };
+        let opts = GenerateOptions {
+            max_new_tokens: max_new,
+            sampling: self.sampling,
+            ignore_eos: false,
+            cache_capacity: None,
+        };
+        let Some(config) = self.spec.as_ref() else {
             return Ok(generate(self.engine, ids, &opts)?.into());
         };
-        let capacity = ids.len() + max_new + config.draft_max + 1;
-        let mut target = crate::spec_engine::EngineTarget::new(self.engine, capacity)?;
-        let opts = LoopOptions {
-            max_new_tokens: max_new,
-            stop_tokens: self.engine.eos_token_ids().to_vec(),
-            sampling: self.sampling,
-            verify: config.verify,
-            draft_max: config.draft_max,
-        };
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        let build = |engine, draft| {
-            crate::spec_engine::build_drafter(
-                &config,
-                engine,
-                draft,
-                self.sampling,
-                self.seed,
-                capacity,
-            )
-        };
-        let out = if matches!(config.mode, SpecMode::Draft | SpecMode::Mtp) {
-            let mut drafter = build(self.engine, self.draft)?;
-            speculative_loop(&mut target, drafter.as_mut(), ids, &opts, &mut rng)?
-        } else {
-            if self.ngram.is_none() {
-                self.ngram = Some(build(self.engine, self.draft)?);
-            }
-            let drafter = self
-                .ngram
-                .as_mut()
-                .map(|d| d.as_mut())
-                .context("n-gram drafter")?;
-            speculative_loop(&mut target, drafter, ids, &opts, &mut rng)?
-        };
-        let ttft_ms = out.token_ms.first().copied().unwrap_or(0.0);
-        let itl_ms: Vec<f64> = out.token_ms.iter().skip(1).copied().collect();
-        let decode_ms: f64 = itl_ms.iter().sum();
-        let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+        if self.speculator.is_none() {
+            self.speculator = Some(Speculator::new(
+                self.engine,
+                self.draft,
+                config,
+                &self.sampling,
+            )?);
+        }
+        let speculator = self.speculator.as_mut().context("speculator")?;
+        let (generation, stats) = generate_speculative(self.engine, speculator, ids, &opts)?;
         // The engine's statistics mirror the record's field for field (see engine spec::stats).
-        let spec: SpecStats = serde_json::from_value(serde_json::to_value(&out.stats)?)?;
-        Ok(Measured {
-            prefill_tok_per_s: per_s(ids.len(), out.prefill_ms),
-            decode_tok_per_s: per_s(itl_ms.len(), decode_ms),
-            e2e_ms: out.token_ms.iter().sum(),
-            ttft_ms,
-            itl_ms,
-            output_token_ids: out.tokens,
-            spec: Some(spec),
-            experts: target.experts,
-        })
+        let spec: SpecStats = serde_json::from_value(serde_json::to_value(&stats)?)?;
+        let mut measured = Measured::from(generation);
+        measured.spec = Some(spec);
+        Ok(measured)
+    }
+
+    /// Forget drafter state (after warmup, so warmup prompts do not pre-train a drafter).
+    fn reset(&mut self) {
+        self.speculator = None;
     }
 }
 
