@@ -4,7 +4,7 @@
 //! every key is checked by hand against the schema below so that an unknown key, a wrong type or an
 //! empty axis is a one-line error naming the file and the full key path (`axes.depth[1]`). This is
 //! `deny_unknown_fields` with better messages than serde's (which do not name the key of a type
-//! error). The schema itself is documented in docs/sweep-schema.md.
+//! error). The schema itself is documented in README.md ("Sweep files").
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
