@@ -3,7 +3,7 @@
 //! dequantizing the weights on the fly inside the dot products.
 //!
 //! The scheme is llama.cpp's CPU `mul_mat`: for block formats the activations are quantized once per
-//! call to 8-bit blocks of 32 ([`ActBlocks`]) and every weight block is multiplied with integer dot
+//! call to 8-bit blocks of 32, or 256 for the K-quants ([`ActBlocks`]) and every weight block is multiplied with integer dot
 //! products; dense formats multiply in f32. Output rows are split across rayon's current pool (the
 //! caller picks the thread count with `ThreadPool::install`); each task walks its rows in slabs of
 //! [`ROW_SLAB`] and, for `m > TILE_M`, in tiles of [`TILE_M`] activation rows, so a weight slab is

@@ -5,7 +5,8 @@
 //! bf16, the formats we quantize any checkpoint to (q8_0, q4_0, q4_1), and the GGUF block formats as
 //! loaded (Q4_K, Q5_K, Q6_K, Q5_0, Q5_1, ...). [`matmul`] computes `x · Wᵀ` for a few activation rows
 //! (decode, speculative verify) or many (prefill), dequantizing inside the dot products as
-//! llama.cpp's CPU backend does: activations are quantized once per call to 8-bit blocks of 32 and
+//! llama.cpp's CPU backend does: activations are quantized once per call to 8-bit blocks (of 32, as
+//! ggml's Q8_1; of 256 for the K-quants, as Q8_K) and
 //! multiplied with integer dot products (AVX2 where the CPU has it, portable Rust otherwise), output
 //! rows are split across rayon's current thread pool, and buffers live in a caller-owned
 //! [`MatmulScratch`].
