@@ -42,11 +42,10 @@ pub fn run_job(
         .unwrap_or("cpu")
         .parse()
         .context("cell key `device`")?;
-    let dtype: DType = match text("quant") {
-        Some(q) => q
-            .parse()
+    let (dtype, quant) = match text("quant") {
+        Some(q) => crate::cmd::model_opts::parse_quant_axis(q)
             .with_context(|| format!("cell key `quant`: `{q}` is not supported by this engine"))?,
-        None => DType::F32,
+        None => (DType::F32, None),
     };
     let options = LoadOptions {
         device,
@@ -58,8 +57,10 @@ pub fn run_job(
         .model_paths
         .get(model_name)
         .with_context(|| format!("no path for model `{model_name}`"))?;
-    let engine = Engine::load(model_path, &options)
+    let mut engine = Engine::load(model_path, &options)
         .with_context(|| format!("loading model {}", model_path.display()))?;
+    crate::cmd::model_opts::apply_quant(&mut engine, quant)?;
+    let engine = engine;
     let tokenizer = engine
         .tokenizer()
         .with_context(|| format!("model {} has no tokenizer", model_path.display()))?;
@@ -81,10 +82,10 @@ pub fn run_job(
                 .model_paths
                 .get(name)
                 .with_context(|| format!("no path for draft model `{name}`"))?;
-            Some(
-                Engine::load(path, &options)
-                    .with_context(|| format!("loading draft model {}", path.display()))?,
-            )
+            let mut draft = Engine::load(path, &options)
+                .with_context(|| format!("loading draft model {}", path.display()))?;
+            crate::cmd::model_opts::apply_quant(&mut draft, quant)?;
+            Some(draft)
         }
         _ => None,
     };

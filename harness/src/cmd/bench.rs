@@ -159,6 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         device: args.device.clone(),
         threads: None,
         dtype: args.dtype.clone(),
+        quant: None,
     };
     let base = device.load_options()?;
     let thread_list: Vec<Option<usize>> = if args.threads.is_empty() {

@@ -144,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "stop_reason": g.stop_reason,
             "device": engine.device().to_string(),
             "dtype": engine.dtype().to_string(),
+            "quant": args.model.device.quant.as_deref().map(str::to_ascii_lowercase),
             "experts": g.experts.as_ref().map(|t| t.summary()),
             "spec": spec_stats,
         });

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use specsweep_engine::quant::{QuantFormat, QuantPath};
 use specsweep_engine::{DType, DeviceSpec, Engine, LoadOptions};
 
 /// Where and how to load the model.
@@ -29,6 +30,30 @@ pub struct DeviceOpts {
     /// Compute / storage dtype: f32 | f16 | bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// CPU: keep the projections quantized in host memory and run them on the quantized kernels
+    /// (q8_0 | q4_0 | q4_1, or q8 | q4; f32 | f16 | bf16 select the kernels' dense formats).
+    #[arg(long)]
+    pub quant: Option<String>,
+}
+
+/// The sweep's `quant` axis: a dense dtype for burn's path (`f32`, `f16`, `bf16`), or a block
+/// format run on the quantized CPU kernels (`q8_0`, `q4_0`, `q4_1`; `q8` and `q4` are aliases).
+pub fn parse_quant_axis(value: &str) -> anyhow::Result<(DType, Option<QuantFormat>)> {
+    if let Ok(dtype) = value.parse::<DType>() {
+        return Ok((dtype, None));
+    }
+    let format: QuantFormat = value.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    Ok((DType::F32, Some(format)))
+}
+
+/// Quantize `engine`'s projections to `format` for the CPU kernels (no-op for `None`).
+pub fn apply_quant(engine: &mut Engine, format: Option<QuantFormat>) -> anyhow::Result<()> {
+    if let Some(format) = format {
+        engine
+            .quantize_weights(format, QuantPath::Kernels)
+            .with_context(|| format!("quantizing the weights to {format}"))?;
+    }
+    Ok(())
 }
 
 impl DeviceOpts {
@@ -49,8 +74,19 @@ impl ModelOpts {
     pub fn load(&self) -> anyhow::Result<Engine> {
         let opts = self.device.load_options()?;
         let path = crate::models::resolve_model(&self.model.to_string_lossy())?;
-        Engine::load(&path, &opts)
-            .with_context(|| format!("loading model {}", self.model.display()))
+        let mut engine = Engine::load(&path, &opts)
+            .with_context(|| format!("loading model {}", self.model.display()))?;
+        let format = match &self.device.quant {
+            Some(q) => {
+                let format: QuantFormat = q
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--quant: {e}"))?;
+                Some(format)
+            }
+            None => None,
+        };
+        apply_quant(&mut engine, format)?;
+        Ok(engine)
     }
 }
 
