@@ -117,7 +117,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let mut speculator =
             specsweep_engine::spec::Speculator::new(&engine, draft.as_ref(), &config, &sampling)?;
-        let (g, s) = specsweep_engine::spec::generate_speculative(&engine, &mut speculator, &prompt_ids, &opts)?;
+        let (g, s) = specsweep_engine::spec::generate_speculative(
+            &engine,
+            &mut speculator,
+            &prompt_ids,
+            &opts,
+        )?;
         (g, Some(s))
     } else {
         (generate(&engine, &prompt_ids, &opts)?, None)
@@ -164,7 +169,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(s) = &spec_stats {
             eprintln!(
                 "spec {}: {} rounds, {}/{} drafts accepted (acceptance_rate {:.3}), mean_acceptance_length {:.2}",
-                s.mode, s.rounds, s.accepted, s.drafted, s.acceptance_rate, s.mean_acceptance_length
+                s.mode,
+                s.rounds,
+                s.accepted,
+                s.drafted,
+                s.acceptance_rate,
+                s.mean_acceptance_length
             );
         }
     }
