@@ -131,10 +131,14 @@ pub fn cache_dir(override_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// The repository's built-in demo model (`--model default`).
 pub fn default_model_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/default"
-    ))
+    builtin_model_dir("default")
+}
+
+/// Built-in demo models: `default` and its draft `default-draft` (tests/fixtures).
+const BUILTIN_MODELS: [&str; 2] = ["default", "default-draft"];
+
+fn builtin_model_dir(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures")).join(name)
 }
 
 /// Resolve a `--model` argument against the default cache directory; see [`resolve_model_in`].
@@ -142,11 +146,11 @@ pub fn resolve_model(spec: &str) -> anyhow::Result<PathBuf> {
     resolve_model_in(spec, &cache_dir(None)?)
 }
 
-/// Resolve a `--model` argument: `default` → the demo model; an existing directory or file → as
+/// Resolve a `--model` argument: `default` / `default-draft` → the built-in demo pair; an existing directory or file → as
 /// is; a known NAME → its file in `cache` (an error telling how to fetch it when absent).
 pub fn resolve_model_in(spec: &str, cache: &Path) -> anyhow::Result<PathBuf> {
-    if spec == "default" {
-        return Ok(default_model_dir());
+    if BUILTIN_MODELS.contains(&spec) {
+        return Ok(builtin_model_dir(spec));
     }
     let path = Path::new(spec);
     if path.exists() {
@@ -163,7 +167,7 @@ pub fn resolve_model_in(spec: &str, cache: &Path) -> anyhow::Result<PathBuf> {
     }
     let names: Vec<&str> = known_models().iter().map(|m| m.name).collect();
     bail!(
-        "model `{spec}`: no such file or directory, and not a known model name (known: default, {})",
+        "model `{spec}`: no such file or directory, and not a known model name (known: default, default-draft, {})",
         names.join(", ")
     )
 }
