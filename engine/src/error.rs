@@ -9,11 +9,10 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 /// field or tensor concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
@@ -54,7 +53,7 @@ impl EngineError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -7,11 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A line of `results.jsonl` (or a JSON file) is not valid for the schema.
     #[error("{path}:{line}: {message}")]
@@ -38,11 +37,10 @@ pub enum ReportError {
     #[error("{path}: no request records")]
     Empty { path: PathBuf },
     /// polars failed while aggregating or exporting.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Polars {
         context: String,
-        #[source]
-        source: polars::error::PolarsError,
+        error: polars::error::PolarsError,
     },
     /// plotters failed while drawing a chart.
     #[error("chart `{chart}`: {message}")]
@@ -54,7 +52,7 @@ impl ReportError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ReportError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
@@ -62,7 +60,7 @@ impl ReportError {
     pub fn polars(context: impl Into<String>, source: polars::error::PolarsError) -> Self {
         ReportError::Polars {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 }
