@@ -36,9 +36,14 @@ pub struct DeviceOpts {
     pub quant: Option<String>,
 }
 
-/// The sweep's `quant` axis: a dense dtype for burn's path (`f32`, `f16`, `bf16`), or a block
-/// format run on the quantized CPU kernels (`q8_0`, `q4_0`, `q4_1`; `q8` and `q4` are aliases).
+/// The sweep's `quant` axis: a dense dtype for burn's path (`f32`, `f16`, `bf16`), or a format run
+/// on the quantized CPU kernels (`q8_0`, `q4_0`, `q4_1`, with `q8` and `q4` as aliases; and
+/// `f32-kernel`, `f16-kernel`, `bf16-kernel` for the dense formats on the same kernels).
 pub fn parse_quant_axis(value: &str) -> anyhow::Result<(DType, Option<QuantFormat>)> {
+    if let Some(dense) = value.strip_suffix("-kernel") {
+        let format: QuantFormat = dense.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        return Ok((DType::F32, Some(format)));
+    }
     if let Ok(dtype) = value.parse::<DType>() {
         return Ok((dtype, None));
     }
@@ -108,6 +113,21 @@ pub fn parse_token_ids(text: &str) -> anyhow::Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quant_axis_values() {
+        assert_eq!(parse_quant_axis("bf16").unwrap(), (DType::BF16, None));
+        assert_eq!(
+            parse_quant_axis("q8").unwrap(),
+            (DType::F32, Some(QuantFormat::Q8_0))
+        );
+        assert_eq!(
+            parse_quant_axis("f32-kernel").unwrap(),
+            (DType::F32, Some(QuantFormat::F32))
+        );
+        assert!(parse_quant_axis("q9").is_err());
+        assert!(parse_quant_axis("x-kernel").is_err());
+    }
 
     #[test]
     fn token_id_lists() {
