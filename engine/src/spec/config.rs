@@ -240,27 +240,16 @@ impl SpecConfig {
         let usize_of = |k: &str| get(k).map(|v| as_usize(v, k)).transpose();
         match mode {
             SpecMode::NgramMod => {
-                c.ngram_mod_n_match = pick_spelling(
-                    usize_of("spec_ngram_mod_n_match")?,
-                    usize_of("spec_ngram_size_n")?,
-                    "spec_ngram_mod_n_match",
-                    "spec_ngram_size_n",
-                )?
-                .unwrap_or(c.ngram_mod_n_match);
-                c.ngram_mod_n_min = pick_spelling(
-                    usize_of("spec_ngram_mod_n_min")?,
-                    usize_of("draft_min")?,
-                    "spec_ngram_mod_n_min",
-                    "draft_min",
-                )?
-                .unwrap_or(c.ngram_mod_n_min);
-                c.ngram_mod_n_max = pick_spelling(
-                    usize_of("spec_ngram_mod_n_max")?,
-                    usize_of("draft_max")?,
-                    "spec_ngram_mod_n_max",
-                    "draft_max",
-                )?
-                .unwrap_or(c.ngram_mod_n_max);
+                // Each ngram-mod bound has today's name and llama.cpp's Jan–Apr 2026 spelling.
+                let spelled = |new: &str, old: &str| -> Result<Option<usize>> {
+                    pick_spelling(usize_of(new)?, usize_of(old)?, new, old)
+                };
+                c.ngram_mod_n_match = spelled("spec_ngram_mod_n_match", "spec_ngram_size_n")?
+                    .unwrap_or(c.ngram_mod_n_match);
+                c.ngram_mod_n_min =
+                    spelled("spec_ngram_mod_n_min", "draft_min")?.unwrap_or(c.ngram_mod_n_min);
+                c.ngram_mod_n_max =
+                    spelled("spec_ngram_mod_n_max", "draft_max")?.unwrap_or(c.ngram_mod_n_max);
                 c.draft_max = c.ngram_mod_n_max;
                 c.draft_min = c.ngram_mod_n_min;
             }
