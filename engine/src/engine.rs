@@ -75,6 +75,10 @@ pub struct LoadOptions {
     /// CPU threads for the `flex` backend; `None` = rayon's default (all cores).
     pub threads: Option<usize>,
     pub dtype: DType,
+    /// CPU only: hold the projections, LM head and embedding table for the quantized kernels
+    /// (`crate::quant`) — the file's own blocks (`Native`) or a format applied at load. `None`:
+    /// dense `dtype` tensors multiplied by burn.
+    pub quant: Option<crate::quant::WeightQuant>,
 }
 
 /// Which logit rows a forward returns.
@@ -215,9 +219,17 @@ impl Engine {
             )),
         };
         let dtype = opts.dtype.burn();
+        if let Some(q) = opts.quant
+            && opts.device != DeviceSpec::Cpu
+        {
+            return Err(EngineError::Invalid(format!(
+                "weights `{q}` run on the quantized CPU kernels: use --device cpu"
+            )));
+        }
         let model = match opts.device {
             DeviceSpec::Cpu => {
-                let mut model = Model::load(&config, source, &Default::default(), dtype)?;
+                let mut model =
+                    Model::load_quantized(&config, source, &Default::default(), dtype, opts.quant)?;
                 model.enable_column_split();
                 Models::Flex(model)
             }

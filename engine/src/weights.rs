@@ -31,4 +31,11 @@ pub trait WeightSource {
     fn load(&self, name: &str) -> Result<HostTensor>;
     /// All tensor names (HF naming).
     fn names(&self) -> Vec<String>;
+    /// A 2-D weight in the block format it is stored in, ready for the quantized kernels without
+    /// a dequantize/requantize round trip (GGUF). `Ok(None)`: this source or this tensor's storage
+    /// has no such form; load it with [`WeightSource::load`] instead.
+    fn quant_matrix(&self, name: &str) -> Result<Option<crate::quant::QuantMatrix>> {
+        let _ = name;
+        Ok(None)
+    }
 }

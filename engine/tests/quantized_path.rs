@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 
-use specsweep_engine::quant::{QuantFormat, QuantPath};
+use specsweep_engine::quant::{QuantFormat, QuantPath, WeightQuant};
 use specsweep_engine::{Engine, GenerateOptions, LoadOptions, Sampling, generate};
 
 /// Largest logit difference allowed for the block formats, relative to the row's largest |logit|.
@@ -30,7 +30,17 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `Kernels`: the production path — quantized at load (`LoadOptions::quant`), one tensor at a
+/// time. `DequantizedF32`: the reference — the dense model with every weight replaced by its
+/// quantized values afterwards.
 fn load(name: &str, format: QuantFormat, path: QuantPath) -> Engine {
+    if path == QuantPath::Kernels {
+        let opts = LoadOptions {
+            quant: Some(WeightQuant::Format(format)),
+            ..Default::default()
+        };
+        return Engine::load(&fixture(name), &opts).expect("fixture loads quantized");
+    }
     let mut engine = Engine::load(&fixture(name), &LoadOptions::default()).expect("fixture loads");
     engine.quantize_weights(format, path).expect("quantize");
     engine
@@ -97,50 +107,91 @@ fn block_format_kernels_decode_like_the_dequantized_f32_model() {
         for format in [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1] {
             let kernels = load(name, format, QuantPath::Kernels);
             let reference = load(name, format, QuantPath::DequantizedF32);
-            let text: Vec<u32> = PROMPT
-                .iter()
-                .copied()
-                .chain(greedy(&reference, N_NEW))
-                .collect();
-            let (lk, lr) = (logits(&kernels, &text), logits(&reference, &text));
-            let (mut decided, mut agree) = (0, 0);
-            for p in PROMPT.len() - 1..text.len() {
-                let d = lk[p]
-                    .iter()
-                    .zip(&lr[p])
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0.0f32, f32::max);
-                let tol = LOGIT_REL_TOL * lr[p].iter().fold(0.0f32, |a, v| a.max(v.abs()));
-                assert!(
-                    d <= tol,
-                    "{name} {format} position {p}: logits differ by {d} > {tol}"
-                );
-                let (top_ref, margin) = argmax_and_margin(&lr[p]);
-                agree += usize::from(argmax_and_margin(&lk[p]).0 == top_ref);
-                if margin > 2.0 * tol {
-                    decided += 1;
-                    let (top_kernels, _) = argmax_and_margin(&lk[p]);
-                    assert_eq!(
-                        top_kernels, top_ref,
-                        "{name} {format} position {p}: greedy token differs"
-                    );
-                }
-            }
-            let positions = text.len() - PROMPT.len() + 1;
-            assert!(
-                100 * agree >= 85 * positions,
-                "{name} {format}: teacher-forced greedy agrees at only {agree} of {positions} positions"
-            );
-            let free = greedy(&kernels, N_NEW);
-            let same = free
-                .iter()
-                .zip(&text[PROMPT.len()..])
-                .take_while(|(a, b)| a == b)
-                .count();
-            // informational (see the module doc): how long free-running greedy stays identical
-            eprintln!(
-                "{name} {format}: {decided} of {positions} positions decided, teacher-forced greedy agrees at {agree}, free-running greedy identical for {same} of {N_NEW} tokens"
+            assert_decodes_like(&kernels, &reference, &format!("{name} {format}"));
+        }
+    }
+}
+
+/// A GGUF file run on its own stored blocks (`WeightQuant::Native`, no requantization) against the
+/// same file dequantized to dense f32 tensors: the Q8_0 conversion as a block format, the f32
+/// conversions (F32 "blocks" on the dense kernels) within 1e-4.
+#[test]
+fn native_gguf_blocks_decode_like_the_dequantized_file() {
+    let gguf = |stem: &str| fixture("gguf").join(format!("{stem}.gguf"));
+    let native = |stem: &str| {
+        let opts = LoadOptions {
+            quant: Some(WeightQuant::Native),
+            ..Default::default()
+        };
+        Engine::load(&gguf(stem), &opts).expect("gguf loads native")
+    };
+    let dense =
+        |stem: &str| Engine::load(&gguf(stem), &LoadOptions::default()).expect("gguf loads");
+    assert_decodes_like(
+        &native("qwen2-tiny-q8_0"),
+        &dense("qwen2-tiny-q8_0"),
+        "qwen2-tiny-q8_0.gguf native",
+    );
+    for stem in ["llama-tiny", "qwen3-tiny"] {
+        let (a, b) = (native(stem), dense(stem));
+        let (la, lb) = (logits(&a, &PROMPT), logits(&b, &PROMPT));
+        let d = la
+            .iter()
+            .flatten()
+            .zip(lb.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d <= 1e-4, "{stem}.gguf native: logits differ by {d}");
+        assert_eq!(greedy(&a, N_NEW), greedy(&b, N_NEW), "{stem}.gguf native");
+    }
+}
+
+/// Teacher-forced on the reference's greedy text (see the module doc): logits within
+/// `LOGIT_REL_TOL · max|logit|` everywhere, the reference's greedy token wherever its top-1 margin
+/// is decisive, and at ≥ 85 % of all positions.
+fn assert_decodes_like(kernels: &Engine, reference: &Engine, label: &str) {
+    let text: Vec<u32> = PROMPT
+        .iter()
+        .copied()
+        .chain(greedy(reference, N_NEW))
+        .collect();
+    let (lk, lr) = (logits(kernels, &text), logits(reference, &text));
+    let (mut decided, mut agree) = (0, 0);
+    for p in PROMPT.len() - 1..text.len() {
+        let d = lk[p]
+            .iter()
+            .zip(&lr[p])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        let tol = LOGIT_REL_TOL * lr[p].iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        assert!(
+            d <= tol,
+            "{label} position {p}: logits differ by {d} > {tol}"
+        );
+        let (top_ref, margin) = argmax_and_margin(&lr[p]);
+        agree += usize::from(argmax_and_margin(&lk[p]).0 == top_ref);
+        if margin > 2.0 * tol {
+            decided += 1;
+            let (top_kernels, _) = argmax_and_margin(&lk[p]);
+            assert_eq!(
+                top_kernels, top_ref,
+                "{label} position {p}: greedy token differs"
             );
         }
     }
+    let positions = text.len() - PROMPT.len() + 1;
+    assert!(
+        100 * agree >= 85 * positions,
+        "{label}: teacher-forced greedy agrees at only {agree} of {positions} positions"
+    );
+    let free = greedy(kernels, N_NEW);
+    let same = free
+        .iter()
+        .zip(&text[PROMPT.len()..])
+        .take_while(|(a, b)| a == b)
+        .count();
+    // informational (see the module doc): how long free-running greedy stays identical
+    eprintln!(
+        "{label}: {decided} of {positions} positions decided, teacher-forced greedy agrees at {agree}, free-running greedy identical for {same} of {N_NEW} tokens"
+    );
 }

@@ -22,6 +22,7 @@ use specsweep_reports::schema::{
 };
 
 use crate::chat::ChatTemplate;
+use crate::cmd::model_opts::QuantChoice;
 use crate::depth::filler_text;
 use crate::job::{UnitJob, WorkerMessage, request_prompt_id};
 use crate::suite::{Message, Role, generation_points};
@@ -42,25 +43,24 @@ pub fn run_job(
         .unwrap_or("cpu")
         .parse()
         .context("cell key `device`")?;
-    let (dtype, quant) = match text("quant") {
-        Some(q) => crate::cmd::model_opts::parse_quant_axis(q)
-            .with_context(|| format!("cell key `quant`: `{q}` is not supported by this engine"))?,
-        None => (DType::F32, None),
-    };
-    let options = LoadOptions {
-        device,
-        threads: int("threads").map(|t| t as usize),
-        dtype,
+    let threads = int("threads").map(|t| t as usize);
+    // The cell's `quant`, or the default for each model's kind (a GGUF file: its own blocks).
+    let options_for = |path: &std::path::Path| -> anyhow::Result<LoadOptions> {
+        let choice = match text("quant") {
+            Some(q) => crate::cmd::model_opts::parse_quant_axis(q).with_context(|| {
+                format!("cell key `quant`: `{q}` is not supported by this engine")
+            })?,
+            None => QuantChoice::default_for(path, device, DType::F32),
+        };
+        Ok(choice.options(device, threads))
     };
     let model_name = text("model").context("cell has no `model`")?;
     let model_path = job
         .model_paths
         .get(model_name)
         .with_context(|| format!("no path for model `{model_name}`"))?;
-    let mut engine = Engine::load(model_path, &options)
+    let engine = Engine::load(model_path, &options_for(model_path)?)
         .with_context(|| format!("loading model {}", model_path.display()))?;
-    crate::cmd::model_opts::apply_quant(&mut engine, quant)?;
-    let engine = engine;
     let tokenizer = engine
         .tokenizer()
         .with_context(|| format!("model {} has no tokenizer", model_path.display()))?;
@@ -82,9 +82,8 @@ pub fn run_job(
                 .model_paths
                 .get(name)
                 .with_context(|| format!("no path for draft model `{name}`"))?;
-            let mut draft = Engine::load(path, &options)
+            let draft = Engine::load(path, &options_for(path)?)
                 .with_context(|| format!("loading draft model {}", path.display()))?;
-            crate::cmd::model_opts::apply_quant(&mut draft, quant)?;
             Some(draft)
         }
         _ => None,

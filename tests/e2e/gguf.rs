@@ -68,6 +68,9 @@ fn logits_of(model: &Path, ids: &Value) -> Value {
         s(model),
         "--token-ids",
         &ids_arg(ids),
+        // the dequantized reference path (the default for .gguf keeps the blocks: `native`)
+        "--quant",
+        "f32",
         "--json",
     ])["logits"]
         .clone()
@@ -125,6 +128,8 @@ fn gguf_greedy_tokens_match_transformers() {
             "-n",
             &n,
             "--ignore-eos",
+            "--quant",
+            "f32",
             "--json",
         ]);
         let got = out["output_token_ids"]

@@ -20,10 +20,12 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 
 use crate::error::{EngineError, Result};
+use crate::quant::{QuantFormat, QuantMatrix, kernel_cols_ok};
 use crate::weights::{HostTensor, WeightSource};
 pub use dequant::GgmlType;
 use dequant::dequantize;
@@ -56,7 +58,7 @@ pub struct RawTensor<'a> {
 /// An opened GGUF file.
 pub struct GgufModel {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     header: reader::GgufHeader,
     config: serde_json::Value,
     entries: HashMap<String, Entry>,
@@ -80,7 +82,7 @@ impl GgufModel {
         // SAFETY: the map is read-only; as with every mmap-based loader, the file must not be
         // truncated while it is open (all reads are bounds-checked against the mapped length
         // taken at open time).
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| EngineError::io(path, e))?;
+        let mmap = Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| EngineError::io(path, e))?);
         let fail = |message: String| EngineError::Format {
             path: path.to_path_buf(),
             message,
@@ -303,6 +305,47 @@ impl GgufModel {
         })
     }
 
+    /// The 2-D weight behind an HF name as a [`QuantMatrix`] in its stored block format, for the
+    /// quantized kernels: borrowed from the file map (no copy) unless llama's Q/K rows must be
+    /// reordered. `None` when the kernels cannot take it as stored (a block type they lack, or a
+    /// column count that is not a whole number of kernel blocks) — the caller then dequantizes.
+    pub fn quant_matrix(&self, hf_name: &str) -> Result<Option<QuantMatrix>> {
+        let Some(entry) = self.entries.get(hf_name) else {
+            return Err(EngineError::MissingTensor {
+                path: self.path.clone(),
+                tensor: hf_name.to_string(),
+            });
+        };
+        let t = &self.header.tensors[entry.tensor];
+        let Some(format) = QuantFormat::from_ggml_type(t.ggml_type as u32) else {
+            return Ok(None);
+        };
+        let mut shape = t.hf_shape();
+        if entry.expert.is_some() {
+            shape.remove(0);
+        }
+        let [rows, cols] = shape[..] else {
+            return Ok(None);
+        };
+        if !kernel_cols_ok(format, cols) {
+            return Ok(None);
+        }
+        if entry.unpermute_heads.is_some() || entry.expert.is_some() {
+            let raw = self.raw(hf_name)?;
+            return QuantMatrix::from_raw(&t.name, format, rows, cols, raw.bytes.into_owned())
+                .map(Some);
+        }
+        QuantMatrix::from_mapped(
+            &t.name,
+            format,
+            rows,
+            cols,
+            Arc::clone(&self.mmap),
+            t.offset..t.offset + t.byte_len,
+        )
+        .map(Some)
+    }
+
     /// The ggml type of the GGUF tensor behind an HF name (for reports).
     pub fn ggml_type_of(&self, hf_name: &str) -> Option<GgmlType> {
         self.entries
@@ -352,6 +395,10 @@ impl WeightSource for GgufModel {
 
     fn names(&self) -> Vec<String> {
         self.order.clone()
+    }
+
+    fn quant_matrix(&self, name: &str) -> Result<Option<QuantMatrix>> {
+        GgufModel::quant_matrix(self, name)
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Mlp<B: Backend> {
     pub gate_proj: Linear<B>,
     pub up_proj: Linear<B>,
     pub down_proj: Linear<B>,
+    /// Buffers of the host path taken when all three projections are on the quantized kernels.
+    pub host: std::sync::Arc<crate::quant::HostSwiGlu>,
 }
 
 impl<B: Backend> Mlp<B> {
@@ -29,12 +31,21 @@ impl<B: Backend> Mlp<B> {
             gate_proj: loader.linear(&format!("{prefix}.gate_proj"), hidden, intermediate, bias)?,
             up_proj: loader.linear(&format!("{prefix}.up_proj"), hidden, intermediate, bias)?,
             down_proj: loader.linear(&format!("{prefix}.down_proj"), intermediate, hidden, bias)?,
+            host: Default::default(),
         })
     }
 
     /// # Shapes
     /// - `x`: `[tokens, hidden]` → `[tokens, hidden]`
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let (g, u, d) = (&self.gate_proj, &self.up_proj, &self.down_proj);
+        if let (Some(gq), Some(uq), Some(dq)) = (&g.quant, &u.quant, &d.quant)
+            && g.bias.is_none()
+            && u.bias.is_none()
+            && d.bias.is_none()
+        {
+            return self.host.forward(x, gq, uq, dq);
+        }
         // 1. [tokens, intermediate] each
         let gate = silu(self.gate_proj.forward(x.clone()));
         let up = self.up_proj.forward(x);

@@ -28,6 +28,9 @@ pub struct Loader<'a, B: Backend> {
     pub device: B::Device,
     /// Storage / compute dtype on the device.
     pub dtype: DType,
+    /// CPU: build linear projections on the quantized kernels (weights kept in host memory in a
+    /// block format) instead of dense device tensors.
+    pub quant: Option<crate::quant::WeightQuant>,
 }
 
 impl<'a, B: Backend> Loader<'a, B> {
@@ -62,14 +65,57 @@ impl<'a, B: Backend> Loader<'a, B> {
     }
 
     /// Load `{prefix}.weight` (`[out, in]`, PyTorch layout) and, if `bias`, `{prefix}.bias`.
+    /// With [`Loader::quant`] set, the weight goes to the quantized kernels ([`Loader::matrix`]).
     pub fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<B>> {
-        let weight = self.tensor2(&format!("{prefix}.weight"), d_out, d_in)?;
+        let name = format!("{prefix}.weight");
         let bias = if bias {
             Some(self.tensor1(&format!("{prefix}.bias"), d_out)?)
         } else {
             None
         };
+        if let Some(m) = self.matrix(&name, d_out, d_in)? {
+            let quant = std::sync::Arc::new(crate::quant::QuantLinear::new(m));
+            return Ok(Linear::from_quant(quant, bias, &self.device, self.dtype));
+        }
+        let weight = self.tensor2(&name, d_out, d_in)?;
         Ok(Linear::new(weight, bias))
+    }
+
+    /// With [`Loader::quant`] set, the `[rows, cols]` weight `name` as the kernels hold it:
+    /// [`WeightQuant::Native`](crate::quant::WeightQuant) takes the source's stored blocks when the
+    /// kernels support them (GGUF; no copy) and quantizes anything else to Q8_0;
+    /// [`WeightQuant::Format`](crate::quant::WeightQuant) quantizes to the given format, one tensor
+    /// at a time so no f32 copy of the model exists. `None`: dense (no quantization asked, or a
+    /// column count the kernels cannot take — such a weight stays a dense tensor).
+    pub fn matrix(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<crate::quant::QuantMatrix>> {
+        use crate::quant::{QuantFormat, QuantMatrix, WeightQuant, kernel_cols_ok};
+        let format = match self.quant {
+            None => return Ok(None),
+            Some(WeightQuant::Native) => {
+                if let Some(m) = self.source.quant_matrix(name)? {
+                    if (m.rows(), m.cols()) != (rows, cols) {
+                        return Err(EngineError::Shape {
+                            tensor: name.to_string(),
+                            expected: vec![rows, cols],
+                            got: vec![m.rows(), m.cols()],
+                        });
+                    }
+                    return Ok(Some(m));
+                }
+                QuantFormat::Q8_0
+            }
+            Some(WeightQuant::Format(f)) => f,
+        };
+        if !kernel_cols_ok(format, cols) {
+            return Ok(None);
+        }
+        let t = self.host(name, &[rows, cols])?;
+        QuantMatrix::quantize(name, format, rows, cols, &t.data).map(Some)
     }
 
     /// Bytes per element of the device dtype.
@@ -109,6 +155,21 @@ impl<B: Backend> Linear<B> {
             bias,
             split_columns: false,
             quant: None,
+        }
+    }
+
+    /// A projection on the quantized kernels (`weight_t` is a 1 × 1 placeholder).
+    pub fn from_quant(
+        quant: std::sync::Arc<crate::quant::QuantLinear>,
+        bias: Option<Tensor<B, 1>>,
+        device: &B::Device,
+        dtype: DType,
+    ) -> Self {
+        Self {
+            weight_t: Tensor::zeros([1, 1], (device, dtype)),
+            bias,
+            split_columns: false,
+            quant: Some(quant),
         }
     }
 

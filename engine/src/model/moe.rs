@@ -420,6 +420,7 @@ mod tests {
                 gate_proj: Linear::new(t2(g.clone(), inter, h), None),
                 up_proj: Linear::new(t2(u.clone(), inter, h), None),
                 down_proj: Linear::new(t2(d.clone(), h, inter), None),
+                host: Default::default(),
             });
             host_experts.push((g, u, d));
         }

@@ -89,11 +89,19 @@ impl<B: Backend> DecoderLayer<B> {
 }
 
 /// A causal language model on backend `B`.
+/// The token embedding table: a dense device tensor, or (CPU kernels) a block-format matrix whose
+/// rows are dequantized per looked-up token — shared with a tied LM head.
+#[derive(Debug, Clone)]
+pub enum Embedding<B: Backend> {
+    Dense(Tensor<B, 2>),
+    Quant(std::sync::Arc<crate::quant::QuantLinear>),
+}
+
 #[derive(Debug, Clone)]
 pub struct Model<B: Backend> {
     pub config: ModelConfig,
     /// `[vocab, hidden]`
-    pub embed_tokens: Tensor<B, 2>,
+    pub embed_tokens: Embedding<B>,
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: RmsNorm<B>,
     /// `[hidden, vocab]` (a transposed view; the embeddings when tied)
@@ -113,13 +121,30 @@ impl<B: Backend> Model<B> {
         device: &B::Device,
         dtype: DType,
     ) -> Result<Self> {
+        Self::load_quantized(config, source, device, dtype, None)
+    }
+
+    /// [`Model::load`] with the projections, the LM head and the embedding table built for the
+    /// quantized CPU kernels as `quant` says (see [`Loader::matrix`]); `None` is [`Model::load`].
+    pub fn load_quantized(
+        config: &ModelConfig,
+        source: &dyn WeightSource,
+        device: &B::Device,
+        dtype: DType,
+        quant: Option<crate::quant::WeightQuant>,
+    ) -> Result<Self> {
         let loader = Loader::<B> {
             source,
             device: device.clone(),
             dtype,
+            quant,
         };
         let (h, v) = (config.hidden_size, config.vocab_size);
-        let embed_tokens = loader.tensor2("model.embed_tokens.weight", v, h)?;
+        let embed_name = "model.embed_tokens.weight";
+        let embed_tokens = match loader.matrix(embed_name, v, h)? {
+            Some(m) => Embedding::Quant(std::sync::Arc::new(crate::quant::QuantLinear::new(m))),
+            None => Embedding::Dense(loader.tensor2(embed_name, v, h)?),
+        };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let sparse = config.architecture.is_moe() && is_sparse_layer(config, i);
@@ -134,7 +159,10 @@ impl<B: Backend> Model<B> {
         let norm = RmsNorm::load(&loader, "model.norm.weight", h, config.rms_norm_eps)?;
         // Tied checkpoints usually omit lm_head.weight; some write it anyway (then it is used).
         let lm_head = if config.tie_word_embeddings && !source.contains("lm_head.weight") {
-            Linear::new(embed_tokens.clone(), None)
+            match &embed_tokens {
+                Embedding::Dense(w) => Linear::new(w.clone(), None),
+                Embedding::Quant(q) => Linear::from_quant(q.clone(), None, device, dtype),
+            }
         } else {
             loader.linear("lm_head", h, v, false)?
         };
@@ -187,7 +215,37 @@ impl<B: Backend> Model<B> {
                 }
             }
         }
-        self.lm_head.quantize("lm_head.weight", format, path)
+        self.lm_head.quantize("lm_head.weight", format, path)?;
+        // The embedding table as a load with `LoadOptions::quant` holds it: rows of the
+        // quantized matrix (kept dense where the kernels cannot take its width).
+        if let Embedding::Dense(table) = &self.embed_tokens {
+            let [v, h] = table.dims();
+            if crate::quant::kernel_cols_ok(format, h) {
+                let values = table
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .map_err(|e| EngineError::Invalid(format!("embedding table: {e:?}")))?;
+                let m = crate::quant::QuantMatrix::quantize(
+                    "model.embed_tokens.weight",
+                    format,
+                    v,
+                    h,
+                    &values,
+                )?;
+                self.embed_tokens = match path {
+                    crate::quant::QuantPath::Kernels => {
+                        Embedding::Quant(std::sync::Arc::new(crate::quant::QuantLinear::new(m)))
+                    }
+                    crate::quant::QuantPath::DequantizedF32 => Embedding::Dense(Tensor::from_data(
+                        TensorData::new(m.dequantize(), [v, h]),
+                        (&self.device, table.dtype()),
+                    )),
+                };
+            }
+        }
+        Ok(())
     }
 
     /// CPU backends: let the dense projections and the LM head split small products across the
@@ -253,10 +311,31 @@ impl<B: Backend> Model<B> {
     /// # Shapes
     /// → `[k, hidden]`
     pub fn embed(&self, tokens: &[u32]) -> Tensor<B, 2> {
-        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-        let ids =
-            Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &self.device);
-        self.embed_tokens.clone().select(0, ids)
+        match &self.embed_tokens {
+            Embedding::Dense(table) => {
+                let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+                let ids = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(ids, [tokens.len()]),
+                    &self.device,
+                );
+                table.clone().select(0, ids)
+            }
+            Embedding::Quant(q) => {
+                let m = q.matrix();
+                let h = m.cols();
+                let mut rows = vec![0.0f32; tokens.len() * h];
+                for (&t, row) in tokens.iter().zip(rows.chunks_exact_mut(h)) {
+                    // Ids were checked against the vocabulary (`check_tokens`) by every caller.
+                    if let Err(e) = m.dequantize_row(t as usize, row) {
+                        panic!("embedding lookup of token {t}: {e}");
+                    }
+                }
+                Tensor::from_data(
+                    TensorData::new(rows, [tokens.len(), h]),
+                    (&self.device, self.dtype),
+                )
+            }
+        }
     }
 
     /// Run `tokens` at positions `start..start+k`, writing their K/V into `cache`; returns the

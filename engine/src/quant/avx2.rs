@@ -13,7 +13,6 @@
 
 use std::arch::x86_64::*;
 
-use super::dequant::scale_min_k4;
 use super::format::QuantFormat;
 use super::matmul::{ActTile, FloatTile, TILE_M};
 
@@ -23,21 +22,21 @@ use super::matmul::{ActTile, FloatTile, TILE_M};
 /// workspace's `dev` profile) and measured 2× slower there.
 #[repr(C, packed)]
 #[derive(Clone, Copy)]
-struct Unaligned<T: Copy>(T);
+pub(super) struct Unaligned<T: Copy>(T);
 
 /// Unaligned load of a `T` at `p`.
 ///
 /// # Safety
 /// `p .. p + size_of::<T>()` is readable.
 #[inline(always)]
-unsafe fn loadu<T: Copy, P>(p: *const P) -> T {
+pub(super) unsafe fn loadu<T: Copy, P>(p: *const P) -> T {
     unsafe { (*(p as *const Unaligned<T>)).0 }
 }
 
 /// Half to single precision (F16C).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_at(p: *const u8) -> f32 {
+pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
     let bits = unsafe { loadu::<u16, u8>(p) };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(bits as i16)))
 }
@@ -48,7 +47,7 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 /// chained every block to the previous one (measured 2–3× slower for Q4_0 / Q4_1).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_pair(p: *const u8) -> (f32, f32) {
+pub(super) unsafe fn f16_pair(p: *const u8) -> (f32, f32) {
     let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe { loadu::<i32, u8>(p) }));
     (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)))
 }
@@ -66,7 +65,7 @@ unsafe fn f16_soft(p: *const u8) -> f32 {
 /// Horizontal sum of 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
@@ -115,6 +114,31 @@ unsafe fn dot_us(u: __m256i, s: __m256i, scale: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale))
 }
 
+/// The 8 six-bit sub-block scales (as 8 × i16) and mins (as 16 × i16, each repeated for the two
+/// 16-value halves of its group, matching the activation `bsums`) of a Q4_K / Q5_K block, from
+/// its 12 packed bytes at `p`, in a dozen integer operations rather than a per-group loop: bytes
+/// 0–3 hold scales 0–3 (low 6 bits) and the top bits of scales 4–7, bytes 4–7 the same for the
+/// mins, bytes 8–11 the low nibbles of scales 4–7 (low) and mins 4–7 (high).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn k4_scales_mins(p: *const u8) -> (__m128i, __m256i) {
+    const M6: u32 = 0x3f3f_3f3f;
+    const M4: u32 = 0x0f0f_0f0f;
+    const M2: u32 = 0x0303_0303;
+    let (w0, w1, w2) = unsafe {
+        (
+            loadu::<u32, u8>(p),
+            loadu::<u32, u8>(p.wrapping_add(4)),
+            loadu::<u32, u8>(p.wrapping_add(8)),
+        )
+    };
+    let sc = u64::from(w0 & M6) | (u64::from((w2 & M4) | (((w0 >> 6) & M2) << 4)) << 32);
+    let mn = u64::from(w1 & M6) | (u64::from(((w2 >> 4) & M4) | (((w1 >> 6) & M2) << 4)) << 32);
+    let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
+    let mn8 = _mm_cvtsi64_si128(mn as i64);
+    (sc16, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)))
+}
+
 /// Call `$f::<M>($args)` with `M` the tile's row count as a constant (1..=TILE_M), so the
 /// per-row accumulators are registers rather than a stack array (whose store-to-load forwarding
 /// would otherwise sit in the loop-carried dependency of every block: measured 1.8× slower at m = 1).
@@ -132,6 +156,7 @@ macro_rules! dispatch_m {
         }
     };
 }
+pub(super) use dispatch_m;
 
 /// [`QuantFormat::ALL`] indexed by a const generic, so each block format gets its own kernel with
 /// the per-block `match` resolved at compile time.
@@ -268,7 +293,6 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                     // products, each times its 6-bit scale, are summed in i32 lanes and converted
                     // once; the minimum term is Σ_g m_g · (Σq_x over group g), from `bsums`.
                     let (d, dmin) = (f16_at(blk), f16_at(blk.wrapping_add(2)));
-                    let scales = &w[b * bb + 4..b * bb + 16];
                     let five = format == QuantFormat::Q5K;
                     let qh = if five {
                         load(blk.wrapping_add(16))
@@ -276,15 +300,8 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                         _mm256_setzero_si256()
                     };
                     let qs_w = blk.wrapping_add(if five { 48 } else { 16 });
-                    let mut sc = [0i16; 8];
-                    let mut mins16 = [0i16; 16];
-                    for g in 0..8 {
-                        let (scale, min) = scale_min_k4(g, scales);
-                        sc[g] = i16::from(scale);
-                        mins16[2 * g] = i16::from(min);
-                        mins16[2 * g + 1] = i16::from(min);
-                    }
-                    let mins = loadu::<__m256i, i16>(mins16.as_ptr());
+                    let (sc16, mins) = k4_scales_mins(blk.wrapping_add(4));
+                    let sc_both = _mm256_broadcastsi128_si256(sc16);
                     let mut sumi = [_mm256_setzero_si256(); M];
                     for c in 0..4 {
                         let qb = load(qs_w.wrapping_add(32 * c));
@@ -299,8 +316,13 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                             q0 = _mm256_or_si256(q0, _mm256_and_si256(h0, sixteen));
                             q1 = _mm256_or_si256(q1, _mm256_and_si256(h1, sixteen));
                         }
-                        let s0 = _mm256_set1_epi16(sc[2 * c]);
-                        let s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+                        // i16 lanes 2c and 2c+1 of the scales, broadcast
+                        let pick = |g: usize| {
+                            let lo = (2 * g) as i16;
+                            _mm256_set1_epi16(lo | ((lo + 1) << 8))
+                        };
+                        let s0 = _mm256_shuffle_epi8(sc_both, pick(2 * c));
+                        let s1 = _mm256_shuffle_epi8(sc_both, pick(2 * c + 1));
                         for i in 0..m {
                             let x = qs.wrapping_add(i * cols + 256 * b + 64 * c) as *const u8;
                             let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, load(x)), s0);
@@ -327,7 +349,8 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                     // Unsigned 6-bit q times x, scaled per 16 in i32 lanes; the offset 32 is
                     // removed with the activation group sums: Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ sc·Σx.
                     let d = f16_at(blk.wrapping_add(208));
-                    let sc16 = _mm256_cvtepi8_epi16(loadu::<__m128i, _>(blk.wrapping_add(192)));
+                    let sc8 = loadu::<__m128i, _>(blk.wrapping_add(192));
+                    let sc16 = _mm256_cvtepi8_epi16(sc8);
                     let m3 = _mm256_set1_epi8(3);
                     let mut sumi = [_mm256_setzero_si256(); M];
                     for h in 0..2 {
@@ -353,11 +376,12 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                         ];
                         for (p, g) in groups.into_iter().enumerate() {
                             let k = 4 * h + p;
-                            let sc = blk.wrapping_add(192 + 2 * k) as *const i8;
-                            let scv = _mm256_set_m128i(
-                                _mm_set1_epi16(i16::from(*sc.wrapping_add(1))),
-                                _mm_set1_epi16(i16::from(*sc)),
+                            // scale 2k for the first 16 values, 2k+1 for the next 16
+                            let pick = _mm_set_epi64x(
+                                (0x0101_0101_0101_0101u64 * (2 * k as u64 + 1)) as i64,
+                                (0x0101_0101_0101_0101u64 * (2 * k as u64)) as i64,
                             );
+                            let scv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
                             for i in 0..m {
                                 let x = qs.wrapping_add(i * cols + 256 * b + 32 * k) as *const u8;
                                 let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(g, load(x)), scv);

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use super::matmul::{MatmulScratch, matmul};
+use super::matmul::{MatmulScratch, matmul, matmul_many};
 use super::matrix::QuantMatrix;
 
 /// How a model runs with quantized weights.
@@ -21,6 +21,27 @@ pub enum QuantPath {
     /// dense f32 device tensors multiplied by the backend — what [`QuantPath::Kernels`] must match
     /// up to the kernels' 8-bit activation rounding.
     DequantizedF32,
+}
+
+/// How a model's projections are held when loaded for the CPU kernels (`LoadOptions::quant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightQuant {
+    /// Each weight in the block format it is stored in (a GGUF file's Q4_K, Q6_K, Q8_0, ...),
+    /// borrowed from the file map — the same bits llama.cpp multiplies. Weights the kernels cannot
+    /// take as stored (other block types; every tensor of a safetensors checkpoint) are quantized
+    /// to Q8_0.
+    Native,
+    /// Every projection quantized to this format at load (the quantization axis).
+    Format(super::QuantFormat),
+}
+
+impl std::fmt::Display for WeightQuant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeightQuant::Native => f.write_str("native"),
+            WeightQuant::Format(q) => write!(f, "{}", q.name().to_ascii_lowercase()),
+        }
+    }
 }
 
 /// A projection weight kept quantized on the host, with the kernels' reusable scratch.
@@ -67,6 +88,82 @@ impl QuantLinear {
             panic!("quantized linear: input [{rows}, {d_in}]: {e}");
         }
         Tensor::from_data(TensorData::new(out, [rows, d_out]), (&device, dtype))
+    }
+}
+
+/// A SwiGLU MLP `down(silu(gate(x)) ⊙ up(x))` whose three projections are on the kernels, run on
+/// the host in one pass: one download of `x`, gate and up in one parallel region
+/// ([`matmul_many`]), the gating in place, down, one upload — instead of six copies and two
+/// backend ops between three separate products.
+#[derive(Debug)]
+pub struct HostSwiGlu {
+    buffers: Mutex<SwiGluBuffers>,
+}
+
+#[derive(Debug, Default)]
+struct SwiGluBuffers {
+    scratch: MatmulScratch,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+}
+
+impl Default for HostSwiGlu {
+    fn default() -> Self {
+        HostSwiGlu {
+            buffers: Mutex::new(SwiGluBuffers::default()),
+        }
+    }
+}
+
+impl HostSwiGlu {
+    /// # Shapes
+    /// - `x`: `[tokens, hidden]` → `[tokens, hidden]`
+    ///
+    /// # Panics
+    /// If the matrices do not chain (`gate`, `up`: `[inter, hidden]`, `down`: `[hidden, inter]`) —
+    /// a model construction bug.
+    pub fn forward<B: Backend>(
+        &self,
+        x: Tensor<B, 2>,
+        gate: &QuantLinear,
+        up: &QuantLinear,
+        down: &QuantLinear,
+    ) -> Tensor<B, 2> {
+        let [rows, _] = x.dims();
+        let (device, dtype) = (x.device(), x.dtype());
+        let inter = gate.matrix().rows();
+        let hidden = down.matrix().rows();
+        let host = x
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32 data after convert");
+        let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        let SwiGluBuffers {
+            scratch,
+            gate: g,
+            up: u,
+        } = &mut *guard;
+        g.resize(rows * inter, 0.0);
+        u.resize(rows * inter, 0.0);
+        if let Err(e) = matmul_many(
+            &host,
+            rows,
+            &[gate.matrix(), up.matrix()],
+            &mut [&mut g[..], &mut u[..]],
+            scratch,
+        ) {
+            panic!("quantized MLP gate/up: {e}");
+        }
+        for (a, b) in g.iter_mut().zip(u.iter()) {
+            // silu(a) · b
+            *a = *a / (1.0 + (-*a).exp()) * b;
+        }
+        let mut out = vec![0.0f32; rows * hidden];
+        if let Err(e) = matmul(g, rows, down.matrix(), &mut out, scratch) {
+            panic!("quantized MLP down: {e}");
+        }
+        Tensor::from_data(TensorData::new(out, [rows, hidden]), (&device, dtype))
     }
 }
 

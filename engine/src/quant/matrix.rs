@@ -2,7 +2,13 @@
 //! format in host memory, either loaded as raw GGUF blocks or quantized here from f32.
 //!
 //! Each row is `cols / block_elems` consecutive ggml blocks, so a row's bytes are contiguous and the
-//! kernels stream them once per call.
+//! kernels stream them once per call. Blocks loaded from a GGUF file stay in the file's memory map
+//! ([`QuantMatrix::from_mapped`]): loading copies nothing, and resident memory is the file's pages.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use memmap2::Mmap;
 
 use super::dequant::dequantize_into;
 use super::format::QuantFormat;
@@ -10,12 +16,46 @@ use super::quantize::quantize_into;
 use crate::error::{EngineError, Result};
 
 /// A weight matrix stored in a [`QuantFormat`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct QuantMatrix {
     format: QuantFormat,
     rows: usize,
     cols: usize,
-    data: Vec<u8>,
+    data: Storage,
+}
+
+/// Where the blocks live.
+#[derive(Clone)]
+enum Storage {
+    /// Quantized here, or rows reordered on load.
+    Owned(Vec<u8>),
+    /// A byte range of a read-only file map shared with the loader.
+    Mapped(Arc<Mmap>, Range<usize>),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Owned(v) => v,
+            Storage::Mapped(map, range) => &map[range.clone()],
+        }
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+            Storage::Mapped(_, r) => write!(f, "Mapped({r:?})"),
+        }
+    }
+}
+
+impl PartialEq for QuantMatrix {
+    fn eq(&self, other: &Self) -> bool {
+        (self.format, self.rows, self.cols) == (other.format, other.rows, other.cols)
+            && self.bytes() == other.bytes()
+    }
 }
 
 impl QuantMatrix {
@@ -28,19 +68,37 @@ impl QuantMatrix {
         cols: usize,
         data: Vec<u8>,
     ) -> Result<Self> {
-        check_cols(tensor, format, cols)?;
-        let expected = format.bytes_for(rows, cols);
-        if data.len() != expected {
-            return Err(EngineError::Invalid(format!(
-                "tensor `{tensor}`: {format} data of {rows}x{cols} needs {expected} bytes, got {}",
-                data.len()
-            )));
-        }
+        check_len(tensor, format, rows, cols, data.len())?;
         Ok(QuantMatrix {
             format,
             rows,
             cols,
-            data,
+            data: Storage::Owned(data),
+        })
+    }
+
+    /// Wrap the blocks at `range` of a file map without copying them (GGUF tensors whose row order
+    /// needs no change). `tensor` names the weight in errors.
+    pub fn from_mapped(
+        tensor: &str,
+        format: QuantFormat,
+        rows: usize,
+        cols: usize,
+        map: Arc<Mmap>,
+        range: Range<usize>,
+    ) -> Result<Self> {
+        if range.end > map.len() || range.start > range.end {
+            return Err(EngineError::Invalid(format!(
+                "tensor `{tensor}`: bytes {range:?} lie outside the {}-byte file",
+                map.len()
+            )));
+        }
+        check_len(tensor, format, rows, cols, range.len())?;
+        Ok(QuantMatrix {
+            format,
+            rows,
+            cols,
+            data: Storage::Mapped(map, range),
         })
     }
 
@@ -71,8 +129,13 @@ impl QuantMatrix {
             format,
             rows,
             cols,
-            data,
+            data: Storage::Owned(data),
         })
+    }
+
+    /// Whether the blocks are borrowed from a file map rather than owned.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, Storage::Mapped(..))
     }
 
     /// Storage format.
@@ -92,7 +155,7 @@ impl QuantMatrix {
 
     /// All blocks, row after row.
     pub fn bytes(&self) -> &[u8] {
-        &self.data
+        self.data.bytes()
     }
 
     /// Bytes of one row.
@@ -103,7 +166,7 @@ impl QuantMatrix {
     /// The raw blocks of row `r` (`r < rows`).
     pub fn row(&self, r: usize) -> &[u8] {
         let n = self.row_bytes();
-        &self.data[r * n..(r + 1) * n]
+        &self.bytes()[r * n..(r + 1) * n]
     }
 
     /// Dequantize row `r` into `out` (`cols` values) — an embedding lookup.
@@ -123,9 +186,32 @@ impl QuantMatrix {
     /// The whole matrix as row-major f32.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.rows * self.cols];
-        dequantize_into(self.format, &self.data, &mut out);
+        dequantize_into(self.format, self.bytes(), &mut out);
         out
     }
+}
+
+fn check_len(
+    tensor: &str,
+    format: QuantFormat,
+    rows: usize,
+    cols: usize,
+    len: usize,
+) -> Result<()> {
+    check_cols(tensor, format, cols)?;
+    let expected = format.bytes_for(rows, cols);
+    if len != expected {
+        return Err(EngineError::Invalid(format!(
+            "tensor `{tensor}`: {format} data of {rows}x{cols} needs {expected} bytes, got {len}"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `format` kernels can take a matrix with `cols` columns.
+pub fn kernel_cols_ok(format: QuantFormat, cols: usize) -> bool {
+    let multiple = format.block_elems().max(32);
+    cols != 0 && cols % multiple == 0
 }
 
 fn check_cols(tensor: &str, format: QuantFormat, cols: usize) -> Result<()> {

@@ -17,6 +17,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod dequant;
 mod format;
 mod linear;
@@ -27,9 +29,11 @@ mod scalar;
 
 pub use dequant::dequantize_into;
 pub use format::QuantFormat;
-pub use linear::{QuantLinear, QuantPath};
-pub use matmul::{Isa, MatmulScratch, matmul, matmul_with};
-pub use matrix::QuantMatrix;
+pub use linear::{HostSwiGlu, QuantLinear, QuantPath, WeightQuant};
+pub use matmul::{
+    Isa, MAX_MANY, MatmulScratch, matmul, matmul_many, matmul_many_with, matmul_with,
+};
+pub use matrix::{QuantMatrix, kernel_cols_ok};
 pub use quantize::{ActBlocks, quantize_into};
 
 #[cfg(test)]

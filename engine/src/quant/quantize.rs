@@ -93,6 +93,66 @@ pub struct ActBlocks {
     pub(crate) cols: usize,
 }
 
+/// Quantize one activation block (a multiple of 32 values) to `q = round(x / d)`, `d = max|x| / 127`,
+/// rounding half to even (as `vcvtps2dq` and ggml's SIMD quantizers do); returns `d`. The AVX2
+/// path and the portable one give identical bytes.
+fn quantize_act_block(xb: &[f32], qb: &mut [i8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::matmul::Isa::detect() != super::matmul::Isa::Scalar {
+        // SAFETY: AVX2 was detected; `xb` and `qb` have the same length, a multiple of 32.
+        return unsafe { quantize_act_block_avx2(xb, qb) };
+    }
+    quantize_act_block_scalar(xb, qb)
+}
+
+/// [`quantize_act_block`] in portable Rust.
+fn quantize_act_block_scalar(xb: &[f32], qb: &mut [i8]) -> f32 {
+    let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in qb.iter_mut().zip(xb) {
+        *q = (v * id).round_ties_even() as i8;
+    }
+    d
+}
+
+/// [`quantize_act_block`] with AVX2.
+///
+/// # Safety
+/// The CPU supports AVX2; `xb.len() == qb.len()`, a multiple of 32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_act_block_avx2(xb: &[f32], qb: &mut [i8]) -> f32 {
+    use std::arch::x86_64::*;
+    debug_assert!(xb.len() == qb.len() && xb.len() % 32 == 0);
+    let (xp, qp) = (xb.as_ptr(), qb.as_mut_ptr());
+    // SAFETY: every access is within the `xb.len()` elements of both slices.
+    unsafe {
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let mut mx = _mm256_setzero_ps();
+        for j in (0..xb.len()).step_by(8) {
+            mx = _mm256_max_ps(mx, _mm256_and_ps(abs_mask, _mm256_loadu_ps(xp.add(j))));
+        }
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        // packs interleave 128-bit lanes; this restores element order
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for j in (0..xb.len()).step_by(32) {
+            let r = |k: usize| {
+                _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xp.add(j + 8 * k)), id))
+            };
+            let a = _mm256_packs_epi32(r(0), r(1));
+            let b = _mm256_packs_epi32(r(2), r(3));
+            let q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), order);
+            _mm256_storeu_si256(qp.add(j) as *mut __m256i, q);
+        }
+        d
+    }
+}
+
 impl ActBlocks {
     /// Quantize `x` (`rows × cols`, row-major, `cols` a multiple of `block`) with one scale per
     /// `block` (32 or 256) values.
@@ -113,12 +173,7 @@ impl ActBlocks {
             .zip(self.qs.chunks_exact_mut(block))
             .enumerate()
         {
-            let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = (v * id).round() as i8;
-            }
+            let d = quantize_act_block(xb, qb);
             self.d[b] = d;
             let g16 = b * block / 16;
             for (k, q16) in qb.chunks_exact(16).enumerate() {
@@ -143,6 +198,22 @@ impl ActBlocks {
 mod tests {
     use super::super::dequant::dequantize_into;
     use super::*;
+
+    /// The AVX2 and portable activation quantizers give the same bytes, ties included.
+    #[test]
+    fn activation_quantizers_agree_bytewise() {
+        // 127 / 127 · k + 0.5 steps: exact ties at every other value
+        let mut x: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) * 0.5).collect();
+        x[7] = 127.0;
+        x.extend(ramp(256));
+        let (mut a, mut b) = (vec![0i8; 32 * 16], vec![0i8; 32 * 16]);
+        for (xb, (qa, qb)) in x.chunks(32).zip(a.chunks_mut(32).zip(b.chunks_mut(32))) {
+            let da = quantize_act_block_scalar(xb, qa);
+            let db = quantize_act_block(xb, qb);
+            assert_eq!(da, db);
+        }
+        assert_eq!(a, b);
+    }
 
     fn ramp(n: usize) -> Vec<f32> {
         (0..n)

@@ -92,11 +92,7 @@ fn reference(w: &QuantMatrix, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>, Vec<f
 }
 
 fn isas() -> Vec<Isa> {
-    let mut v = vec![Isa::Scalar];
-    if Isa::detect() != Isa::Scalar {
-        v.push(Isa::detect());
-    }
-    v
+    Isa::available()
 }
 
 fn check_format(format: QuantFormat, rows: usize, cols: usize, m: usize, seed: u64) {

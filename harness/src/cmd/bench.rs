@@ -6,15 +6,14 @@
 //! larger than the CPU caches can be measured without committing weights.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use specsweep_engine::quant::{QuantFormat, QuantPath};
 use specsweep_engine::random::{RandomWeights, resolve_config};
 use specsweep_engine::roofline::measure_read_bandwidth;
-use specsweep_engine::{Engine, KvCache, LoadOptions};
+use specsweep_engine::{Engine, KvCache};
 
 use super::model_opts::DeviceOpts;
 
@@ -79,8 +78,9 @@ pub struct Args {
     /// f32 | f16 | bf16
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// CPU: keep the projections and LM head quantized in host memory and run them on the
-    /// quantized kernels (f32 | f16 | bf16 | q8_0 | q4_0 | q4_1); default: burn's dense path.
+    /// Weights: `native` (a GGUF file's own blocks on the quantized CPU kernels; the default for
+    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 | f32-kernel | f16-kernel | bf16-kernel (kernels), or
+    /// f32 | f16 | bf16 (burn's dense path; the default otherwise).
     #[arg(long)]
     pub quant: Option<String>,
     /// Seed for random weights and input tokens.
@@ -159,9 +159,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         device: args.device.clone(),
         threads: None,
         dtype: args.dtype.clone(),
-        quant: None,
+        quant: args.quant.clone(),
     };
-    let base = device.load_options()?;
     let thread_list: Vec<Option<usize>> = if args.threads.is_empty() {
         vec![None]
     } else {
@@ -173,29 +172,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("give --model or --random"),
     };
     let mut results = Vec::new();
+    let model_path = match &args.model {
+        Some(path) if config.is_none() => {
+            Some(crate::models::resolve_model(&path.to_string_lossy())?)
+        }
+        _ => None,
+    };
+    let choice = device.quant_choice(model_path.as_deref().unwrap_or(Path::new("random")))?;
     for threads in thread_list {
-        let opts = LoadOptions {
+        let opts = DeviceOpts {
             threads,
-            ..base.clone()
-        };
-        let mut engine = match (&config, &args.model) {
+            ..device.clone()
+        }
+        .load_options(model_path.as_deref().unwrap_or(Path::new("random")))?;
+        let engine = match (&config, &model_path) {
             (Some(c), _) => {
                 let weights = RandomWeights::new(c, args.seed);
                 Engine::from_source(c.clone(), &weights, None, &opts)?
             }
-            (None, Some(path)) => Engine::load(
-                &crate::models::resolve_model(&path.to_string_lossy())?,
-                &opts,
-            )
-            .with_context(|| format!("loading model {}", path.display()))?,
+            (None, Some(path)) => Engine::load(path, &opts)
+                .with_context(|| format!("loading model {}", path.display()))?,
             (None, None) => unreachable!("checked above"),
         };
-        if let Some(q) = &args.quant {
-            let format: QuantFormat = q
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("--quant: {e}"))?;
-            engine.quantize_weights(format, QuantPath::Kernels)?;
-        }
         let n_threads = engine
             .threads()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -218,10 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             BenchResult {
                 model: model_name.clone(),
                 device: engine.device().to_string(),
-                dtype: match &args.quant {
-                    Some(q) => format!("{}+{}", engine.dtype(), q.to_lowercase()),
-                    None => engine.dtype().to_string(),
-                },
+                dtype: choice.label(),
                 test,
                 n_prompt,
                 n_gen,

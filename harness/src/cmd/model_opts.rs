@@ -1,10 +1,10 @@
 //! Options shared by the commands that load a model (`logits`, `generate`, `bench`): the model
 //! path, device, CPU threads and dtype, plus the `3,17,42` token-id list syntax.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use specsweep_engine::quant::{QuantFormat, QuantPath};
+use specsweep_engine::quant::{QuantFormat, WeightQuant};
 use specsweep_engine::{DType, DeviceSpec, Engine, LoadOptions};
 
 /// Where and how to load the model.
@@ -30,68 +30,117 @@ pub struct DeviceOpts {
     /// Compute / storage dtype: f32 | f16 | bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// CPU: keep the projections quantized in host memory and run them on the quantized kernels
-    /// (q8_0 | q4_0 | q4_1, or q8 | q4; f32 | f16 | bf16 select the kernels' dense formats).
+    /// Weights: `native` (a GGUF file's own blocks on the quantized CPU kernels — the default for
+    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 (quantized at load, on the kernels), f32-kernel |
+    /// f16-kernel | bf16-kernel, or f32 | f16 | bf16 (burn's dense path).
     #[arg(long)]
     pub quant: Option<String>,
 }
 
-/// The sweep's `quant` axis: a dense dtype for burn's path (`f32`, `f16`, `bf16`), or a format run
-/// on the quantized CPU kernels (`q8_0`, `q4_0`, `q4_1`, with `q8` and `q4` as aliases; and
-/// `f32-kernel`, `f16-kernel`, `bf16-kernel` for the dense formats on the same kernels).
-pub fn parse_quant_axis(value: &str) -> anyhow::Result<(DType, Option<QuantFormat>)> {
-    if let Some(dense) = value.strip_suffix("-kernel") {
-        let format: QuantFormat = dense.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-        return Ok((DType::F32, Some(format)));
-    }
-    if let Ok(dtype) = value.parse::<DType>() {
-        return Ok((dtype, None));
-    }
-    let format: QuantFormat = value.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    Ok((DType::F32, Some(format)))
+/// What the sweep's `quant` axis and `--quant` select.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuantChoice {
+    /// burn's dense path with tensors of this dtype (`f32`, `f16`, `bf16`).
+    Dense(DType),
+    /// The quantized CPU kernels: the file's own blocks (`native`) or a format applied at load
+    /// (`q8_0`, `q4_0`, `q4_1`, with `q8` and `q4` as aliases; `f32-kernel`, `f16-kernel`,
+    /// `bf16-kernel` for the dense formats on the same kernels).
+    Kernels(WeightQuant),
 }
 
-/// Quantize `engine`'s projections to `format` for the CPU kernels (no-op for `None`).
-pub fn apply_quant(engine: &mut Engine, format: Option<QuantFormat>) -> anyhow::Result<()> {
-    if let Some(format) = format {
-        engine
-            .quantize_weights(format, QuantPath::Kernels)
-            .with_context(|| format!("quantizing the weights to {format}"))?;
+impl QuantChoice {
+    /// The default for a model: a GGUF file on the CPU runs its own blocks on the kernels, as
+    /// llama.cpp does; anything else runs burn's dense path in `dtype`.
+    pub fn default_for(model: &Path, device: DeviceSpec, dtype: DType) -> QuantChoice {
+        let gguf = model.extension().and_then(|e| e.to_str()) == Some("gguf");
+        if gguf && device == DeviceSpec::Cpu {
+            QuantChoice::Kernels(WeightQuant::Native)
+        } else {
+            QuantChoice::Dense(dtype)
+        }
     }
-    Ok(())
+
+    /// Load options for this choice.
+    pub fn options(self, device: DeviceSpec, threads: Option<usize>) -> LoadOptions {
+        let (dtype, quant) = match self {
+            QuantChoice::Dense(d) => (d, None),
+            QuantChoice::Kernels(q) => (DType::F32, Some(q)),
+        };
+        LoadOptions {
+            device,
+            threads,
+            dtype,
+            quant,
+        }
+    }
+
+    /// How records and tables name it (`f32`, `native`, `q4_1`, `f32-kernel`).
+    pub fn label(self) -> String {
+        match self {
+            QuantChoice::Dense(d) => d.to_string(),
+            QuantChoice::Kernels(WeightQuant::Format(f)) if !f.is_block_quantized() => {
+                format!("{}-kernel", f.name().to_ascii_lowercase())
+            }
+            QuantChoice::Kernels(q) => q.to_string(),
+        }
+    }
+}
+
+/// Parse a `quant` axis value or `--quant` flag (see [`QuantChoice`]).
+pub fn parse_quant_axis(value: &str) -> anyhow::Result<QuantChoice> {
+    if value.eq_ignore_ascii_case("native") {
+        return Ok(QuantChoice::Kernels(WeightQuant::Native));
+    }
+    if let Some(dense) = value.strip_suffix("-kernel") {
+        let format: QuantFormat = dense.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        anyhow::ensure!(
+            !format.is_block_quantized(),
+            "`{value}`: only f32, f16 and bf16 take the -kernel suffix"
+        );
+        return Ok(QuantChoice::Kernels(WeightQuant::Format(format)));
+    }
+    if let Ok(dtype) = value.parse::<DType>() {
+        return Ok(QuantChoice::Dense(dtype));
+    }
+    let format: QuantFormat = value.parse().map_err(|e: String| {
+        anyhow::anyhow!("{e}, native, or f32-kernel / f16-kernel / bf16-kernel")
+    })?;
+    Ok(QuantChoice::Kernels(WeightQuant::Format(format)))
 }
 
 impl DeviceOpts {
-    /// Resolve into engine load options.
-    pub fn load_options(&self) -> anyhow::Result<LoadOptions> {
+    /// Resolve into engine load options for `model` (whose kind picks the default `--quant`).
+    pub fn load_options(&self, model: &Path) -> anyhow::Result<LoadOptions> {
+        let device: DeviceSpec = self.device.parse()?;
+        Ok(self.quant_choice(model)?.options(device, self.threads))
+    }
+
+    /// The weights `--quant` (or its default for `model`) selects.
+    pub fn quant_choice(&self, model: &Path) -> anyhow::Result<QuantChoice> {
         let device: DeviceSpec = self.device.parse()?;
         let dtype: DType = self.dtype.parse()?;
-        Ok(LoadOptions {
-            device,
-            threads: self.threads,
-            dtype,
-        })
+        let choice = match &self.quant {
+            Some(q) => parse_quant_axis(q).context("--quant")?,
+            None => QuantChoice::default_for(model, device, dtype),
+        };
+        if let QuantChoice::Kernels(_) = choice {
+            anyhow::ensure!(
+                dtype == DType::F32,
+                "--quant {} runs the CPU kernels on f32 activations: drop --dtype {dtype}",
+                choice.label()
+            );
+        }
+        Ok(choice)
     }
 }
 
 impl ModelOpts {
     /// Load the engine.
     pub fn load(&self) -> anyhow::Result<Engine> {
-        let opts = self.device.load_options()?;
         let path = crate::models::resolve_model(&self.model.to_string_lossy())?;
-        let mut engine = Engine::load(&path, &opts)
-            .with_context(|| format!("loading model {}", self.model.display()))?;
-        let format = match &self.device.quant {
-            Some(q) => {
-                let format: QuantFormat = q
-                    .parse()
-                    .map_err(|e: String| anyhow::anyhow!("--quant: {e}"))?;
-                Some(format)
-            }
-            None => None,
-        };
-        apply_quant(&mut engine, format)?;
-        Ok(engine)
+        let opts = self.device.load_options(&path)?;
+        Engine::load(&path, &opts)
+            .with_context(|| format!("loading model {}", self.model.display()))
     }
 }
 
@@ -116,17 +165,43 @@ mod tests {
 
     #[test]
     fn quant_axis_values() {
-        assert_eq!(parse_quant_axis("bf16").unwrap(), (DType::BF16, None));
+        assert_eq!(
+            parse_quant_axis("bf16").unwrap(),
+            QuantChoice::Dense(DType::BF16)
+        );
         assert_eq!(
             parse_quant_axis("q8").unwrap(),
-            (DType::F32, Some(QuantFormat::Q8_0))
+            QuantChoice::Kernels(WeightQuant::Format(QuantFormat::Q8_0))
         );
         assert_eq!(
             parse_quant_axis("f32-kernel").unwrap(),
-            (DType::F32, Some(QuantFormat::F32))
+            QuantChoice::Kernels(WeightQuant::Format(QuantFormat::F32))
         );
+        assert_eq!(
+            parse_quant_axis("native").unwrap(),
+            QuantChoice::Kernels(WeightQuant::Native)
+        );
+        assert_eq!(
+            parse_quant_axis("f32-kernel").unwrap().label(),
+            "f32-kernel"
+        );
+        assert_eq!(parse_quant_axis("q4").unwrap().label(), "q4_0");
         assert!(parse_quant_axis("q9").is_err());
         assert!(parse_quant_axis("x-kernel").is_err());
+        assert!(parse_quant_axis("q8_0-kernel").is_err());
+    }
+
+    #[test]
+    fn gguf_on_the_cpu_defaults_to_native_blocks() {
+        let gguf = Path::new("m/model.Q4_K_M.gguf");
+        assert_eq!(
+            QuantChoice::default_for(gguf, DeviceSpec::Cpu, DType::F32),
+            QuantChoice::Kernels(WeightQuant::Native)
+        );
+        assert_eq!(
+            QuantChoice::default_for(Path::new("m/dir"), DeviceSpec::Cpu, DType::BF16),
+            QuantChoice::Dense(DType::BF16)
+        );
     }
 
     #[test]
