@@ -155,6 +155,10 @@ macro_rules! dispatch_m {
             15 => $f::<15 $(, $c)*>($($arg),*), _ => $f::<TILE_M $(, $c)*>($($arg),*),
         }
     };
+    // a kernel generic over M only (rustfmt writes `f::<>` as `f`)
+    ($m:expr, $f:ident, $($arg:expr),*) => {
+        dispatch_m!($m, $f::<>, $($arg),*)
+    };
 }
 pub(super) use dispatch_m;
 

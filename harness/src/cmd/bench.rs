@@ -83,6 +83,11 @@ pub struct Args {
     /// f32 | f16 | bf16 (burn's dense path; the default otherwise).
     #[arg(long)]
     pub quant: Option<String>,
+    /// Verify tests: for each k, the time of one forward over k + 1 tokens (all logit rows, as a
+    /// speculative verify) against a one-token step at the same depth, interleaved per
+    /// repetition; reports `verify_cost` = T(k+1) / T(1). `1-16` or `1,2,4,8`.
+    #[arg(short = 'v', long = "verify", value_parser = parse_k_list)]
+    pub verify: Option<KList>,
     /// Seed for random weights and input tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -114,6 +119,98 @@ pub struct BenchResult {
     pub roofline_ts: Option<f64>,
     /// `avg_ts ÷ roofline_ts` (decode tests).
     pub roofline_fraction: Option<f64>,
+    /// Mean time of one forward, ms (verify tests).
+    pub avg_ms: Option<f64>,
+    /// Median T(k+1) / median T(1) over the interleaved repetitions (verify tests; `verify1` = 1).
+    pub verify_cost: Option<f64>,
+    /// Peak resident memory of this process while the model was loaded and tested, bytes
+    /// (Linux `VmHWM`, reset after the bandwidth probe; `None` where unavailable).
+    pub peak_rss_bytes: Option<u64>,
+    /// Size of the weight files on disk, bytes (`None` for random weights).
+    pub weights_file_bytes: Option<u64>,
+    /// The largest KV cache any test allocated, bytes.
+    pub kv_cache_bytes: u64,
+}
+
+/// Draft sizes k of `--verify`, ascending and distinct.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KList(pub Vec<usize>);
+
+/// Parse `1-16` or `1,2,4,8` into draft sizes k ≥ 1.
+fn parse_k_list(text: &str) -> Result<KList, String> {
+    let bad = |t: &str| format!("`{t}`: expected k values like `1-16` or `1,2,4,8` (k ≥ 1)");
+    let mut ks = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad(part))?,
+                    b.trim().parse().map_err(|_| bad(part))?,
+                );
+                if a == 0 || b < a || b > 4096 {
+                    return Err(bad(part));
+                }
+                ks.extend(a..=b);
+            }
+            None => ks.push(
+                part.parse()
+                    .ok()
+                    .filter(|&k| k >= 1)
+                    .ok_or_else(|| bad(part))?,
+            ),
+        }
+    }
+    if ks.is_empty() {
+        return Err(bad(text));
+    }
+    ks.sort_unstable();
+    ks.dedup();
+    Ok(KList(ks))
+}
+
+/// Linux: the process's peak resident set (`VmHWM`), bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Linux: restart the peak-RSS count from the current RSS (`clear_refs` code 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Bytes of weight files behind a model path: the file itself, or a directory's safetensors.
+fn weights_file_bytes(path: &Path) -> Option<u64> {
+    if path.is_file() {
+        return path.metadata().ok().map(|m| m.len());
+    }
+    let total = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    Some(total)
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn mean_std(xs: &[f64]) -> (f64, f64) {
@@ -180,6 +277,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let choice = device.quant_choice(model_path.as_deref().unwrap_or(Path::new("random")))?;
     for threads in thread_list {
+        let n_threads =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        // The bandwidth probe runs before the model is loaded and its buffer is freed, so the
+        // peak-RSS count restarted below covers only the model, its caches and the runtime.
+        let bandwidth = if args.n_gen.iter().any(|&n| n > 0) {
+            Some(measure_read_bandwidth(
+                args.bandwidth_mib << 20,
+                5,
+                Some(n_threads),
+            )?)
+        } else {
+            None
+        };
+        reset_peak_rss();
         let opts = DeviceOpts {
             threads,
             ..device.clone()
@@ -194,19 +305,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("loading model {}", path.display()))?,
             (None, None) => unreachable!("checked above"),
         };
-        let n_threads = engine
-            .threads()
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let weight_bytes = engine.weight_bytes_per_token();
-        let bandwidth = if args.n_gen.iter().any(|&n| n > 0) {
-            Some(measure_read_bandwidth(
-                args.bandwidth_mib << 20,
-                5,
-                Some(n_threads),
-            )?)
-        } else {
-            None
+        let file_bytes = model_path.as_deref().and_then(weights_file_bytes);
+        let kv_bytes = |capacity: usize| {
+            let c = engine.config();
+            (2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4 * capacity) as u64
         };
+        let first_result = results.len();
+        let mut max_kv = 0u64;
         let row = |test: String, n_prompt, n_gen, n_depth, samples: Vec<(f64, u128)>| {
             let ts: Vec<f64> = samples.iter().map(|s| s.0).collect();
             let (avg_ts, stddev_ts) = mean_std(&ts);
@@ -231,11 +337,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 bandwidth_gbs: roof.map(|r| r.0),
                 roofline_ts: roof.map(|r| r.1),
                 roofline_fraction: roof.map(|r| avg_ts / r.1),
+                avg_ms: None,
+                verify_cost: None,
+                peak_rss_bytes: None,
+                weights_file_bytes: file_bytes,
+                kv_cache_bytes: 0,
             }
         };
         let vocab = engine.config().vocab_size;
         for &depth in &args.n_depth {
             for &p in args.n_prompt.iter().filter(|&&p| p > 0) {
+                max_kv = max_kv.max(kv_bytes(depth + p));
                 let mut cache = engine.new_cache(depth + p)?;
                 fill_depth(&engine, &mut cache, depth, args.seed)?;
                 let prompt = tokens(p, vocab, args.seed ^ 0xabc);
@@ -251,6 +363,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 results.push(row(format!("pp{p}"), p, 0, depth, samples));
             }
             for &n in args.n_gen.iter().filter(|&&n| n > 0) {
+                max_kv = max_kv.max(kv_bytes(depth + n + 1));
                 let mut cache = engine.new_cache(depth + n + 1)?;
                 fill_depth(&engine, &mut cache, depth, args.seed)?;
                 let first = tokens(1, vocab, args.seed ^ 0xdef)[0];
@@ -269,6 +382,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 results.push(row(format!("tg{n}"), 0, n, depth, samples));
             }
+            if let Some(KList(ks)) = &args.verify {
+                let k_max = ks.iter().copied().max().unwrap_or(1);
+                max_kv = max_kv.max(kv_bytes(depth + k_max + 1));
+                let mut cache = engine.new_cache(depth + k_max + 1)?;
+                fill_depth(&engine, &mut cache, depth, args.seed)?;
+                let batch = tokens(k_max + 1, vocab, args.seed ^ 0x5eed);
+                // batch sizes k + 1, the one-token step first; each repetition times them all
+                let sizes: Vec<usize> =
+                    std::iter::once(1).chain(ks.iter().map(|k| k + 1)).collect();
+                let mut ns: Vec<Vec<u128>> = vec![Vec::new(); sizes.len()];
+                for rep in 0..=args.repetitions {
+                    for (i, &b) in sizes.iter().enumerate() {
+                        cache.truncate(depth)?;
+                        let t = Instant::now();
+                        engine.forward(&batch[..b], &mut cache, false)?;
+                        if rep > 0 {
+                            ns[i].push(t.elapsed().as_nanos()); // repetition 0 warms up
+                        }
+                    }
+                }
+                let ms = |v: &[u128]| v.iter().map(|&n| n as f64 / 1e6).collect::<Vec<f64>>();
+                let t1 = median(&ms(&ns[0]));
+                for (i, &b) in sizes.iter().enumerate() {
+                    let samples: Vec<(f64, u128)> = ns[i]
+                        .iter()
+                        .map(|&n| (b as f64 * 1e9 / n as f64, n))
+                        .collect();
+                    let mut r = row(format!("verify{b}"), b, 0, depth, samples);
+                    let times = ms(&ns[i]);
+                    r.avg_ms = Some(times.iter().sum::<f64>() / times.len() as f64);
+                    r.verify_cost = Some(median(&times) / t1);
+                    results.push(r);
+                }
+            }
+        }
+        let peak = peak_rss();
+        for r in &mut results[first_result..] {
+            r.peak_rss_bytes = peak;
+            r.kv_cache_bytes = max_kv;
         }
     }
     print(&results, args.output)?;
@@ -312,11 +464,11 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
         Format::Md => {
             writeln!(
                 out,
-                "| model | params | device | dtype | threads | test | t/s | roofline t/s | of roofline |"
+                "| model | params | device | dtype | threads | test | t/s | roofline t/s | of roofline | T(k+1)/T(1) |"
             )?;
             writeln!(
                 out,
-                "| --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |"
+                "| --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
             )?;
             for r in results {
                 let test = if r.n_depth > 0 {
@@ -332,9 +484,13 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
                     .roofline_fraction
                     .map(|v| format!("{:.0}%", v * 100.0))
                     .unwrap_or_else(|| "-".into());
+                let cost = r
+                    .verify_cost
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or_else(|| "-".into());
                 writeln!(
                     out,
-                    "| {} | {:.1}M | {} | {} | {} | {} | {:.2} ± {:.2} | {} | {} |",
+                    "| {} | {:.1}M | {} | {} | {} | {} | {:.2} ± {:.2} | {} | {} | {cost} |",
                     r.model,
                     r.n_params as f64 / 1e6,
                     r.device,
@@ -361,6 +517,33 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
                     r.n_threads,
                     r.weight_bytes_per_token as f64 / 1e6
                 )?;
+            }
+            let mut seen = Vec::new();
+            for r in results {
+                if seen.contains(&r.n_threads) {
+                    continue;
+                }
+                seen.push(r.n_threads);
+                let mib = |b: u64| b as f64 / (1 << 20) as f64;
+                match (r.peak_rss_bytes, r.weights_file_bytes) {
+                    (Some(peak), Some(file)) => writeln!(
+                        out,
+                        "peak memory {:.1} MiB with {} threads = {:.2} × (weight files {:.1} MiB + largest KV cache {:.1} MiB)",
+                        mib(peak),
+                        r.n_threads,
+                        peak as f64 / (file + r.kv_cache_bytes) as f64,
+                        mib(file),
+                        mib(r.kv_cache_bytes)
+                    )?,
+                    (Some(peak), None) => writeln!(
+                        out,
+                        "peak memory {:.1} MiB with {} threads (largest KV cache {:.1} MiB)",
+                        mib(peak),
+                        r.n_threads,
+                        mib(r.kv_cache_bytes)
+                    )?,
+                    _ => {}
+                }
             }
         }
     }
