@@ -67,7 +67,7 @@ pub const AXES: &[AxisDef] = &[
         name: "quant",
         kind: AxisKind::Str,
         modes: None,
-        help: "weight dtype/quantization: f32, f16, bf16, q8, q4 (absent = as stored)",
+        help: "weights: native (a .gguf file's own blocks on the CPU kernels), q8_0, q4_0, q4_1, f32-kernel, f16-kernel, bf16-kernel (CPU kernels), f32, f16, bf16 (burn dense); absent = native for .gguf on the cpu, f32 otherwise",
     },
     AxisDef {
         name: "threads",

@@ -6,7 +6,7 @@ use burn::tensor::{Tensor, activation::silu, backend::Backend};
 
 use crate::error::Result;
 use crate::model::moe::SparseMoe;
-use crate::model::{Linear, Loader};
+use crate::model::{Linear, Loader, RmsNorm};
 
 /// SwiGLU MLP with gate, up and down projections.
 #[derive(Debug, Clone)]
@@ -33,6 +33,24 @@ impl<B: Backend> Mlp<B> {
             down_proj: loader.linear(&format!("{prefix}.down_proj"), intermediate, hidden, bias)?,
             host: Default::default(),
         })
+    }
+
+    /// The pre-norm sub-block `h + self(norm(h))` — on the host in one pass when all three
+    /// projections are on the quantized kernels, else with backend ops.
+    ///
+    /// # Shapes
+    /// - `h`: `[tokens, hidden]` → `[tokens, hidden]`
+    pub fn forward_residual(&self, h: Tensor<B, 2>, norm: &RmsNorm<B>) -> Tensor<B, 2> {
+        let (g, u, d) = (&self.gate_proj, &self.up_proj, &self.down_proj);
+        if let (Some(gq), Some(uq), Some(dq)) = (&g.quant, &u.quant, &d.quant)
+            && g.bias.is_none()
+            && u.bias.is_none()
+            && d.bias.is_none()
+        {
+            let apply = |x: &[f32], out: &mut [f32]| norm.apply_host(x, out);
+            return self.host.forward_residual(h, &apply, gq, uq, dq);
+        }
+        h.clone() + self.forward(norm.forward(h))
     }
 
     /// # Shapes

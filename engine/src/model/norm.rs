@@ -11,16 +11,33 @@ use crate::model::Loader;
 pub struct RmsNorm<B: Backend> {
     /// `[dim]`
     pub weight: Tensor<B, 1>,
+    /// The same weights on the host, for the CPU host paths ([`RmsNorm::apply_host`]).
+    pub weight_host: Vec<f32>,
     pub eps: f64,
 }
 
 impl<B: Backend> RmsNorm<B> {
     /// Load `{name}` (shape `[dim]`).
     pub fn load(loader: &Loader<'_, B>, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        let t = loader.host(name, &[dim])?;
         Ok(Self {
-            weight: loader.tensor1(name, dim)?,
+            weight: loader.upload(t.data.clone(), [dim]),
+            weight_host: t.data,
             eps,
         })
+    }
+
+    /// Normalise every row of `x` (rows of `weight_host.len()` values) into `out`, on the host:
+    /// the same formula as [`RmsNorm::forward`], summed in f32.
+    pub fn apply_host(&self, x: &[f32], out: &mut [f32]) {
+        let dim = self.weight_host.len();
+        for (row, o) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+            let ms = row.iter().map(|v| v * v).sum::<f32>() / dim as f32;
+            let r = 1.0 / (ms + self.eps as f32).sqrt();
+            for ((o, v), w) in o.iter_mut().zip(row).zip(&self.weight_host) {
+                *o = v * r * w;
+            }
+        }
     }
 
     /// # Shapes
@@ -50,6 +67,7 @@ mod tests {
         let dev = Default::default();
         let norm = RmsNorm::<Flex> {
             weight: Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, 0.5, -1.0], [4]), &dev),
+            weight_host: vec![1.0f32, 2.0, 0.5, -1.0],
             eps: 1e-6,
         };
         let x = vec![1.0f32, -2.0, 3.0, 0.5];
@@ -63,8 +81,11 @@ mod tests {
             .unwrap();
         let rms = (x.iter().map(|v| v * v).sum::<f32>() / 4.0 + 1e-6).sqrt();
         let w = [1.0f32, 2.0, 0.5, -1.0];
+        let mut host = [0.0f32; 4];
+        norm.apply_host(&x, &mut host);
         for i in 0..4 {
             assert!((out[i] - x[i] / rms * w[i]).abs() < 1e-6, "{i}");
+            assert!((host[i] - out[i]).abs() < 1e-6, "host {i}");
         }
     }
 }

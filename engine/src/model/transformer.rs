@@ -81,6 +81,9 @@ impl<B: Backend> DecoderLayer<B> {
             + self
                 .self_attn
                 .forward(self.input_layernorm.forward(x), cache, inputs);
+        if let Ffn::Dense(mlp) = &self.ffn {
+            return mlp.forward_residual(h, &self.post_attention_layernorm);
+        }
         h.clone()
             + self
                 .ffn

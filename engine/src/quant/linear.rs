@@ -105,6 +105,7 @@ struct SwiGluBuffers {
     scratch: MatmulScratch,
     gate: Vec<f32>,
     up: Vec<f32>,
+    normed: Vec<f32>,
 }
 
 impl Default for HostSwiGlu {
@@ -129,6 +130,30 @@ impl HostSwiGlu {
         up: &QuantLinear,
         down: &QuantLinear,
     ) -> Tensor<B, 2> {
+        self.run(x, None, gate, up, down)
+    }
+
+    /// The whole pre-norm MLP sub-block of a decoder layer, `h + mlp(norm(h))`, with `norm`
+    /// applying the RMSNorm to host rows (in, out): one download and one upload in all.
+    pub fn forward_residual<B: Backend>(
+        &self,
+        h: Tensor<B, 2>,
+        norm: &dyn Fn(&[f32], &mut [f32]),
+        gate: &QuantLinear,
+        up: &QuantLinear,
+        down: &QuantLinear,
+    ) -> Tensor<B, 2> {
+        self.run(h, Some(norm), gate, up, down)
+    }
+
+    fn run<B: Backend>(
+        &self,
+        x: Tensor<B, 2>,
+        norm: Option<&dyn Fn(&[f32], &mut [f32])>,
+        gate: &QuantLinear,
+        up: &QuantLinear,
+        down: &QuantLinear,
+    ) -> Tensor<B, 2> {
         let [rows, _] = x.dims();
         let (device, dtype) = (x.device(), x.dtype());
         let inter = gate.matrix().rows();
@@ -143,11 +168,20 @@ impl HostSwiGlu {
             scratch,
             gate: g,
             up: u,
+            normed,
         } = &mut *guard;
         g.resize(rows * inter, 0.0);
         u.resize(rows * inter, 0.0);
+        let input: &[f32] = match norm {
+            Some(f) => {
+                normed.resize(host.len(), 0.0);
+                f(&host, normed);
+                normed
+            }
+            None => &host,
+        };
         if let Err(e) = matmul_many(
-            &host,
+            input,
             rows,
             &[gate.matrix(), up.matrix()],
             &mut [&mut g[..], &mut u[..]],
@@ -162,6 +196,12 @@ impl HostSwiGlu {
         let mut out = vec![0.0f32; rows * hidden];
         if let Err(e) = matmul(g, rows, down.matrix(), &mut out, scratch) {
             panic!("quantized MLP down: {e}");
+        }
+        if norm.is_some() {
+            // the residual: h + mlp(norm(h))
+            for (o, x) in out.iter_mut().zip(&host) {
+                *o += x;
+            }
         }
         Tensor::from_data(TensorData::new(out, [rows, hidden]), (&device, dtype))
     }
