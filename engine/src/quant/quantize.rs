@@ -93,40 +93,63 @@ pub struct ActBlocks {
     pub(crate) cols: usize,
 }
 
-/// Quantize one activation block (a multiple of 32 values) to `q = round(x / d)`, `d = max|x| / 127`,
-/// rounding half to even (as `vcvtps2dq` and ggml's SIMD quantizers do); returns `d`. The AVX2
-/// path and the portable one give identical bytes.
+/// Quantize one activation block (a multiple of 32 values) to `q = round(x / d)`, rounding half
+/// to even (as `vcvtps2dq` and ggml's `nearest_int` do), and return `d`:
+/// - blocks of 32 (ggml's `block_q8_1`, for Q4_0 / Q4_1 / Q5_* / Q8_0 weights): `d = max|x| / 127`,
+///   `q ∈ [−127, 127]`;
+/// - blocks of 256 (ggml's `block_q8_K`, for the K-quants): the value of largest magnitude (the
+///   first, on ties) maps to −128, `d = −max / 128`, `q = min(127, round(x / d))`.
+///
+/// The AVX2 path and the portable one give identical bytes.
 fn quantize_act_block(xb: &[f32], qb: &mut [i8]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if super::matmul::Isa::detect() != super::matmul::Isa::Scalar {
         // SAFETY: AVX2 was detected; `xb` and `qb` have the same length, a multiple of 32.
-        return unsafe { quantize_act_block_avx2(xb, qb) };
+        let amax = unsafe { abs_max_avx2(xb) };
+        let (d, id) = act_scale(xb, amax);
+        // SAFETY: as above.
+        unsafe { round_avx2(xb, id, qb) };
+        return d;
     }
     quantize_act_block_scalar(xb, qb)
+}
+
+/// `(d, 1/d)` of an activation block whose largest magnitude is `amax` (see
+/// [`quantize_act_block`]); `(0, 0)` for an all-zero block.
+fn act_scale(xb: &[f32], amax: f32) -> (f32, f32) {
+    if amax == 0.0 {
+        return (0.0, 0.0);
+    }
+    if xb.len() == 256 {
+        let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+        let iscale = -128.0 / max;
+        (1.0 / iscale, iscale)
+    } else {
+        let d = amax / 127.0;
+        (d, 1.0 / d)
+    }
 }
 
 /// [`quantize_act_block`] in portable Rust.
 fn quantize_act_block_scalar(xb: &[f32], qb: &mut [i8]) -> f32 {
     let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (d, id) = act_scale(xb, amax);
     for (q, &v) in qb.iter_mut().zip(xb) {
-        *q = (v * id).round_ties_even() as i8;
+        *q = (v * id).round_ties_even().clamp(-128.0, 127.0) as i8;
     }
     d
 }
 
-/// [`quantize_act_block`] with AVX2.
+/// Largest |x| of a block, with AVX2.
 ///
 /// # Safety
-/// The CPU supports AVX2; `xb.len() == qb.len()`, a multiple of 32.
+/// The CPU supports AVX2; `xb.len()` is a multiple of 8.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_act_block_avx2(xb: &[f32], qb: &mut [i8]) -> f32 {
+unsafe fn abs_max_avx2(xb: &[f32]) -> f32 {
     use std::arch::x86_64::*;
-    debug_assert!(xb.len() == qb.len() && xb.len() % 32 == 0);
-    let (xp, qp) = (xb.as_ptr(), qb.as_mut_ptr());
-    // SAFETY: every access is within the `xb.len()` elements of both slices.
+    let xp = xb.as_ptr();
+    // SAFETY: every access is within the `xb.len()` elements.
     unsafe {
         let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
         let mut mx = _mm256_setzero_ps();
@@ -135,9 +158,23 @@ unsafe fn quantize_act_block_avx2(xb: &[f32], qb: &mut [i8]) -> f32 {
         }
         let m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
         let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
-        let d = amax / 127.0;
-        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)))
+    }
+}
+
+/// `q = clamp(round_even(x · id), −128, 127)` with AVX2 (the saturating packs clamp).
+///
+/// # Safety
+/// The CPU supports AVX2; `xb.len() == qb.len()`, a multiple of 32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn round_avx2(xb: &[f32], id: f32, qb: &mut [i8]) {
+    use std::arch::x86_64::*;
+    debug_assert!(xb.len() == qb.len() && xb.len() % 32 == 0);
+    let (xp, qp) = (xb.as_ptr(), qb.as_mut_ptr());
+    // SAFETY: every access is within the `xb.len()` elements of both slices.
+    unsafe {
+        let id = _mm256_set1_ps(id);
         // packs interleave 128-bit lanes; this restores element order
         let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         for j in (0..xb.len()).step_by(32) {
@@ -149,7 +186,6 @@ unsafe fn quantize_act_block_avx2(xb: &[f32], qb: &mut [i8]) -> f32 {
             let q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), order);
             _mm256_storeu_si256(qp.add(j) as *mut __m256i, q);
         }
-        d
     }
 }
 
@@ -282,8 +318,12 @@ mod tests {
                 .sum();
             assert_eq!(a.bsums[k], sum);
         }
+        // Q8_K's scale is negative when the largest magnitude is positive; a value of the opposite
+        // sign and the same magnitude would be +128 and is clamped to 127 (one step, as in ggml)
         for (j, v) in x.iter().enumerate() {
-            assert!((d * f32::from(a.qs[j]) - v).abs() <= 0.5 * d * 1.0001);
+            let err = (d * f32::from(a.qs[j]) - v).abs();
+            let steps = if a.qs[j] == 127 { 1.0 } else { 0.5 };
+            assert!(err <= steps * d.abs() * 1.0001, "{j}: {v} → {}", a.qs[j]);
         }
         // all-zero rows give zero scales, not NaN
         a.quantize(&[0.0; 32], 1, 32, 32);

@@ -215,12 +215,14 @@ fn quantized_activations_are_exact_on_grid_inputs() {
     // so the block kernels must match the f64 reference to f32 summation error alone.
     let mut rng = Rng(7);
     let w = random_matrix(QuantFormat::Q4K, 9, 256, &mut rng);
+    // On ggml's Q8_K grid: the first value of largest magnitude, −1, maps to −128, so
+    // d = 1/128 and every k/128 (|k| ≤ 127) is exact.
     let x: Vec<f32> = (0..256)
         .map(|j| {
-            if j % 32 == 0 {
-                1.0
+            if j == 0 {
+                -1.0
             } else {
-                ((rng.next() % 255) as i32 - 127) as f32 / 127.0
+                ((rng.next() % 255) as i32 - 127) as f32 / 128.0
             }
         })
         .collect();
