@@ -126,6 +126,9 @@ pub struct BenchResult {
     /// Peak resident memory of this process while the model was loaded and tested, bytes
     /// (Linux `VmHWM`, reset after the bandwidth probe; `None` where unavailable).
     pub peak_rss_bytes: Option<u64>,
+    /// Resident memory just before the model was loaded (binary, runtime, thread pools), bytes:
+    /// `peak_rss_bytes − base_rss_bytes` is what the model, its caches and the tests added.
+    pub base_rss_bytes: Option<u64>,
     /// Size of the weight files on disk, bytes (`None` for random weights).
     pub weights_file_bytes: Option<u64>,
     /// The largest KV cache any test allocated, bytes.
@@ -170,10 +173,20 @@ fn parse_k_list(text: &str) -> Result<KList, String> {
 
 /// Linux: the process's peak resident set (`VmHWM`), bytes.
 fn peak_rss() -> Option<u64> {
+    status_kb("VmHWM:")
+}
+
+/// Linux: the process's current resident set (`VmRSS`), bytes.
+fn current_rss() -> Option<u64> {
+    status_kb("VmRSS:")
+}
+
+/// A `kB` field of /proc/self/status, in bytes.
+fn status_kb(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -291,6 +304,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None
         };
         reset_peak_rss();
+        let base_rss = current_rss();
         let opts = DeviceOpts {
             threads,
             ..device.clone()
@@ -340,6 +354,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 avg_ms: None,
                 verify_cost: None,
                 peak_rss_bytes: None,
+                base_rss_bytes: None,
                 weights_file_bytes: file_bytes,
                 kv_cache_bytes: 0,
             }
@@ -420,6 +435,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let peak = peak_rss();
         for r in &mut results[first_result..] {
             r.peak_rss_bytes = peak;
+            r.base_rss_bytes = base_rss;
             r.kv_cache_bytes = max_kv;
         }
     }
@@ -526,15 +542,21 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
                 seen.push(r.n_threads);
                 let mib = |b: u64| b as f64 / (1 << 20) as f64;
                 match (r.peak_rss_bytes, r.weights_file_bytes) {
-                    (Some(peak), Some(file)) => writeln!(
-                        out,
-                        "peak memory {:.1} MiB with {} threads = {:.2} × (weight files {:.1} MiB + largest KV cache {:.1} MiB)",
-                        mib(peak),
-                        r.n_threads,
-                        peak as f64 / (file + r.kv_cache_bytes) as f64,
-                        mib(file),
-                        mib(r.kv_cache_bytes)
-                    )?,
+                    (Some(peak), Some(file)) => {
+                        let base = r.base_rss_bytes.unwrap_or(0);
+                        let need = (file + r.kv_cache_bytes) as f64;
+                        writeln!(
+                            out,
+                            "peak memory {:.1} MiB with {} threads = {:.2} × (weight files {:.1} MiB + largest KV cache {:.1} MiB); {:.1} MiB before loading, so the model added {:.2} ×",
+                            mib(peak),
+                            r.n_threads,
+                            peak as f64 / need,
+                            mib(file),
+                            mib(r.kv_cache_bytes),
+                            mib(base),
+                            peak.saturating_sub(base) as f64 / need
+                        )?
+                    }
                     (Some(peak), None) => writeln!(
                         out,
                         "peak memory {:.1} MiB with {} threads (largest KV cache {:.1} MiB)",
