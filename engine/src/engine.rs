@@ -231,6 +231,7 @@ impl Engine {
                 let mut model =
                     Model::load_quantized(&config, source, &Default::default(), dtype, opts.quant)?;
                 model.enable_column_split();
+                model.host_kv = true;
                 Models::Flex(model)
             }
             #[cfg(feature = "wgpu")]

@@ -1,23 +1,135 @@
-//! The caller-owned key/value cache: per layer, K and V tensors preallocated to `capacity`
-//! positions (`[kv_heads, capacity, head_dim]`), a length, and `truncate(len)` for speculative
-//! rollback. Appending writes in place (`slice_assign` on a uniquely owned tensor); truncation only
-//! moves the length. An impossible request is an error, never a silent no-op.
+//! The caller-owned key/value cache: per layer, K and V preallocated to `capacity` positions
+//! (`[kv_heads, capacity, head_dim]`), a length, and `truncate(len)` for speculative rollback.
+//! Appending writes in place; truncation only moves the length. An impossible request is an
+//! error, never a silent no-op.
+//!
+//! A layer's K/V live either in backend tensors (GPU backends: `slice_assign` on a uniquely owned
+//! tensor) or, for the CPU backend, in host `Vec<f32>`s read by
+//! [`cpu_attention::attend`](crate::model::cpu_attention::attend) ([`HostKv`], issue #8).
 
-use burn::tensor::{DType, Tensor, backend::Backend};
+use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 
 use crate::error::{EngineError, Result};
+use crate::model::cpu_attention::{AttnScratch, AttnShape, attend};
+
+/// One layer's K and V on the host, `[kv_heads][capacity][head_dim]` each, plus the attention
+/// kernel's reusable scratch.
+pub struct HostKv {
+    kv_heads: usize,
+    capacity: usize,
+    head_dim: usize,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    scratch: AttnScratch,
+}
+
+impl std::fmt::Debug for HostKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostKv")
+            .field("kv_heads", &self.kv_heads)
+            .field("capacity", &self.capacity)
+            .field("head_dim", &self.head_dim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostKv {
+    /// Zeroed K/V for `capacity` positions.
+    pub fn new(kv_heads: usize, capacity: usize, head_dim: usize) -> Self {
+        let capacity = capacity.max(1);
+        let n = kv_heads * capacity * head_dim;
+        Self {
+            kv_heads,
+            capacity,
+            head_dim,
+            k: vec![0.0; n],
+            v: vec![0.0; n],
+            scratch: AttnScratch::default(),
+        }
+    }
+
+    /// Positions the buffers hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// `[kv_heads][capacity][head_dim]`
+    pub fn keys(&self) -> &[f32] {
+        &self.k
+    }
+
+    /// `[kv_heads][capacity][head_dim]`
+    pub fn values(&self) -> &[f32] {
+        &self.v
+    }
+
+    /// Write `n` positions at `start..start+n` from `key`/`value` laid out
+    /// `[kv_heads][n][head_dim]` (a `[kv_heads, n, head_dim]` tensor's data).
+    ///
+    /// # Panics
+    /// When the lengths do not match or the positions exceed the capacity (the caller checks
+    /// [`KvCache`]'s capacity first).
+    pub fn write(&mut self, start: usize, n: usize, key: &[f32], value: &[f32]) {
+        let d = self.head_dim;
+        assert_eq!(key.len(), self.kv_heads * n * d, "key rows");
+        assert_eq!(value.len(), self.kv_heads * n * d, "value rows");
+        assert!(start + n <= self.capacity, "write beyond the cache");
+        for h in 0..self.kv_heads {
+            let dst = (h * self.capacity + start) * d..(h * self.capacity + start + n) * d;
+            let src = h * n * d..(h + 1) * n * d;
+            self.k[dst.clone()].copy_from_slice(&key[src.clone()]);
+            self.v[dst].copy_from_slice(&value[src]);
+        }
+    }
+
+    /// Causal attention of `k` query rows at `start..start+k` (`q`: `[n_heads][k][head_dim]`)
+    /// over positions `0..start+k` into `out` (`[k][n_heads·head_dim]`); see
+    /// [`attend`](crate::model::cpu_attention::attend).
+    pub fn attend(&mut self, q: &[f32], n_heads: usize, start: usize, k: usize, out: &mut [f32]) {
+        let shape = AttnShape {
+            n_heads,
+            n_kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+        };
+        attend(
+            q,
+            &self.k,
+            &self.v,
+            self.capacity,
+            shape,
+            start,
+            k,
+            out,
+            &mut self.scratch,
+        );
+    }
+}
+
+/// Where a layer's K/V live.
+#[derive(Debug)]
+enum Storage<B: Backend> {
+    // `Option` so a write can take ownership (keeping the buffer uniquely owned, hence updated in
+    // place) and put it back.
+    Device {
+        k: Option<Tensor<B, 3>>,
+        v: Option<Tensor<B, 3>>,
+    },
+    /// Host buffers (CPU backend); `device`/`dtype` serve [`LayerCache::prefix`].
+    Host {
+        kv: HostKv,
+        device: B::Device,
+        dtype: DType,
+    },
+}
 
 /// One layer's preallocated K and V.
 #[derive(Debug)]
 pub struct LayerCache<B: Backend> {
-    // `Option` so a write can take ownership (keeping the buffer uniquely owned, hence updated in
-    // place) and put it back.
-    k: Option<Tensor<B, 3>>,
-    v: Option<Tensor<B, 3>>,
+    storage: Storage<B>,
 }
 
 impl<B: Backend> LayerCache<B> {
-    /// Zeroed K/V of shape `[kv_heads, capacity, head_dim]`.
+    /// Zeroed K/V tensors of shape `[kv_heads, capacity, head_dim]` on `device`.
     pub fn new(
         kv_heads: usize,
         capacity: usize,
@@ -27,34 +139,101 @@ impl<B: Backend> LayerCache<B> {
     ) -> Self {
         let shape = [kv_heads, capacity.max(1), head_dim];
         Self {
-            k: Some(Tensor::zeros(shape, (device, dtype))),
-            v: Some(Tensor::zeros(shape, (device, dtype))),
+            storage: Storage::Device {
+                k: Some(Tensor::zeros(shape, (device, dtype))),
+                v: Some(Tensor::zeros(shape, (device, dtype))),
+            },
+        }
+    }
+
+    /// Zeroed host K/V (`[kv_heads][capacity][head_dim]` `f32`), attended by the CPU kernel.
+    /// `device`/`dtype` are those of the model's tensors.
+    pub fn new_host(
+        kv_heads: usize,
+        capacity: usize,
+        head_dim: usize,
+        device: &B::Device,
+        dtype: DType,
+    ) -> Self {
+        Self {
+            storage: Storage::Host {
+                kv: HostKv::new(kv_heads, capacity, head_dim),
+                device: device.clone(),
+                dtype,
+            },
+        }
+    }
+
+    /// The host buffers, when this cache keeps them.
+    pub fn host(&self) -> Option<&HostKv> {
+        match &self.storage {
+            Storage::Host { kv, .. } => Some(kv),
+            Storage::Device { .. } => None,
+        }
+    }
+
+    /// The host buffers, mutably, when this cache keeps them.
+    pub fn host_mut(&mut self) -> Option<&mut HostKv> {
+        match &mut self.storage {
+            Storage::Host { kv, .. } => Some(kv),
+            Storage::Device { .. } => None,
         }
     }
 
     /// Write `key`/`value` (`[kv_heads, n, head_dim]`) at positions `start..start+n`.
     pub fn write(&mut self, start: usize, key: Tensor<B, 3>, value: Tensor<B, 3>) {
         let [h, n, d] = key.dims();
-        let range = [0..h, start..start + n, 0..d];
-        if let Some(k) = self.k.take() {
-            self.k = Some(k.slice_assign(range.clone(), key));
-        }
-        if let Some(v) = self.v.take() {
-            self.v = Some(v.slice_assign(range, value));
+        match &mut self.storage {
+            Storage::Device { k, v } => {
+                let range = [0..h, start..start + n, 0..d];
+                if let Some(t) = k.take() {
+                    *k = Some(t.slice_assign(range.clone(), key));
+                }
+                if let Some(t) = v.take() {
+                    *v = Some(t.slice_assign(range, value));
+                }
+            }
+            Storage::Host { kv, .. } => {
+                kv.write(start, n, &host_f32(key), &host_f32(value));
+            }
         }
     }
 
-    /// Views of the first `len` positions: `([kv_heads, len, d], [kv_heads, len, d])`.
+    /// The first `len` positions: `([kv_heads, len, d], [kv_heads, len, d])` (views of the
+    /// tensors, or uploads of the host buffers).
     pub fn prefix(&self, len: usize) -> (Tensor<B, 3>, Tensor<B, 3>) {
-        let view = |t: &Option<Tensor<B, 3>>| {
-            let t = t
-                .as_ref()
-                .expect("layer cache holds its tensors between writes");
-            let [h, _, d] = t.dims();
-            t.clone().slice([0..h, 0..len, 0..d])
-        };
-        (view(&self.k), view(&self.v))
+        match &self.storage {
+            Storage::Device { k, v } => {
+                let view = |t: &Option<Tensor<B, 3>>| {
+                    let t = t
+                        .as_ref()
+                        .expect("layer cache holds its tensors between writes");
+                    let [h, _, d] = t.dims();
+                    t.clone().slice([0..h, 0..len, 0..d])
+                };
+                (view(k), view(v))
+            }
+            Storage::Host { kv, device, dtype } => {
+                let (h, cap, d) = (kv.kv_heads, kv.capacity, kv.head_dim);
+                let upload = |src: &[f32]| {
+                    let mut data = Vec::with_capacity(h * len * d);
+                    for head in 0..h {
+                        data.extend_from_slice(&src[head * cap * d..(head * cap + len) * d]);
+                    }
+                    Tensor::from_data(TensorData::new(data, [h, len, d]), (device, *dtype))
+                };
+                (upload(&kv.k), upload(&kv.v))
+            }
+        }
     }
+}
+
+/// A tensor's elements as host `f32` in logical (row-major) order.
+pub(crate) fn host_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("data converted to f32 reads back as f32")
 }
 
 /// The backend-specific layer caches behind [`KvCache`].
@@ -180,6 +359,37 @@ mod tests {
         assert_eq!(
             v.into_data().into_vec::<f32>().unwrap(),
             vec![0.0, 0.0, 5.0, 6.0, 7.0, 8.0]
+        );
+    }
+
+    #[test]
+    fn host_writes_land_at_their_positions_and_read_back_as_tensors() {
+        let dev = Default::default();
+        let mut layer = LayerCache::<Flex>::new_host(2, 4, 2, &dev, DType::F32);
+        let kv = |v: Vec<f32>| Tensor::<Flex, 3>::from_data(TensorData::new(v, [2, 1, 2]), &dev);
+        layer.write(
+            2,
+            kv(vec![1.0, 2.0, 3.0, 4.0]),
+            kv(vec![5.0, 6.0, 7.0, 8.0]),
+        );
+        let host = layer.host().unwrap();
+        assert_eq!(&host.keys()[4..6], &[1.0, 2.0]);
+        assert_eq!(&host.keys()[12..14], &[3.0, 4.0]);
+        assert_eq!(&host.values()[12..14], &[7.0, 8.0]);
+        let (k, v) = layer.prefix(3);
+        assert_eq!(k.dims(), [2, 3, 2]);
+        assert_eq!(
+            k.into_data().into_vec::<f32>().unwrap(),
+            vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 3.0, 4.0]
+        );
+        assert_eq!(
+            v.into_data().into_vec::<f32>().unwrap(),
+            vec![0.0, 0.0, 0.0, 0.0, 5.0, 6.0, 0.0, 0.0, 0.0, 0.0, 7.0, 8.0]
+        );
+        assert!(
+            LayerCache::<Flex>::new(1, 4, 2, &dev, DType::F32)
+                .host()
+                .is_none()
         );
     }
 }

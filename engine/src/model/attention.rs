@@ -4,12 +4,14 @@
 //!
 //! GQA without copying K/V: the `groups` query heads that share a KV head are stacked along the
 //! row axis, so one batched matmul per KV head covers them (`[kv, groups·k, d] · [kv, d, L]`).
+//! When the layer cache keeps its K/V on the host (the CPU backend), the product, softmax and
+//! weighted sum run in [`cpu_attention`](crate::model::cpu_attention) instead.
 
-use burn::tensor::{Tensor, activation::softmax, backend::Backend};
+use burn::tensor::{Tensor, TensorData, activation::softmax, backend::Backend};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kv_cache::LayerCache;
+use crate::kv_cache::{LayerCache, host_f32};
 use crate::model::{Linear, Loader, RmsNorm, Rope};
 
 /// One attention block.
@@ -102,6 +104,17 @@ impl<B: Backend> Attention<B> {
         let key = Rope::apply(key.swap_dims(0, 1), &inputs.cos, &inputs.sin);
         let value = value.swap_dims(0, 1);
 
+        // 3–5 on the host: write K/V rows, attend, upload [k, heads·d]
+        if let Some(host) = cache.host_mut() {
+            let (device, dtype) = (q.device(), q.dtype());
+            let (q, key, value) = (host_f32(q), host_f32(key), host_f32(value));
+            host.write(inputs.start, k, &key, &value);
+            let mut out = vec![0.0f32; k * nq * d];
+            host.attend(&q, nq, inputs.start, k, &mut out);
+            let out = Tensor::from_data(TensorData::new(out, [k, nq * d]), (&device, dtype));
+            return self.o_proj.forward(out);
+        }
+
         // 3. append to the cache, then view the filled prefix: [kv, total, d]
         cache.write(inputs.start, key, value);
         let (keys, values) = cache.prefix(total);
@@ -129,5 +142,112 @@ impl<B: Backend> Attention<B> {
             + self.k_proj.weight_bytes()
             + self.v_proj.weight_bytes()
             + self.o_proj.weight_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::DType;
+
+    type B = Flex;
+
+    fn weights(rows: usize, cols: usize, seed: usize) -> Tensor<B, 2> {
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| (((i + seed) * 7919 % 211) as f32 / 211.0 - 0.5) * 0.4)
+            .collect();
+        Tensor::from_data(TensorData::new(w, [rows, cols]), &Default::default())
+    }
+
+    /// RoPE tables and the additive causal mask, as `Model::attention_inputs` builds them.
+    fn inputs(rope: &Rope, groups: usize, start: usize, k: usize) -> AttentionInputs<B> {
+        let dev = Default::default();
+        let (cos, sin) = rope.tables::<B>(start, k, &dev, DType::F32);
+        let total = start + k;
+        let mask = (k > 1).then(|| {
+            let mut m = vec![0.0f32; groups * k * total];
+            for g in 0..groups {
+                for i in 0..k {
+                    m[(g * k + i) * total + start + i + 1..(g * k + i + 1) * total]
+                        .fill(f32::NEG_INFINITY);
+                }
+            }
+            Tensor::from_data(TensorData::new(m, [1, groups * k, total]), &dev)
+        });
+        AttentionInputs {
+            start,
+            cos,
+            sin,
+            mask,
+        }
+    }
+
+    #[test]
+    fn host_cache_attention_equals_the_burn_path() {
+        let dev = Default::default();
+        let (hidden, nq, nkv, d) = (48, 6, 2, 32);
+        let attn = Attention::<B> {
+            q_proj: Linear::new(weights(nq * d, hidden, 1), None),
+            k_proj: Linear::new(weights(nkv * d, hidden, 2), None),
+            v_proj: Linear::new(weights(nkv * d, hidden, 3), None),
+            o_proj: Linear::new(weights(hidden, nq * d, 4), None),
+            q_norm: None,
+            k_norm: None,
+            n_heads: nq,
+            n_kv_heads: nkv,
+            head_dim: d,
+        };
+        let rope = Rope {
+            inv_freq: (0..d / 2)
+                .map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / d as f32))
+                .collect(),
+        };
+        let capacity = 16;
+        let mut burn_cache = LayerCache::<B>::new(nkv, capacity, d, &dev, DType::F32);
+        let mut host_cache = LayerCache::<B>::new_host(nkv, capacity, d, &dev, DType::F32);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // (start, k): prefill 5, three decode steps, then roll back to 6 and append 4 + 1
+        let steps = [(0, 5), (5, 1), (6, 1), (7, 1), (6, 4), (10, 1)];
+        for (n, &(start, k)) in steps.iter().enumerate() {
+            let x: Vec<f32> = (0..k * hidden)
+                .map(|i| ((i * 31 + n * 17) as f32 * 0.13).sin())
+                .collect();
+            let x = Tensor::<B, 2>::from_data(TensorData::new(x, [k, hidden]), &dev);
+            let inp = inputs(&rope, nq / nkv, start, k);
+            let want = attn
+                .forward(x.clone(), &mut burn_cache, &inp)
+                .into_data()
+                .into_vec::<f32>()
+                .unwrap();
+            let got = pool
+                .install(|| attn.forward(x, &mut host_cache, &inp))
+                .into_data()
+                .into_vec::<f32>()
+                .unwrap();
+            assert_eq!(got.len(), k * hidden);
+            assert!(got.iter().all(|x| x.is_finite()), "non-finite output");
+            let err = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(err <= 1e-5, "step {n} (start {start}, k {k}): {err}");
+        }
+        // the host buffers hold what the burn cache holds
+        let (bk, bv) = burn_cache.prefix(11);
+        let (hk, hv) = host_cache.prefix(11);
+        for (a, b) in [(bk, hk), (bv, hv)] {
+            let (a, b) = (host_f32(a), host_f32(b));
+            let err = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(err <= 1e-6, "cache contents: {err}");
+        }
     }
 }

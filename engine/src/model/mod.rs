@@ -4,6 +4,7 @@
 //! [`Linear`], a projection `y = x·Wᵀ + b`.
 
 pub mod attention;
+pub mod cpu_attention;
 pub mod mlp;
 pub mod moe;
 pub mod mtp;

@@ -114,6 +114,8 @@ pub struct Model<B: Backend> {
     pub mtp: Option<MtpModule<B>>,
     pub device: B::Device,
     pub dtype: DType,
+    /// Keep KV caches on the host and attend with `model::cpu_attention` (the CPU backend).
+    pub host_kv: bool,
 }
 
 impl<B: Backend> Model<B> {
@@ -179,6 +181,7 @@ impl<B: Backend> Model<B> {
             mtp,
             device: device.clone(),
             dtype,
+            host_kv: false,
         })
     }
 
@@ -271,9 +274,14 @@ impl<B: Backend> Model<B> {
     /// `n_layers` fresh layer caches of this model's KV shape (the MTP head uses one).
     pub fn new_cache_layers(&self, n_layers: usize, capacity: usize) -> Vec<LayerCache<B>> {
         let c = &self.config;
+        let new = if self.host_kv {
+            LayerCache::new_host
+        } else {
+            LayerCache::new
+        };
         (0..n_layers)
             .map(|_| {
-                LayerCache::new(
+                new(
                     c.num_key_value_heads,
                     capacity,
                     c.head_dim,
@@ -286,18 +294,7 @@ impl<B: Backend> Model<B> {
 
     /// Fresh per-layer caches for `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Vec<LayerCache<B>> {
-        let c = &self.config;
-        (0..c.num_hidden_layers)
-            .map(|_| {
-                LayerCache::new(
-                    c.num_key_value_heads,
-                    capacity,
-                    c.head_dim,
-                    &self.device,
-                    self.dtype,
-                )
-            })
-            .collect()
+        self.new_cache_layers(self.config.num_hidden_layers, capacity)
     }
 
     /// Check token ids against the vocabulary.

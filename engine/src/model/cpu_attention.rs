@@ -1,0 +1,809 @@
+//! Causal grouped-query attention over a host-resident KV cache, for the CPU backend (issue #8).
+//!
+//! burn `flex`'s matmul runs single-threaded below 192³ multiply-adds, so a decode step's
+//! `q · Kᵀ → softmax → · V` over a long cache used one core. This kernel splits the work the way
+//! flash-decoding does:
+//!
+//! - an *item* is one (KV head, block of query rows, range of keys); every query head sharing the
+//!   KV head and every query row of the block is handled by the same item, so the keys and values
+//!   of a tile are read from memory once and reused from L1 for all of them;
+//! - within an item, keys are visited in tiles of [`TILE`] with the online softmax (running max
+//!   `m`, running sum `l`, accumulator `acc` rescaled by `exp(m_old − m_new)` when the max grows);
+//! - items over different key ranges of the same rows leave partial `(m, l, acc)` that a second,
+//!   row-parallel pass merges: `out = Σ_s acc_s·e^{m_s−M} / Σ_s l_s·e^{m_s−M}`, `M = max_s m_s`.
+//!
+//! Items run on rayon's current pool (the engine installs one of `--threads`), so at k = 1 with two
+//! or three KV heads both cores still work. The AVX2 + FMA path (run-time detected) computes eight
+//! key dot products at once and a polynomial `exp`; the portable fallback has the same structure.
+//! All scratch lives in [`AttnScratch`], which grows once and is reused for every token.
+
+use rayon::prelude::*;
+
+/// Keys per tile: a tile of K and V (`2 · 64 · head_dim` floats) stays in L1 while every row of
+/// the item uses it.
+const TILE: usize = 64;
+
+/// Query rows per item in prefill / verify forwards.
+const ROW_BLOCK: usize = 16;
+
+/// Smallest key range worth its own item.
+const MIN_SPLIT_KEYS: usize = 256;
+
+/// Head counts and size of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnShape {
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (`n_heads` is a multiple of it).
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Reusable per-call buffers: partial accumulators, (max, sum) pairs and tile scores per item.
+#[derive(Debug, Default, Clone)]
+pub struct AttnScratch {
+    acc: Vec<f32>,
+    ml: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+/// Grow `v` to at least `n` elements (never shrinks, so steady-state decoding does not allocate).
+fn ensure(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// How one call is cut into items.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    groups: usize,
+    /// Query rows per item (the last block may be shorter).
+    rb_size: usize,
+    n_rb: usize,
+    n_splits: usize,
+    /// Keys per split (a multiple of [`TILE`]).
+    split_len: usize,
+    /// Partial rows per item: `groups · rb_size`.
+    rows: usize,
+}
+
+impl Plan {
+    fn new(shape: AttnShape, start: usize, k: usize, threads: usize) -> Self {
+        let groups = shape.n_heads / shape.n_kv_heads;
+        let total = start + k;
+        let rb_size = k.clamp(1, ROW_BLOCK);
+        let n_rb = k.div_ceil(rb_size);
+        let base = shape.n_kv_heads * n_rb;
+        // enough items for every thread to get a few (load balance), each over enough keys
+        let wanted = if threads <= 1 {
+            1
+        } else {
+            (4 * threads).div_ceil(base)
+        };
+        let max_splits = total.div_ceil(MIN_SPLIT_KEYS).max(1);
+        let n_splits = wanted.clamp(1, max_splits);
+        let split_len = total.div_ceil(n_splits).next_multiple_of(TILE);
+        let n_splits = total.div_ceil(split_len).max(1);
+        Self {
+            groups,
+            rb_size,
+            n_rb,
+            n_splits,
+            split_len,
+            rows: groups * rb_size,
+        }
+    }
+
+    fn items(&self, n_kv_heads: usize) -> usize {
+        n_kv_heads * self.n_rb * self.n_splits
+    }
+}
+
+/// Causal GQA attention of `k` new query rows at absolute positions `start..start+k` against the
+/// cached keys/values `0..start+k` (query `i` sees keys `0..=start+i`), scale `1/√head_dim`.
+///
+/// # Layouts
+/// - `q`: `[n_heads][k][head_dim]` (the roped `[heads, k, d]` tensor's data)
+/// - `keys`, `values`: `[n_kv_heads][capacity][head_dim]`, positions `0..start+k` filled
+/// - `out`: `[k][n_heads·head_dim]` (what `o_proj` takes)
+///
+/// # Panics
+/// When the slices do not have the lengths above or `n_heads` is not a multiple of `n_kv_heads`
+/// (internal invariants: the attention block derives every length from the model config).
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    capacity: usize,
+    shape: AttnShape,
+    start: usize,
+    k: usize,
+    out: &mut [f32],
+    scratch: &mut AttnScratch,
+) {
+    let AttnShape {
+        n_heads: nq,
+        n_kv_heads: nkv,
+        head_dim: d,
+    } = shape;
+    assert!(nkv > 0 && nq % nkv == 0, "{nq} heads over {nkv} KV heads");
+    assert_eq!(q.len(), nq * k * d, "query length");
+    assert_eq!(out.len(), k * nq * d, "output length");
+    assert!(start + k <= capacity, "positions beyond the cache");
+    assert!(keys.len() >= nkv * capacity * d && values.len() >= nkv * capacity * d);
+    if k == 0 {
+        return;
+    }
+    let plan = Plan::new(shape, start, k, rayon::current_num_threads());
+    let items = plan.items(nkv);
+    let rows = plan.rows;
+    ensure(&mut scratch.acc, items * rows * d);
+    ensure(&mut scratch.ml, items * rows * 2);
+    ensure(&mut scratch.scores, items * rows * TILE);
+    let isa = Isa::detect(d);
+    let scale = 1.0 / (d as f32).sqrt();
+
+    // 1. partial (m, l, acc) per item
+    let acc = &mut scratch.acc[..items * rows * d];
+    let ml = &mut scratch.ml[..items * rows * 2];
+    let scores = &mut scratch.scores[..items * rows * TILE];
+    acc.par_chunks_mut(rows * d)
+        .zip(ml.par_chunks_mut(rows * 2))
+        .zip(scores.par_chunks_mut(rows * TILE))
+        .enumerate()
+        .for_each(|(t, ((acc, ml), sc))| {
+            let s = t % plan.n_splits;
+            let hr = t / plan.n_splits;
+            let (h, rb) = (hr / plan.n_rb, hr % plan.n_rb);
+            let i0 = rb * plan.rb_size;
+            let i1 = (i0 + plan.rb_size).min(k);
+            let item = Item {
+                q,
+                keys: &keys[h * capacity * d..(h + 1) * capacity * d],
+                values: &values[h * capacity * d..(h + 1) * capacity * d],
+                d,
+                k,
+                scale,
+                start,
+                head0: h * plan.groups,
+                groups: plan.groups,
+                rb_size: plan.rb_size,
+                i0,
+                i1,
+                key_lo: s * plan.split_len,
+                // the last row of the block sees keys up to start + i1 - 1
+                key_hi: ((s + 1) * plan.split_len).min(start + i1),
+            };
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Isa::detect` returned Avx2 only after run-time detection of AVX2 and
+                // FMA, and only for head_dim a multiple of 8.
+                Isa::Avx2 => unsafe { item_avx2(&item, acc, ml, sc) },
+                Isa::Scalar => run_item::<Scalar>(&item, acc, ml, sc),
+            }
+        });
+
+    // 2. merge the splits per query row
+    let (acc, ml) = (&scratch.acc[..], &scratch.ml[..]);
+    out.par_chunks_mut(nq * d)
+        .enumerate()
+        .for_each(|(i, orow)| {
+            let (rb, il) = (i / plan.rb_size, i % plan.rb_size);
+            for hq in 0..nq {
+                let (h, g) = (hq / plan.groups, hq % plan.groups);
+                let r = g * plan.rb_size + il;
+                let first = (h * plan.n_rb + rb) * plan.n_splits;
+                let at = |s: usize| (first + s) * rows + r;
+                let m = (0..plan.n_splits)
+                    .map(|s| ml[at(s) * 2])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let o = &mut orow[hq * d..(hq + 1) * d];
+                o.fill(0.0);
+                let mut l = 0.0f32;
+                for s in 0..plan.n_splits {
+                    let (ms, ls) = (ml[at(s) * 2], ml[at(s) * 2 + 1]);
+                    if ls == 0.0 {
+                        continue;
+                    }
+                    let w = (ms - m).exp();
+                    l += ls * w;
+                    let a = &acc[at(s) * d..(at(s) + 1) * d];
+                    o.iter_mut().zip(a).for_each(|(o, a)| *o += w * a);
+                }
+                let inv = 1.0 / l;
+                o.iter_mut().for_each(|o| *o *= inv);
+            }
+        });
+}
+
+/// Which primitive set runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Scalar,
+}
+
+impl Isa {
+    fn detect(head_dim: usize) -> Isa {
+        #[cfg(test)]
+        if FORCE_SCALAR.with(|f| f.get()) {
+            return Isa::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if head_dim.is_multiple_of(8)
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        let _ = head_dim;
+        Isa::Scalar
+    }
+}
+
+/// One item's inputs (see the module doc).
+struct Item<'a> {
+    q: &'a [f32],
+    /// This KV head's `[capacity][d]` keys and values.
+    keys: &'a [f32],
+    values: &'a [f32],
+    d: usize,
+    k: usize,
+    scale: f32,
+    start: usize,
+    /// First query head of this KV head's group.
+    head0: usize,
+    groups: usize,
+    rb_size: usize,
+    /// Query rows `i0..i1`.
+    i0: usize,
+    i1: usize,
+    /// Keys `key_lo..key_hi` (may be empty).
+    key_lo: usize,
+    key_hi: usize,
+}
+
+/// The arithmetic an item needs, on raw pointers so the AVX2 version can use unaligned loads
+/// without `copy_nonoverlapping`'s debug checks.
+///
+/// # Safety (every method)
+/// The pointers address `d` (or `n`, or `8·d` for `dot8`'s keys) valid `f32`s.
+trait Simd {
+    /// `⟨a, b⟩` over `d` elements.
+    unsafe fn dot(a: *const f32, b: *const f32, d: usize) -> f32;
+    /// `out[t] = ⟨q, keys[t·d..]⟩` for `t` in `0..8`.
+    unsafe fn dot8(q: *const f32, keys: *const f32, d: usize, out: *mut f32);
+    /// `x[j] = exp(x[j] − m)` for `j < n`; returns their sum.
+    unsafe fn exp_sum(x: *mut f32, n: usize, m: f32) -> f32;
+    /// `acc += p · v` over `d` elements.
+    unsafe fn axpy(acc: *mut f32, p: f32, v: *const f32, d: usize);
+}
+
+/// The item loop, generic over the primitives (inlined into [`item_avx2`] so the intrinsics are
+/// compiled with its target features).
+#[inline(always)]
+fn run_item<S: Simd>(it: &Item<'_>, acc: &mut [f32], ml: &mut [f32], sc: &mut [f32]) {
+    let d = it.d;
+    acc.fill(0.0);
+    for pair in ml.chunks_exact_mut(2) {
+        pair[0] = f32::NEG_INFINITY;
+        pair[1] = 0.0;
+    }
+    let n_rows = it.i1 - it.i0;
+    let mut t0 = it.key_lo;
+    while t0 < it.key_hi {
+        let t1 = (t0 + TILE).min(it.key_hi);
+        // visible keys of this tile for row il: t0..min(t1, start+i0+il+1)
+        let visible = |il: usize| (t1.min(it.start + it.i0 + il + 1)).saturating_sub(t0);
+        // 1. scores, eight keys at a time (keys outer so a block of K is reused by every row)
+        let mut j = 0;
+        while j < t1 - t0 {
+            let kp = it.keys[(t0 + j) * d..].as_ptr();
+            for g in 0..it.groups {
+                for il in 0..n_rows {
+                    let n = visible(il);
+                    if j >= n {
+                        continue;
+                    }
+                    let r = g * it.rb_size + il;
+                    let qp = it.q[((it.head0 + g) * it.k + it.i0 + il) * d..].as_ptr();
+                    let srow = &mut sc[r * TILE..(r + 1) * TILE];
+                    if j + 8 <= n {
+                        // SAFETY: keys t0+j..t0+j+8 < key_hi ≤ capacity rows of d; q row of d;
+                        // srow has TILE ≥ j + 8 slots.
+                        unsafe { S::dot8(qp, kp, d, srow[j..j + 8].as_mut_ptr()) };
+                    } else {
+                        for (jj, s) in srow.iter_mut().enumerate().take(n).skip(j) {
+                            // SAFETY: key t0+jj < key_hi, a row of d.
+                            *s = unsafe { S::dot(qp, kp.add((jj - j) * d), d) };
+                        }
+                    }
+                }
+            }
+            j += 8;
+        }
+        // 2. online softmax update per row
+        for g in 0..it.groups {
+            for il in 0..n_rows {
+                let n = visible(il);
+                if n == 0 {
+                    continue;
+                }
+                let r = g * it.rb_size + il;
+                let srow = &mut sc[r * TILE..r * TILE + n];
+                srow.iter_mut().for_each(|s| *s *= it.scale);
+                let tile_max = srow.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let (m, l) = (ml[2 * r], ml[2 * r + 1]);
+                let m_new = m.max(tile_max);
+                let arow = &mut acc[r * d..(r + 1) * d];
+                let mut l = l;
+                if m_new > m && m != f32::NEG_INFINITY {
+                    let alpha = (m - m_new).exp();
+                    l *= alpha;
+                    arow.iter_mut().for_each(|a| *a *= alpha);
+                }
+                // SAFETY: srow has n elements.
+                l += unsafe { S::exp_sum(srow.as_mut_ptr(), n, m_new) };
+                ml[2 * r] = m_new;
+                ml[2 * r + 1] = l;
+            }
+        }
+        // 3. acc += p · V, keys outer
+        for j in 0..t1 - t0 {
+            let vp = it.values[(t0 + j) * d..(t0 + j + 1) * d].as_ptr();
+            for il in 0..n_rows {
+                if j >= visible(il) {
+                    continue;
+                }
+                for g in 0..it.groups {
+                    let r = g * it.rb_size + il;
+                    let p = sc[r * TILE + j];
+                    // SAFETY: acc row and value row have d elements.
+                    unsafe { S::axpy(acc[r * d..(r + 1) * d].as_mut_ptr(), p, vp, d) };
+                }
+            }
+        }
+        t0 = t1;
+    }
+}
+
+/// Portable primitives.
+struct Scalar;
+
+impl Simd for Scalar {
+    #[inline(always)]
+    unsafe fn dot(a: *const f32, b: *const f32, d: usize) -> f32 {
+        // SAFETY: the caller guarantees d readable elements at each.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(a, d),
+                std::slice::from_raw_parts(b, d),
+            )
+        };
+        // four partial sums, so the loop vectorises and rounds like the wide version
+        let mut s = [0.0f32; 4];
+        let mut ca = a.chunks_exact(4);
+        let mut cb = b.chunks_exact(4);
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for t in 0..4 {
+                s[t] += x[t] * y[t];
+            }
+        }
+        let mut tail = 0.0;
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            tail += x * y;
+        }
+        (s[0] + s[1]) + (s[2] + s[3]) + tail
+    }
+
+    #[inline(always)]
+    unsafe fn dot8(q: *const f32, keys: *const f32, d: usize, out: *mut f32) {
+        for t in 0..8 {
+            // SAFETY: the caller guarantees 8 key rows and 8 output slots.
+            unsafe { *out.add(t) = Self::dot(q, keys.add(t * d), d) };
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn exp_sum(x: *mut f32, n: usize, m: f32) -> f32 {
+        // SAFETY: the caller guarantees n elements.
+        let x = unsafe { std::slice::from_raw_parts_mut(x, n) };
+        let mut sum = 0.0;
+        for v in x {
+            *v = (*v - m).exp();
+            sum += *v;
+        }
+        sum
+    }
+
+    #[inline(always)]
+    unsafe fn axpy(acc: *mut f32, p: f32, v: *const f32, d: usize) {
+        // SAFETY: the caller guarantees d elements at each.
+        let (acc, v) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(acc, d),
+                std::slice::from_raw_parts(v, d),
+            )
+        };
+        acc.iter_mut().zip(v).for_each(|(a, v)| *a += p * v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+use avx2::item_avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Item, Simd, run_item};
+
+    /// A value read from any address; see `crate::quant::avx2` for why not `_mm256_loadu_ps`
+    /// (its `copy_nonoverlapping` precondition checks under the dev profile's debug assertions).
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    struct Unaligned<T: Copy>(T);
+
+    /// Unaligned load of 8 floats.
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable floats.
+        unsafe { (*(p as *const Unaligned<__m256>)).0 }
+    }
+
+    /// Unaligned store of 8 floats.
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        // SAFETY: the caller guarantees 8 writable floats.
+        unsafe { (*(p as *mut Unaligned<__m256>)).0 = v }
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        unsafe {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+        }
+    }
+
+    /// `e^x` for `x ≤ 0` (Cephes `expf`: range reduction by ln 2, degree-5 polynomial, relative
+    /// error about 1e-7); inputs below −87.3 give ≈ 1e-38 instead of 0.
+    #[inline(always)]
+    unsafe fn exp(x: __m256) -> __m256 {
+        unsafe {
+            let x = _mm256_max_ps(x, _mm256_set1_ps(-87.336_54));
+            let fx = _mm256_round_ps(
+                _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+            );
+            let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
+            let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
+            let mut y = _mm256_set1_ps(1.987_569_1e-4);
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_199_9e-3));
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.166_666_65));
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
+            let r2 = _mm256_mul_ps(r, r);
+            y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+            let n = _mm256_cvtps_epi32(fx);
+            let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_add_epi32(n, _mm256_set1_epi32(127)),
+                23,
+            ));
+            _mm256_mul_ps(y, pow2n)
+        }
+    }
+
+    /// AVX2 + FMA primitives (`d` a multiple of 8).
+    pub(super) struct Avx2;
+
+    impl Simd for Avx2 {
+        #[inline(always)]
+        unsafe fn dot(a: *const f32, b: *const f32, d: usize) -> f32 {
+            unsafe {
+                let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let mut c = 0;
+                while c + 16 <= d {
+                    s0 = _mm256_fmadd_ps(load(a.add(c)), load(b.add(c)), s0);
+                    s1 = _mm256_fmadd_ps(load(a.add(c + 8)), load(b.add(c + 8)), s1);
+                    c += 16;
+                }
+                if c < d {
+                    s0 = _mm256_fmadd_ps(load(a.add(c)), load(b.add(c)), s0);
+                }
+                hsum(_mm256_add_ps(s0, s1))
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn dot8(q: *const f32, keys: *const f32, d: usize, out: *mut f32) {
+            unsafe {
+                let mut a = [_mm256_setzero_ps(); 8];
+                let mut c = 0;
+                while c < d {
+                    let qv = load(q.add(c));
+                    for (t, a) in a.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(qv, load(keys.add(t * d + c)), *a);
+                    }
+                    c += 8;
+                }
+                // transpose-reduce: lane t of the result is the sum of a[t]
+                let s01 = _mm256_hadd_ps(a[0], a[1]);
+                let s23 = _mm256_hadd_ps(a[2], a[3]);
+                let s45 = _mm256_hadd_ps(a[4], a[5]);
+                let s67 = _mm256_hadd_ps(a[6], a[7]);
+                let s0123 = _mm256_hadd_ps(s01, s23);
+                let s4567 = _mm256_hadd_ps(s45, s67);
+                let lo = _mm256_permute2f128_ps(s0123, s4567, 0x20);
+                let hi = _mm256_permute2f128_ps(s0123, s4567, 0x31);
+                store(out, _mm256_add_ps(lo, hi));
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn exp_sum(x: *mut f32, n: usize, m: f32) -> f32 {
+            unsafe {
+                let mv = _mm256_set1_ps(m);
+                let mut sum = _mm256_setzero_ps();
+                let mut j = 0;
+                while j + 8 <= n {
+                    let e = exp(_mm256_sub_ps(load(x.add(j)), mv));
+                    store(x.add(j), e);
+                    sum = _mm256_add_ps(sum, e);
+                    j += 8;
+                }
+                let mut tail = 0.0;
+                if j < n {
+                    let mut buf = [f32::NEG_INFINITY; 8];
+                    for (t, b) in buf.iter_mut().enumerate().take(n - j) {
+                        *b = *x.add(j + t);
+                    }
+                    let e = exp(_mm256_sub_ps(load(buf.as_ptr()), mv));
+                    store(buf.as_mut_ptr(), e);
+                    for (t, b) in buf.iter().enumerate().take(n - j) {
+                        *x.add(j + t) = *b;
+                        tail += *b;
+                    }
+                }
+                hsum(sum) + tail
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn axpy(acc: *mut f32, p: f32, v: *const f32, d: usize) {
+            unsafe {
+                let pv = _mm256_set1_ps(p);
+                let mut c = 0;
+                while c < d {
+                    store(
+                        acc.add(c),
+                        _mm256_fmadd_ps(pv, load(v.add(c)), load(acc.add(c))),
+                    );
+                    c += 8;
+                }
+            }
+        }
+    }
+
+    /// [`run_item`] compiled with AVX2 + FMA.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA and `d` is a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn item_avx2(it: &Item<'_>, acc: &mut [f32], ml: &mut [f32], sc: &mut [f32]) {
+        run_item::<Avx2>(it, acc, ml, sc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values in about [−2, 2].
+    fn fill(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// Naive f64 attention with the same layouts as [`attend`].
+    fn reference(
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        capacity: usize,
+        shape: AttnShape,
+        start: usize,
+        k: usize,
+    ) -> Vec<f32> {
+        let AttnShape {
+            n_heads: nq,
+            n_kv_heads: nkv,
+            head_dim: d,
+        } = shape;
+        let groups = nq / nkv;
+        let mut out = vec![0.0f32; k * nq * d];
+        for hq in 0..nq {
+            let h = hq / groups;
+            for i in 0..k {
+                let qr = &q[(hq * k + i) * d..(hq * k + i + 1) * d];
+                let n = start + i + 1;
+                let s: Vec<f64> = (0..n)
+                    .map(|j| {
+                        let kr = &keys[(h * capacity + j) * d..(h * capacity + j + 1) * d];
+                        qr.iter()
+                            .zip(kr)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|s| (s - m).exp()).collect();
+                let l: f64 = e.iter().sum();
+                for c in 0..d {
+                    let v: f64 = (0..n)
+                        .map(|j| e[j] * values[(h * capacity + j) * d + c] as f64)
+                        .sum();
+                    out[i * nq * d + hq * d + c] = (v / l) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    fn check(shape: AttnShape, start: usize, k: usize, threads: usize, force_scalar: bool) {
+        let capacity = start + k + 5;
+        let d = shape.head_dim;
+        let q = fill(shape.n_heads * k * d, 1 + start as u64);
+        let keys = fill(shape.n_kv_heads * capacity * d, 2 + k as u64);
+        let values = fill(shape.n_kv_heads * capacity * d, 3);
+        let want = reference(&q, &keys, &values, capacity, shape, start, k);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut scratch = AttnScratch::default();
+        let mut out = vec![f32::NAN; k * shape.n_heads * d];
+        pool.install(|| {
+            if force_scalar {
+                attend_scalar_for_test(
+                    &q,
+                    &keys,
+                    &values,
+                    capacity,
+                    shape,
+                    start,
+                    k,
+                    &mut out,
+                    &mut scratch,
+                );
+            } else {
+                // twice: the second call reuses the scratch
+                for _ in 0..2 {
+                    attend(
+                        &q,
+                        &keys,
+                        &values,
+                        capacity,
+                        shape,
+                        start,
+                        k,
+                        &mut out,
+                        &mut scratch,
+                    );
+                }
+            }
+        });
+        assert!(out.iter().all(|x| x.is_finite()), "non-finite output");
+        let err = out
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            err <= 1e-5,
+            "{shape:?} start {start} k {k} threads {threads} scalar {force_scalar}: {err}"
+        );
+    }
+
+    /// [`attend`] with the portable primitives whatever the CPU.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_scalar_for_test(
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        capacity: usize,
+        shape: AttnShape,
+        start: usize,
+        k: usize,
+        out: &mut [f32],
+        scratch: &mut AttnScratch,
+    ) {
+        FORCE_SCALAR.with(|f| f.set(true));
+        attend(q, keys, values, capacity, shape, start, k, out, scratch);
+        FORCE_SCALAR.with(|f| f.set(false));
+    }
+
+    #[test]
+    fn matches_the_f64_reference_for_decode_and_prefill() {
+        for (nq, nkv) in [(4, 4), (6, 2), (9, 3)] {
+            for d in [64, 128] {
+                let shape = AttnShape {
+                    n_heads: nq,
+                    n_kv_heads: nkv,
+                    head_dim: d,
+                };
+                for (start, k) in [(0, 1), (37, 1), (300, 1), (1000, 1), (21, 7), (530, 7)] {
+                    for threads in [1, 2, 3] {
+                        check(shape, start, k, threads, false);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_prefill_and_odd_head_dim() {
+        let shape = AttnShape {
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: 64,
+        };
+        check(shape, 0, 40, 2, false);
+        check(shape, 100, 130, 3, false);
+        // head_dim not a multiple of 8 takes the portable path
+        let odd = AttnShape {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 20,
+        };
+        check(odd, 50, 3, 2, false);
+    }
+
+    #[test]
+    fn portable_path_matches_the_reference() {
+        let shape = AttnShape {
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: 64,
+        };
+        for (start, k) in [(0, 1), (300, 1), (21, 7), (90, 20)] {
+            check(shape, start, k, 2, true);
+        }
+    }
+
+    #[test]
+    fn plan_splits_keys_for_decode_on_two_threads() {
+        let shape = AttnShape {
+            n_heads: 9,
+            n_kv_heads: 3,
+            head_dim: 64,
+        };
+        let p = Plan::new(shape, 2048, 1, 2);
+        assert!(p.n_splits >= 2, "{p:?}");
+        assert!(p.split_len * p.n_splits >= 2049);
+        assert_eq!(Plan::new(shape, 2048, 1, 1).n_splits, 1);
+        let p = Plan::new(shape, 0, 128, 2);
+        assert_eq!((p.rb_size, p.n_rb), (ROW_BLOCK, 8));
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: make [`Isa::detect`] pick the portable path on this thread.
+    static FORCE_SCALAR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
