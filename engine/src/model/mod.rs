@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod cpu_attention;
+pub mod host;
 pub mod mlp;
 pub mod moe;
 pub mod mtp;
@@ -139,6 +140,8 @@ pub struct Linear<B: Backend> {
     /// CPU only: the weight kept quantized on the host and multiplied by `crate::quant`'s kernels
     /// ([`Linear::quantize`]); when set, `weight_t` is a 1 × 1 placeholder.
     pub quant: Option<std::sync::Arc<crate::quant::QuantLinear>>,
+    /// With `quant`: the bias on the host too, for the host paths (`model::host`).
+    pub bias_host: Option<Vec<f32>>,
 }
 
 /// Below this many multiply-adds burn `flex`'s matmul runs on one thread (its `gemm` call uses
@@ -156,6 +159,7 @@ impl<B: Backend> Linear<B> {
             bias,
             split_columns: false,
             quant: None,
+            bias_host: None,
         }
     }
 
@@ -166,11 +170,13 @@ impl<B: Backend> Linear<B> {
         device: &B::Device,
         dtype: DType,
     ) -> Self {
+        let bias_host = bias.as_ref().map(|b| crate::kv_cache::host_f32(b.clone()));
         Self {
             weight_t: Tensor::zeros([1, 1], (device, dtype)),
             bias,
             split_columns: false,
             quant: Some(quant),
+            bias_host,
         }
     }
 
@@ -209,6 +215,10 @@ impl<B: Backend> Linear<B> {
         }
         self.weight_t = Tensor::zeros([1, 1], (&device, self.weight_t.dtype()));
         self.quant = Some(std::sync::Arc::new(crate::quant::QuantLinear::new(matrix)));
+        self.bias_host = self
+            .bias
+            .as_ref()
+            .map(|b| crate::kv_cache::host_f32(b.clone()));
         Ok(())
     }
 

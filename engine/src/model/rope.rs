@@ -68,6 +68,16 @@ impl Rope {
         dtype: DType,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let half = self.inv_freq.len();
+        let (cos, sin) = self.host_tables(start, len);
+        (
+            Tensor::from_data(TensorData::new(cos, [len, half]), (device, dtype)),
+            Tensor::from_data(TensorData::new(sin, [len, half]), (device, dtype)),
+        )
+    }
+
+    /// The cos and sin tables of [`Rope::tables`] on the host (`len × head_dim/2` each).
+    pub fn host_tables(&self, start: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
         for p in start..start + len {
@@ -78,10 +88,28 @@ impl Rope {
                 sin.push(angle.sin());
             }
         }
-        (
-            Tensor::from_data(TensorData::new(cos, [len, half]), (device, dtype)),
-            Tensor::from_data(TensorData::new(sin, [len, half]), (device, dtype)),
-        )
+        (cos, sin)
+    }
+
+    /// [`Rope::apply`] on host rows: `x` holds positions `start..start+len` (the tables' rows) of
+    /// `heads` rows of `head_dim` each (`[len, heads, head_dim]`), rotated in place by the tables
+    /// of [`Rope::host_tables`].
+    pub fn apply_host(x: &mut [f32], heads: usize, head_dim: usize, cos: &[f32], sin: &[f32]) {
+        let half = head_dim / 2;
+        for (p, pos) in x.chunks_exact_mut(heads * head_dim).enumerate() {
+            let (c, s) = (
+                &cos[p * half..(p + 1) * half],
+                &sin[p * half..(p + 1) * half],
+            );
+            for row in pos.chunks_exact_mut(head_dim) {
+                let (x1, x2) = row.split_at_mut(half);
+                for j in 0..half {
+                    let (a, b) = (x1[j], x2[j]);
+                    x1[j] = a * c[j] - b * s[j];
+                    x2[j] = b * c[j] + a * s[j];
+                }
+            }
+        }
     }
 
     /// Rotate `x` by the tables from [`Rope::tables`].

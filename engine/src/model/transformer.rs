@@ -116,6 +116,8 @@ pub struct Model<B: Backend> {
     pub dtype: DType,
     /// Keep KV caches on the host and attend with `model::cpu_attention` (the CPU backend).
     pub host_kv: bool,
+    /// Buffers of the CPU host path (`model::host`).
+    pub host: crate::model::host::SharedHostBuffers,
 }
 
 impl<B: Backend> Model<B> {
@@ -182,6 +184,7 @@ impl<B: Backend> Model<B> {
             device: device.clone(),
             dtype,
             host_kv: false,
+            host: Default::default(),
         })
     }
 
@@ -373,7 +376,18 @@ impl<B: Backend> Model<B> {
         start: usize,
         experts_touched: &mut Vec<u32>,
     ) -> Tensor<B, 2> {
-        let [k, _] = x.dims();
+        let [k, h] = x.dims();
+        if crate::model::host::ready(self, cache) {
+            let rows = crate::model::host::forward_layers(
+                self,
+                crate::kv_cache::host_f32(x),
+                k,
+                cache,
+                start,
+            );
+            let x = Tensor::from_data(TensorData::new(rows, [k, h]), (&self.device, self.dtype));
+            return self.norm.forward(x);
+        }
         let inputs = self.attention_inputs(start, k);
         for (layer, layer_cache) in self.layers.iter().zip(cache.iter_mut()) {
             x = layer.forward(x, layer_cache, &inputs, experts_touched);

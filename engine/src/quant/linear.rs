@@ -156,13 +156,32 @@ impl HostSwiGlu {
     ) -> Tensor<B, 2> {
         let [rows, _] = x.dims();
         let (device, dtype) = (x.device(), x.dtype());
-        let inter = gate.matrix().rows();
         let hidden = down.matrix().rows();
         let host = x
             .into_data()
             .convert::<f32>()
             .into_vec::<f32>()
             .expect("f32 data after convert");
+        let mut out = vec![0.0f32; rows * hidden];
+        self.block(&host, rows, norm, gate, up, down, &mut out);
+        Tensor::from_data(TensorData::new(out, [rows, hidden]), (&device, dtype))
+    }
+
+    /// The host computation behind [`HostSwiGlu::forward`] (`norm` = `None`) and
+    /// [`HostSwiGlu::forward_residual`]: `out = [x +] down(silu(gate(n)) ⊙ up(n))`, `n = norm(x)`
+    /// or `x`, on `rows` host rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn block(
+        &self,
+        x: &[f32],
+        rows: usize,
+        norm: Option<&dyn Fn(&[f32], &mut [f32])>,
+        gate: &QuantLinear,
+        up: &QuantLinear,
+        down: &QuantLinear,
+        out: &mut [f32],
+    ) {
+        let inter = gate.matrix().rows();
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let SwiGluBuffers {
             scratch,
@@ -174,11 +193,11 @@ impl HostSwiGlu {
         u.resize(rows * inter, 0.0);
         let input: &[f32] = match norm {
             Some(f) => {
-                normed.resize(host.len(), 0.0);
-                f(&host, normed);
+                normed.resize(x.len(), 0.0);
+                f(x, normed);
                 normed
             }
-            None => &host,
+            None => x,
         };
         if let Err(e) = matmul_many(
             input,
@@ -193,17 +212,15 @@ impl HostSwiGlu {
             // silu(a) · b
             *a = *a / (1.0 + (-*a).exp()) * b;
         }
-        let mut out = vec![0.0f32; rows * hidden];
-        if let Err(e) = matmul(g, rows, down.matrix(), &mut out, scratch) {
+        if let Err(e) = matmul(g, rows, down.matrix(), out, scratch) {
             panic!("quantized MLP down: {e}");
         }
         if norm.is_some() {
-            // the residual: h + mlp(norm(h))
-            for (o, x) in out.iter_mut().zip(&host) {
+            // the residual: x + mlp(norm(x))
+            for (o, x) in out.iter_mut().zip(x) {
                 *o += x;
             }
         }
-        Tensor::from_data(TensorData::new(out, [rows, hidden]), (&device, dtype))
     }
 }
 
