@@ -208,10 +208,7 @@ impl HostSwiGlu {
         ) {
             panic!("quantized MLP gate/up: {e}");
         }
-        for (a, b) in g.iter_mut().zip(u.iter()) {
-            // silu(a) · b
-            *a = *a / (1.0 + (-*a).exp()) * b;
-        }
+        crate::model::cpu_attention::silu_mul(g, u);
         if let Err(e) = matmul(g, rows, down.matrix(), out, scratch) {
             panic!("quantized MLP down: {e}");
         }
