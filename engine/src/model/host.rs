@@ -3,7 +3,8 @@
 //! (`LayerCache` host mode, the CPU backend), a forward runs all layers on host rows: RMSNorm, q/k/v
 //! in one kernel call ([`matmul_many`]), biases, per-head q/k norm, RoPE, the cache write, attention
 //! ([`cpu_attention`](crate::model::cpu_attention)), o, the residual, then the MLP sub-block
-//! ([`HostSwiGlu::block`](crate::quant::HostSwiGlu::block)). The hidden rows cross to the backend
+//! ([`swiglu_block`]). One set of buffers serves every layer, so memory after a long prefill does
+//! not grow with the layer count. The hidden rows cross to the backend
 //! once per forward instead of some twenty backend ops and a dozen copies per layer, which is most
 //! of a small model's decode step (SmolLM2-135M: 30 layers of 576 wide).
 //!
@@ -17,7 +18,7 @@ use burn::tensor::backend::Backend;
 use crate::kv_cache::{HostKv, LayerCache};
 use crate::model::mlp::Ffn;
 use crate::model::{Attention, DecoderLayer, Linear, Model, RmsNorm, Rope};
-use crate::quant::{MatmulScratch, matmul, matmul_many};
+use crate::quant::{MatmulScratch, SwiGluBuffers, matmul, matmul_many, swiglu_block};
 
 /// Reusable host buffers of one model's forwards (grown to the largest batch, never shrunk).
 #[derive(Debug, Default)]
@@ -32,6 +33,7 @@ pub struct HostBuffers {
     vt: Vec<f32>,
     att: Vec<f32>,
     mid: Vec<f32>,
+    mlp: SwiGluBuffers,
 }
 
 /// The host buffers behind a mutex (a model may be shared across threads; forwards serialise).
@@ -104,7 +106,7 @@ pub fn forward_layers<B: Backend>(
             quant(&mlp.down_proj),
         );
         let norm = |a: &[f32], o: &mut [f32]| layer.post_attention_layernorm.apply_host(a, o);
-        mlp.host.block(&y, k, Some(&norm), &g, &u, &d, &mut x);
+        swiglu_block(&y, k, Some(&norm), &g, &u, &d, &mut x, &mut bufs.mlp);
     }
     x
 }

@@ -100,8 +100,9 @@ pub struct HostSwiGlu {
     buffers: Mutex<SwiGluBuffers>,
 }
 
+/// Buffers of [`swiglu_block`]: reused across calls (and across layers, by the host path).
 #[derive(Debug, Default)]
-struct SwiGluBuffers {
+pub struct SwiGluBuffers {
     scratch: MatmulScratch,
     gate: Vec<f32>,
     up: Vec<f32>,
@@ -168,8 +169,7 @@ impl HostSwiGlu {
     }
 
     /// The host computation behind [`HostSwiGlu::forward`] (`norm` = `None`) and
-    /// [`HostSwiGlu::forward_residual`]: `out = [x +] down(silu(gate(n)) ⊙ up(n))`, `n = norm(x)`
-    /// or `x`, on `rows` host rows.
+    /// [`HostSwiGlu::forward_residual`], with this MLP's own buffers (see [`swiglu_block`]).
     #[allow(clippy::too_many_arguments)]
     pub fn block(
         &self,
@@ -181,42 +181,59 @@ impl HostSwiGlu {
         down: &QuantLinear,
         out: &mut [f32],
     ) {
-        let inter = gate.matrix().rows();
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        let SwiGluBuffers {
-            scratch,
-            gate: g,
-            up: u,
-            normed,
-        } = &mut *guard;
-        g.resize(rows * inter, 0.0);
-        u.resize(rows * inter, 0.0);
-        let input: &[f32] = match norm {
-            Some(f) => {
-                normed.resize(x.len(), 0.0);
-                f(x, normed);
-                normed
-            }
-            None => x,
-        };
-        if let Err(e) = matmul_many(
-            input,
-            rows,
-            &[gate.matrix(), up.matrix()],
-            &mut [&mut g[..], &mut u[..]],
-            scratch,
-        ) {
-            panic!("quantized MLP gate/up: {e}");
+        swiglu_block(x, rows, norm, gate, up, down, out, &mut guard);
+    }
+}
+
+/// `out = [x +] down(silu(gate(n)) ⊙ up(n))` with `n = norm(x)` (or `x`) on `rows` host rows:
+/// gate and up in one parallel region ([`matmul_many`]), the gating in place, down, and with a
+/// norm the residual.
+#[allow(clippy::too_many_arguments)]
+pub fn swiglu_block(
+    x: &[f32],
+    rows: usize,
+    norm: Option<&dyn Fn(&[f32], &mut [f32])>,
+    gate: &QuantLinear,
+    up: &QuantLinear,
+    down: &QuantLinear,
+    out: &mut [f32],
+    buffers: &mut SwiGluBuffers,
+) {
+    let inter = gate.matrix().rows();
+    let SwiGluBuffers {
+        scratch,
+        gate: g,
+        up: u,
+        normed,
+    } = buffers;
+    g.resize(rows * inter, 0.0);
+    u.resize(rows * inter, 0.0);
+    let input: &[f32] = match norm {
+        Some(f) => {
+            normed.resize(x.len(), 0.0);
+            f(x, normed);
+            normed
         }
-        crate::model::cpu_attention::silu_mul(g, u);
-        if let Err(e) = matmul(g, rows, down.matrix(), out, scratch) {
-            panic!("quantized MLP down: {e}");
-        }
-        if norm.is_some() {
-            // the residual: x + mlp(norm(x))
-            for (o, x) in out.iter_mut().zip(x) {
-                *o += x;
-            }
+        None => x,
+    };
+    if let Err(e) = matmul_many(
+        input,
+        rows,
+        &[gate.matrix(), up.matrix()],
+        &mut [&mut g[..], &mut u[..]],
+        scratch,
+    ) {
+        panic!("quantized MLP gate/up: {e}");
+    }
+    crate::model::cpu_attention::silu_mul(g, u);
+    if let Err(e) = matmul(g, rows, down.matrix(), out, scratch) {
+        panic!("quantized MLP down: {e}");
+    }
+    if norm.is_some() {
+        // the residual: x + mlp(norm(x))
+        for (o, x) in out.iter_mut().zip(x) {
+            *o += x;
         }
     }
 }

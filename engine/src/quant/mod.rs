@@ -29,7 +29,7 @@ mod scalar;
 
 pub use dequant::dequantize_into;
 pub use format::QuantFormat;
-pub use linear::{HostSwiGlu, QuantLinear, QuantPath, WeightQuant};
+pub use linear::{HostSwiGlu, QuantLinear, QuantPath, SwiGluBuffers, WeightQuant, swiglu_block};
 pub use matmul::{
     Isa, MAX_MANY, MatmulScratch, matmul, matmul_many, matmul_many_with, matmul_with,
 };
