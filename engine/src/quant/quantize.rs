@@ -94,14 +94,16 @@ pub struct ActBlocks {
 }
 
 /// Quantize one activation block (a multiple of 32 values) to `q = round(x / d)`, rounding half
-/// to even (as `vcvtps2dq` and ggml's `nearest_int` do), and return `d`:
-/// - blocks of 32 (ggml's `block_q8_1`, for Q4_0 / Q4_1 / Q5_* / Q8_0 weights): `d = max|x| / 127`,
-///   `q ∈ [−127, 127]`;
+/// to even (as `vcvtps2dq` and ggml's `nearest_int` do), and return `(d, d before rounding)`:
+/// - blocks of 32 (ggml's `block_q8_0` / `block_q8_1` as its AVX2 quantizer fills them, for
+///   Q4_0 / Q4_1 / Q5_* / Q8_0 weights): `q = round(x · 127 / max|x|) ∈ [−127, 127]`,
+///   `d = max|x| / 127` stored as an IEEE half (the kernels multiply with the rounded scale, as
+///   ggml's do);
 /// - blocks of 256 (ggml's `block_q8_K`, for the K-quants): the value of largest magnitude (the
 ///   first, on ties) maps to −128, `d = −max / 128`, `q = min(127, round(x / d))`.
 ///
 /// The AVX2 path and the portable one give identical bytes.
-fn quantize_act_block(xb: &[f32], qb: &mut [i8]) -> f32 {
+fn quantize_act_block(xb: &[f32], qb: &mut [i8]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
     if super::matmul::Isa::detect() != super::matmul::Isa::Scalar {
         // SAFETY: AVX2 was detected; `xb` and `qb` have the same length, a multiple of 32.
@@ -109,9 +111,18 @@ fn quantize_act_block(xb: &[f32], qb: &mut [i8]) -> f32 {
         let (d, id) = act_scale(xb, amax);
         // SAFETY: as above.
         unsafe { round_avx2(xb, id, qb) };
-        return d;
+        return stored_scale(xb, d);
     }
     quantize_act_block_scalar(xb, qb)
+}
+
+/// `(scale the kernels use, exact scale)`: 32-blocks keep their scale as an IEEE half.
+fn stored_scale(xb: &[f32], d: f32) -> (f32, f32) {
+    if xb.len() == 256 {
+        (d, d)
+    } else {
+        (f16::from_f32(d).to_f32(), d)
+    }
 }
 
 /// `(d, 1/d)` of an activation block whose largest magnitude is `amax` (see
@@ -125,19 +136,18 @@ fn act_scale(xb: &[f32], amax: f32) -> (f32, f32) {
         let iscale = -128.0 / max;
         (1.0 / iscale, iscale)
     } else {
-        let d = amax / 127.0;
-        (d, 1.0 / d)
+        (amax / 127.0, 127.0 / amax)
     }
 }
 
 /// [`quantize_act_block`] in portable Rust.
-fn quantize_act_block_scalar(xb: &[f32], qb: &mut [i8]) -> f32 {
+fn quantize_act_block_scalar(xb: &[f32], qb: &mut [i8]) -> (f32, f32) {
     let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     let (d, id) = act_scale(xb, amax);
     for (q, &v) in qb.iter_mut().zip(xb) {
         *q = (v * id).round_ties_even().clamp(-128.0, 127.0) as i8;
     }
-    d
+    stored_scale(xb, d)
 }
 
 /// Largest |x| of a block, with AVX2.
@@ -193,6 +203,21 @@ impl ActBlocks {
     /// Quantize `x` (`rows × cols`, row-major, `cols` a multiple of `block`) with one scale per
     /// `block` (32 or 256) values.
     pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, block: usize) {
+        self.quantize_for(x, rows, cols, block, false);
+    }
+
+    /// [`ActBlocks::quantize`], with the 32-blocks' sums `s` as the weights will use them:
+    /// `q8_1_sums` — ggml's `block_q8_1.s = fp16(d · Σq)` (Q4_1 / Q5_1 weights, whose min term is
+    /// `m · s`); otherwise `s = d · Σq` in f32 (Q4_0 / Q5_0, whose offset ggml applies to exact
+    /// integer sums).
+    pub fn quantize_for(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+        block: usize,
+        q8_1_sums: bool,
+    ) {
         debug_assert!(block == 32 || block == 256);
         debug_assert_eq!(cols % block, 0);
         debug_assert_eq!(x.len(), rows * cols);
@@ -209,7 +234,7 @@ impl ActBlocks {
             .zip(self.qs.chunks_exact_mut(block))
             .enumerate()
         {
-            let d = quantize_act_block(xb, qb);
+            let (d, d_exact) = quantize_act_block(xb, qb);
             self.d[b] = d;
             let g16 = b * block / 16;
             for (k, q16) in qb.chunks_exact(16).enumerate() {
@@ -218,7 +243,11 @@ impl ActBlocks {
             for k in 0..block / 32 {
                 let pair =
                     i32::from(self.bsums[g16 + 2 * k]) + i32::from(self.bsums[g16 + 2 * k + 1]);
-                self.s[b * block / 32 + k] = d * pair as f32;
+                self.s[b * block / 32 + k] = if q8_1_sums && block == 32 {
+                    f16::from_f32(d_exact * pair as f32).to_f32()
+                } else {
+                    d * pair as f32
+                };
             }
         }
     }
