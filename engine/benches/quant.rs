@@ -7,7 +7,9 @@
 //! - `decode`: `1 × 1536 · (1536 → 8960)` and `1 × 8960 · (8960 → 1536)` (Qwen2.5-1.5B's FFN up and
 //!   down projections, 13.8 M weights each, far larger than L2) for every format;
 //! - `verify`: the up projection with `m = 1..=17` activation rows (speculative verify of `k = m − 1`
-//!   drafted tokens) for the formats real GGUF files use; `T(m) / T(1)` is the verify cost.
+//!   drafted tokens) for the formats real GGUF files use; `T(m) / T(1)` is the verify cost. Ids are
+//!   `format/isa/mNN`; Q4_K and Q6_K run every AVX-512 kernel family the CPU has side by side
+//!   (e.g. `verify/Q4_K/avx512/m09` against `verify/Q4_K/avx512vnni/m09`).
 //!
 //! Run: `cargo bench -p specsweep-engine --bench quant` (add a filter such as `decode/Q4_K`).
 //! Weights are random blocks: the kernels' speed does not depend on weight values.
@@ -18,7 +20,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
 use rayon::prelude::*;
-use specsweep_engine::quant::{Isa, MatmulScratch, QuantFormat, QuantMatrix, matmul};
+use specsweep_engine::quant::{Isa, MatmulScratch, QuantFormat, QuantMatrix, matmul, matmul_with};
 
 /// Qwen2.5-1.5B: hidden size and FFN size.
 const HIDDEN: usize = 1536;
@@ -144,14 +146,32 @@ fn verify(c: &mut Criterion) {
         QuantFormat::F16,
     ] {
         let w = random_matrix(format, FFN, HIDDEN);
+        // Q4_K / Q6_K: every AVX-512 kernel family this CPU runs, side by side
+        let isas: Vec<Isa> = if matches!(format, QuantFormat::Q4K | QuantFormat::Q6K) {
+            Isa::available()
+                .into_iter()
+                .filter(|&i| matches!(i, Isa::Avx512 | Isa::Avx512Vnni) || i == Isa::detect())
+                .collect()
+        } else {
+            vec![Isa::detect()]
+        };
         for m in 1..=17 {
             let x = activations(m, HIDDEN);
             let mut out = vec![0.0; m * FFN];
             let mut scratch = MatmulScratch::new();
             g.throughput(Throughput::Bytes(w.bytes().len() as u64));
-            g.bench_function(BenchmarkId::new(format.name(), format!("m{m:02}")), |b| {
-                b.iter(|| matmul(black_box(&x), m, &w, &mut out, &mut scratch).expect("matmul"))
-            });
+            for &isa in &isas {
+                let id = BenchmarkId::new(
+                    format!("{}/{}", format.name(), isa.name()),
+                    format!("m{m:02}"),
+                );
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        matmul_with(isa, black_box(&x), m, &w, &mut out, &mut scratch)
+                            .expect("matmul")
+                    })
+                });
+            }
         }
     }
     g.finish();

@@ -10,6 +10,35 @@
 //! sums (`vpmaddubsw`), scaled to i32 by the 6/8-bit sub-block scales (`vpmaddwd`), one float
 //! conversion per block, minimum / offset terms from the activation group sums — is exactly that
 //! of [`super::avx2`] and [`super::scalar`], so results agree to float summation order.
+//!
+//! # VNNI kernels (speculative verify, m = 2..16)
+//!
+//! With AVX-512 VNNI ([`super::Isa::Avx512Vnni`]) Q4_K and Q6_K run `q4k_vnni` / `q6k_vnni`:
+//! - `vpdpbusd` (u8 × i8, four products per i32 lane) replaces `vpmaddubsw` + `vpmaddwd` + add.
+//!   The sub-block scale still has to be applied per row in integers, so two chunks' `vpdpbusd`
+//!   sums are packed to i16 (`vpackssdw`) and scaled and accumulated with one `vpdpwssd`: per
+//!   64 weights and activation row 2 instead of 3 vector ops. Ranges: a `vpdpbusd` lane is at most
+//!   4 · 15 · 128 = 7680 for Q4_K and 4 · 63 · 128 = 32256 for Q6_K (activations in −128..=127), so
+//!   the pack never saturates; the i32 block sums stay below 2·10⁶ (Q4_K) and 3.4·10⁷ (Q6_K,
+//!   including the −32 offset, which goes through the same `vpdpwssd` as `−32 · scale` against the
+//!   activation group sums). `tests.rs` checks the limits with every weight byte 0xFF against
+//!   activations at −128 / +127.
+//! - Register blocking: `matmul::compute_rows` hands two weight rows per call
+//!   (`rows2_dot_blocks_vnni`), so each 64-byte activation chunk, group-sum vector and activation
+//!   scale is loaded once for both rows; both rows' decoded blocks (6 registers each) stay live.
+//! - The row loop sits inside the block loop with the block's decoded weights in registers, so
+//!   only the M float accumulators persist across blocks (the `vpmaddubsw` kernels above keep M
+//!   integer sums live across the four chunks as well, and spill for M ≳ 8).
+//!
+//! Measured (Qwen2.5-1.5B up projection, 8960 × 1536, one thread, min of 40 interleaved calls,
+//! `engine/examples`-style harness; the 2-core host was shared and loaded, so two-thread timings
+//! were not reproducible): Q4_K m = 1 / 2 / 4 / 9 / 16: 268 / 352 / 595 / 1269 / 2672 µs with the
+//! `vpmaddubsw` kernels, 220 / 281 / 422 / 810 / 1361 µs with VNNI + two rows (×0.82 / 0.80 / 0.71
+//! / 0.64 / 0.51); Q6_K: 297 / 382 / 510 / 1035 / 2254 → 250 / 311 / 451 / 813 / 1328 µs (×0.84 /
+//! 0.81 / 0.88 / 0.79 / 0.59). VNNI with one weight row per call alone gave ×0.78 for Q4_K at
+//! m = 3..5 but nothing at m = 8..10 (×0.96–1.0, Q6_K ×1.12–1.19 slower); the two-row blocking is
+//! what made the larger batches pay. Side by side: `cargo bench -p specsweep-engine --bench quant
+//! -- "verify/Q4_K"` (ids `verify/Q4_K/avx512/mNN` against `verify/Q4_K/avx512vnni/mNN`).
 
 use std::arch::x86_64::*;
 
@@ -194,4 +223,254 @@ unsafe fn q6k_m<const M: usize>(w: &[u8], tile: &ActTile<'_>, out: &mut [f32]) {
 #[inline(always)]
 const fn rep(g: i16) -> i64 {
     (g as u16 as i64) * 0x0001_0001_0001_0001
+}
+
+/// [`row_dot_blocks`] with AVX-512 VNNI: Q4_K and Q6_K through `vpdpbusd` / `vpdpwssd` (see the
+/// module docs), every other format on the AVX2 kernels.
+///
+/// # Safety
+/// As [`row_dot_blocks`], and the CPU supports AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn row_dot_blocks_vnni(
+    format: QuantFormat,
+    w: &[u8],
+    tile: &ActTile<'_>,
+    out: &mut [f32],
+) {
+    debug_assert!((1..=TILE_M).contains(&tile.m));
+    let m = tile.m;
+    unsafe {
+        match format {
+            QuantFormat::Q4K => dispatch_m!(m, q4k_vnni::<ONE>, [w], tile, [out]),
+            QuantFormat::Q6K => dispatch_m!(m, q6k_vnni::<ONE>, [w], tile, [out]),
+            _ => super::avx2::row_dot_blocks(format, w, tile, out),
+        }
+    }
+}
+
+/// Two weight rows against a tile with AVX-512 VNNI (register blocking: each activation chunk is
+/// loaded once for both rows). Returns `false`, computing nothing, for formats without a
+/// two-row kernel (the caller then calls [`row_dot_blocks_vnni`] per row).
+///
+/// # Safety
+/// As [`row_dot_blocks_vnni`], for both rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn rows2_dot_blocks_vnni(
+    format: QuantFormat,
+    w: [&[u8]; 2],
+    tile: &ActTile<'_>,
+    out: [&mut [f32]; 2],
+) -> bool {
+    debug_assert!((1..=TILE_M).contains(&tile.m));
+    let m = tile.m;
+    unsafe {
+        match format {
+            QuantFormat::Q4K => dispatch_m!(m, q4k_vnni::<TWO>, w, tile, out),
+            QuantFormat::Q6K => dispatch_m!(m, q6k_vnni::<TWO>, w, tile, out),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Weight rows per VNNI kernel call (const-generic arguments of `dispatch_m!`).
+const ONE: usize = 1;
+const TWO: usize = 2;
+
+/// `vpermw` index for `packs(a, b)` of two `vpdpbusd` results: 64-bit element `e` of the packed
+/// vector holds i32 lanes `4·(e / 2) .. 4·(e / 2) + 4` of `a` (even `e`) or of `b` (odd `e`), and
+/// `groups[e]` names the scale that applies to them.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn pack_index(groups: [i16; 8]) -> __m512i {
+    _mm512_set_epi64(
+        rep(groups[7]),
+        rep(groups[6]),
+        rep(groups[5]),
+        rep(groups[4]),
+        rep(groups[3]),
+        rep(groups[2]),
+        rep(groups[1]),
+        rep(groups[0]),
+    )
+}
+
+/// `R` Q4_K weight rows against `M` activation rows.
+// `i` indexes the accumulators of every one of the R weight rows
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn q4k_vnni<const M: usize, const R: usize>(
+    w: [&[u8]; R],
+    tile: &ActTile<'_>,
+    out: [&mut [f32]; R],
+) {
+    const BB: usize = 144;
+    let cols = tile.cols;
+    let nb = cols / 256;
+    let n16 = cols / 16;
+    debug_assert!(tile.m == M && tile.block == 256);
+    debug_assert!(w.iter().all(|w| w.len() == nb * BB));
+    debug_assert!(out.iter().all(|o| o.len() >= M));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let shifts = unsafe { halves_epi16(0, 4) };
+    // Chunk c: i32 lanes 0–7 are sub-block 2c (low nibbles), 8–15 sub-block 2c + 1. For the pair
+    // of chunks (2p, 2p + 1) packed together, element e covers lanes 4·(e / 2).. of chunk 2p + e % 2.
+    let idx = [0i16, 1].map(|p| {
+        let g = 4 * p;
+        pack_index([g, g + 2, g, g + 2, g + 1, g + 3, g + 1, g + 3])
+    });
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); M]; R];
+    let (qs, bsums, ds) = (tile.qs.as_ptr(), tile.bsums.as_ptr(), tile.d.as_ptr());
+    // SAFETY (whole body): offsets stay inside each `w` (nb blocks of 144 bytes) and inside the
+    // tile's M rows of `cols` values, `nb` scales and `n16` group sums, as asserted above.
+    unsafe {
+        for b in 0..nb {
+            let mut q = [[zero; 4]; R];
+            let mut s = [[zero; 2]; R];
+            let mut mins = [_mm256_setzero_si256(); R];
+            let mut dv = [_mm512_setzero_ps(); R];
+            let mut dminv = [_mm512_setzero_ps(); R];
+            for r in 0..R {
+                let blk = w[r].as_ptr().wrapping_add(b * BB);
+                let (d, dmin) = f16_pair(blk);
+                let (sc16, mn) = k4_scales_mins(blk.wrapping_add(4));
+                let sc = _mm512_broadcast_i32x4(sc16);
+                for (c, q) in q[r].iter_mut().enumerate() {
+                    let qb =
+                        _mm512_broadcast_i64x4(loadu::<__m256i, u8>(blk.wrapping_add(16 + 32 * c)));
+                    *q = _mm512_and_si512(_mm512_srlv_epi16(qb, shifts), m4);
+                }
+                s[r] = [
+                    _mm512_permutexvar_epi16(idx[0], sc),
+                    _mm512_permutexvar_epi16(idx[1], sc),
+                ];
+                mins[r] = mn;
+                dv[r] = _mm512_set1_ps(d);
+                dminv[r] = _mm512_set1_ps(dmin);
+            }
+            for i in 0..M {
+                let x = qs.wrapping_add(i * cols + 256 * b);
+                let xs = [0usize, 1, 2, 3].map(|c| loadu::<__m512i, i8>(x.wrapping_add(64 * c)));
+                let bs = loadu::<__m256i, i16>(bsums.wrapping_add(i * n16 + 16 * b));
+                let dx = _mm512_set1_ps(*ds.add(i * nb + b));
+                for r in 0..R {
+                    let mut sumi = zero;
+                    for p in 0..2 {
+                        // |lane| ≤ 4 · 15 · 128 = 7680: exact in i16, so `packs` never saturates
+                        let a = _mm512_dpbusd_epi32(zero, q[r][2 * p], xs[2 * p]);
+                        let c = _mm512_dpbusd_epi32(zero, q[r][2 * p + 1], xs[2 * p + 1]);
+                        sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(a, c), s[r][p]);
+                    }
+                    let summ =
+                        _mm512_cvtepi32_ps(_mm512_zextsi256_si512(_mm256_madd_epi16(bs, mins[r])));
+                    let t = _mm512_fmsub_ps(
+                        _mm512_cvtepi32_ps(sumi),
+                        dv[r],
+                        _mm512_mul_ps(summ, dminv[r]),
+                    );
+                    acc[r][i] = _mm512_fmadd_ps(t, dx, acc[r][i]);
+                }
+            }
+        }
+    }
+    for (acc, out) in acc.iter().zip(out) {
+        for (a, o) in acc.iter().zip(out.iter_mut()) {
+            // SAFETY: AVX-512 F is enabled on this function.
+            *o = unsafe { hsum512(*a) };
+        }
+    }
+}
+
+/// `R` Q6_K weight rows against `M` activation rows.
+// `i` indexes the accumulators of every one of the R weight rows
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn q6k_vnni<const M: usize, const R: usize>(
+    w: [&[u8]; R],
+    tile: &ActTile<'_>,
+    out: [&mut [f32]; R],
+) {
+    const BB: usize = 210;
+    let cols = tile.cols;
+    let nb = cols / 256;
+    let n16 = cols / 16;
+    debug_assert!(tile.m == M && tile.block == 256);
+    debug_assert!(w.iter().all(|w| w.len() == nb * BB));
+    debug_assert!(out.iter().all(|o| o.len() >= M));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let m3 = _mm512_set1_epi8(3);
+    let (shift_lo, shift_hi) = unsafe { (halves_epi16(0, 2), halves_epi16(4, 6)) };
+    // Half h: the low 64 weights' i32 lane k has scale 8h + k / 4, the high 64's 8h + 4 + k / 4.
+    let idx = [0i16, 1].map(|h| {
+        let g = 8 * h;
+        pack_index([g, g + 4, g + 1, g + 5, g + 2, g + 6, g + 3, g + 7])
+    });
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); M]; R];
+    let (qs, bsums, ds) = (tile.qs.as_ptr(), tile.bsums.as_ptr(), tile.d.as_ptr());
+    // SAFETY: as in `q4k_vnni` (blocks of 210 bytes).
+    unsafe {
+        for b in 0..nb {
+            let mut q = [[zero; 4]; R];
+            let mut s = [[zero; 2]; R];
+            let mut off = [zero; R];
+            let mut dv = [_mm512_setzero_ps(); R];
+            for r in 0..R {
+                let blk = w[r].as_ptr().wrapping_add(b * BB);
+                dv[r] = _mm512_set1_ps(f16_at(blk.wrapping_add(208)));
+                let sc16 = _mm256_cvtepi8_epi16(loadu::<__m128i, u8>(blk.wrapping_add(192)));
+                let sc = _mm512_zextsi256_si512(sc16);
+                // −32 · scale per group of 16 (|·| ≤ 4096): the offset of q − 32 through the
+                // same `vpdpwssd` as the products
+                off[r] = _mm512_zextsi256_si512(_mm256_slli_epi16(
+                    _mm256_sub_epi16(_mm256_setzero_si256(), sc16),
+                    5,
+                ));
+                for h in 0..2 {
+                    let ql = loadu::<__m512i, u8>(blk.wrapping_add(64 * h));
+                    let qh = _mm512_broadcast_i64x4(loadu::<__m256i, u8>(
+                        blk.wrapping_add(128 + 32 * h),
+                    ));
+                    let hi_bits = |shift: __m512i| {
+                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift), m3), 4)
+                    };
+                    q[r][2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), hi_bits(shift_lo));
+                    q[r][2 * h + 1] = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                        hi_bits(shift_hi),
+                    );
+                }
+                s[r] = [
+                    _mm512_permutexvar_epi16(idx[0], sc),
+                    _mm512_permutexvar_epi16(idx[1], sc),
+                ];
+            }
+            for i in 0..M {
+                let x = qs.wrapping_add(i * cols + 256 * b);
+                let xs = [0usize, 1, 2, 3].map(|c| loadu::<__m512i, i8>(x.wrapping_add(64 * c)));
+                let bs = _mm512_zextsi256_si512(loadu::<__m256i, i16>(
+                    bsums.wrapping_add(i * n16 + 16 * b),
+                ));
+                let dx = _mm512_set1_ps(*ds.add(i * nb + b));
+                for r in 0..R {
+                    let mut sumi = _mm512_dpwssd_epi32(zero, bs, off[r]);
+                    for h in 0..2 {
+                        // |lane| ≤ 4 · 63 · 128 = 32256: exact in i16
+                        let a = _mm512_dpbusd_epi32(zero, q[r][2 * h], xs[2 * h]);
+                        let c = _mm512_dpbusd_epi32(zero, q[r][2 * h + 1], xs[2 * h + 1]);
+                        sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(a, c), s[r][h]);
+                    }
+                    let t = _mm512_mul_ps(_mm512_cvtepi32_ps(sumi), dv[r]);
+                    acc[r][i] = _mm512_fmadd_ps(t, dx, acc[r][i]);
+                }
+            }
+        }
+    }
+    for (acc, out) in acc.iter().zip(out) {
+        for (a, o) in acc.iter().zip(out.iter_mut()) {
+            // SAFETY: AVX-512 F is enabled on this function.
+            *o = unsafe { hsum512(*a) };
+        }
+    }
 }

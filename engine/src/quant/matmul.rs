@@ -9,6 +9,8 @@
 //! [`ROW_SLAB`] and, for `m > TILE_M`, in tiles of [`TILE_M`] activation rows, so a weight slab is
 //! decoded from L2 once per tile rather than once per activation row. The activation buffer lives in
 //! the caller's [`MatmulScratch`], so the decode loop allocates nothing after its first call.
+//! Where a register-blocked kernel exists (Q4_K / Q6_K on [`Isa::Avx512Vnni`]) the rows of a slab
+//! go two per call, each activation chunk loaded once for both (see `super::avx512`).
 
 use std::sync::OnceLock;
 
@@ -41,6 +43,8 @@ pub enum Isa {
     Avx2,
     /// AVX2 plus AVX-512 F/BW/VL for Q4_K and Q6_K (`super::avx512`).
     Avx512,
+    /// [`Isa::Avx512`] plus AVX-512 VNNI (`vpdpbusd` / `vpdpwssd`) for Q4_K and Q6_K.
+    Avx512Vnni,
 }
 
 impl Isa {
@@ -57,6 +61,9 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                 {
+                    if std::arch::is_x86_feature_detected!("avx512vnni") {
+                        return Isa::Avx512Vnni;
+                    }
                     return Isa::Avx512;
                 }
                 return Isa::Avx2;
@@ -71,6 +78,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Avx512Vnni => "avx512vnni",
         }
     }
 
@@ -80,6 +88,7 @@ impl Isa {
             Isa::Scalar => vec![Isa::Scalar],
             Isa::Avx2 => vec![Isa::Scalar, Isa::Avx2],
             Isa::Avx512 => vec![Isa::Scalar, Isa::Avx2, Isa::Avx512],
+            Isa::Avx512Vnni => vec![Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni],
         }
     }
 }
@@ -234,7 +243,14 @@ pub fn matmul_many_with(
             .iter()
             .find(|w| w.format().is_block_quantized() && act_block(w) == block)
         {
-            buf.quantize(x, m, w.cols(), block);
+            // ggml's Q8_1 sums (an IEEE half) for the formats with a min term
+            let q8_1 = ws.iter().any(|w| {
+                matches!(
+                    w.format(),
+                    super::QuantFormat::Q4_1 | super::QuantFormat::Q5_1
+                )
+            });
+            buf.quantize_for(x, m, w.cols(), block, q8_1);
         }
     }
     let threads = rayon::current_num_threads();
@@ -319,11 +335,13 @@ unsafe fn compute_rows(
 ) {
     let (n_rows, cols, format) = (w.rows(), w.cols(), w.format());
     let mut tile_out = [0.0f32; TILE_M];
+    let mut pair_out = [[0.0f32; TILE_M]; 2];
     for slab in rows.clone().step_by(ROW_SLAB) {
         let slab_end = (slab + ROW_SLAB).min(rows.end);
         for t0 in (0..m).step_by(TILE_M) {
             let tm = TILE_M.min(m - t0);
-            for r in slab..slab_end {
+            let mut r = slab;
+            while r < slab_end {
                 let w_row = w.row(r);
                 match input {
                     Input::Blocks(act) => {
@@ -337,6 +355,20 @@ unsafe fn compute_rows(
                             cols,
                             m: tm,
                         };
+                        if r + 1 < slab_end {
+                            let [o0, o1] = &mut pair_out;
+                            let pair = [w_row, w.row(r + 1)];
+                            if rows2_dot_blocks(isa, format, pair, &tile, [o0, o1]) {
+                                for (k, o) in pair_out.iter().enumerate() {
+                                    for (i, v) in o[..tm].iter().enumerate() {
+                                        // SAFETY: as below, for rows r and r + 1 < slab_end.
+                                        unsafe { *out.0.add((t0 + i) * n_rows + r + k) = *v };
+                                    }
+                                }
+                                r += 2;
+                                continue;
+                            }
+                        }
                         row_dot_blocks(isa, format, w_row, &tile, &mut tile_out);
                     }
                     Input::Dense(x) => {
@@ -352,6 +384,7 @@ unsafe fn compute_rows(
                     // SAFETY: (t0 + i) < m and r < n_rows; the caller guarantees exclusivity.
                     unsafe { *out.0.add((t0 + i) * n_rows + r) = *v };
                 }
+                r += 1;
             }
         }
     }
@@ -373,7 +406,29 @@ fn row_dot_blocks(
         // SAFETY: `Isa::Avx512` is only used once `Isa::detect` has confirmed AVX-512 F/BW/VL
         // besides AVX2, FMA and F16C.
         Isa::Avx512 => unsafe { super::avx512::row_dot_blocks(format, w, tile, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx512Vnni` is only used once `Isa::detect` has confirmed AVX-512 VNNI
+        // besides everything `Isa::Avx512` needs.
+        Isa::Avx512Vnni => unsafe { super::avx512::row_dot_blocks_vnni(format, w, tile, out) },
         _ => scalar::row_dot_blocks(format, w, tile, out),
+    }
+}
+
+/// Two weight rows at once where a register-blocked kernel exists for `isa` and `format` (it loads
+/// each activation chunk once for both rows); `false`, computing nothing, elsewhere.
+#[inline]
+fn rows2_dot_blocks(
+    isa: Isa,
+    format: super::QuantFormat,
+    w: [&[u8]; 2],
+    tile: &ActTile<'_>,
+    out: [&mut [f32]; 2],
+) -> bool {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `row_dot_blocks`.
+        Isa::Avx512Vnni => unsafe { super::avx512::rows2_dot_blocks_vnni(format, w, tile, out) },
+        _ => false,
     }
 }
 
@@ -388,7 +443,9 @@ fn row_dot_dense(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `row_dot_blocks`.
-        Isa::Avx2 | Isa::Avx512 => unsafe { super::avx2::row_dot_dense(format, w, tile, out) },
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => unsafe {
+            super::avx2::row_dot_dense(format, w, tile, out)
+        },
         _ => scalar::row_dot_dense(format, w, tile, out),
     }
 }

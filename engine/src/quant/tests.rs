@@ -114,13 +114,96 @@ fn check_format(format: QuantFormat, rows: usize, cols: usize, m: usize, seed: u
         }
         outs.push(out);
     }
-    if let [scalar, simd] = &outs[..] {
-        for (k, (a, b)) in scalar.iter().zip(simd).enumerate() {
+    compare_with_scalar(format, m, &isas(), &outs, &abss);
+}
+
+/// Every SIMD family's output against the scalar kernel's (`outs[0]`, in the order of `isas`):
+/// the same integer sums in another float order, so within `1e-5 · Σ |W x|`.
+fn compare_with_scalar(
+    format: QuantFormat,
+    m: usize,
+    isas: &[Isa],
+    outs: &[Vec<f32>],
+    abss: &[f64],
+) {
+    assert_eq!(isas[0], Isa::Scalar);
+    for (isa, simd) in isas.iter().zip(outs).skip(1) {
+        for (k, (a, b)) in outs[0].iter().zip(simd).enumerate() {
             let tol = 1e-5 * abss[k] + 1e-6;
             assert!(
                 f64::from((a - b).abs()) <= tol,
-                "{format} scalar/simd out[{k}]: {a} vs {b}"
+                "{format} m={m} scalar/{isa:?} out[{k}]: {a} vs {b}"
             );
+        }
+    }
+}
+
+/// Q4_K / Q6_K on every kernel family for every verify batch size 1..=17 (the batch kernels are
+/// specialised per m) and several widths, against the scalar kernel and the f64 reference.
+#[test]
+fn k_quants_match_scalar_for_every_batch_size_and_isa() {
+    for (n, format) in [QuantFormat::Q4K, QuantFormat::Q6K].into_iter().enumerate() {
+        for cols in [256, 768, 1536] {
+            for m in 1..=17 {
+                check_format(
+                    format,
+                    35,
+                    cols,
+                    m,
+                    0xB0B + 97 * n as u64 + 13 * cols as u64 + m as u64,
+                );
+            }
+        }
+    }
+}
+
+/// Largest integer sums: every weight byte 0xFF (Q4_K: q = 15, scales and mins 63; Q6_K: q = 63,
+/// scales −1) against activations at −128 / +127, where an i16 intermediate that overflowed or
+/// saturated would show. Random blocks with extreme bytes cover positive Q6_K scales.
+#[test]
+fn k_quants_exact_at_the_integer_range_limits() {
+    let mut rng = Rng(99);
+    for format in [QuantFormat::Q4K, QuantFormat::Q6K] {
+        let (rows, cols) = (6, 512);
+        let mut data = vec![0xFFu8; format.bytes_for(rows, cols)];
+        for (k, blk) in data.chunks_exact_mut(format.block_bytes()).enumerate() {
+            if format == QuantFormat::Q6K && k % 2 == 1 {
+                // scales +127 (0x7F) and −128 (0x80) alternating
+                for (j, s) in blk[192..208].iter_mut().enumerate() {
+                    *s = if j % 2 == 0 { 0x7F } else { 0x80 };
+                }
+            }
+            for &at in scale_offsets(format) {
+                blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
+            }
+        }
+        let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
+        for m in [1, 3, 9, 16] {
+            // row 0: all −1 (every value −128), row 1: all +1 (127), then random −128 / +127
+            let x: Vec<f32> = (0..m * cols)
+                .map(|k| match k / cols {
+                    0 => -1.0,
+                    1 => 1.0,
+                    // on the Q8_K grid (d = 1/128 from the leading −1): −128 or +127 exactly
+                    _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
+                    _ => 127.0 / 128.0,
+                })
+                .collect();
+            let (refs, tols, abss) = reference(&w, &x, m);
+            let mut outs = Vec::new();
+            for isa in isas() {
+                let mut out = vec![f32::NAN; m * rows];
+                matmul_with(isa, &x, m, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
+                for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
+                    let err = (f64::from(*o) - r).abs();
+                    assert!(
+                        err <= *t,
+                        "{format} {isa:?} m={m} out[{k}] = {o}, reference {r}"
+                    );
+                }
+                outs.push(out);
+            }
+            compare_with_scalar(format, m, &isas(), &outs, &abss);
         }
     }
 }
