@@ -39,6 +39,11 @@ pub struct HostBuffers {
 /// The host buffers behind a mutex (a model may be shared across threads; forwards serialise).
 pub type SharedHostBuffers = std::sync::Arc<Mutex<HostBuffers>>;
 
+/// The kernels' weights of a projection [`layer_ready`] admitted.
+fn quant<B: Backend>(l: &Linear<B>) -> &crate::quant::QuantLinear {
+    l.quant.as_deref().expect("layer_ready checked the kernels")
+}
+
 fn on_kernels<B: Backend>(l: &Linear<B>) -> bool {
     l.quant.is_some()
 }
@@ -99,7 +104,6 @@ pub fn forward_layers<B: Backend>(
         let Ffn::Dense(mlp) = &layer.ffn else {
             unreachable!("layer_ready admits dense FFNs only")
         };
-        let quant = |l: &Linear<B>| l.quant.clone().expect("layer_ready checked the kernels");
         let (g, u, d) = (
             quant(&mlp.gate_proj),
             quant(&mlp.up_proj),
@@ -135,7 +139,6 @@ fn attention_block<B: Backend>(
     resize(&mut b.vt, k * nkv * d);
     resize(&mut b.att, k * nq * d);
     norm.apply_host(x, &mut b.xn);
-    let quant = |l: &Linear<B>| l.quant.clone().expect("layer_ready checked the kernels");
     let (wq, wk, wv, wo) = (
         quant(&a.q_proj),
         quant(&a.k_proj),

@@ -164,25 +164,9 @@ impl HostSwiGlu {
             .into_vec::<f32>()
             .expect("f32 data after convert");
         let mut out = vec![0.0f32; rows * hidden];
-        self.block(&host, rows, norm, gate, up, down, &mut out);
-        Tensor::from_data(TensorData::new(out, [rows, hidden]), (&device, dtype))
-    }
-
-    /// The host computation behind [`HostSwiGlu::forward`] (`norm` = `None`) and
-    /// [`HostSwiGlu::forward_residual`], with this MLP's own buffers (see [`swiglu_block`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn block(
-        &self,
-        x: &[f32],
-        rows: usize,
-        norm: Option<&dyn Fn(&[f32], &mut [f32])>,
-        gate: &QuantLinear,
-        up: &QuantLinear,
-        down: &QuantLinear,
-        out: &mut [f32],
-    ) {
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        swiglu_block(x, rows, norm, gate, up, down, out, &mut guard);
+        swiglu_block(&host, rows, norm, gate, up, down, &mut out, &mut guard);
+        Tensor::from_data(TensorData::new(out, [rows, hidden]), (&device, dtype))
     }
 }
 
