@@ -16,7 +16,7 @@ models="$dest/$root/vendor/llama.cpp/models"
 if [ ! -f "$models/ggml-vocab-qwen2.gguf.out" ]; then
   mkdir -p "$dest"
   if [ ! -f "$dest/$root.tar.gz" ]; then
-    python3 -m pip download --no-deps --no-binary :all: --disable-pip-version-check \
+    python3 -m pip download --no-deps --no-binary llama-cpp-python --disable-pip-version-check \
       -d "$dest" "llama-cpp-python==$version" >&2
   fi
   tar -xzf "$dest/$root.tar.gz" -C "$dest" --wildcards "$root/vendor/llama.cpp/models/ggml-vocab-*" >&2

@@ -155,7 +155,8 @@ fn verify(c: &mut Criterion) {
         } else {
             vec![Isa::detect()]
         };
-        for m in 1..=17 {
+        // every verify batch, then two prefill-sized ones
+        for m in (1..=17).chain([32, 128]) {
             let x = activations(m, HIDDEN);
             let mut out = vec![0.0; m * FFN];
             let mut scratch = MatmulScratch::new();

@@ -13,6 +13,7 @@
 //! go two per call, each activation chunk loaded once for both (see `super::avx512`).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use rayon::prelude::*;
 
@@ -45,11 +46,56 @@ pub enum Isa {
     Avx512,
     /// [`Isa::Avx512`] plus AVX-512 VNNI (`vpdpbusd` / `vpdpwssd`) for Q4_K and Q6_K.
     Avx512Vnni,
+    /// [`Isa::Avx512Vnni`] plus AMX-INT8 tiles for Q4_K and Q6_K at batch sizes where they are
+    /// faster (from 9 and 16 rows: `super::amx`); smaller batches and the other formats run as
+    /// [`Isa::Avx512Vnni`].
+    Amx,
 }
 
+/// The family [`Isa::select`] chose for this process, as its index in [`Isa::ALL`] (`u8::MAX`: none).
+static SELECTED: AtomicU8 = AtomicU8::new(u8::MAX);
+
 impl Isa {
-    /// The best kernel family this CPU supports (detected once).
+    /// Every family, portable first.
+    pub const ALL: [Isa; 5] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx512,
+        Isa::Avx512Vnni,
+        Isa::Amx,
+    ];
+
+    /// The kernel family the model's products use: the one [`Isa::select`] chose, else the best
+    /// this CPU supports.
     pub fn detect() -> Isa {
+        match Isa::ALL.get(SELECTED.load(Ordering::Relaxed) as usize) {
+            Some(&isa) => isa,
+            None => Isa::best(),
+        }
+    }
+
+    /// Run every later product of this process on `isa` instead of the best family (to measure
+    /// one family against another end to end, as `specsweep bench --kernels` does). An error if
+    /// this CPU cannot run it.
+    pub fn select(isa: Isa) -> Result<()> {
+        if !Isa::available().contains(&isa) {
+            return Err(EngineError::Invalid(format!(
+                "{} kernels requested on a CPU that runs only {}",
+                isa.name(),
+                Isa::available()
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let index = Isa::ALL.iter().position(|&i| i == isa).unwrap_or(0);
+        SELECTED.store(index as u8, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The best kernel family this CPU supports (detected once).
+    pub fn best() -> Isa {
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
@@ -62,6 +108,9 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("avx512vl")
                 {
                     if std::arch::is_x86_feature_detected!("avx512vnni") {
+                        if super::amx::usable() {
+                            return Isa::Amx;
+                        }
                         return Isa::Avx512Vnni;
                     }
                     return Isa::Avx512;
@@ -72,6 +121,11 @@ impl Isa {
         })
     }
 
+    /// The family named `name` (as [`Isa::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|i| i.name() == name)
+    }
+
     /// Short name for records and bench output.
     pub fn name(self) -> &'static str {
         match self {
@@ -79,16 +133,33 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Amx => "amx",
         }
     }
 
     /// Every kernel family this CPU can run, portable first (for tests that compare them).
     pub fn available() -> Vec<Isa> {
-        match Isa::detect() {
+        match Isa::best() {
             Isa::Scalar => vec![Isa::Scalar],
             Isa::Avx2 => vec![Isa::Scalar, Isa::Avx2],
             Isa::Avx512 => vec![Isa::Scalar, Isa::Avx2, Isa::Avx512],
             Isa::Avx512Vnni => vec![Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni],
+            Isa::Amx => vec![
+                Isa::Scalar,
+                Isa::Avx2,
+                Isa::Avx512,
+                Isa::Avx512Vnni,
+                Isa::Amx,
+            ],
+        }
+    }
+
+    /// The family that runs everything [`Isa::Amx`] does not take over.
+    fn without_tiles(self) -> Isa {
+        if self == Isa::Amx {
+            Isa::Avx512Vnni
+        } else {
+            self
         }
     }
 }
@@ -100,6 +171,9 @@ pub struct MatmulScratch {
     act: ActBlocks,
     /// Activations in blocks of 256 (K-quant weights).
     act256: ActBlocks,
+    /// The 256-block activations in AMX tile layout (only with [`Isa::Amx`]).
+    #[cfg(target_arch = "x86_64")]
+    tiles: super::amx::TileActs,
     /// Row tasks of the current call.
     tasks: Vec<(usize, usize, usize)>,
 }
@@ -253,6 +327,13 @@ pub fn matmul_many_with(
             buf.quantize_for(x, m, w.cols(), block, q8_1);
         }
     }
+    // AMX: Q4_K / Q6_K matrices run on tiles where the batch is large enough (amx::takes)
+    let tiles = isa == Isa::Amx && ws.iter().any(|w| amx_takes(w.format(), m));
+    #[cfg(target_arch = "x86_64")]
+    if tiles {
+        scratch.tiles.pack(&scratch.act256, m, x.len() / m);
+    }
+    let isa_rest = isa.without_tiles();
     let threads = rayon::current_num_threads();
     let macs: usize = ws.iter().map(|w| m * w.rows() * w.cols()).sum();
     let per_thread = if macs < ONE_TASK_PER_THREAD_MACS {
@@ -271,7 +352,11 @@ pub fn matmul_many_with(
             let share = (threads * per_thread * m * rows * w.cols()).div_ceil(macs.max(1));
             share.clamp(1, rows.div_ceil(8).max(1))
         };
-        let per = rows.div_ceil(n).max(1);
+        let mut per = rows.div_ceil(n).max(1);
+        if tiles && amx_takes(w.format(), m) {
+            // whole 16-row tiles per task
+            per = per.next_multiple_of(16);
+        }
         tasks.extend(
             (0..rows)
                 .step_by(per)
@@ -283,8 +368,24 @@ pub fn matmul_many_with(
         *p = OutPtr(o.as_mut_ptr());
     }
     let (act32, act256) = (&scratch.act, &scratch.act256);
+    #[cfg(target_arch = "x86_64")]
+    let tile_acts = &scratch.tiles;
     let task = |&(j, r0, r1): &(usize, usize, usize)| {
         let w = ws[j];
+        let mut r0 = r0;
+        #[cfg(target_arch = "x86_64")]
+        if tiles && amx_takes(w.format(), m) {
+            let end = r0 + (r1 - r0) / 16 * 16;
+            if end > r0 {
+                // SAFETY: `Isa::Amx` is only detected once `amx::usable` succeeded on a CPU with
+                // AVX-512 F/BW/VL/VNNI; the rows r0..end are this task's alone (as below).
+                unsafe { super::amx::rows(w, r0..end, tile_acts, out_ptrs[j].0, w.rows()) };
+            }
+            r0 = end;
+        }
+        if r0 == r1 {
+            return;
+        }
         let input = if !w.format().is_block_quantized() {
             Input::Dense(x)
         } else if act_block(w) == 32 {
@@ -294,7 +395,7 @@ pub fn matmul_many_with(
         };
         // SAFETY: tasks own disjoint row ranges of their matrix's output, so no two tasks write
         // the same element, and every output outlives the (blocking) parallel loop.
-        unsafe { compute_rows(isa, w, input, m, r0..r1, out_ptrs[j]) };
+        unsafe { compute_rows(isa_rest, w, input, m, r0..r1, out_ptrs[j]) };
     };
     if tasks.len() == 1 {
         task(&tasks[0]);
@@ -302,6 +403,17 @@ pub fn matmul_many_with(
         tasks.par_iter().for_each(task);
     }
     Ok(())
+}
+
+/// Whether the AMX kernels take `m` activation rows against weights of `format`.
+fn amx_takes(format: super::QuantFormat, m: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::amx::takes(format, m);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (format, m);
+        false
+    }
 }
 
 /// Most matrices one [`matmul_many`] call takes.
@@ -443,7 +555,7 @@ fn row_dot_dense(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `row_dot_blocks`.
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => unsafe {
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx => unsafe {
             super::avx2::row_dot_dense(format, w, tile, out)
         },
         _ => scalar::row_dot_dense(format, w, tile, out),

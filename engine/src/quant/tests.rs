@@ -164,7 +164,8 @@ fn k_quants_match_scalar_for_every_batch_size_and_isa() {
 fn k_quants_exact_at_the_integer_range_limits() {
     let mut rng = Rng(99);
     for format in [QuantFormat::Q4K, QuantFormat::Q6K] {
-        let (rows, cols) = (6, 512);
+        // 38 rows: two 16-row AMX tiles and a remainder on the VNNI kernels
+        let (rows, cols) = (38, 512);
         let mut data = vec![0xFFu8; format.bytes_for(rows, cols)];
         for (k, blk) in data.chunks_exact_mut(format.block_bytes()).enumerate() {
             if format == QuantFormat::Q6K && k % 2 == 1 {
@@ -178,7 +179,7 @@ fn k_quants_exact_at_the_integer_range_limits() {
             }
         }
         let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
-        for m in [1, 3, 9, 16] {
+        for m in [1, 3, 9, 16, 17, 40] {
             // row 0: all −1 (every value −128), row 1: all +1 (127), then random −128 / +127
             let x: Vec<f32> = (0..m * cols)
                 .map(|k| match k / cols {
@@ -217,6 +218,20 @@ fn every_format_matches_dequantized_matmul_for_decode_and_verify_shapes() {
     }
 }
 
+/// An odd number of 32-weight blocks per row (544 columns = 17 blocks): the AVX-512 decode kernel
+/// takes blocks in pairs and finishes the last one in 256-bit registers.
+#[test]
+fn odd_block_counts_match_at_decode() {
+    for (n, format) in [QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q8_0]
+        .into_iter()
+        .enumerate()
+    {
+        for cols in [32, 544] {
+            check_format(format, 9, cols, 1, 0xD1CE + n as u64 + cols as u64);
+        }
+    }
+}
+
 #[test]
 fn every_format_matches_for_prefill_tiles_on_a_thread_pool() {
     // 17 and 40 rows of activations cross the tile of 16; 70 weight rows cross the slab of 32;
@@ -233,6 +248,41 @@ fn every_format_matches_for_prefill_tiles_on_a_thread_pool() {
                 }
             }
         });
+    }
+}
+
+/// K-quant prefill batches beyond the AMX kernels' group of 8 activation tiles (128 rows), which
+/// then make several passes over each weight block.
+#[test]
+fn k_quants_match_for_batches_beyond_one_tile_group() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("pool");
+    pool.install(|| {
+        for (n, format) in [QuantFormat::Q4K, QuantFormat::Q6K].into_iter().enumerate() {
+            check_format(format, 48, 512, 150, 0xFACE + n as u64);
+        }
+    });
+}
+
+/// Where the CPU and the kernel report AMX-INT8, the tile kernels are the ones picked (so the
+/// comparisons above exercise them); elsewhere nothing is claimed.
+#[test]
+fn amx_is_detected_where_the_kernel_reports_it() {
+    let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return;
+    };
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|w| w == f);
+    if has("amx_int8") && has("amx_tile") && has("avx512_vnni") {
+        assert_eq!(Isa::detect(), Isa::Amx);
+        assert!(Isa::available().contains(&Isa::Avx512Vnni));
+    } else {
+        assert_ne!(Isa::detect(), Isa::Amx);
     }
 }
 

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use specsweep_engine::quant::Isa;
 use specsweep_engine::random::{RandomWeights, resolve_config};
 use specsweep_engine::roofline::measure_read_bandwidth;
 use specsweep_engine::{Engine, KvCache};
@@ -88,6 +89,10 @@ pub struct Args {
     /// repetition; reports `verify_cost` = T(k+1) / T(1). `1-16` or `1,2,4,8`.
     #[arg(short = 'v', long = "verify", value_parser = parse_k_list)]
     pub verify: Option<KList>,
+    /// CPU kernel family for the quantized products: scalar | avx2 | avx512 | avx512vnni | amx
+    /// (default: the best this CPU runs), to measure one family against another end to end.
+    #[arg(long)]
+    pub kernels: Option<String>,
     /// Seed for random weights and input tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -101,6 +106,8 @@ pub struct Args {
 pub struct BenchResult {
     pub model: String,
     pub device: String,
+    /// CPU kernel family of the quantized products (`amx`, `avx512vnni`, ...).
+    pub kernels: String,
     pub dtype: String,
     pub test: String,
     pub n_prompt: usize,
@@ -265,6 +272,13 @@ fn fill_depth(engine: &Engine, cache: &mut KvCache, depth: usize, seed: u64) -> 
 /// Run `specsweep bench`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.repetitions > 0, "-r must be at least 1");
+    if let Some(name) = &args.kernels {
+        let isa = Isa::from_name(name).with_context(|| {
+            let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+            format!("--kernels {name}: expected one of {}", names.join(", "))
+        })?;
+        Isa::select(isa).with_context(|| format!("--kernels {name}"))?;
+    }
     let device = DeviceOpts {
         device: args.device.clone(),
         threads: None,
@@ -336,6 +350,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             BenchResult {
                 model: model_name.clone(),
                 device: engine.device().to_string(),
+                kernels: Isa::detect().name().to_string(),
                 dtype: choice.label(),
                 test,
                 n_prompt,
