@@ -274,6 +274,36 @@ fn bench_reports_llama_bench_fields_and_the_roofline() {
 }
 
 #[test]
+fn bench_kernels_selects_a_family_and_rejects_unknown_ones() {
+    let config = fixture("qwen3-tiny").join("config.json");
+    let base = [
+        "bench",
+        "--random",
+        s(&config),
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "--bandwidth-mib",
+        "8",
+        "--quant",
+        "q8_0",
+        "-o",
+        "json",
+    ];
+    let got = ok_json(&[&base[..], &["--kernels", "scalar"]].concat());
+    for r in got.as_array().unwrap() {
+        assert_eq!(r["kernels"], "scalar", "{r}");
+    }
+    check_error(
+        &[&base[..], &["--kernels", "sse9"]].concat(),
+        &["--kernels sse9", "expected one of", "avx512vnni"],
+    );
+}
+
+#[test]
 fn bad_inputs_give_one_line_errors_naming_the_culprit() {
     fn logits(model: &Path) -> Vec<String> {
         [
