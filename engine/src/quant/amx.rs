@@ -365,6 +365,8 @@ impl Format for Q4K {
         }
     }
 
+    // index loops on purpose: see `scaled_sum`
+    #[allow(clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn scale(
@@ -425,6 +427,8 @@ impl Format for Q6K {
         }
     }
 
+    // index loops on purpose: see `scaled_sum`
+    #[allow(clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn scale(
