@@ -137,6 +137,9 @@ pub struct Engine {
     device: DeviceSpec,
     dtype: DType,
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// Spinning helpers for the CPU kernels' parallel regions (`quant::Team`), one fewer than the
+    /// threads; `None` on one thread and on the GPU backends.
+    team: Option<Arc<crate::quant::Team>>,
     model: Models,
     origin: PathBuf,
 }
@@ -218,6 +221,16 @@ impl Engine {
                     .map_err(|e| EngineError::Invalid(format!("cannot start {n} threads: {e}")))?,
             )),
         };
+        let threads = opts
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let team = if threads > 1 && opts.device == DeviceSpec::Cpu {
+            Some(Arc::new(crate::quant::Team::new(threads - 1).map_err(
+                |e| EngineError::Invalid(format!("cannot start {threads} threads: {e}")),
+            )?))
+        } else {
+            None
+        };
         let dtype = opts.dtype.burn();
         if let Some(q) = opts.quant
             && opts.device != DeviceSpec::Cpu
@@ -257,6 +270,7 @@ impl Engine {
             device: opts.device,
             dtype: opts.dtype,
             pool,
+            team,
             model,
             origin: PathBuf::from(source.origin()),
         })
@@ -429,6 +443,10 @@ impl Engine {
                 experts_touched,
             })
         };
+        let run = || match &self.team {
+            Some(team) => team.scope(run),
+            None => run(),
+        };
         let out = match &self.pool {
             Some(pool) => pool.install(run),
             None => run(),
@@ -499,6 +517,10 @@ impl Engine {
                 hidden,
                 experts_touched,
             })
+        };
+        let run = || match &self.team {
+            Some(team) => team.scope(run),
+            None => run(),
         };
         let out = match &self.pool {
             Some(pool) => pool.install(run),

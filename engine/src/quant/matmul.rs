@@ -399,7 +399,7 @@ pub fn matmul_many_with(
     };
     if tasks.len() == 1 {
         task(&tasks[0]);
-    } else {
+    } else if !super::team::for_each(tasks.len(), &|i| task(&tasks[i])) {
         tasks.par_iter().for_each(task);
     }
     Ok(())

@@ -28,6 +28,7 @@ mod matmul;
 mod matrix;
 mod quantize;
 mod scalar;
+mod team;
 
 pub use dequant::dequantize_into;
 pub use format::QuantFormat;
@@ -37,6 +38,7 @@ pub use matmul::{
 };
 pub use matrix::{QuantMatrix, kernel_cols_ok};
 pub use quantize::{ActBlocks, quantize_into};
+pub use team::{Team, for_each as team_for_each};
 
 #[cfg(test)]
 mod tests;
