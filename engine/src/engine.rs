@@ -443,9 +443,20 @@ impl Engine {
                 experts_touched,
             })
         };
-        let run = || match &self.team {
-            Some(team) => team.scope(run),
-            None => run(),
+        // AMX tiles only for a sequence's first forward: later ones (decode, speculative
+        // verify) stay batch-invariant (`quant::without_tiles`).
+        let run = || {
+            let run = || {
+                if start == 0 {
+                    run()
+                } else {
+                    crate::quant::without_tiles(run)
+                }
+            };
+            match &self.team {
+                Some(team) => team.scope(run),
+                None => run(),
+            }
         };
         let out = match &self.pool {
             Some(pool) => pool.install(run),
@@ -518,9 +529,20 @@ impl Engine {
                 experts_touched,
             })
         };
-        let run = || match &self.team {
-            Some(team) => team.scope(run),
-            None => run(),
+        // AMX tiles only for a sequence's first forward: later ones (decode, speculative
+        // verify) stay batch-invariant (`quant::without_tiles`).
+        let run = || {
+            let run = || {
+                if start == 0 {
+                    run()
+                } else {
+                    crate::quant::without_tiles(run)
+                }
+            };
+            match &self.team {
+                Some(team) => team.scope(run),
+                None => run(),
+            }
         };
         let out = match &self.pool {
             Some(pool) => pool.install(run),

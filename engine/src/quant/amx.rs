@@ -1,7 +1,11 @@
-//! Intel AMX (`AMX-TILE` + `AMX-INT8`) kernels for Q4_K and Q6_K at batch sizes above one: the
-//! speculative verify (m = k + 1) and prefill products, where the AVX-512 VNNI kernels become
-//! compute-bound (issue #8: T(k+1)/T(1) ≤ 1.3 needs a 9-token product of a 1.5B model in about the
-//! time its weights take to stream).
+//! Intel AMX (`AMX-TILE` + `AMX-INT8`) kernels for Q4_K and Q6_K at batch sizes above one, where
+//! the AVX-512 VNNI kernels become compute-bound: prefill (issue #8), 2.4× the VNNI kernels at
+//! pp128 on Qwen2.5-Coder-1.5B.
+//!
+//! They sum in another float order than the VNNI kernels, so a row's result depends on whether it
+//! went through the tiles; a speculative verify must reproduce single-token steps bit for bit, so
+//! the engine uses the tiles only in a sequence's first forward and runs the rest inside
+//! [`super::without_tiles`].
 //!
 //! # Why tiles pay, and what they cost
 //! One `tdpbusd` multiplies a 16 × K tile of u8 weights by a K × 16 tile of i8 activations into a

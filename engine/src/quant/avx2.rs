@@ -74,7 +74,7 @@ pub(super) unsafe fn hsum(v: __m256) -> f32 {
 /// 32 bytes, one per bit of `bits`: 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn fifth_bits(bits: u32) -> __m256i {
+pub(super) unsafe fn fifth_bits(bits: u32) -> __m256i {
     let v = _mm256_set1_epi32(bits as i32);
     let shuf = _mm256_setr_epi64x(
         0x0000_0000_0000_0000,

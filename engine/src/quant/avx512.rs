@@ -42,7 +42,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{dispatch_m, f16_at, f16_pair, hsum, k4_scales_mins, loadu};
+use super::avx2::{dispatch_m, f16_at, f16_pair, fifth_bits, hsum, k4_scales_mins, loadu};
 use super::format::QuantFormat;
 use super::matmul::{ActTile, TILE_M};
 
@@ -269,39 +269,58 @@ pub(crate) unsafe fn row_dot_blocks_vnni(
         match format {
             QuantFormat::Q4K => dispatch_m!(m, q4k_vnni::<ONE>, [w], tile, [out]),
             QuantFormat::Q6K => dispatch_m!(m, q6k_vnni::<ONE>, [w], tile, [out]),
-            QuantFormat::Q4_0 if m == 1 => out[0] = blocks32_vnni::<Q4_0>(w, tile),
-            QuantFormat::Q4_1 if m == 1 => out[0] = blocks32_vnni::<Q4_1>(w, tile),
-            QuantFormat::Q8_0 if m == 1 => out[0] = blocks32_vnni::<Q8_0>(w, tile),
+            QuantFormat::Q4_0 => dispatch_m!(m, blocks32_vnni::<Q4_0>, w, tile, out),
+            QuantFormat::Q4_1 => dispatch_m!(m, blocks32_vnni::<Q4_1>, w, tile, out),
+            QuantFormat::Q8_0 => dispatch_m!(m, blocks32_vnni::<Q8_0>, w, tile, out),
+            QuantFormat::Q5_0 => dispatch_m!(m, blocks32_vnni::<Q5_0>, w, tile, out),
+            QuantFormat::Q5_1 => dispatch_m!(m, blocks32_vnni::<Q5_1>, w, tile, out),
             _ => super::avx2::row_dot_blocks(format, w, tile, out),
         }
     }
 }
 
-/// Formats of the 32-weight VNNI decode kernel (const-generic arguments of `blocks32_vnni`).
+/// Formats of the 32-weight VNNI kernel (const-generic arguments of `blocks32_vnni`).
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q8_0: u8 = 2;
+const Q5_0: u8 = 3;
+const Q5_1: u8 = 4;
 
-/// One weight row of Q4_0 / Q4_1 / Q8_0 against one activation row (decode, m = 1) with AVX-512
-/// VNNI: two 32-weight blocks per 512-bit register and one `vpdpbusd`, their two scales applied
-/// to the two halves of the i32 lanes by one FMA, and the offset / minimum terms (`−8·d`, `m`)
-/// against the activation group sums in a vector accumulator, with no scalar chain from block to
-/// block. The AVX2 kernel spends about twice the operations per block and carries the minimum
-/// term through a scalar FMA chain; this made SmolLM2-135M Q4_1 decode compute-bound on a
-/// machine whose memory outruns it (measured 0.62× llama.cpp before). Q8_0 takes |w| · (x with
-/// w's sign), the AVX2 kernel's integers; an odd last block goes through 256-bit registers.
+/// One weight row of Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 against `M` activation rows with AVX-512 VNNI: two
+/// 32-weight blocks per 512-bit register decoded once for all rows, one `vpdpbusd` per row, the two
+/// blocks' scales applied to the two halves of the i32 lanes by one FMA, and the offset / minimum
+/// terms (`−8·d`, `−16·d`, `m`) against the activation group sums in a vector accumulator, with no scalar
+/// chain from block to block. The AVX2 kernel spends about twice the operations per block and
+/// carries the minimum term through a scalar FMA chain. Every activation row goes through the same
+/// operations whatever `M` (batch-invariant, as a speculative verify needs). Q8_0 takes |w| · (x
+/// with w's sign), the AVX2 kernel's integers; an odd last block goes through 256-bit registers.
 ///
 /// # Safety
-/// As [`row_dot_blocks_vnni`], with `tile.m == 1` and `w` of format `F`.
+/// As [`row_dot_blocks_vnni`], with `tile.m == M` and `w` of format `F`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn blocks32_vnni<const F: u8>(w: &[u8], tile: &ActTile<'_>) -> f32 {
+#[allow(clippy::needless_range_loop)]
+unsafe fn blocks32_vnni<const M: usize, const F: u8>(
+    w: &[u8],
+    tile: &ActTile<'_>,
+    out: &mut [f32],
+) {
     let bb: usize = match F {
         Q4_0 => 18,
         Q4_1 => 20,
+        Q5_0 => 22,
+        Q5_1 => 24,
         _ => 34,
     };
+    // offsets of the nibbles and (Q5_*) of the 32 fifth bits in a block
+    let (qs_at, qh_at) = match F {
+        Q4_0 => (2, 0),
+        Q4_1 => (4, 0),
+        Q5_0 => (6, 2),
+        _ => (8, 4),
+    };
+    let five = F == Q5_0 || F == Q5_1;
     let nb = tile.cols / 32;
-    debug_assert!(tile.m == 1 && tile.block == 32 && w.len() == nb * bb);
+    debug_assert!(tile.m == M && out.len() >= M && tile.block == 32 && w.len() == nb * bb);
     let (wp, x, dx, sx) = (
         w.as_ptr(),
         tile.qs.as_ptr(),
@@ -321,8 +340,9 @@ unsafe fn blocks32_vnni<const F: u8>(w: &[u8], tile: &ActTile<'_>) -> f32 {
         0,
     );
     let zero = _mm512_setzero_si512();
-    let mut acc = _mm512_setzero_ps();
-    let mut accm = _mm_setzero_ps();
+    let cols = tile.cols;
+    let mut acc = [_mm512_setzero_ps(); M];
+    let mut accm = [_mm_setzero_ps(); M];
     // (d, offset-or-min) of a block as floats
     // SAFETY: `p` points to a block's leading scale fields (callers below).
     let scales = |p: *const u8| -> (f32, f32) {
@@ -333,7 +353,11 @@ unsafe fn blocks32_vnni<const F: u8>(w: &[u8], tile: &ActTile<'_>) -> f32 {
                     let d = f16_at(p);
                     (d, -8.0 * d)
                 }
-                Q4_1 => f16_pair(p),
+                Q5_0 => {
+                    let d = f16_at(p);
+                    (d, -16.0 * d)
+                }
+                Q4_1 | Q5_1 => f16_pair(p),
                 _ => (f16_at(p), 0.0),
             }
         }
@@ -345,74 +369,98 @@ unsafe fn blocks32_vnni<const F: u8>(w: &[u8], tile: &ActTile<'_>) -> f32 {
         while b + 2 <= nb {
             let (p0, p1) = (wp.add(b * bb), wp.add((b + 1) * bb));
             prefetch_ahead::<64>(p0);
-            let xv = _mm512_loadu_si512(x.add(32 * b) as *const _);
-            let (q, xv) = match F {
+            let (d0, c0) = scales(p0);
+            let (d1, c1) = scales(p1);
+            let c = _mm_setr_ps(c0, c1, 0.0, 0.0);
+            // Q8_0: |w| here, w's sign moved onto each activation row below
+            let (q, neg) = match F {
                 Q8_0 => {
                     let wv = _mm512_inserti64x4(
                         _mm512_castsi256_si512(_mm256_loadu_si256(p0.add(2) as *const __m256i)),
                         _mm256_loadu_si256(p1.add(2) as *const __m256i),
                         1,
                     );
-                    let neg = _mm512_movepi8_mask(wv);
-                    (_mm512_abs_epi8(wv), _mm512_mask_sub_epi8(xv, neg, zero, xv))
+                    (_mm512_abs_epi8(wv), _mm512_movepi8_mask(wv))
                 }
                 _ => {
-                    let off = if F == Q4_1 { 4 } else { 2 };
-                    let lo =
-                        _mm256_broadcastsi128_si256(_mm_loadu_si128(p0.add(off) as *const __m128i));
-                    let hi =
-                        _mm256_broadcastsi128_si256(_mm_loadu_si128(p1.add(off) as *const __m128i));
+                    let lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                        p0.add(qs_at) as *const __m128i
+                    ));
+                    let hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                        p1.add(qs_at) as *const __m128i
+                    ));
                     let both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                    (_mm512_and_si512(_mm512_srlv_epi16(both, shifts), m4), xv)
+                    let mut q = _mm512_and_si512(_mm512_srlv_epi16(both, shifts), m4);
+                    if five {
+                        // byte j of each block's 32 is weight j: bit j of its fifth bits
+                        let h0 = (p0.add(qh_at) as *const u32).read_unaligned();
+                        let h1 = (p1.add(qh_at) as *const u32).read_unaligned();
+                        let hm = u64::from(h0) | (u64::from(h1) << 32);
+                        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(hm, _mm512_set1_epi8(0x10)));
+                    }
+                    (q, 0)
                 }
             };
-            let sum = _mm512_dpbusd_epi32(zero, q, xv);
-            let (d0, c0) = scales(p0);
-            let (d1, c1) = scales(p1);
-            // (insertf64x4 rather than insertf32x8, which needs AVX-512 DQ)
-            let dv = _mm512_castpd_ps(_mm512_insertf64x4(
-                _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(d0 * *dx.add(b)))),
-                _mm256_castps_pd(_mm256_set1_ps(d1 * *dx.add(b + 1))),
-                1,
-            ));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), dv, acc);
-            if F != Q8_0 {
-                let c = _mm_setr_ps(c0, c1, 0.0, 0.0);
-                let s = _mm_castpd_ps(_mm_load_sd(sx.add(b) as *const f64));
-                accm = _mm_fmadd_ps(c, s, accm);
+            // every activation row through the same operations (batch-invariant results)
+            for i in 0..M {
+                let xv = _mm512_loadu_si512(x.add(i * cols + 32 * b) as *const _);
+                let xv = if F == Q8_0 {
+                    _mm512_mask_sub_epi8(xv, neg, zero, xv)
+                } else {
+                    xv
+                };
+                let sum = _mm512_dpbusd_epi32(zero, q, xv);
+                let (dx0, dx1) = (*dx.add(i * nb + b), *dx.add(i * nb + b + 1));
+                // (insertf64x4 rather than insertf32x8, which needs AVX-512 DQ)
+                let dv = _mm512_castpd_ps(_mm512_insertf64x4(
+                    _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(d0 * dx0))),
+                    _mm256_castps_pd(_mm256_set1_ps(d1 * dx1)),
+                    1,
+                ));
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), dv, acc[i]);
+                if F != Q8_0 {
+                    let s = _mm_castpd_ps(_mm_load_sd(sx.add(i * nb + b) as *const f64));
+                    accm[i] = _mm_fmadd_ps(c, s, accm[i]);
+                }
             }
             b += 2;
         }
-        let mut total = hsum512(acc);
-        if b < nb {
-            // the odd last block, in 256-bit registers
-            let p = wp.add(b * bb);
-            let xv = _mm256_loadu_si256(x.add(32 * b) as *const __m256i);
-            let (q, xv) = match F {
-                Q8_0 => {
-                    let wv = _mm256_loadu_si256(p.add(2) as *const __m256i);
-                    (_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv))
+        for i in 0..M {
+            let mut total = hsum512(acc[i]);
+            if b < nb {
+                // the odd last block, in 256-bit registers
+                let p = wp.add(b * bb);
+                let xv = _mm256_loadu_si256(x.add(i * cols + 32 * b) as *const __m256i);
+                let (q, xv) = match F {
+                    Q8_0 => {
+                        let wv = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                        (_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv))
+                    }
+                    _ => {
+                        let bytes = _mm_loadu_si128(p.add(qs_at) as *const __m128i);
+                        let m4 = _mm_set1_epi8(0x0F);
+                        let mut q = _mm256_set_m128i(
+                            _mm_and_si128(_mm_srli_epi16(bytes, 4), m4),
+                            _mm_and_si128(bytes, m4),
+                        );
+                        if five {
+                            let h = (p.add(qh_at) as *const u32).read_unaligned();
+                            q = _mm256_or_si256(q, fifth_bits(h));
+                        }
+                        (q, xv)
+                    }
+                };
+                let sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xv);
+                let (d, c) = scales(p);
+                total += super::avx2::hsum(_mm256_cvtepi32_ps(sum)) * (d * *dx.add(i * nb + b));
+                if F != Q8_0 {
+                    total += c * *sx.add(i * nb + b);
                 }
-                _ => {
-                    let off = if F == Q4_1 { 4 } else { 2 };
-                    let bytes = _mm_loadu_si128(p.add(off) as *const __m128i);
-                    let m4 = _mm_set1_epi8(0x0F);
-                    let q = _mm256_set_m128i(
-                        _mm_and_si128(_mm_srli_epi16(bytes, 4), m4),
-                        _mm_and_si128(bytes, m4),
-                    );
-                    (q, xv)
-                }
-            };
-            let sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xv);
-            let (d, c) = scales(p);
-            total += super::avx2::hsum(_mm256_cvtepi32_ps(sum)) * (d * *dx.add(b));
-            if F != Q8_0 {
-                total += c * *sx.add(b);
             }
+            let m = accm[i];
+            let m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
+            out[i] = total + _mm_cvtss_f32(_mm_add_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
         }
-        let m2 = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-        total + _mm_cvtss_f32(_mm_add_ss(m2, _mm_shuffle_ps(m2, m2, 1)))
     }
 }
 

@@ -47,9 +47,35 @@ pub enum Isa {
     /// [`Isa::Avx512`] plus AVX-512 VNNI (`vpdpbusd` / `vpdpwssd`) for Q4_K and Q6_K.
     Avx512Vnni,
     /// [`Isa::Avx512Vnni`] plus AMX-INT8 tiles for Q4_K and Q6_K at batch sizes where they are
-    /// faster (from 9 and 16 rows: `super::amx`); smaller batches and the other formats run as
-    /// [`Isa::Avx512Vnni`].
+    /// faster (from 9 and 16 rows: `super::amx`) and outside [`without_tiles`]; smaller batches
+    /// and the other formats run as [`Isa::Avx512Vnni`].
     Amx,
+}
+
+thread_local! {
+    /// Whether this thread's products must not use the AMX tiles (see [`without_tiles`]).
+    static NO_TILES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with the AMX tiles off for this thread's products, so that every output row is
+/// computed with the same arithmetic whatever the batch size.
+///
+/// The VNNI kernels are batch-invariant: a row's float operations do not depend on how many
+/// activation rows share the call, so a speculative verify of k + 1 tokens produces bit for bit
+/// the logits that k + 1 single-token steps would, and greedy speculative output equals plain
+/// greedy output. The tiles sum in another order; used in a verify, they flipped near-tie argmaxes
+/// (measured: `matrices/cpu-speculation.toml`, 2 of 6 outputs differed at k = 8). The engine
+/// therefore uses them only for a sequence's first forward (the prefill, which the speculative
+/// and the plain run share) and runs every later forward inside this.
+pub fn without_tiles<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_TILES.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_TILES.with(|c| c.replace(true)));
+    f()
 }
 
 /// The family [`Isa::select`] chose for this process, as its index in [`Isa::ALL`] (`u8::MAX`: none).
@@ -328,7 +354,9 @@ pub fn matmul_many_with(
         }
     }
     // AMX: Q4_K / Q6_K matrices run on tiles where the batch is large enough (amx::takes)
-    let tiles = isa == Isa::Amx && ws.iter().any(|w| amx_takes(w.format(), m));
+    let tiles = isa == Isa::Amx
+        && !NO_TILES.with(|c| c.get())
+        && ws.iter().any(|w| amx_takes(w.format(), m));
     #[cfg(target_arch = "x86_64")]
     if tiles {
         scratch.tiles.pack(&scratch.act256, m, x.len() / m);

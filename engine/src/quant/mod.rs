@@ -34,7 +34,7 @@ pub use dequant::dequantize_into;
 pub use format::QuantFormat;
 pub use linear::{HostSwiGlu, QuantLinear, QuantPath, SwiGluBuffers, WeightQuant, swiglu_block};
 pub use matmul::{
-    Isa, MAX_MANY, MatmulScratch, matmul, matmul_many, matmul_many_with, matmul_with,
+    Isa, MAX_MANY, MatmulScratch, matmul, matmul_many, matmul_many_with, matmul_with, without_tiles,
 };
 pub use matrix::{QuantMatrix, kernel_cols_ok};
 pub use quantize::{ActBlocks, quantize_into};

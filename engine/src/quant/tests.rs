@@ -222,9 +222,15 @@ fn every_format_matches_dequantized_matmul_for_decode_and_verify_shapes() {
 /// takes blocks in pairs and finishes the last one in 256-bit registers.
 #[test]
 fn odd_block_counts_match_at_decode() {
-    for (n, format) in [QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q8_0]
-        .into_iter()
-        .enumerate()
+    for (n, format) in [
+        QuantFormat::Q4_0,
+        QuantFormat::Q4_1,
+        QuantFormat::Q5_0,
+        QuantFormat::Q5_1,
+        QuantFormat::Q8_0,
+    ]
+    .into_iter()
+    .enumerate()
     {
         for cols in [32, 544] {
             check_format(format, 9, cols, 1, 0xD1CE + n as u64 + cols as u64);
@@ -264,6 +270,37 @@ fn k_quants_match_for_batches_beyond_one_tile_group() {
             check_format(format, 48, 512, 150, 0xFACE + n as u64);
         }
     });
+}
+
+/// A speculative verify must give bit for bit the logits of single-token steps (greedy speculative
+/// output = plain greedy output): inside `without_tiles`, a batch of rows equals each row alone on
+/// every kernel family, for every block format the models use.
+#[test]
+fn products_are_batch_invariant_without_tiles() {
+    let mut rng = Rng(0xBA7C);
+    for format in QuantFormat::ALL {
+        let (rows, cols) = (40, 512);
+        let w = random_matrix(format, rows, cols, &mut rng);
+        for m in [2, 9, 17] {
+            let x: Vec<f32> = (0..m * cols).map(|_| rng.unit() * 2.0).collect();
+            for isa in isas() {
+                let mut scratch = MatmulScratch::new();
+                let mut batch = vec![0.0; m * rows];
+                without_tiles(|| matmul_with(isa, &x, m, &w, &mut batch, &mut scratch))
+                    .expect("matmul");
+                for i in 0..m {
+                    let mut one = vec![0.0; rows];
+                    let xi = &x[i * cols..(i + 1) * cols];
+                    matmul_with(isa, xi, 1, &w, &mut one, &mut scratch).expect("matmul");
+                    assert_eq!(
+                        &batch[i * rows..(i + 1) * rows],
+                        &one[..],
+                        "{format} {isa:?} m={m} row {i}: a batched row differs from the row alone"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Where the CPU and the kernel report AMX-INT8, the tile kernels are the ones picked (so the
