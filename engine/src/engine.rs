@@ -422,7 +422,7 @@ impl Engine {
         crate::model::mtp::check_hidden_rows(hidden, tokens.len(), self.config.hidden_size)?;
         cache.reserve(tokens.len())?;
         let start = cache.len();
-        let mut run = || -> Result<ForwardOutput> {
+        let run = || -> Result<ForwardOutput> {
             let (logits, hidden, experts_touched) = match (&self.model, &mut cache.layers) {
                 (Models::Flex(m), CacheLayers::Flex(c)) => run_mtp(m, tokens, hidden, c, start),
                 #[cfg(feature = "wgpu")]
@@ -443,10 +443,17 @@ impl Engine {
                 experts_touched,
             })
         };
-        // AMX tiles only for a sequence's first forward: later ones (decode, speculative
-        // verify) stay batch-invariant (`quant::without_tiles`).
-        let run = || {
-            let run = || {
+        let out = self.in_pool(start, run)?;
+        cache.advance(tokens.len());
+        Ok(out)
+    }
+
+    /// Run one forward's body on the private pool (if any) with the team's helpers spinning, and
+    /// with the AMX tiles off unless it is the sequence's first forward (`start == 0`): later
+    /// forwards — decode, speculative verify — stay batch-invariant (`quant::without_tiles`).
+    fn in_pool<R: Send>(&self, start: usize, run: impl FnOnce() -> R + Send) -> R {
+        let body = || {
+            let body = || {
                 if start == 0 {
                     run()
                 } else {
@@ -454,16 +461,14 @@ impl Engine {
                 }
             };
             match &self.team {
-                Some(team) => team.scope(run),
-                None => run(),
+                Some(team) => team.scope(body),
+                None => body(),
             }
         };
-        let out = match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }?;
-        cache.advance(tokens.len());
-        Ok(out)
+        match &self.pool {
+            Some(pool) => pool.install(body),
+            None => body(),
+        }
     }
 
     /// Run `tokens` (k ≥ 1) after the cached prefix; returns one logit row per token and, when
@@ -502,7 +507,7 @@ impl Engine {
         }
         cache.reserve(tokens.len())?;
         let start = cache.len();
-        let mut run = || -> Result<ForwardOutput> {
+        let run = || -> Result<ForwardOutput> {
             let (logits, hidden, experts_touched) = match (&self.model, &mut cache.layers) {
                 (Models::Flex(m), CacheLayers::Flex(c)) => {
                     run_model(m, tokens, c, start, rows, want_hidden)
@@ -529,25 +534,7 @@ impl Engine {
                 experts_touched,
             })
         };
-        // AMX tiles only for a sequence's first forward: later ones (decode, speculative
-        // verify) stay batch-invariant (`quant::without_tiles`).
-        let run = || {
-            let run = || {
-                if start == 0 {
-                    run()
-                } else {
-                    crate::quant::without_tiles(run)
-                }
-            };
-            match &self.team {
-                Some(team) => team.scope(run),
-                None => run(),
-            }
-        };
-        let out = match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }?;
+        let out = self.in_pool(start, run)?;
         cache.advance(tokens.len());
         Ok(out)
     }
