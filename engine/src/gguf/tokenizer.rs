@@ -251,9 +251,6 @@ pub fn tokenizer_json(map: &BTreeMap<String, MetaValue>) -> Result<Value, String
 pub fn build(map: &BTreeMap<String, MetaValue>) -> Result<tokenizers::Tokenizer, String> {
     let doc = tokenizer_json(map)?;
     let text = doc.to_string();
-    // the JSON tree of a 150k-token vocabulary is tens of MiB: free it before the tokenizer's
-    // own tables are built, so the two never count together in the peak resident memory
-    drop(doc);
     text.parse::<tokenizers::Tokenizer>()
         .map_err(|e| format!("building the tokenizer from metadata: {e}"))
 }

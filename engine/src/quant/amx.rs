@@ -44,7 +44,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::avx2::{f16_at, f16_pair};
+use super::avx2::{f16_at, f16_pair, k4_scale_min_bytes};
 use super::avx512::q6k_half;
 use super::format::QuantFormat;
 use super::matrix::QuantMatrix;
@@ -580,7 +580,7 @@ unsafe fn rows_of<F: Format>(
         // SAFETY: all-zero bytes are valid integers and floats.
         unsafe { std::mem::zeroed() },
     );
-    let mut sums: Box<[Sums; 2]> = Box::new(Sums([0; SUMS]).pair());
+    let mut sums: Box<[Sums; 2]> = Box::new([Sums([0; SUMS]), Sums([0; SUMS])]);
     let mut acc = [[_mm512_setzero_ps(); TILE]; GROUP];
     // SAFETY: AMX is usable (caller); the configuration is a valid palette-1 layout.
     unsafe { asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly)) };
@@ -648,12 +648,6 @@ unsafe fn rows_of<F: Format>(
     unsafe { asm!("tilerelease", options(nomem, nostack)) };
 }
 
-impl Sums {
-    fn pair(self) -> [Sums; 2] {
-        [Sums(self.0), self]
-    }
-}
-
 /// Write one 16 × 16 accumulator tile (weight row `r`, activation lane `t`) of activation tile
 /// `tile` to the rows that exist.
 ///
@@ -682,27 +676,16 @@ unsafe fn write_tile(
     }
 }
 
-/// The eight 6-bit sub-block scales and mins of a Q4_K block from its 12 packed bytes at `p`
-/// (ggml's `get_scale_min_k4` for all eight at once), each as 8 × i16.
+/// The eight 6-bit sub-block scales and mins of a Q4_K block from its 12 packed bytes at `p`,
+/// each as 8 × i16.
 ///
 /// # Safety
 /// `p` points to 12 readable bytes; the CPU has AVX2.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn k4_scales_mins_i16(p: *const u8) -> (__m128i, __m128i) {
-    const M6: u32 = 0x3f3f_3f3f;
-    const M4: u32 = 0x0f0f_0f0f;
-    const M2: u32 = 0x0303_0303;
     // SAFETY: 12 bytes at p (caller).
-    let (w0, w1, w2) = unsafe {
-        (
-            (p as *const u32).read_unaligned(),
-            (p.add(4) as *const u32).read_unaligned(),
-            (p.add(8) as *const u32).read_unaligned(),
-        )
-    };
-    let sc = u64::from(w0 & M6) | (u64::from((w2 & M4) | (((w0 >> 6) & M2) << 4)) << 32);
-    let mn = u64::from(w1 & M6) | (u64::from(((w2 >> 4) & M4) | (((w1 >> 6) & M2) << 4)) << 32);
+    let (sc, mn) = unsafe { k4_scale_min_bytes(p) };
     (
         _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)),
         _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)),

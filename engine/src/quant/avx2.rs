@@ -122,9 +122,23 @@ unsafe fn dot_us(u: __m256i, s: __m256i, scale: __m256i) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn k4_scales_mins(p: *const u8) -> (__m128i, __m256i) {
+    let (sc, mn) = unsafe { k4_scale_min_bytes(p) };
+    let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
+    let mn8 = _mm_cvtsi64_si128(mn as i64);
+    (sc16, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)))
+}
+
+/// The eight 6-bit scales and the eight mins of a Q4_K / Q5_K block from its 12 packed bytes at
+/// `p`, one byte each, little-endian in a `u64` (see [`k4_scales_mins`] for the layout).
+///
+/// # Safety
+/// `p` points to 12 readable bytes.
+#[inline(always)]
+pub(super) unsafe fn k4_scale_min_bytes(p: *const u8) -> (u64, u64) {
     const M6: u32 = 0x3f3f_3f3f;
     const M4: u32 = 0x0f0f_0f0f;
     const M2: u32 = 0x0303_0303;
+    // SAFETY: 12 bytes at p (caller).
     let (w0, w1, w2) = unsafe {
         (
             loadu::<u32, u8>(p),
@@ -134,9 +148,7 @@ pub(super) unsafe fn k4_scales_mins(p: *const u8) -> (__m128i, __m256i) {
     };
     let sc = u64::from(w0 & M6) | (u64::from((w2 & M4) | (((w0 >> 6) & M2) << 4)) << 32);
     let mn = u64::from(w1 & M6) | (u64::from(((w2 >> 4) & M4) | (((w1 >> 6) & M2) << 4)) << 32);
-    let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
-    let mn8 = _mm_cvtsi64_si128(mn as i64);
-    (sc16, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)))
+    (sc, mn)
 }
 
 /// Call `$f::<M>($args)` with `M` the tile's row count as a constant (1..=TILE_M), so the

@@ -165,23 +165,16 @@ impl Isa {
 
     /// Every kernel family this CPU can run, portable first (for tests that compare them).
     pub fn available() -> Vec<Isa> {
-        match Isa::best() {
-            Isa::Scalar => vec![Isa::Scalar],
-            Isa::Avx2 => vec![Isa::Scalar, Isa::Avx2],
-            Isa::Avx512 => vec![Isa::Scalar, Isa::Avx2, Isa::Avx512],
-            Isa::Avx512Vnni => vec![Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni],
-            Isa::Amx => vec![
-                Isa::Scalar,
-                Isa::Avx2,
-                Isa::Avx512,
-                Isa::Avx512Vnni,
-                Isa::Amx,
-            ],
-        }
+        let best = Isa::best();
+        let n = Isa::ALL
+            .iter()
+            .position(|&i| i == best)
+            .map_or(1, |i| i + 1);
+        Isa::ALL[..n].to_vec()
     }
 
     /// The family that runs everything [`Isa::Amx`] does not take over.
-    fn without_tiles(self) -> Isa {
+    fn vector_family(self) -> Isa {
         if self == Isa::Amx {
             Isa::Avx512Vnni
         } else {
@@ -361,7 +354,7 @@ pub fn matmul_many_with(
     if tiles {
         scratch.tiles.pack(&scratch.act256, m, x.len() / m);
     }
-    let isa_rest = isa.without_tiles();
+    let isa_rest = isa.vector_family();
     let threads = rayon::current_num_threads();
     let macs: usize = ws.iter().map(|w| m * w.rows() * w.cols()).sum();
     let per_thread = if macs < ONE_TASK_PER_THREAD_MACS {

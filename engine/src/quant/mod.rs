@@ -38,7 +38,7 @@ pub use matmul::{
 };
 pub use matrix::{QuantMatrix, kernel_cols_ok};
 pub use quantize::{ActBlocks, quantize_into};
-pub use team::{Team, for_each as team_for_each};
+pub use team::Team;
 
 #[cfg(test)]
 mod tests;

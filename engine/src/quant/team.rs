@@ -81,11 +81,6 @@ impl Team {
         })
     }
 
-    /// Threads that take part in a region: the helpers and the caller.
-    pub fn threads(&self) -> usize {
-        self.helpers.len() + 1
-    }
-
     /// Run `f` with the helpers spinning, so that [`for_each`] regions inside it use them.
     pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
         struct Close<'a>(&'a Shared, *const Shared);
