@@ -249,17 +249,13 @@ impl Engine {
             }
             #[cfg(feature = "wgpu")]
             DeviceSpec::Wgpu(i) => {
-                let dev = if i == 0 {
-                    burn::backend::wgpu::WgpuDevice::DefaultDevice
-                } else {
-                    burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)
-                };
-                Models::Wgpu(Model::load(&config, source, &dev, dtype)?)
+                let dev = DeviceSpec::wgpu_device(i);
+                Models::Wgpu(opts.device.guard(|| Model::load(&config, source, &dev, dtype))?)
             }
             #[cfg(feature = "cuda")]
             DeviceSpec::Cuda(i) => {
-                let dev = burn::backend::cuda::CudaDevice::new(i);
-                Models::Cuda(Model::load(&config, source, &dev, dtype)?)
+                let dev = DeviceSpec::cuda_device(i)?;
+                Models::Cuda(opts.device.guard(|| Model::load(&config, source, &dev, dtype))?)
             }
             #[allow(unreachable_patterns)]
             other => return Err(EngineError::Device(other.to_string())),

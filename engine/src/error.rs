@@ -44,6 +44,8 @@ pub enum EngineError {
     Tokenizer(String),
     #[error("device `{0}` is not available in this build (enable its cargo feature)")]
     Device(String),
+    #[error("device `{device}`: {message}")]
+    DeviceFailed { device: String, message: String },
     #[error("{0}")]
     Invalid(String),
 }

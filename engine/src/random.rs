@@ -25,6 +25,14 @@ pub const PRESETS: &[(&str, &str)] = &[
         "llama-0.1b",
         "Llama-shaped, 12 layers, hidden 768, vocab 32000: ~110M parameters",
     ),
+    (
+        "qwen3-1.7b",
+        "the shape of Qwen3-1.7B: 28 layers, hidden 2048, vocab 151936: ~1.7B parameters",
+    ),
+    (
+        "llama3-8b",
+        "the shape of Llama-3-8B: 32 layers, hidden 4096, vocab 128256: ~8.0B parameters",
+    ),
 ];
 
 /// The config.json of a preset.
@@ -48,6 +56,18 @@ pub fn preset_config(name: &str) -> Result<ModelConfig> {
             "num_key_value_heads": 4, "vocab_size": 32000, "rms_norm_eps": 1e-5,
             "rope_theta": 500000.0, "tie_word_embeddings": false, "max_position_embeddings": 8192,
             "eos_token_id": 2}),
+        "qwen3-1.7b" => serde_json::json!({
+            "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 2048,
+            "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
+            "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0, "tie_word_embeddings": true, "max_position_embeddings": 40960,
+            "eos_token_id": 151645}),
+        "llama3-8b" => serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+            "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "vocab_size": 128256, "rms_norm_eps": 1e-5,
+            "rope_theta": 500000.0, "tie_word_embeddings": false, "max_position_embeddings": 8192,
+            "eos_token_id": 128001}),
         other => {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
             return Err(EngineError::Invalid(format!(
@@ -222,5 +242,10 @@ mod tests {
         );
         assert!(w.load("lm_head.weight").is_err(), "tied: no lm_head");
         assert!(preset_config("nope").is_err());
+        // The GPU presets have the parameter counts their names claim (±5 %).
+        for (name, want) in [("qwen3-1.7b", 1.72e9), ("llama3-8b", 8.03e9)] {
+            let n = preset_config(name).unwrap().num_parameters() as f64;
+            assert!((n / want - 1.0).abs() < 0.05, "{name}: {n}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! SentencePiece-style vocabularies (`tokenizer.ggml.model = "llama"`) as a `tokenizer.json`.
+//! SentencePiece-style vocabularies (`tokenizer.ggml.model = "llama"`) as a BPE tokenizer.
 //!
 //! llama.cpp's SPM tokenizer (`llm_tokenizer_spm` in `llama-vocab.cpp`) prefixes the text with a
 //! space (`add_space_prefix`), writes spaces as `▁`, starts from single characters and repeatedly
@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Value, json};
 
 use super::reader::MetaValue;
+use super::tokenizer::{BpeModel, added_token};
 
 /// llama.cpp's token types that are not plain pieces.
 const TOKEN_UNKNOWN: i64 = 2;
@@ -21,13 +22,13 @@ const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 const TOKEN_BYTE: i64 = 6;
 
-/// Build the `model`, `normalizer` and `decoder` parts and the added tokens of a tokenizer.json
-/// for an SPM vocabulary. `tokens`, `types` and `scores` are the `tokenizer.ggml.*` arrays.
-pub fn spm_parts(
+/// Build the model, the `normalizer` and `decoder` (tokenizer.json fragments) and the added
+/// tokens for an SPM vocabulary. `tokens`, `types` and `scores` are the `tokenizer.ggml.*` arrays.
+pub(super) fn spm_parts(
     map: &BTreeMap<String, MetaValue>,
     tokens: &[&str],
     types: &[i64],
-) -> Result<(Value, Value, Value, Vec<Value>), String> {
+) -> Result<(BpeModel, Value, Value, Vec<tokenizers::AddedToken>), String> {
     let scores: Vec<f64> = match map
         .get("tokenizer.ggml.scores")
         .and_then(MetaValue::as_array)
@@ -63,30 +64,28 @@ pub fn spm_parts(
     }
     // Highest score first; for one merged piece, the split with the shorter left part first.
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let merges: Vec<Value> = merges.iter().map(|m| json!([m.3, m.4])).collect();
+    let merges: Vec<(String, String)> = merges
+        .iter()
+        .map(|m| (m.3.to_string(), m.4.to_string()))
+        .collect();
 
-    let mut vocab = serde_json::Map::with_capacity(tokens.len());
-    let mut added = Vec::new();
-    for (id, &t) in tokens.iter().enumerate() {
-        vocab.insert(t.to_string(), json!(id));
-        if matches!(ty(id), TOKEN_CONTROL | TOKEN_USER_DEFINED | TOKEN_UNKNOWN) {
-            added.push(json!({
-                "id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                "normalized": false, "special": ty(id) != TOKEN_USER_DEFINED,
-            }));
-        }
-    }
+    let added = (0..tokens.len())
+        .filter(|&id| matches!(ty(id), TOKEN_CONTROL | TOKEN_USER_DEFINED | TOKEN_UNKNOWN))
+        .map(|id| added_token(tokens[id], ty(id) != TOKEN_USER_DEFINED))
+        .collect();
     let unk = map
         .get("tokenizer.ggml.unknown_token_id")
         .and_then(MetaValue::as_u64)
         .and_then(|id| tokens.get(id as usize))
-        .map(|t| json!(t))
-        .unwrap_or(Value::Null);
-    let model = json!({
-        "type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
-        "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
-        "ignore_merges": false, "vocab": vocab, "merges": merges,
-    });
+        .map(|t| t.to_string());
+    let model = BpeModel {
+        tokens: tokens.iter().map(|t| t.to_string()).collect(),
+        merges,
+        unk,
+        fuse_unk: true,
+        byte_fallback: true,
+        ignore_merges: false,
+    };
 
     let prefix = map
         .get("tokenizer.ggml.add_space_prefix")

@@ -13,8 +13,8 @@ use std::time::Instant;
 use anyhow::Context;
 use specsweep_engine::quant::Isa;
 use specsweep_engine::random::{RandomWeights, resolve_config};
-use specsweep_engine::roofline::measure_read_bandwidth;
-use specsweep_engine::{Engine, KvCache};
+use specsweep_engine::roofline::measure_device_bandwidth;
+use specsweep_engine::{DeviceSpec, Engine, KvCache};
 
 use super::model_opts::DeviceOpts;
 
@@ -37,7 +37,8 @@ pub struct Args {
         conflicts_with = "random"
     )]
     pub model: Option<PathBuf>,
-    /// Random-initialised model: a preset (qwen3-0.1b, qwen3-0.6b, llama-0.1b) or a config.json.
+    /// Random-initialised model: a preset (qwen3-0.1b, qwen3-0.6b, llama-0.1b, qwen3-1.7b,
+    /// llama3-8b) or a config.json.
     #[arg(long)]
     pub random: Option<String>,
     /// Prompt lengths for prefill tests (0 skips).
@@ -302,6 +303,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    let device_spec: DeviceSpec = args
+        .device
+        .parse()
+        .with_context(|| format!("--device {}", args.device))?;
     let choice = device.quant_choice(model_path.as_deref().unwrap_or(Path::new("random")))?;
     for threads in thread_list {
         let n_threads =
@@ -309,11 +314,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // The bandwidth probe runs before the model is loaded and its buffer is freed, so the
         // peak-RSS count restarted below covers only the model, its caches and the runtime.
         let bandwidth = if args.n_gen.iter().any(|&n| n > 0) {
-            Some(measure_read_bandwidth(
-                args.bandwidth_mib << 20,
-                5,
-                Some(n_threads),
-            )?)
+            Some(
+                measure_device_bandwidth(
+                    device_spec,
+                    args.bandwidth_mib << 20,
+                    5,
+                    Some(n_threads),
+                )
+                .with_context(|| format!("measuring the memory bandwidth of {device_spec}"))?,
+            )
         } else {
             None
         };
@@ -397,9 +406,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let mut cache = engine.new_cache(depth + n + 1)?;
                 fill_depth(&engine, &mut cache, depth, args.seed)?;
                 let first = tokens(1, vocab, args.seed ^ 0xdef)[0];
-                engine.forward_last(&[first], &mut cache)?; // warm-up
+                // One untimed pass first, as llama-bench's warm-up run: every depth the test
+                // reaches is visited once (a GPU compiles its kernels per shape there).
                 let mut samples = Vec::new();
-                for _ in 0..args.repetitions {
+                for rep in 0..=args.repetitions {
                     cache.truncate(depth)?;
                     let mut token = first;
                     let t = Instant::now();
@@ -408,7 +418,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         token = specsweep_engine::sampling::argmax(out.last_row());
                     }
                     let ns = t.elapsed().as_nanos();
-                    samples.push((n as f64 * 1e9 / ns as f64, ns));
+                    if rep > 0 {
+                        samples.push((n as f64 * 1e9 / ns as f64, ns));
+                    }
                 }
                 results.push(row(format!("tg{n}"), 0, n, depth, samples));
             }
@@ -542,10 +554,14 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
                 seen.push(r.n_threads);
                 writeln!(
                     out,
-                    "{}memory bandwidth {:.2} GB/s with {} threads; weights read per token {:.1} MB",
+                    "{}memory bandwidth {:.2} GB/s ({}); weights read per token {:.1} MB",
                     if seen.len() == 1 { "\n" } else { "" },
                     r.bandwidth_gbs.unwrap_or(0.0),
-                    r.n_threads,
+                    if r.device == "cpu" {
+                        format!("{} threads", r.n_threads)
+                    } else {
+                        format!("{}: a device tensor's sum", r.device)
+                    },
                     r.weight_bytes_per_token as f64 / 1e6
                 )?;
             }
