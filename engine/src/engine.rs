@@ -439,18 +439,19 @@ impl Engine {
                 experts_touched,
             })
         };
-        let out = self.in_pool(start, run)?;
+        let out = self.in_pool(start == 0, run)?;
         cache.advance(tokens.len());
         Ok(out)
     }
 
     /// Run one forward's body on the private pool (if any) with the team's helpers spinning, and
-    /// with the AMX tiles off unless it is the sequence's first forward (`start == 0`): later
-    /// forwards — decode, speculative verify — stay batch-invariant (`quant::without_tiles`).
-    fn in_pool<R: Send>(&self, start: usize, run: impl FnOnce() -> R + Send) -> R {
+    /// with the AMX tiles off unless `tiles` (`quant::without_tiles`). The tiles sum in another
+    /// float order than the batch-invariant kernels, so they are only for forwards whose rows no
+    /// one compares with one-token steps: see [`Engine::forward_rows`].
+    fn in_pool<R: Send>(&self, tiles: bool, run: impl FnOnce() -> R + Send) -> R {
         let body = || {
             let body = || {
-                if start == 0 {
+                if tiles {
                     run()
                 } else {
                     crate::quant::without_tiles(run)
@@ -485,6 +486,13 @@ impl Engine {
     }
 
     /// Forward with a choice of logit rows.
+    ///
+    /// [`LogitRows::Last`] is a prefill (a prompt, or more text after a cached prefix) or a
+    /// one-token decode step; on the CPU such a forward may use the AMX tiles (from 9 rows).
+    /// [`LogitRows::All`] is what a speculative verify asks for: its rows must equal, bit for bit,
+    /// the one-token steps of plain decoding at the same positions, so it runs on the
+    /// batch-invariant kernels only. A speculative run and its plain control prefill the same
+    /// prompt the same way, so their outputs stay identical.
     pub fn forward_rows(
         &self,
         tokens: &[u32],
@@ -530,7 +538,7 @@ impl Engine {
                 experts_touched,
             })
         };
-        let out = self.in_pool(start, run)?;
+        let out = self.in_pool(rows == LogitRows::Last, run)?;
         cache.advance(tokens.len());
         Ok(out)
     }

@@ -10,7 +10,7 @@
 //! `Isolated` behaviour, ByteLevel without its own regex, a BPE model, a BOS/EOS template when
 //! `add_bos_token`/`add_eos_token` say so). The BPE model is built from the vocabulary and merges
 //! directly: going through a `tokenizer.json` document tripled the peak heap (the crate buffers a
-//! whole model document before reading it), 53 MB for a 49k vocabulary against ~15 MB now. The
+//! whole model document before reading it): peak heap 53 MB for a 49k vocabulary, 17 MB now. The
 //! small parts (normalizer, pre-tokenizer, decoder, template) are still written as tokenizer.json
 //! fragments and read with the crate's own deserializers.
 

@@ -4,8 +4,8 @@
 //!
 //! They sum in another float order than the VNNI kernels, so a row's result depends on whether it
 //! went through the tiles; a speculative verify must reproduce single-token steps bit for bit, so
-//! the engine uses the tiles only in a sequence's first forward and runs the rest inside
-//! [`super::without_tiles`].
+//! the engine uses the tiles only in forwards that return the last row alone (prefills) and runs
+//! the rest (a speculative verify's every-row forward) inside [`super::without_tiles`].
 //!
 //! # Why tiles pay, and what they cost
 //! One `tdpbusd` multiplies a 16 × K tile of u8 weights by a K × 16 tile of i8 activations into a
