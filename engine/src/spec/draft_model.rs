@@ -186,17 +186,18 @@ impl<M: Target> Drafter for DraftModel<M> {
             return Ok(Draft::empty());
         }
         let vocab = self.model.vocab_size();
-        let out = self.model.forward(&history[common..], false)?;
-        let n_rows = history.len() - common;
-        if out.logits.len() != n_rows * vocab {
+        // Catching up (the whole prompt on the first call) needs the last row's logits only: a
+        // prefill, which skips the LM head for the other rows.
+        let out = self.model.prefill(&history[common..], false)?;
+        if out.logits.len() != vocab {
             return Err(EngineError::Shape {
                 tensor: "draft logits".to_string(),
-                expected: vec![n_rows, vocab],
+                expected: vec![1, vocab],
                 got: vec![out.logits.len()],
             });
         }
         self.cached.extend_from_slice(&history[common..]);
-        let first = out.logits[(n_rows - 1) * vocab..].to_vec();
+        let first = out.logits;
         let model = &mut self.model;
         let cached = &mut self.cached;
         let (draft, fed) = draft_chain(first, n_max, &self.params, &mut self.chooser, |tok| {
