@@ -250,12 +250,18 @@ impl Engine {
             #[cfg(feature = "wgpu")]
             DeviceSpec::Wgpu(i) => {
                 let dev = DeviceSpec::wgpu_device(i);
-                Models::Wgpu(opts.device.guard(|| Model::load(&config, source, &dev, dtype))?)
+                Models::Wgpu(
+                    opts.device
+                        .guard(|| Model::load(&config, source, &dev, dtype))?,
+                )
             }
             #[cfg(feature = "cuda")]
             DeviceSpec::Cuda(i) => {
                 let dev = DeviceSpec::cuda_device(i)?;
-                Models::Cuda(opts.device.guard(|| Model::load(&config, source, &dev, dtype))?)
+                Models::Cuda(
+                    opts.device
+                        .guard(|| Model::load(&config, source, &dev, dtype))?,
+                )
             }
             #[allow(unreachable_patterns)]
             other => return Err(EngineError::Device(other.to_string())),

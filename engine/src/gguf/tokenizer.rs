@@ -283,8 +283,11 @@ pub fn build(map: &BTreeMap<String, MetaValue>) -> Result<tokenizers::Tokenizer,
     };
 
     let mut t = tokenizers::Tokenizer::new(parts.model.build()?);
-    t.with_normalizer(fragment::<NormalizerWrapper>("normalizer", parts.normalizer)?)
-        .map_err(|e| format!("building the tokenizer's normalizer: {e}"))?;
+    t.with_normalizer(fragment::<NormalizerWrapper>(
+        "normalizer",
+        parts.normalizer,
+    )?)
+    .map_err(|e| format!("building the tokenizer's normalizer: {e}"))?;
     t.with_pre_tokenizer(fragment::<PreTokenizerWrapper>(
         "pre-tokenizer",
         parts.pre_tokenizer,

@@ -315,13 +315,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // peak-RSS count restarted below covers only the model, its caches and the runtime.
         let bandwidth = if args.n_gen.iter().any(|&n| n > 0) {
             Some(
-                measure_device_bandwidth(
-                    device_spec,
-                    args.bandwidth_mib << 20,
-                    5,
-                    Some(n_threads),
-                )
-                .with_context(|| format!("measuring the memory bandwidth of {device_spec}"))?,
+                measure_device_bandwidth(device_spec, args.bandwidth_mib << 20, 5, Some(n_threads))
+                    .with_context(|| format!("measuring the memory bandwidth of {device_spec}"))?,
             )
         } else {
             None
