@@ -14,7 +14,7 @@ use anyhow::Context;
 use specsweep_engine::quant::Isa;
 use specsweep_engine::random::{RandomWeights, resolve_config};
 use specsweep_engine::roofline::measure_device_bandwidth;
-use specsweep_engine::{DeviceSpec, Engine, KvCache};
+use specsweep_engine::{Engine, KvCache};
 
 use super::model_opts::DeviceOpts;
 
@@ -303,10 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let device_spec: DeviceSpec = args
-        .device
-        .parse()
-        .with_context(|| format!("--device {}", args.device))?;
+    let device_spec = device.device_spec()?;
     let choice = device.quant_choice(model_path.as_deref().unwrap_or(Path::new("random")))?;
     for threads in thread_list {
         let n_threads =

@@ -109,15 +109,21 @@ pub fn parse_quant_axis(value: &str) -> anyhow::Result<QuantChoice> {
 }
 
 impl DeviceOpts {
+    /// The `--device` value, parsed.
+    pub fn device_spec(&self) -> anyhow::Result<DeviceSpec> {
+        Ok(self.device.parse()?)
+    }
+
     /// Resolve into engine load options for `model` (whose kind picks the default `--quant`).
     pub fn load_options(&self, model: &Path) -> anyhow::Result<LoadOptions> {
-        let device: DeviceSpec = self.device.parse()?;
-        Ok(self.quant_choice(model)?.options(device, self.threads))
+        Ok(self
+            .quant_choice(model)?
+            .options(self.device_spec()?, self.threads))
     }
 
     /// The weights `--quant` (or its default for `model`) selects.
     pub fn quant_choice(&self, model: &Path) -> anyhow::Result<QuantChoice> {
-        let device: DeviceSpec = self.device.parse()?;
+        let device = self.device_spec()?;
         let dtype: DType = self.dtype.parse()?;
         let choice = match &self.quant {
             Some(q) => parse_quant_axis(q).context("--quant")?,
