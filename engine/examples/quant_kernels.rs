@@ -5,8 +5,9 @@
 //! (8960 × 1536, random blocks: speed does not depend on values) on a one-thread pool and prints
 //! the time per call, the weight bytes streamed per CPU-second at m = 1, and `T(m) / T(1)`.
 //!
-//! `cargo run -p specsweep-engine --example quant_kernels -- [M_LIST] [FORMATS]`, e.g.
-//! `-- 1,2,3,5,9,17 q4_k,q6_k,q8_0`. The scheduler accounts CPU time in ticks, so each figure is
+//! `cargo run -p specsweep-engine --example quant_kernels -- [M_LIST] [FORMATS] [rows|x16]`, e.g.
+//! `-- 1,2,3,5,9,17 q4_k,q6_k,q8_0 x16` (x16: Q4_K / Q6_K rows interleaved, as a model loads them
+//! on a CPU with AVX-512 VNNI; rows, the default here: ggml's layout). The scheduler accounts CPU time in ticks, so each figure is
 //! the best of 3 runs of 60 calls.
 
 use half::f16;
@@ -64,7 +65,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(s) => s.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => QuantFormat::ALL.to_vec(),
     };
-    let (rows, cols) = (8960, 1536);
+    // ROWS: another weight-row count (e.g. 1024: a matrix that stays in L2, for pure compute)
+    let rows: usize = std::env::var("ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8960);
+    let cols = 1536;
+    // calls per timing (the scheduler's tick is coarse: more calls, finer figures)
+    let calls: usize = std::env::var("CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
     println!(
         "kernels: {}, one thread, {rows} x {cols}",
         Isa::detect().name()
@@ -73,6 +84,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pool.install(|| {
         for &format in &formats {
             let w = random_matrix(format, rows, cols);
+            let w = if args.get(3).map(String::as_str) == Some("x16") {
+                w.interleave()
+            } else {
+                w
+            };
             let mut line = format!("{:5}", format.name());
             let mut t1 = 0.0;
             for (k, &m) in ms.iter().enumerate() {
@@ -85,10 +101,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut best = f64::MAX;
                 for _ in 0..3 {
                     let c0 = cpu_ns();
-                    for _ in 0..60 {
+                    for _ in 0..calls {
                         matmul(&x, m, &w, &mut out, &mut scratch).expect("matmul");
                     }
-                    best = best.min((cpu_ns() - c0) as f64 / 60.0);
+                    best = best.min((cpu_ns() - c0) as f64 / calls as f64);
                 }
                 if k == 0 {
                     t1 = best;

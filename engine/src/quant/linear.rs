@@ -52,10 +52,11 @@ pub struct QuantLinear {
 }
 
 impl QuantLinear {
-    /// Wrap a `[out, in]` weight matrix.
+    /// Wrap a `[out, in]` weight matrix, in the layout this CPU's kernels read fastest
+    /// ([`QuantMatrix::into_kernel_layout`]).
     pub fn new(matrix: QuantMatrix) -> Self {
         QuantLinear {
-            matrix,
+            matrix: matrix.into_kernel_layout(),
             scratch: Mutex::new(MatmulScratch::new()),
         }
     }

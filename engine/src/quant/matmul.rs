@@ -193,6 +193,8 @@ pub struct MatmulScratch {
     /// The 256-block activations in AMX tile layout (only with [`Isa::Amx`]).
     #[cfg(target_arch = "x86_64")]
     tiles: super::amx::TileActs,
+    /// Group sums of the 256-block activations for interleaved matrices.
+    sums: super::interleave::GroupSums,
     /// Row tasks of the current call.
     tasks: Vec<(usize, usize, usize)>,
 }
@@ -346,10 +348,13 @@ pub fn matmul_many_with(
             buf.quantize_for(x, m, w.cols(), block, q8_1);
         }
     }
-    // AMX: Q4_K / Q6_K matrices run on tiles where the batch is large enough (amx::takes)
-    let tiles = isa == Isa::Amx
-        && !NO_TILES.with(|c| c.get())
-        && ws.iter().any(|w| amx_takes(w.format(), m));
+    if let Some(w) = ws.iter().find(|w| w.is_interleaved()) {
+        scratch.sums.fill(&scratch.act256, m, w.cols());
+    }
+    // AMX: row-major Q4_K / Q6_K matrices run on tiles where the batch is large enough
+    // (amx::takes); interleaved ones choose their own kernel (`interleaved_rows`)
+    let old_tiles = |w: &QuantMatrix| !w.is_interleaved() && amx_takes(w.format(), m);
+    let tiles = isa == Isa::Amx && !NO_TILES.with(|c| c.get()) && ws.iter().any(|w| old_tiles(w));
     #[cfg(target_arch = "x86_64")]
     if tiles {
         scratch.tiles.pack(&scratch.act256, m, x.len() / m);
@@ -374,7 +379,7 @@ pub fn matmul_many_with(
             share.clamp(1, rows.div_ceil(8).max(1))
         };
         let mut per = rows.div_ceil(n).max(1);
-        if tiles && amx_takes(w.format(), m) {
+        if (tiles && old_tiles(w)) || w.is_interleaved() {
             // whole 16-row tiles per task
             per = per.next_multiple_of(16);
         }
@@ -388,14 +393,19 @@ pub fn matmul_many_with(
     for (p, o) in out_ptrs.iter_mut().zip(outs.iter_mut()) {
         *p = OutPtr(o.as_mut_ptr());
     }
-    let (act32, act256) = (&scratch.act, &scratch.act256);
+    let (act32, act256, sums) = (&scratch.act, &scratch.act256, &scratch.sums);
     #[cfg(target_arch = "x86_64")]
     let tile_acts = &scratch.tiles;
     let task = |&(j, r0, r1): &(usize, usize, usize)| {
         let w = ws[j];
+        if w.is_interleaved() {
+            // SAFETY: as below; rows r0..r1 are whole groups of 16 (the split above).
+            unsafe { interleaved_rows(isa, w, act256, sums, m, r0..r1, out_ptrs[j]) };
+            return;
+        }
         let mut r0 = r0;
         #[cfg(target_arch = "x86_64")]
-        if tiles && amx_takes(w.format(), m) {
+        if tiles && old_tiles(w) {
             let end = r0 + (r1 - r0) / 16 * 16;
             if end > r0 {
                 // SAFETY: `Isa::Amx` is only detected once `amx::usable` succeeded on a CPU with
@@ -424,6 +434,46 @@ pub fn matmul_many_with(
         tasks.par_iter().for_each(task);
     }
     Ok(())
+}
+
+/// Rows `rows` (whole groups of 16) of an interleaved matrix: the VNNI kernels where the CPU has
+/// them, the portable reference elsewhere (an [`Isa`] chosen below the one the layout was made
+/// for). Every one computes the same bits (`super::interleave`).
+///
+/// # Safety
+/// `out` points to `m × w.rows()` floats and no other thread writes these rows' elements.
+unsafe fn interleaved_rows(
+    isa: Isa,
+    w: &QuantMatrix,
+    act: &super::quantize::ActBlocks,
+    sums: &super::interleave::GroupSums,
+    m: usize,
+    rows: std::ops::Range<usize>,
+    out: OutPtr,
+) {
+    let (format, cols, n_rows) = (w.format(), w.cols(), w.rows());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: these families are only used once `Isa::detect` confirmed AVX-512 VNNI and
+        // everything below it; the rest is forwarded from the caller.
+        Isa::Avx512Vnni | Isa::Amx => unsafe {
+            super::x16::rows_vnni(format, w.bytes(), cols, act, sums, m, rows, out.0, n_rows)
+        },
+        // SAFETY: forwarded from the caller.
+        _ => unsafe {
+            super::interleave::rows_scalar(
+                format,
+                w.bytes(),
+                cols,
+                act,
+                sums,
+                m,
+                rows,
+                out.0,
+                n_rows,
+            )
+        },
+    }
 }
 
 /// Whether the AMX kernels take `m` activation rows against weights of `format`.

@@ -21,16 +21,20 @@ pub struct QuantMatrix {
     format: QuantFormat,
     rows: usize,
     cols: usize,
+    /// Rows interleaved 16 at a time (`super::interleave`) rather than one after another.
+    interleaved: bool,
     data: Storage,
 }
 
 /// Where the blocks live.
-#[derive(Clone)]
 enum Storage {
     /// Quantized here, or rows reordered on load.
     Owned(Vec<u8>),
     /// A byte range of a read-only file map shared with the loader.
     Mapped(Arc<Mmap>, Range<usize>),
+    /// Anonymous memory mapped for this matrix (the interleaved layout: see
+    /// [`QuantMatrix::interleave`] for why not a `Vec`).
+    Anon(memmap2::MmapMut),
 }
 
 impl Storage {
@@ -38,6 +42,17 @@ impl Storage {
         match self {
             Storage::Owned(v) => v,
             Storage::Mapped(map, range) => &map[range.clone()],
+            Storage::Anon(map) => map,
+        }
+    }
+}
+
+impl Clone for Storage {
+    fn clone(&self) -> Self {
+        match self {
+            Storage::Owned(v) => Storage::Owned(v.clone()),
+            Storage::Mapped(map, range) => Storage::Mapped(Arc::clone(map), range.clone()),
+            Storage::Anon(map) => Storage::Owned(map.to_vec()),
         }
     }
 }
@@ -47,13 +62,15 @@ impl std::fmt::Debug for Storage {
         match self {
             Storage::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
             Storage::Mapped(_, r) => write!(f, "Mapped({r:?})"),
+            Storage::Anon(m) => write!(f, "Anon({} bytes)", m.len()),
         }
     }
 }
 
 impl PartialEq for QuantMatrix {
     fn eq(&self, other: &Self) -> bool {
-        (self.format, self.rows, self.cols) == (other.format, other.rows, other.cols)
+        (self.format, self.rows, self.cols, self.interleaved)
+            == (other.format, other.rows, other.cols, other.interleaved)
             && self.bytes() == other.bytes()
     }
 }
@@ -73,6 +90,7 @@ impl QuantMatrix {
             format,
             rows,
             cols,
+            interleaved: false,
             data: Storage::Owned(data),
         })
     }
@@ -98,6 +116,7 @@ impl QuantMatrix {
             format,
             rows,
             cols,
+            interleaved: false,
             data: Storage::Mapped(map, range),
         })
     }
@@ -129,8 +148,74 @@ impl QuantMatrix {
             format,
             rows,
             cols,
+            interleaved: false,
             data: Storage::Owned(data),
         })
+    }
+
+    /// This matrix in the layout the kernels of this CPU read fastest: Q4_K / Q6_K with a multiple
+    /// of 16 rows interleaved 16 rows at a time (`super::interleave`) where the CPU has AVX-512
+    /// VNNI and [`set_interleaving`] has not turned it off; otherwise unchanged.
+    ///
+    /// The interleaved copy is owned; a matrix borrowed from a file map then hands its pages back
+    /// to the kernel (`madvise(DONTNEED)`), so resident memory stays about one copy of the weights
+    /// while a model loads tensor by tensor.
+    pub fn into_kernel_layout(self) -> Self {
+        if kernel_layout() == "x16" {
+            self.interleave()
+        } else {
+            self
+        }
+    }
+
+    /// This matrix with its rows interleaved 16 at a time, when its format and shape allow it
+    /// (Q4_K / Q6_K, rows a multiple of 16); otherwise unchanged.
+    pub fn interleave(self) -> Self {
+        if self.interleaved || !super::interleave::supports(self.format, self.rows, self.cols) {
+            return self;
+        }
+        let len = super::interleave::bytes_for(self.format, self.rows, self.cols);
+        // One populated anonymous map rather than a `Vec`: the kernel fills its pages in one
+        // call instead of one fault per 4 KiB page on first touch (measured on a KVM guest:
+        // those faults took more than half of the load time of Qwen2.5-1.5B).
+        let mut data = match memmap2::MmapOptions::new().len(len).populate().map_anon() {
+            Ok(map) => map,
+            // out of address space or memory: keep the matrix as it is
+            Err(_) => return self,
+        };
+        // 1024 rows at a time, handing each chunk's file pages back once it is copied, so that
+        // at most one chunk is resident twice
+        const CHUNK: usize = 1024;
+        let (row_bytes, src) = (self.row_bytes(), self.bytes());
+        let out_row_bytes = len / self.rows;
+        for r0 in (0..self.rows).step_by(CHUNK) {
+            let r1 = (r0 + CHUNK).min(self.rows);
+            super::interleave::repack_into(
+                self.format,
+                r1 - r0,
+                self.cols,
+                &src[r0 * row_bytes..r1 * row_bytes],
+                &mut data[r0 * out_row_bytes..r1 * out_row_bytes],
+            );
+            if let Storage::Mapped(map, range) = &self.data {
+                release_pages(
+                    map,
+                    range.start + r0 * row_bytes..range.start + r1 * row_bytes,
+                );
+            }
+        }
+        QuantMatrix {
+            format: self.format,
+            rows: self.rows,
+            cols: self.cols,
+            interleaved: true,
+            data: Storage::Anon(data),
+        }
+    }
+
+    /// Whether the rows are interleaved 16 at a time (see [`QuantMatrix::interleave`]).
+    pub fn is_interleaved(&self) -> bool {
+        self.interleaved
     }
 
     /// Whether the blocks are borrowed from a file map rather than owned.
@@ -158,13 +243,14 @@ impl QuantMatrix {
         self.data.bytes()
     }
 
-    /// Bytes of one row.
+    /// Bytes of one row in ggml's layout.
     pub fn row_bytes(&self) -> usize {
         self.format.bytes_for(1, self.cols)
     }
 
-    /// The raw blocks of row `r` (`r < rows`).
+    /// The raw blocks of row `r` (`r < rows`) of a matrix that is not interleaved.
     pub fn row(&self, r: usize) -> &[u8] {
+        debug_assert!(!self.interleaved, "row() of an interleaved matrix");
         let n = self.row_bytes();
         &self.bytes()[r * n..(r + 1) * n]
     }
@@ -179,15 +265,67 @@ impl QuantMatrix {
                 self.cols
             )));
         }
-        dequantize_into(self.format, self.row(r), out);
+        if self.interleaved {
+            let mut blocks = vec![0u8; self.row_bytes()];
+            super::interleave::row_blocks(self.format, self.cols, self.bytes(), r, &mut blocks);
+            dequantize_into(self.format, &blocks, out);
+        } else {
+            dequantize_into(self.format, self.row(r), out);
+        }
         Ok(())
     }
 
     /// The whole matrix as row-major f32.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.rows * self.cols];
-        dequantize_into(self.format, self.bytes(), &mut out);
+        if self.interleaved {
+            for (r, row) in out.chunks_exact_mut(self.cols).enumerate() {
+                // in range: r < rows and the row has `cols` values
+                let _ = self.dequantize_row(r, row);
+            }
+        } else {
+            dequantize_into(self.format, self.bytes(), &mut out);
+        }
         out
+    }
+}
+
+/// Whether [`QuantMatrix::into_kernel_layout`] may interleave (see [`set_interleaving`]).
+static INTERLEAVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turn the interleaved layout of later loads on or off for this process (on by default), to
+/// measure one layout against the other (`specsweep bench --layout`).
+pub fn set_interleaving(on: bool) {
+    INTERLEAVE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The layout [`QuantMatrix::into_kernel_layout`] gives Q4_K / Q6_K matrices in this process:
+/// `x16` (interleaved) or `rows`.
+pub fn kernel_layout() -> &'static str {
+    let isa = super::Isa::detect();
+    if INTERLEAVE.load(std::sync::atomic::Ordering::Relaxed)
+        && matches!(isa, super::Isa::Avx512Vnni | super::Isa::Amx)
+    {
+        "x16"
+    } else {
+        "rows"
+    }
+}
+
+/// Drop the resident pages wholly inside `range` of a read-only file map: the file stays mapped
+/// and a later read would fault them back in from the file.
+fn release_pages(map: &Mmap, range: Range<usize>) {
+    const PAGE: usize = 4096;
+    let start = range.start.next_multiple_of(PAGE);
+    let end = range.end / PAGE * PAGE;
+    if end > start {
+        // SAFETY: the map is read-only and file-backed, so dropping its pages loses nothing: the
+        // next access reads them from the file again. No reference into these pages is used
+        // across the call by this matrix (its copy is owned); other holders of the map read the
+        // same bytes after the refault.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
     }
 }
 

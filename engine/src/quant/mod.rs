@@ -23,12 +23,15 @@ mod avx2;
 mod avx512;
 mod dequant;
 mod format;
+mod interleave;
 mod linear;
 mod matmul;
 mod matrix;
 mod quantize;
 mod scalar;
 mod team;
+#[cfg(target_arch = "x86_64")]
+mod x16;
 
 pub use dequant::dequantize_into;
 pub use format::QuantFormat;
@@ -36,7 +39,7 @@ pub use linear::{HostSwiGlu, QuantLinear, QuantPath, SwiGluBuffers, WeightQuant,
 pub use matmul::{
     Isa, MAX_MANY, MatmulScratch, matmul, matmul_many, matmul_many_with, matmul_with, without_tiles,
 };
-pub use matrix::{QuantMatrix, kernel_cols_ok};
+pub use matrix::{QuantMatrix, kernel_cols_ok, kernel_layout, set_interleaving};
 pub use quantize::{ActBlocks, quantize_into};
 pub use team::Team;
 

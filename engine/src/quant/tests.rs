@@ -427,3 +427,104 @@ fn shape_mismatch_is_an_error_not_a_panic() {
     assert!(err.to_string().contains("matmul"), "{err}");
     assert!(matmul(&[1.0; 64], 1, &w, &mut out[..3], &mut MatmulScratch::new()).is_err());
 }
+
+/// `x · Wᵀ` of an interleaved matrix on every kernel family, with the checks the layout promises
+/// (`super::interleave`): within the stated tolerance of the f64 reference, *bit-identical* across
+/// kernel families, and bit-identical to computing each activation row alone (batch invariance:
+/// a verify of k + 1 rows equals k + 1 single-row steps).
+fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
+    let x16 = w.clone().interleave();
+    assert!(
+        x16.is_interleaved(),
+        "{} {}x{}",
+        w.format(),
+        w.rows(),
+        w.cols()
+    );
+    assert_eq!(
+        x16.dequantize(),
+        w.dequantize(),
+        "dequantize after interleaving"
+    );
+    let (format, rows, cols) = (w.format(), w.rows(), w.cols());
+    let (refs, tols, _) = reference(w, x, m);
+    let mut first: Option<Vec<f32>> = None;
+    for isa in isas() {
+        let mut out = vec![f32::NAN; m * rows];
+        matmul_with(isa, x, m, &x16, &mut out, &mut MatmulScratch::new()).expect("matmul");
+        for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
+            let err = (f64::from(*o) - r).abs();
+            assert!(
+                err <= *t,
+                "interleaved {format} {isa:?} m={m} out[{k}] = {o}, reference {r}, error {err} > {t}"
+            );
+        }
+        for t in 0..m {
+            let mut alone = vec![f32::NAN; rows];
+            let xt = &x[t * cols..(t + 1) * cols];
+            matmul_with(isa, xt, 1, &x16, &mut alone, &mut MatmulScratch::new()).expect("matmul");
+            let batch = &out[t * rows..(t + 1) * rows];
+            assert!(
+                alone
+                    .iter()
+                    .zip(batch)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "interleaved {format} {isa:?}: row {t} of a batch of {m} differs from the row alone"
+            );
+        }
+        match &first {
+            None => first = Some(out),
+            Some(f) => assert!(
+                f.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "interleaved {format} m={m}: {isa:?} differs from the scalar reference bitwise"
+            ),
+        }
+    }
+}
+
+#[test]
+fn interleaved_k_quants_are_exact_across_kernels_and_batch_sizes() {
+    for (n, format) in [QuantFormat::Q4K, QuantFormat::Q6K].into_iter().enumerate() {
+        for cols in [256, 1536] {
+            for m in [1, 2, 3, 5, 8, 9, 16, 17, 40] {
+                let mut rng = Rng(0x1616 + 31 * n as u64 + cols as u64 + m as u64);
+                let w = random_matrix(format, 48, cols, &mut rng);
+                let x: Vec<f32> = (0..m * cols).map(|_| rng.unit() * 2.0).collect();
+                check_interleaved(&w, &x, m);
+            }
+        }
+    }
+}
+
+/// The integer range limits of `k_quants_exact_at_the_integer_range_limits` on the interleaved
+/// kernels: every weight byte 0xFF against activations at −128 / +127.
+#[test]
+fn interleaved_k_quants_exact_at_the_integer_range_limits() {
+    let mut rng = Rng(77);
+    for format in [QuantFormat::Q4K, QuantFormat::Q6K] {
+        let (rows, cols) = (32, 512);
+        let mut data = vec![0xFFu8; format.bytes_for(rows, cols)];
+        for (k, blk) in data.chunks_exact_mut(format.block_bytes()).enumerate() {
+            if format == QuantFormat::Q6K && k % 2 == 1 {
+                for (j, s) in blk[192..208].iter_mut().enumerate() {
+                    *s = if j % 2 == 0 { 0x7F } else { 0x80 };
+                }
+            }
+            for &at in scale_offsets(format) {
+                blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
+            }
+        }
+        let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
+        for m in [1, 3, 17] {
+            let x: Vec<f32> = (0..m * cols)
+                .map(|k| match k / cols {
+                    0 => -1.0,
+                    1 => 1.0,
+                    _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
+                    _ => 127.0 / 128.0,
+                })
+                .collect();
+            check_interleaved(&w, &x, m);
+        }
+    }
+}

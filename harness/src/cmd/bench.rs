@@ -94,6 +94,11 @@ pub struct Args {
     /// (default: the best this CPU runs), to measure one family against another end to end.
     #[arg(long)]
     pub kernels: Option<String>,
+    /// Weight layout of Q4_K / Q6_K on the VNNI and AMX kernels: x16 (rows interleaved 16 at a
+    /// time, batch-invariant exact kernels; the default) | rows (ggml's row-major blocks), to
+    /// measure one against the other.
+    #[arg(long, value_parser = ["x16", "rows"])]
+    pub layout: Option<String>,
     /// Seed for random weights and input tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -109,6 +114,8 @@ pub struct BenchResult {
     pub device: String,
     /// CPU kernel family of the quantized products (`amx`, `avx512vnni`, ...).
     pub kernels: String,
+    /// Weight layout of the K-quant products: `x16` (interleaved) or `rows`.
+    pub layout: String,
     pub dtype: String,
     pub test: String,
     pub n_prompt: usize,
@@ -280,6 +287,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?;
         Isa::select(isa).with_context(|| format!("--kernels {name}"))?;
     }
+    if let Some(layout) = &args.layout {
+        specsweep_engine::quant::set_interleaving(layout == "x16");
+    }
     let device = DeviceOpts {
         device: args.device.clone(),
         threads: None,
@@ -352,6 +362,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 model: model_name.clone(),
                 device: engine.device().to_string(),
                 kernels: Isa::detect().name().to_string(),
+                layout: specsweep_engine::quant::kernel_layout().to_string(),
                 dtype: choice.label(),
                 test,
                 n_prompt,

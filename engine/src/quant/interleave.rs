@@ -1,0 +1,561 @@
+//! The row-interleaved layout of Q4_K and Q6_K matrices ("x16"): 16 weight rows side by side, so
+//! that a 512-bit register holds 4 consecutive weights of each of 16 rows and the kernels compute
+//! 16 output rows per vector instruction with no horizontal sums — the layout that makes a
+//! speculative verify of k + 1 tokens cost little more than one decode step (issue #8).
+//!
+//! # Why
+//! With rows stored one after another (ggml's layout), a kernel's vector lanes run along one row
+//! and every row ends in a horizontal sum; a product with `m` activation rows pays ~14 vector
+//! operations per 256 weights *per activation row*. Interleaved, a weight register is reused by
+//! every activation row through one `vpdpbusd` with the activation's 4 bytes broadcast (an embedded
+//! broadcast from memory), and the integer sums of 16 rows come out lane by lane: ~6 operations
+//! per 256 weights and activation row.
+//!
+//! # Batch-invariant arithmetic
+//! Every kernel of this layout computes, for weight row `n`, activation row `t` and super-block
+//! `b`, the exact integer sub-block sums `C_j = Σ_{k∈j} q_k·a_k` (Q6_K: `C_j − 32·Σ_{k∈j} a_k`,
+//! the offset of `q − 32`), and then the same float operations in the same order:
+//! - `isum = fma(C_j, sc_j, isum)` for j = 0, 1, … from `isum = 0` (8 sub-blocks of 32 for Q4_K,
+//!   16 of 16 for Q6_K). Each product is exact (at most 2²³); so is the sum while it stays below
+//!   2²⁴, which is every realistic block.
+//! - Q4_K: `s = fma(isum, d, −(msum·dmin))` with the exact integer `msum = Σ_j m_j · Σ_{k∈j} a_k`;
+//!   Q6_K: `s = isum·d`.
+//! - `acc = fma(s, d_a, acc)`, super-block after super-block from `acc = 0`.
+//!
+//! The scale chain runs in floats because `vcvtdq2ps` + `vfmadd` cost fewer vector-port
+//! operations than `vpmulld` + `vpaddd` (measured: Q4_K at 16 activation rows 15 % faster). Since
+//! every kernel does exactly these operations, the scalar reference here and the VNNI kernels
+//! (`super::x16`) give bit-identical results for any number of activation rows: a speculative
+//! verify reproduces single-token steps bit for bit. `tests.rs` checks equality, not closeness.
+//!
+//! # Tiles
+//! The chunks are also AMX's weight-tile layout, and a tile kernel with exactly this arithmetic
+//! was written and tested bit-identical (one `tdpbsud` per sub-block, the scales applied to the
+//! stored sums in integers). It was slower than these VNNI kernels at every batch size measured,
+//! so it is not kept: ARCHITECTURE.md "Verify cost" has the figures.
+//!
+//! # Layout
+//! A matrix of `rows` (a multiple of 16) × `cols` is `rows / 16` groups of `cols / 256` units,
+//! group after group; unit `(g, b)` holds super-block `b` of rows `16g .. 16g + 16`. In a 64-byte
+//! *chunk*, byte `4n + e` belongs to row `n` (lanes of 4 bytes, one per row). Chunk `c` (0..32) of
+//! the weights holds, as its low nibbles, columns `32·(c/4) + 4·(c%4) + e` and as its high nibbles
+//! the same columns + 16.
+//! - Q4_K unit, 2368 bytes (ggml: 16 × 144 = 2304): `d` ×16 (f16), `dmin` ×16 (f16), scales
+//!   `[j][n]` (u8, 6 bits), mins `[p][n][2]` (u8 pairs `m_2p, m_2p+1`), 32 weight chunks.
+//! - Q6_K unit, 3360 bytes (as ggml): `d` ×16 (f16), scales `[j][n]` (i8), 32 chunks of the low
+//!   four bits, 16 chunks of the high two bits: chunk `h` holds, at bits 0–1 / 2–3 / 4–5 / 6–7,
+//!   the high bits of the low / high nibbles of low-bit chunk `2h`, then of chunk `2h + 1`.
+//!
+//! Only the scales cost memory: Q4_K's unpacked 6-bit scales and mins take 2.8 % more than
+//! ggml's packing, bought back by not unpacking them per row and activation in the kernels.
+
+use std::ops::Range;
+
+use half::f16;
+
+use super::dequant::scale_min_k4;
+use super::format::QuantFormat;
+use super::quantize::ActBlocks;
+
+/// Weight rows per group.
+pub(crate) const ROWS: usize = 16;
+
+/// Q4_K unit offsets.
+pub(crate) mod q4k {
+    pub(crate) const D: usize = 0;
+    pub(crate) const DMIN: usize = 32;
+    pub(crate) const SC: usize = 64;
+    pub(crate) const MINS: usize = 192;
+    pub(crate) const QS: usize = 320;
+    pub(crate) const UNIT: usize = 2368;
+}
+
+/// Q6_K unit offsets.
+pub(crate) mod q6k {
+    pub(crate) const D: usize = 0;
+    pub(crate) const SC: usize = 32;
+    pub(crate) const QL: usize = 288;
+    pub(crate) const QH: usize = 2336;
+    pub(crate) const UNIT: usize = 3360;
+}
+
+/// Whether a `rows × cols` matrix of `format` can take the layout.
+pub(crate) fn supports(format: QuantFormat, rows: usize, cols: usize) -> bool {
+    matches!(format, QuantFormat::Q4K | QuantFormat::Q6K)
+        && rows > 0
+        && rows.is_multiple_of(ROWS)
+        && cols > 0
+        && cols.is_multiple_of(256)
+}
+
+/// Bytes of one unit (16 rows × one super-block).
+pub(crate) fn unit_bytes(format: QuantFormat) -> usize {
+    match format {
+        QuantFormat::Q4K => q4k::UNIT,
+        _ => q6k::UNIT,
+    }
+}
+
+/// Bytes of a whole `rows × cols` matrix in the layout.
+pub(crate) fn bytes_for(format: QuantFormat, rows: usize, cols: usize) -> usize {
+    rows / ROWS * (cols / 256) * unit_bytes(format)
+}
+
+/// Column of the low (`high == false`) or high nibble of lane byte `e` of weight chunk `c`.
+#[inline(always)]
+fn column(c: usize, e: usize, high: bool) -> usize {
+    32 * (c / 4) + 4 * (c % 4) + e + if high { 16 } else { 0 }
+}
+
+/// One ggml block, decoded to its integers.
+struct Block {
+    /// The 256 weights as stored (Q4_K 0..=15, Q6_K 0..=63).
+    q: [u8; 256],
+    /// Q4_K: 8 scales; Q6_K: 16 signed scales (as bytes).
+    sc: [u8; 16],
+    /// Q4_K: 8 mins.
+    m: [u8; 8],
+    /// f16 bits of `d` (and Q4_K's `dmin`).
+    d: [u8; 2],
+    dmin: [u8; 2],
+}
+
+impl Block {
+    #[cfg(test)]
+    fn decode(format: QuantFormat, b: &[u8]) -> Block {
+        let mut out = Block {
+            q: [0; 256],
+            sc: [0; 16],
+            m: [0; 8],
+            d: [0; 2],
+            dmin: [0; 2],
+        };
+        match format {
+            QuantFormat::Q4K => {
+                out.d = [b[0], b[1]];
+                out.dmin = [b[2], b[3]];
+                for j in 0..8 {
+                    (out.sc[j], out.m[j]) = scale_min_k4(j, &b[4..16]);
+                    let (chunk, high) = (j / 2, j % 2 == 1);
+                    for l in 0..32 {
+                        let byte = b[16 + 32 * chunk + l];
+                        out.q[32 * j + l] = if high { byte >> 4 } else { byte & 0x0F };
+                    }
+                }
+            }
+            _ => {
+                let (ql, qh) = (&b[0..128], &b[128..192]);
+                out.sc.copy_from_slice(&b[192..208]);
+                out.d = [b[208], b[209]];
+                for k in 0..256 {
+                    let (half, part, l) = (k / 128, (k % 128) / 32, k % 32);
+                    let byte = ql[64 * half + 32 * (part % 2) + l];
+                    let lo = if part < 2 { byte & 0x0F } else { byte >> 4 };
+                    let hi = (qh[32 * half + l] >> (2 * part)) & 3;
+                    out.q[k] = lo | (hi << 4);
+                }
+            }
+        }
+        out
+    }
+
+    /// The ggml block bytes (the inverse of [`Block::decode`]).
+    fn encode(&self, format: QuantFormat, b: &mut [u8]) {
+        match format {
+            QuantFormat::Q4K => {
+                b[0..2].copy_from_slice(&self.d);
+                b[2..4].copy_from_slice(&self.dmin);
+                let s = &mut b[4..16];
+                s.fill(0);
+                for j in 0..8 {
+                    let (sc, m) = (self.sc[j], self.m[j]);
+                    if j < 4 {
+                        s[j] |= sc & 63;
+                        s[j + 4] |= m & 63;
+                    } else {
+                        s[j + 4] = (sc & 0x0F) | ((m & 0x0F) << 4);
+                        s[j - 4] |= (sc >> 4) << 6;
+                        s[j] |= (m >> 4) << 6;
+                    }
+                }
+                for chunk in 0..4 {
+                    for l in 0..32 {
+                        b[16 + 32 * chunk + l] =
+                            self.q[64 * chunk + l] | (self.q[64 * chunk + 32 + l] << 4);
+                    }
+                }
+            }
+            _ => {
+                b[..192].fill(0);
+                for k in 0..256 {
+                    let (half, part, l) = (k / 128, (k % 128) / 32, k % 32);
+                    let (lo, hi) = (self.q[k] & 0x0F, self.q[k] >> 4);
+                    let at = 64 * half + 32 * (part % 2) + l;
+                    b[at] |= if part < 2 { lo } else { lo << 4 };
+                    b[128 + 32 * half + l] |= hi << (2 * part);
+                }
+                b[192..208].copy_from_slice(&self.sc);
+                b[208..210].copy_from_slice(&self.d);
+            }
+        }
+    }
+}
+
+/// `src` (ggml blocks of a `rows × cols` matrix, row after row) in the interleaved layout, into
+/// `out` (`bytes_for(format, rows, cols)` bytes). Each unit is built in a buffer and copied, so
+/// every byte of `out` is written once and never read first.
+pub(crate) fn repack_into(
+    format: QuantFormat,
+    rows: usize,
+    cols: usize,
+    src: &[u8],
+    out: &mut [u8],
+) {
+    debug_assert!(supports(format, rows, cols));
+    let (nb, bb, ub) = (cols / 256, format.block_bytes(), unit_bytes(format));
+    debug_assert_eq!(src.len(), rows * nb * bb);
+    debug_assert_eq!(out.len(), bytes_for(format, rows, cols));
+    let mut unit = [0u8; q6k::UNIT];
+    let buf = &mut unit[..ub];
+    for (k, dst) in out.chunks_exact_mut(ub).enumerate() {
+        let (g, b) = (k / nb, k % nb);
+        buf.fill(0);
+        for n in 0..ROWS {
+            let at = ((ROWS * g + n) * nb + b) * bb;
+            let blk = &src[at..at + bb];
+            match format {
+                QuantFormat::Q4K => put_q4k(blk, n, buf),
+                _ => put_q6k(blk, n, buf),
+            }
+        }
+        dst.copy_from_slice(buf);
+    }
+}
+
+/// [`repack_into`] a new vector.
+#[cfg(test)]
+pub(crate) fn repack(format: QuantFormat, rows: usize, cols: usize, src: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; bytes_for(format, rows, cols)];
+    repack_into(format, rows, cols, src, &mut out);
+    out
+}
+
+/// Four bytes at `b[at..]` as a little-endian word.
+#[inline(always)]
+fn word(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Row `n`'s Q4_K block `blk` into unit `u`, four weights per word operation (the load path:
+/// [`put`] is the readable per-weight equivalent, and the tests hold the two to the same bytes).
+fn put_q4k(blk: &[u8], n: usize, u: &mut [u8]) {
+    u[q4k::D + 2 * n..q4k::D + 2 * n + 2].copy_from_slice(&blk[0..2]);
+    u[q4k::DMIN + 2 * n..q4k::DMIN + 2 * n + 2].copy_from_slice(&blk[2..4]);
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, &blk[4..16]);
+        u[q4k::SC + 16 * j + n] = sc;
+        u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2] = m;
+    }
+    let qs = &blk[16..144];
+    const LOW: u32 = 0x0F0F_0F0F;
+    for c in 0..32 {
+        let (j, i) = (c / 4, c % 4);
+        // sub-block j is the low (even j) or high (odd j) nibbles of 32 bytes at 32·(j / 2)
+        let lo4 = word(qs, 32 * (j / 2) + 4 * i);
+        let hi4 = word(qs, 32 * (j / 2) + 16 + 4 * i);
+        let v = if j % 2 == 0 {
+            (lo4 & LOW) | ((hi4 & LOW) << 4)
+        } else {
+            ((lo4 >> 4) & LOW) | (hi4 & !LOW)
+        };
+        let at = q4k::QS + 64 * c + 4 * n;
+        u[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Row `n`'s Q6_K block `blk` into unit `u`, four weights per word operation.
+fn put_q6k(blk: &[u8], n: usize, u: &mut [u8]) {
+    u[q6k::D + 2 * n..q6k::D + 2 * n + 2].copy_from_slice(&blk[208..210]);
+    for j in 0..16 {
+        u[q6k::SC + 16 * j + n] = blk[192 + j];
+    }
+    const LOW: u32 = 0x0F0F_0F0F;
+    const TWO: u32 = 0x0303_0303;
+    // the four 6-bit weights of columns k..k + 4 (k a multiple of 4), one per byte
+    let q4 = |k: usize| -> u32 {
+        let (half, part, l) = (k / 128, (k % 128) / 32, k % 32);
+        let ql = word(blk, 64 * half + 32 * (part % 2) + l);
+        let lo = if part < 2 { ql & LOW } else { (ql >> 4) & LOW };
+        let hi = (word(blk, 128 + 32 * half + l) >> (2 * part)) & TWO;
+        lo | (hi << 4)
+    };
+    for c in 0..32 {
+        let k = 32 * (c / 4) + 4 * (c % 4);
+        let (lo, hi) = (q4(k), q4(k + 16));
+        let at = q6k::QL + 64 * c + 4 * n;
+        u[at..at + 4].copy_from_slice(&((lo & LOW) | ((hi & LOW) << 4)).to_le_bytes());
+        let shift = 4 * (c % 2);
+        let bits = (((lo >> 4) & TWO) << shift) | (((hi >> 4) & TWO) << (shift + 2));
+        let at = q6k::QH + 64 * (c / 2) + 4 * n;
+        let old = word(u, at);
+        u[at..at + 4].copy_from_slice(&(old | bits).to_le_bytes());
+    }
+}
+
+/// Write row `n`'s block into unit `u` (the per-weight reference of [`put_q4k`] / [`put_q6k`]).
+#[cfg(test)]
+fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
+    match format {
+        QuantFormat::Q4K => {
+            u[q4k::D + 2 * n..q4k::D + 2 * n + 2].copy_from_slice(&blk.d);
+            u[q4k::DMIN + 2 * n..q4k::DMIN + 2 * n + 2].copy_from_slice(&blk.dmin);
+            for j in 0..8 {
+                u[q4k::SC + 16 * j + n] = blk.sc[j];
+                u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2] = blk.m[j];
+            }
+            for c in 0..32 {
+                for e in 0..4 {
+                    u[q4k::QS + 64 * c + 4 * n + e] =
+                        blk.q[column(c, e, false)] | (blk.q[column(c, e, true)] << 4);
+                }
+            }
+        }
+        _ => {
+            u[q6k::D + 2 * n..q6k::D + 2 * n + 2].copy_from_slice(&blk.d);
+            for j in 0..16 {
+                u[q6k::SC + 16 * j + n] = blk.sc[j];
+            }
+            for c in 0..32 {
+                for e in 0..4 {
+                    let (lo, hi) = (blk.q[column(c, e, false)], blk.q[column(c, e, true)]);
+                    u[q6k::QL + 64 * c + 4 * n + e] = (lo & 0x0F) | ((hi & 0x0F) << 4);
+                    let shift = 4 * (c % 2);
+                    u[q6k::QH + 64 * (c / 2) + 4 * n + e] |=
+                        ((lo >> 4) << shift) | ((hi >> 4) << (shift + 2));
+                }
+            }
+        }
+    }
+}
+
+/// Read row `n`'s block back from unit `u`.
+fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
+    let mut blk = Block {
+        q: [0; 256],
+        sc: [0; 16],
+        m: [0; 8],
+        d: [0; 2],
+        dmin: [0; 2],
+    };
+    match format {
+        QuantFormat::Q4K => {
+            blk.d = [u[q4k::D + 2 * n], u[q4k::D + 2 * n + 1]];
+            blk.dmin = [u[q4k::DMIN + 2 * n], u[q4k::DMIN + 2 * n + 1]];
+            for j in 0..8 {
+                blk.sc[j] = u[q4k::SC + 16 * j + n];
+                blk.m[j] = u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2];
+            }
+            for c in 0..32 {
+                for e in 0..4 {
+                    let byte = u[q4k::QS + 64 * c + 4 * n + e];
+                    blk.q[column(c, e, false)] = byte & 0x0F;
+                    blk.q[column(c, e, true)] = byte >> 4;
+                }
+            }
+        }
+        _ => {
+            blk.d = [u[q6k::D + 2 * n], u[q6k::D + 2 * n + 1]];
+            for j in 0..16 {
+                blk.sc[j] = u[q6k::SC + 16 * j + n];
+            }
+            for c in 0..32 {
+                for e in 0..4 {
+                    let byte = u[q6k::QL + 64 * c + 4 * n + e];
+                    let high = u[q6k::QH + 64 * (c / 2) + 4 * n + e] >> (4 * (c % 2));
+                    blk.q[column(c, e, false)] = (byte & 0x0F) | ((high & 3) << 4);
+                    blk.q[column(c, e, true)] = (byte >> 4) | (((high >> 2) & 3) << 4);
+                }
+            }
+        }
+    }
+    blk
+}
+
+/// The ggml blocks of row `r` of an interleaved `format` matrix with `cols` columns, into `out`
+/// (`cols / 256` blocks).
+pub(crate) fn row_blocks(format: QuantFormat, cols: usize, data: &[u8], r: usize, out: &mut [u8]) {
+    let (nb, bb, ub) = (cols / 256, format.block_bytes(), unit_bytes(format));
+    let (g, n) = (r / ROWS, r % ROWS);
+    for b in 0..nb {
+        let u = &data[(g * nb + b) * ub..(g * nb + b + 1) * ub];
+        get(format, u, n).encode(format, &mut out[b * bb..(b + 1) * bb]);
+    }
+}
+
+/// What the kernels of this layout need besides [`ActBlocks`] (256-blocks): per activation row and
+/// super-block, Q4_K's four pairs of 32-group sums (`Σ_{k∈2p} a | Σ_{k∈2p+1} a << 16`, each fits an
+/// i16) and Q6_K's `32 · Σ_{k∈j} a` per 16-group as i32.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct GroupSums {
+    /// `m × (cols / 256) × 4`.
+    pub(crate) pairs: Vec<i32>,
+    /// `m × (cols / 16)`.
+    pub(crate) off: Vec<i32>,
+}
+
+impl GroupSums {
+    /// Fill from 256-block activations.
+    pub(crate) fn fill(&mut self, act: &ActBlocks, m: usize, cols: usize) {
+        debug_assert_eq!(act.block, 256);
+        let n16 = m * cols / 16;
+        self.off.clear();
+        self.off
+            .extend(act.bsums[..n16].iter().map(|&s| 32 * i32::from(s)));
+        self.pairs.clear();
+        self.pairs.extend(act.bsums[..n16].chunks_exact(4).map(|g| {
+            let lo = i32::from(g[0]) + i32::from(g[1]);
+            let hi = i32::from(g[2]) + i32::from(g[3]);
+            (lo as i16 as u16 as i32) | (hi << 16)
+        }));
+    }
+}
+
+/// Half-precision bits at `u[at..]` as f32.
+#[inline(always)]
+fn half(u: &[u8], at: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([u[at], u[at + 1]])).to_f32()
+}
+
+/// The portable reference: `out[t·n_rows + r]` for `r ∈ rows` (whole groups) and `t < m`, with
+/// exactly the arithmetic of the vector and tile kernels (see the module docs).
+///
+/// # Safety
+/// `out` points to `m × n_rows` floats of which no other thread writes the elements of `rows`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn rows_scalar(
+    format: QuantFormat,
+    data: &[u8],
+    cols: usize,
+    act: &ActBlocks,
+    sums: &GroupSums,
+    m: usize,
+    rows: Range<usize>,
+    out: *mut f32,
+    n_rows: usize,
+) {
+    let (nb, ub) = (cols / 256, unit_bytes(format));
+    for g in rows.start / ROWS..rows.end / ROWS {
+        for t in 0..m {
+            let mut acc = [0.0f32; ROWS];
+            for b in 0..nb {
+                let u = &data[(g * nb + b) * ub..(g * nb + b + 1) * ub];
+                let a = &act.qs[t * cols + 256 * b..t * cols + 256 * (b + 1)];
+                let da = act.d[t * nb + b];
+                for (n, acc) in acc.iter_mut().enumerate() {
+                    let blk = get(format, u, n);
+                    let dot = |k0: usize, len: usize| -> i32 {
+                        (k0..k0 + len)
+                            .map(|k| i32::from(blk.q[k]) * i32::from(a[k]))
+                            .sum()
+                    };
+                    let s = match format {
+                        QuantFormat::Q4K => {
+                            let pair = &sums.pairs[(t * nb + b) * 4..(t * nb + b) * 4 + 4];
+                            let mut isum = 0.0f32;
+                            let mut msum = 0i32;
+                            for j in 0..8 {
+                                let c = dot(32 * j, 32) as f32;
+                                isum = c.mul_add(f32::from(blk.sc[j]), isum);
+                                let p = pair[j / 2];
+                                let group = if j % 2 == 0 {
+                                    p as i16
+                                } else {
+                                    (p >> 16) as i16
+                                };
+                                msum += i32::from(blk.m[j]) * i32::from(group);
+                            }
+                            let (d, dmin) = (half(u, q4k::D + 2 * n), half(u, q4k::DMIN + 2 * n));
+                            isum.mul_add(d, -((msum as f32) * dmin))
+                        }
+                        _ => {
+                            let off = &sums.off[t * cols / 16 + 16 * b..];
+                            let mut isum = 0.0f32;
+                            for j in 0..16 {
+                                let c = (dot(16 * j, 16) - off[j]) as f32;
+                                isum = c.mul_add(f32::from(blk.sc[j] as i8), isum);
+                            }
+                            isum * half(u, q6k::D + 2 * n)
+                        }
+                    };
+                    *acc = s.mul_add(da, *acc);
+                }
+            }
+            for (n, v) in acc.iter().enumerate() {
+                // SAFETY: t < m and 16g + n is one of the caller's rows (caller's contract).
+                unsafe { *out.add(t * n_rows + ROWS * g + n) = *v };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random but valid blocks (finite scales).
+    fn blocks(format: QuantFormat, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        let mut next = || {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (s >> 33) as u8
+        };
+        let bb = format.block_bytes();
+        let mut out: Vec<u8> = (0..rows * cols / 256 * bb).map(|_| next()).collect();
+        for blk in out.chunks_exact_mut(bb) {
+            let d = f16::from_f32(0.01).to_bits().to_le_bytes();
+            match format {
+                QuantFormat::Q4K => {
+                    blk[0..2].copy_from_slice(&d);
+                    blk[2..4].copy_from_slice(&d);
+                }
+                _ => blk[208..210].copy_from_slice(&d),
+            }
+        }
+        out
+    }
+
+    /// The word-at-a-time repacking writes the bytes the per-weight reference does.
+    #[test]
+    fn fast_repacking_equals_the_per_weight_reference() {
+        for format in [QuantFormat::Q4K, QuantFormat::Q6K] {
+            let (rows, cols) = (16, 768);
+            let src = blocks(format, rows, cols, 11);
+            let fast = repack(format, rows, cols, &src);
+            let (nb, bb, ub) = (cols / 256, format.block_bytes(), unit_bytes(format));
+            let mut slow = vec![0u8; fast.len()];
+            for (unit, dst) in slow.chunks_exact_mut(ub).enumerate() {
+                for n in 0..ROWS {
+                    let at = (n * nb + unit) * bb;
+                    put(format, &Block::decode(format, &src[at..at + bb]), n, dst);
+                }
+            }
+            assert_eq!(fast, slow, "{format}");
+        }
+    }
+
+    #[test]
+    fn repacking_round_trips_every_row_bytewise() {
+        for format in [QuantFormat::Q4K, QuantFormat::Q6K] {
+            let (rows, cols) = (32, 512);
+            let src = blocks(format, rows, cols, 7);
+            let packed = repack(format, rows, cols, &src);
+            assert_eq!(packed.len(), bytes_for(format, rows, cols));
+            let rb = cols / 256 * format.block_bytes();
+            let mut row = vec![0u8; rb];
+            for r in 0..rows {
+                row_blocks(format, cols, &packed, r, &mut row);
+                assert_eq!(row, src[r * rb..(r + 1) * rb], "{format} row {r}");
+            }
+        }
+    }
+}
