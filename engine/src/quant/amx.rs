@@ -44,7 +44,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::avx2::{f16_at, f16_pair, k4_scale_min_bytes};
+use super::avx2::{f16_at, f16_pair, k4_scale_min_bytes, loadu};
 use super::avx512::q6k_half;
 use super::format::QuantFormat;
 use super::matrix::QuantMatrix;
@@ -300,6 +300,13 @@ trait Format {
     /// AVX-512 F/BW/VL/VNNI; `p` points to one block; `slot` is valid for writes.
     unsafe fn unpack(p: *const u8, r: usize, slot: *mut Slot);
 
+    /// Unpack one unit of the interleaved layout (`super::interleave`: this super-block of all
+    /// 16 rows) into `slot`, with the same bytes and scales [`Format::unpack`] writes.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI; `u` points to one unit of this format; `slot` is valid for writes.
+    unsafe fn unpack_x16(u: *const u8, slot: *mut Slot);
+
     /// `acc[r] += (Σ_j scale · C_j[r] − minimum term) · d_a` for the 16 weight rows.
     ///
     /// # Safety
@@ -369,6 +376,43 @@ impl Format for Q4K {
         }
     }
 
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn unpack_x16(u: *const u8, slot: *mut Slot) {
+        use super::interleave::q4k;
+        // SAFETY: AVX-512 (caller); one Q4_K unit at u; the slot's fields hold 16 rows.
+        unsafe {
+            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q4k::D)));
+            _mm512_storeu_ps(
+                (*slot).dmin.as_mut_ptr(),
+                _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q4k::DMIN))),
+            );
+            for j in 0..8 {
+                let sc = _mm512_cvtepu8_epi32(loadu::<__m128i, u8>(u.add(q4k::SC + 16 * j)));
+                scatter_rows(_mm512_mul_ps(_mm512_cvtepi32_ps(sc), d), j, &mut (*slot).sf);
+            }
+            for n in 0..TILE {
+                for p in 0..4 {
+                    let at = q4k::MINS + 32 * p + 2 * n;
+                    (*slot).mp[n][p] = i32::from(*u.add(at)) | (i32::from(*u.add(at + 1)) << 16);
+                }
+            }
+            let m4 = _mm512_set1_epi8(0x0F);
+            for pair in 0..4 {
+                // chunks 8·pair .. 8·pair + 8: sub-blocks 2·pair and 2·pair + 1
+                let mut v = [_mm512_setzero_si512(); 16];
+                for h in 0..2 {
+                    for i in 0..4 {
+                        let c = loadu::<__m512i, u8>(u.add(q4k::QS + 64 * (8 * pair + 4 * h + i)));
+                        v[8 * h + i] = _mm512_and_si512(c, m4);
+                        v[8 * h + 4 + i] = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
+                    }
+                }
+                store_rows(transpose16(v), (*slot).a.as_mut_ptr().add(64 * pair));
+            }
+        }
+    }
+
     // index loops on purpose: see `scaled_sum`
     #[allow(clippy::needless_range_loop)]
     #[inline]
@@ -431,6 +475,50 @@ impl Format for Q6K {
         }
     }
 
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn unpack_x16(u: *const u8, slot: *mut Slot) {
+        use super::interleave::q6k;
+        // SAFETY: AVX-512 (caller); one Q6_K unit at u; the slot's fields hold 16 rows.
+        unsafe {
+            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q6k::D)));
+            for j in 0..16 {
+                let sc = _mm512_cvtepi8_epi32(loadu::<__m128i, u8>(u.add(q6k::SC + 16 * j)));
+                scatter_rows(_mm512_mul_ps(_mm512_cvtepi32_ps(sc), d), j, &mut (*slot).sf);
+            }
+            let (m4, m30, off) = (
+                _mm512_set1_epi8(0x0F),
+                _mm512_set1_epi8(0x30),
+                _mm512_set1_epi8(32),
+            );
+            for pair in 0..4 {
+                let mut v = [_mm512_setzero_si512(); 16];
+                for h in 0..2 {
+                    let jj = 2 * pair + h;
+                    for i in 0..4 {
+                        let c = 4 * jj + i;
+                        let ql = loadu::<__m512i, u8>(u.add(q6k::QL + 64 * c));
+                        let qh = loadu::<__m512i, u8>(u.add(q6k::QH + 64 * (c / 2)));
+                        let (hl, hh) = if c % 2 == 0 {
+                            (_mm512_slli_epi16(qh, 4), _mm512_slli_epi16(qh, 2))
+                        } else {
+                            (qh, _mm512_srli_epi16(qh, 2))
+                        };
+                        let lo =
+                            _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(hl, m30));
+                        let hi = _mm512_or_si512(
+                            _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                            _mm512_and_si512(hh, m30),
+                        );
+                        v[8 * h + i] = _mm512_sub_epi8(lo, off);
+                        v[8 * h + 4 + i] = _mm512_sub_epi8(hi, off);
+                    }
+                }
+                store_rows(transpose16(v), (*slot).a.as_mut_ptr().add(64 * pair));
+            }
+        }
+    }
+
     // index loops on purpose: see `scaled_sum`
     #[allow(clippy::needless_range_loop)]
     #[inline]
@@ -453,6 +541,74 @@ impl Format for Q6K {
             }
         }
     }
+}
+
+/// Lane `n` of `v` into `sf[n][j]` for the 16 rows.
+///
+/// # Safety
+/// AVX-512 F.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn scatter_rows(v: __m512, j: usize, sf: &mut [[f32; 16]; TILE]) {
+    let mut lanes = [0.0f32; 16];
+    // SAFETY: 16 floats into a 16-float array.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
+    for (row, x) in sf.iter_mut().zip(lanes) {
+        row[j] = x;
+    }
+}
+
+/// Store row `n` of a transposed block (`t[n]`, 64 bytes) at `dst + 256·n` (slot rows).
+///
+/// # Safety
+/// AVX-512 F; `dst` has 16 lines of 256 bytes, 64-byte aligned.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn store_rows(t: [__m512i; 16], dst: *mut u8) {
+    for (n, row) in t.into_iter().enumerate() {
+        // SAFETY: per the contract above.
+        unsafe { _mm512_store_si512(dst.add(256 * n) as *mut _, row) };
+    }
+}
+
+/// Transpose a 16 × 16 matrix of 4-byte elements: `out[n]` element `q` is `v[q]` element `n`.
+/// The interleaved layout keeps 4 weights of 16 rows per register; the tiles want each row's
+/// weights in a line (three shuffle stages, 64 shuffles per 16 × 64 weights).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
+    // 32-bit interleave of row pairs, then 64-bit of pair pairs: u[4g + k], 128-bit lane L,
+    // holds rows 4g..4g + 4 of column 4L + k
+    let t: [__m512i; 16] = std::array::from_fn(|i| {
+        let (a, b) = (v[i & !1], v[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi32(a, b)
+        } else {
+            _mm512_unpackhi_epi32(a, b)
+        }
+    });
+    let u: [__m512i; 16] = std::array::from_fn(|i| {
+        let (g, k) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + k / 2], t[4 * g + 2 + k / 2]);
+        if k % 2 == 0 {
+            _mm512_unpacklo_epi64(a, b)
+        } else {
+            _mm512_unpackhi_epi64(a, b)
+        }
+    });
+    // then a 4 × 4 transpose of 128-bit lanes among u[k], u[4 + k], u[8 + k], u[12 + k]
+    let mut out = [_mm512_setzero_si512(); 16];
+    for k in 0..4 {
+        let v0 = _mm512_shuffle_i32x4::<0x88>(u[k], u[4 + k]);
+        let v1 = _mm512_shuffle_i32x4::<0xDD>(u[k], u[4 + k]);
+        let v2 = _mm512_shuffle_i32x4::<0x88>(u[8 + k], u[12 + k]);
+        let v3 = _mm512_shuffle_i32x4::<0xDD>(u[8 + k], u[12 + k]);
+        out[k] = _mm512_shuffle_i32x4::<0x88>(v0, v2);
+        out[8 + k] = _mm512_shuffle_i32x4::<0xDD>(v0, v2);
+        out[4 + k] = _mm512_shuffle_i32x4::<0x88>(v1, v3);
+        out[12 + k] = _mm512_shuffle_i32x4::<0xDD>(v1, v3);
+    }
+    out
 }
 
 /// Unpack one block of each of 16 consecutive weight rows (the first at `p`, rows `row_bytes`
@@ -573,6 +729,32 @@ unsafe fn rows_of<F: Format>(
     let cols = acts.cols;
     let nb = cols / 256;
     let (base, row_bytes) = (w.bytes().as_ptr(), w.row_bytes());
+    let (interleaved, unit_bytes) = (
+        w.is_interleaved(),
+        super::interleave::unit_bytes(w.format()),
+    );
+    // super-block b of rows r0..r0 + 16 into `slot`, from either layout
+    let unpack = |r0: usize, b: usize, ahead: usize, slot: *mut Slot| {
+        // SAFETY: rows r0..r0 + 16 and super-block b exist (the callers' loops below).
+        unsafe {
+            if interleaved {
+                let u = base.add((r0 / TILE * nb + b) * unit_bytes);
+                let mut line = 0;
+                while line < unit_bytes {
+                    _mm_prefetch::<_MM_HINT_T0>(u.wrapping_add(unit_bytes + line) as *const i8);
+                    line += 64;
+                }
+                F::unpack_x16(u, slot);
+            } else {
+                unpack16::<F>(
+                    base.add(r0 * row_bytes + b * F::BLOCK_BYTES),
+                    row_bytes,
+                    ahead,
+                    slot,
+                );
+            }
+        }
+    };
     // a lone activation tile of m < 16 rows: products over its m columns only
     let n = if acts.tiles == 1 { acts.m } else { TILE };
     let cfg = TileConfig::for_sub_block(F::K, n);
@@ -600,9 +782,8 @@ unsafe fn rows_of<F: Format>(
                 } else {
                     0
                 };
-                let block0 = base.add(r0 * row_bytes);
                 let slot_ptr = slots.as_mut_ptr();
-                unpack16::<F>(block0, row_bytes, ahead, slot_ptr);
+                unpack(r0, 0, ahead, slot_ptr);
                 let jobs = nb * ntiles;
                 for n in 0..=jobs {
                     if n < jobs {
@@ -630,12 +811,7 @@ unsafe fn rows_of<F: Format>(
                     }
                     if n < jobs && n % ntiles == 0 && n / ntiles + 1 < nb {
                         let b = n / ntiles + 1;
-                        unpack16::<F>(
-                            block0.add(b * F::BLOCK_BYTES),
-                            row_bytes,
-                            ahead,
-                            slot_ptr.add(b % 2),
-                        );
+                        unpack(r0, b, ahead, slot_ptr.add(b % 2));
                     }
                 }
                 for (ti, acc) in acc.iter().take(ntiles).enumerate() {

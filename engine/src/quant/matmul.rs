@@ -351,10 +351,10 @@ pub fn matmul_many_with(
     if let Some(w) = ws.iter().find(|w| w.is_interleaved()) {
         scratch.sums.fill(&scratch.act256, m, w.cols());
     }
-    // AMX: row-major Q4_K / Q6_K matrices run on tiles where the batch is large enough
-    // (amx::takes); interleaved ones choose their own kernel (`interleaved_rows`)
-    let old_tiles = |w: &QuantMatrix| !w.is_interleaved() && amx_takes(w.format(), m);
-    let tiles = isa == Isa::Amx && !NO_TILES.with(|c| c.get()) && ws.iter().any(|w| old_tiles(w));
+    // AMX: Q4_K / Q6_K matrices (either layout) run on tiles where the batch is large enough
+    // (amx::takes) and the forward allows them (`without_tiles`)
+    let on_tiles = |w: &QuantMatrix| amx_takes(w.format(), m);
+    let tiles = isa == Isa::Amx && !NO_TILES.with(|c| c.get()) && ws.iter().any(|w| on_tiles(w));
     #[cfg(target_arch = "x86_64")]
     if tiles {
         scratch.tiles.pack(&scratch.act256, m, x.len() / m);
@@ -379,7 +379,7 @@ pub fn matmul_many_with(
             share.clamp(1, rows.div_ceil(8).max(1))
         };
         let mut per = rows.div_ceil(n).max(1);
-        if (tiles && old_tiles(w)) || w.is_interleaved() {
+        if (tiles && on_tiles(w)) || w.is_interleaved() {
             // whole 16-row tiles per task
             per = per.next_multiple_of(16);
         }
@@ -398,6 +398,12 @@ pub fn matmul_many_with(
     let tile_acts = &scratch.tiles;
     let task = |&(j, r0, r1): &(usize, usize, usize)| {
         let w = ws[j];
+        #[cfg(target_arch = "x86_64")]
+        if tiles && on_tiles(w) && w.is_interleaved() {
+            // SAFETY: as below; whole groups of 16 rows (the split above).
+            unsafe { super::amx::rows(w, r0..r1, tile_acts, out_ptrs[j].0, w.rows()) };
+            return;
+        }
         if w.is_interleaved() {
             // SAFETY: as below; rows r0..r1 are whole groups of 16 (the split above).
             unsafe { interleaved_rows(isa, w, act256, sums, m, r0..r1, out_ptrs[j]) };
@@ -405,7 +411,7 @@ pub fn matmul_many_with(
         }
         let mut r0 = r0;
         #[cfg(target_arch = "x86_64")]
-        if tiles && old_tiles(w) {
+        if tiles && on_tiles(w) {
             let end = r0 + (r1 - r0) / 16 * 16;
             if end > r0 {
                 // SAFETY: `Isa::Amx` is only detected once `amx::usable` succeeded on a CPU with

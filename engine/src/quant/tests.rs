@@ -449,9 +449,15 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
     let (format, rows, cols) = (w.format(), w.rows(), w.cols());
     let (refs, tols, _) = reference(w, x, m);
     let mut first: Option<Vec<f32>> = None;
+    // the batch-invariant kernels (a verify forward runs without the AMX tiles)
+    let product = |isa: Isa, w: &QuantMatrix, x: &[f32], m: usize| {
+        let mut out = vec![f32::NAN; m * w.rows()];
+        without_tiles(|| matmul_with(isa, x, m, w, &mut out, &mut MatmulScratch::new()))
+            .expect("matmul");
+        out
+    };
     for isa in isas() {
-        let mut out = vec![f32::NAN; m * rows];
-        matmul_with(isa, x, m, &x16, &mut out, &mut MatmulScratch::new()).expect("matmul");
+        let out = product(isa, &x16, x, m);
         for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
             let err = (f64::from(*o) - r).abs();
             assert!(
@@ -460,9 +466,7 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
             );
         }
         for t in 0..m {
-            let mut alone = vec![f32::NAN; rows];
-            let xt = &x[t * cols..(t + 1) * cols];
-            matmul_with(isa, xt, 1, &x16, &mut alone, &mut MatmulScratch::new()).expect("matmul");
+            let alone = product(isa, &x16, &x[t * cols..(t + 1) * cols], 1);
             let batch = &out[t * rows..(t + 1) * rows];
             assert!(
                 alone
@@ -480,13 +484,36 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
             ),
         }
     }
+    // The AMX tiles (prefills) unpack the interleaved units into the very slots they fill from
+    // ggml's rows, so both layouts give the same bits there too.
+    #[cfg(target_arch = "x86_64")]
+    if isas().contains(&Isa::Amx) && super::amx::takes(format, m) {
+        let mut tiled = vec![f32::NAN; m * rows];
+        let mut rowwise = vec![f32::NAN; m * rows];
+        matmul_with(Isa::Amx, x, m, &x16, &mut tiled, &mut MatmulScratch::new()).expect("matmul");
+        matmul_with(Isa::Amx, x, m, w, &mut rowwise, &mut MatmulScratch::new()).expect("matmul");
+        assert!(
+            tiled
+                .iter()
+                .zip(&rowwise)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{format} m={m}: AMX on the interleaved layout differs from AMX on ggml's rows"
+        );
+        for (k, ((o, r), t)) in tiled.iter().zip(&refs).zip(&tols).enumerate() {
+            let err = (f64::from(*o) - r).abs();
+            assert!(
+                err <= *t,
+                "interleaved {format} tiles m={m} out[{k}] = {o}, reference {r}"
+            );
+        }
+    }
 }
 
 #[test]
 fn interleaved_k_quants_are_exact_across_kernels_and_batch_sizes() {
     for (n, format) in [QuantFormat::Q4K, QuantFormat::Q6K].into_iter().enumerate() {
         for cols in [256, 1536] {
-            for m in [1, 2, 3, 5, 8, 9, 16, 17, 40] {
+            for m in [1, 2, 3, 5, 8, 9, 16, 17, 40, 130] {
                 let mut rng = Rng(0x1616 + 31 * n as u64 + cols as u64 + m as u64);
                 let w = random_matrix(format, 48, cols, &mut rng);
                 let x: Vec<f32> = (0..m * cols).map(|_| rng.unit() * 2.0).collect();
@@ -515,7 +542,7 @@ fn interleaved_k_quants_exact_at_the_integer_range_limits() {
             }
         }
         let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
-        for m in [1, 3, 17] {
+        for m in [1, 3, 17, 40] {
             let x: Vec<f32> = (0..m * cols)
                 .map(|k| match k / cols {
                     0 => -1.0,
