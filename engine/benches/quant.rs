@@ -20,7 +20,9 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
 use rayon::prelude::*;
-use specsweep_engine::quant::{Isa, MatmulScratch, QuantFormat, QuantMatrix, matmul, matmul_with};
+use specsweep_engine::quant::{
+    Isa, MatmulScratch, QuantFormat, QuantMatrix, matmul, matmul_with, without_tiles,
+};
 
 /// Qwen2.5-1.5B: hidden size and FFN size.
 const HIDDEN: usize = 1536;
@@ -155,6 +157,11 @@ fn verify(c: &mut Criterion) {
         } else {
             vec![Isa::detect()]
         };
+        // Q4_K / Q6_K also in the row-interleaved layout (what a model loads on a CPU with
+        // AVX-512 VNNI), on its batch-invariant kernels: ids `Q4_K/x16/mNN`
+        let x16 = (matches!(format, QuantFormat::Q4K | QuantFormat::Q6K)
+            && Isa::available().contains(&Isa::Avx512Vnni))
+        .then(|| w.clone().interleave());
         // every verify batch, then two prefill-sized ones
         for m in (1..=17).chain([32, 128]) {
             let x = activations(m, HIDDEN);
@@ -170,6 +177,24 @@ fn verify(c: &mut Criterion) {
                     b.iter(|| {
                         matmul_with(isa, black_box(&x), m, &w, &mut out, &mut scratch)
                             .expect("matmul")
+                    })
+                });
+            }
+            if let Some(x16) = &x16 {
+                let id = BenchmarkId::new(format!("{}/x16", format.name()), format!("m{m:02}"));
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        without_tiles(|| {
+                            matmul_with(
+                                Isa::detect(),
+                                black_box(&x),
+                                m,
+                                x16,
+                                &mut out,
+                                &mut scratch,
+                            )
+                        })
+                        .expect("matmul")
                     })
                 });
             }
