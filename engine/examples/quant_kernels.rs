@@ -8,10 +8,13 @@
 //! `cargo run -p specsweep-engine --example quant_kernels -- [M_LIST] [FORMATS] [rows|x16]`, e.g.
 //! `-- 1,2,3,5,9,17 q4_k,q6_k,q8_0 x16` (x16: Q4_K / Q6_K rows interleaved, as a model loads them
 //! on a CPU with AVX-512 VNNI; rows, the default here: ggml's layout). The scheduler accounts CPU time in ticks, so each figure is
-//! the best of 3 runs of 60 calls.
+//! the best of 3 runs of 60 calls. Products run on the vector kernels, as a speculative verify
+//! runs them (AMX tiles serve prefill only).
 
 use half::f16;
-use specsweep_engine::quant::{Isa, MatmulScratch, QuantFormat, QuantMatrix, matmul};
+use specsweep_engine::quant::{
+    Isa, MatmulScratch, QuantFormat, QuantMatrix, matmul, without_tiles,
+};
 
 /// CPU time of the calling thread, ns.
 fn cpu_ns() -> u64 {
@@ -102,7 +105,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 for _ in 0..3 {
                     let c0 = cpu_ns();
                     for _ in 0..calls {
-                        matmul(&x, m, &w, &mut out, &mut scratch).expect("matmul");
+                        // the vector kernels, as a speculative verify runs them (AMX tiles
+                        // serve prefill only)
+                        without_tiles(|| matmul(&x, m, &w, &mut out, &mut scratch))
+                            .expect("matmul");
                     }
                     best = best.min((cpu_ns() - c0) as f64 / calls as f64);
                 }

@@ -84,18 +84,21 @@ pub(crate) unsafe fn rows_vnni(
     }
 }
 
-/// Prefetch the unit after `u` into L1 and the one three units on into L2 (a group's units are
-/// contiguous, and groups follow each other, so this is one stream).
+/// Prefetch part `part` of `PARTS` of the unit after `u` into L1 and of the one three units on
+/// into L2 (a group's units are contiguous, and groups follow each other, so this is one stream).
+/// Spread over the unit's sub-blocks rather than issued at once, so the prefetches never hold
+/// every line-fill buffer while the arithmetic waits behind them.
 #[inline(always)]
-fn prefetch_units<const UNIT: usize>(u: *const u8) {
-    let mut line = 0;
-    while line < UNIT {
+fn prefetch_part<const UNIT: usize, const PARTS: usize>(u: *const u8, part: usize) {
+    let lines = UNIT.div_ceil(64);
+    let mut line = part * lines / PARTS;
+    while line < (part + 1) * lines / PARTS {
         // SAFETY: a prefetch never faults, whatever the address.
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(u.wrapping_add(UNIT + line) as *const i8);
-            _mm_prefetch::<_MM_HINT_T1>(u.wrapping_add(3 * UNIT + line) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(u.wrapping_add(UNIT + 64 * line) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(u.wrapping_add(3 * UNIT + 64 * line) as *const i8);
         }
-        line += 64;
+        line += 1;
     }
 }
 
@@ -124,9 +127,9 @@ unsafe fn q4k_x16<const M: usize>(
     unsafe {
         for b in 0..nb {
             let u = units.add(b * q4k::UNIT);
-            prefetch_units::<{ q4k::UNIT }>(u);
             let mut isf = [_mm512_setzero_ps(); M];
             for j in 0..8 {
+                prefetch_part::<{ q4k::UNIT }, 8>(u, j);
                 let sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(loadu::<__m128i, u8>(
                     u.add(q4k::SC + 16 * j),
                 )));
@@ -184,10 +187,10 @@ unsafe fn q6k_x16<const M: usize>(
     unsafe {
         for b in 0..nb {
             let u = units.add(b * q6k::UNIT);
-            prefetch_units::<{ q6k::UNIT }>(u);
             let mut isf = [_mm512_setzero_ps(); M];
             // sub-blocks 2J (low nibbles of chunks 4J..4J + 4) and 2J + 1 (high nibbles)
             for jj in 0..8 {
+                prefetch_part::<{ q6k::UNIT }, 8>(u, jj);
                 let scale = |j: usize| {
                     _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(
                         u.add(q6k::SC + 16 * j),
