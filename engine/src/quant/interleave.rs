@@ -394,13 +394,14 @@ pub(crate) fn row_blocks(format: QuantFormat, cols: usize, data: &[u8], r: usize
 
 /// What the kernels of this layout need besides [`ActBlocks`] (256-blocks): per activation row and
 /// super-block, Q4_K's four pairs of 32-group sums (`Σ_{k∈2p} a | Σ_{k∈2p+1} a << 16`, each fits an
-/// i16) and Q6_K's `32 · Σ_{k∈j} a` per 16-group as i32.
+/// i16) and Q6_K's `−32 · Σ_{k∈j} a` per 16-group as i32 (negated, so a kernel starts each
+/// sub-block's integer sum from it: a broadcast load instead of a subtraction).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct GroupSums {
     /// `m × (cols / 256) × 4`.
     pub(crate) pairs: Vec<i32>,
     /// `m × (cols / 16)`.
-    pub(crate) off: Vec<i32>,
+    pub(crate) neg_off: Vec<i32>,
 }
 
 impl GroupSums {
@@ -408,9 +409,9 @@ impl GroupSums {
     pub(crate) fn fill(&mut self, act: &ActBlocks, m: usize, cols: usize) {
         debug_assert_eq!(act.block, 256);
         let n16 = m * cols / 16;
-        self.off.clear();
-        self.off
-            .extend(act.bsums[..n16].iter().map(|&s| 32 * i32::from(s)));
+        self.neg_off.clear();
+        self.neg_off
+            .extend(act.bsums[..n16].iter().map(|&s| -32 * i32::from(s)));
         self.pairs.clear();
         self.pairs.extend(act.bsums[..n16].chunks_exact(4).map(|g| {
             let lo = i32::from(g[0]) + i32::from(g[1]);
@@ -478,10 +479,10 @@ pub(crate) unsafe fn rows_scalar(
                             isum.mul_add(d, -((msum as f32) * dmin))
                         }
                         _ => {
-                            let off = &sums.off[t * cols / 16 + 16 * b..];
+                            let neg_off = &sums.neg_off[t * cols / 16 + 16 * b..];
                             let mut isum = 0.0f32;
                             for j in 0..16 {
-                                let c = (dot(16 * j, 16) - off[j]) as f32;
+                                let c = (neg_off[j] + dot(16 * j, 16)) as f32;
                                 isum = c.mul_add(f32::from(blk.sc[j] as i8), isum);
                             }
                             isum * half(u, q6k::D + 2 * n)

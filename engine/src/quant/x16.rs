@@ -26,8 +26,8 @@ struct Acts {
     d: *const f32,
     /// Q4_K: group-sum pairs of the first row (`4·nb` per row).
     pairs: *const i32,
-    /// Q6_K: `32 · Σ` per 16-group of the first row (`16·nb` per row).
-    off: *const i32,
+    /// Q6_K: `−32 · Σ` per 16-group of the first row (`16·nb` per row).
+    neg_off: *const i32,
     cols: usize,
 }
 
@@ -64,7 +64,7 @@ pub(crate) unsafe fn rows_vnni(
                 qs: act.qs.as_ptr().wrapping_add(t0 * cols),
                 d: act.d.as_ptr().wrapping_add(t0 * nb),
                 pairs: sums.pairs.as_ptr().wrapping_add(t0 * nb * 4),
-                off: sums.off.as_ptr().wrapping_add(t0 * nb * 16),
+                neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
                 cols,
             };
             // SAFETY: forwarded from the caller; the tile rows exist.
@@ -219,15 +219,15 @@ unsafe fn q6k_x16<const M: usize>(
                 }
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
-                    let mut c0 = _mm512_dpbusd_epi32(zero, w[0], bcast4(x));
-                    let mut c1 = _mm512_dpbusd_epi32(zero, w[4], bcast4(x.add(16)));
+                    // each sum starts from its −32·Σa (a broadcast load, no ALU operation)
+                    let neg_off = a.neg_off.add(t * nb * 16 + 16 * b + 2 * jj);
+                    let mut c0 = _mm512_dpbusd_epi32(bcast4(neg_off.cast()), w[0], bcast4(x));
+                    let mut c1 =
+                        _mm512_dpbusd_epi32(bcast4(neg_off.add(1).cast()), w[4], bcast4(x.add(16)));
                     for i in 1..4 {
                         c0 = _mm512_dpbusd_epi32(c0, w[i], bcast4(x.add(4 * i)));
                         c1 = _mm512_dpbusd_epi32(c1, w[4 + i], bcast4(x.add(16 + 4 * i)));
                     }
-                    let off = a.off.add(t * nb * 16 + 16 * b + 2 * jj);
-                    c0 = _mm512_sub_epi32(c0, _mm512_set1_epi32(*off));
-                    c1 = _mm512_sub_epi32(c1, _mm512_set1_epi32(*off.add(1)));
                     isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c0), sc_lo, isf[t]);
                     isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c1), sc_hi, isf[t]);
                 }
