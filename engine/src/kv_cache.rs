@@ -95,7 +95,7 @@ impl HostKv {
             n_kv_heads: self.kv_heads,
             head_dim: self.head_dim,
         };
-        SCRATCH.with_borrow_mut(|scratch| {
+        let mut run = |scratch: &mut AttnScratch| {
             attend(
                 q,
                 &self.k,
@@ -107,6 +107,12 @@ impl HostKv {
                 out,
                 scratch,
             )
+        };
+        // A rayon worker waiting inside `attend` may steal another forward's attention job; that
+        // nested call gets buffers of its own instead of a double borrow.
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => run(&mut scratch),
+            Err(_) => run(&mut AttnScratch::default()),
         });
     }
 }
