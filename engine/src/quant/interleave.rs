@@ -32,7 +32,9 @@
 //! The chunks are also AMX's weight-tile layout, and a tile kernel with exactly this arithmetic
 //! was written and tested bit-identical (one `tdpbsud` per sub-block, the scales applied to the
 //! stored sums in integers). It was slower than these VNNI kernels at every batch size measured,
-//! so it is not kept: ARCHITECTURE.md "Verify cost" has the figures.
+//! and so was a second one pipelined by unit, because on the machine measured each tile
+//! instruction of a sub-block waits for the previous one (`examples/amx_costs.rs`); neither is
+//! kept: ARCHITECTURE.md ("AMX tiles on the interleaved layout") has the figures.
 //!
 //! # Layout
 //! A matrix of `rows` (a multiple of 16) × `cols` is `rows / 16` groups of `cols / 256` units,
