@@ -15,7 +15,9 @@
 #[cfg(target_arch = "x86_64")]
 mod probe {
     use std::arch::asm;
-    use std::arch::x86_64::{__cpuid_count, _rdtsc};
+    use std::arch::x86_64::_rdtsc;
+
+    use specsweep_engine::quant::Isa;
 
     /// Palette-1 tile configuration.
     #[repr(C, align(64))]
@@ -46,27 +48,8 @@ mod probe {
         for t in [6, 7] {
             (c.rows[t], c.colsb[t]) = ((k / 4) as u8, 64);
         }
-        // SAFETY: AMX is usable (checked in `run`); a valid palette-1 configuration.
+        // SAFETY: AMX is usable (`Isa::best`, checked in `run`); a valid palette-1 configuration.
         unsafe { asm!("ldtilecfg [{}]", in(reg) &c, options(nostack, readonly)) };
-    }
-
-    /// Whether CPUID reports AMX-TILE and AMX-INT8 and Linux grants the tile-data permission.
-    fn usable() -> bool {
-        let edx = __cpuid_count(7, 0).edx;
-        if edx & (1 << 24) == 0 || edx & (1 << 25) == 0 {
-            return false;
-        }
-        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-        const XFEATURE_XTILEDATA: libc::c_long = 18;
-        // SAFETY: a system call with integer arguments that only changes this process's
-        // permitted extended-state features.
-        unsafe {
-            libc::syscall(
-                libc::SYS_arch_prctl,
-                ARCH_REQ_XCOMP_PERM,
-                XFEATURE_XTILEDATA,
-            ) == 0
-        }
     }
 
     /// 64-byte aligned scratch: 32 KiB of operands, 8 KiB of stored accumulators.
@@ -92,7 +75,8 @@ mod probe {
     }
 
     pub fn run() {
-        if !usable() {
+        // the engine finds AMX usable only where CPUID, XCR0 and Linux's tile permission agree
+        if Isa::best() != Isa::Amx {
             println!("no AMX-INT8 on this CPU or OS");
             return;
         }
