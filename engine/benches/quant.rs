@@ -157,11 +157,12 @@ fn verify(c: &mut Criterion) {
         } else {
             vec![Isa::detect()]
         };
-        // Q4_K / Q6_K also in the row-interleaved layout (what a model loads on a CPU with
-        // AVX-512 VNNI), on its batch-invariant kernels: ids `Q4_K/x16/mNN`
-        let x16 = (matches!(format, QuantFormat::Q4K | QuantFormat::Q6K)
-            && Isa::available().contains(&Isa::Avx512Vnni))
-        .then(|| w.clone().interleave());
+        // the block formats also in the row-interleaved layout (what a model loads on a CPU
+        // with AVX-512 VNNI), on its batch-invariant kernels: ids `Q4_K/x16/mNN`
+        let x16 = Isa::available()
+            .contains(&Isa::Avx512Vnni)
+            .then(|| w.clone().interleave())
+            .filter(|x| x.is_interleaved());
         // every verify batch, then two prefill-sized ones
         for m in (1..=17).chain([32, 128]) {
             let x = activations(m, HIDDEN);

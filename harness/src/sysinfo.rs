@@ -23,7 +23,7 @@ pub fn collect() -> SysInfo {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     SysInfo {
-        cpu_model: field(&cpuinfo, "model name", ':').unwrap_or_else(|| "unknown".into()),
+        cpu_model: cpu_model(&cpuinfo),
         cpu_cores: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),
@@ -36,6 +36,21 @@ pub fn collect() -> SysInfo {
             .map(|s| s.trim_matches('"').to_string())
             .unwrap_or_else(|| std::env::consts::OS.into()),
         kernel: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
+    }
+}
+
+/// The CPU's name and, where /proc/cpuinfo gives them, its family / model / stepping: a VM guest
+/// often sees only a product line ("AMD EPYC" names five generations), and `specsweep gate`
+/// compares absolute tok/s only between runs whose CPU is the same by this string.
+fn cpu_model(cpuinfo: &str) -> String {
+    let name = field(cpuinfo, "model name", ':').unwrap_or_else(|| "unknown".into());
+    match (
+        field(cpuinfo, "cpu family", ':'),
+        field(cpuinfo, "model", ':'),
+        field(cpuinfo, "stepping", ':'),
+    ) {
+        (Some(f), Some(m), Some(s)) => format!("{name} (family {f}, model {m}, stepping {s})"),
+        _ => name,
     }
 }
 
@@ -92,6 +107,11 @@ mod tests {
             field("NAME=x\nPRETTY_NAME=\"Debian 13\"\n", "PRETTY_NAME", '=').as_deref(),
             Some("\"Debian 13\"")
         );
+        assert_eq!(
+            cpu_model("model name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 1\nstepping\t: 1\n"),
+            "AMD EPYC (family 25, model 1, stepping 1)"
+        );
+        assert_eq!(cpu_model("model name\t: Some CPU\n"), "Some CPU");
         let info = collect();
         assert!(info.cpu_cores >= 1);
         assert!(info.memory_bytes > 0, "/proc/meminfo is readable on Linux");

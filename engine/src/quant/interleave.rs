@@ -57,6 +57,7 @@ use half::f16;
 
 use super::dequant::scale_min_k4;
 use super::format::QuantFormat;
+use super::interleave32;
 use super::quantize::ActBlocks;
 
 /// Weight rows per group.
@@ -81,26 +82,29 @@ pub(crate) mod q6k {
     pub(crate) const UNIT: usize = 3360;
 }
 
-/// Whether a `rows × cols` matrix of `format` can take the layout.
+/// Whether a `rows × cols` matrix of `format` can take the layout (Q4_K / Q6_K here, the
+/// 32-weight formats in `super::interleave32`).
 pub(crate) fn supports(format: QuantFormat, rows: usize, cols: usize) -> bool {
-    matches!(format, QuantFormat::Q4K | QuantFormat::Q6K)
-        && rows > 0
-        && rows.is_multiple_of(ROWS)
-        && cols > 0
-        && cols.is_multiple_of(256)
+    let block = match format {
+        QuantFormat::Q4K | QuantFormat::Q6K => 256,
+        _ if interleave32::layout(format).is_some() => 32,
+        _ => return false,
+    };
+    rows > 0 && rows.is_multiple_of(ROWS) && cols > 0 && cols.is_multiple_of(block)
 }
 
-/// Bytes of one unit (16 rows × one super-block).
+/// Bytes of one unit (16 rows × one block).
 pub(crate) fn unit_bytes(format: QuantFormat) -> usize {
     match format {
         QuantFormat::Q4K => q4k::UNIT,
-        _ => q6k::UNIT,
+        QuantFormat::Q6K => q6k::UNIT,
+        _ => interleave32::layout(format).map_or(0, |l| l.unit),
     }
 }
 
 /// Bytes of a whole `rows × cols` matrix in the layout.
 pub(crate) fn bytes_for(format: QuantFormat, rows: usize, cols: usize) -> usize {
-    rows / ROWS * (cols / 256) * unit_bytes(format)
+    rows / ROWS * (cols / format.block_elems()) * unit_bytes(format)
 }
 
 /// Column of the low (`high == false`) or high nibble of lane byte `e` of weight chunk `c`.
@@ -214,10 +218,14 @@ pub(crate) fn repack_into(
     out: &mut [u8],
 ) {
     debug_assert!(supports(format, rows, cols));
-    let (nb, bb, ub) = (cols / 256, format.block_bytes(), unit_bytes(format));
+    let (nb, bb, ub) = (
+        cols / format.block_elems(),
+        format.block_bytes(),
+        unit_bytes(format),
+    );
     debug_assert_eq!(src.len(), rows * nb * bb);
     debug_assert_eq!(out.len(), bytes_for(format, rows, cols));
-    let mut unit = [0u8; q6k::UNIT];
+    let mut unit = [0u8; q6k::UNIT]; // the largest unit of either layout
     let buf = &mut unit[..ub];
     for (k, dst) in out.chunks_exact_mut(ub).enumerate() {
         let (g, b) = (k / nb, k % nb);
@@ -227,7 +235,8 @@ pub(crate) fn repack_into(
             let blk = &src[at..at + bb];
             match format {
                 QuantFormat::Q4K => put_q4k(blk, n, buf),
-                _ => put_q6k(blk, n, buf),
+                QuantFormat::Q6K => put_q6k(blk, n, buf),
+                _ => interleave32::put(format, blk, n, buf),
             }
         }
         dst.copy_from_slice(buf);
@@ -384,13 +393,21 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
 }
 
 /// The ggml blocks of row `r` of an interleaved `format` matrix with `cols` columns, into `out`
-/// (`cols / 256` blocks).
+/// (`cols / block_elems` blocks).
 pub(crate) fn row_blocks(format: QuantFormat, cols: usize, data: &[u8], r: usize, out: &mut [u8]) {
-    let (nb, bb, ub) = (cols / 256, format.block_bytes(), unit_bytes(format));
+    let (nb, bb, ub) = (
+        cols / format.block_elems(),
+        format.block_bytes(),
+        unit_bytes(format),
+    );
     let (g, n) = (r / ROWS, r % ROWS);
     for b in 0..nb {
         let u = &data[(g * nb + b) * ub..(g * nb + b + 1) * ub];
-        get(format, u, n).encode(format, &mut out[b * bb..(b + 1) * bb]);
+        let blk = &mut out[b * bb..(b + 1) * bb];
+        match format {
+            QuantFormat::Q4K | QuantFormat::Q6K => get(format, u, n).encode(format, blk),
+            _ => interleave32::get(format, u, n, blk),
+        }
     }
 }
 
@@ -404,6 +421,8 @@ pub(crate) struct GroupSums {
     pub(crate) pairs: Vec<i32>,
     /// `m × (cols / 16)`.
     pub(crate) neg_off: Vec<i32>,
+    /// The 32-weight formats (`super::interleave32`): `Σa` per 32-block, `m × (cols / 32)`.
+    pub(crate) sum32: Vec<i32>,
 }
 
 impl GroupSums {

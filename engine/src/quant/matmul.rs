@@ -348,8 +348,14 @@ pub fn matmul_many_with(
             buf.quantize_for(x, m, w.cols(), block, q8_1);
         }
     }
-    if let Some(w) = ws.iter().find(|w| w.is_interleaved()) {
+    if let Some(w) = ws
+        .iter()
+        .find(|w| w.is_interleaved() && act_block(w) == 256)
+    {
         scratch.sums.fill(&scratch.act256, m, w.cols());
+    }
+    if let Some(w) = ws.iter().find(|w| w.is_interleaved() && act_block(w) == 32) {
+        super::interleave32::fill_sums(&scratch.act, m, w.cols(), &mut scratch.sums.sum32);
     }
     // AMX: Q4_K / Q6_K matrices (either layout) run on tiles where the batch is large enough
     // (amx::takes) and the forward allows them (`without_tiles`)
@@ -405,8 +411,9 @@ pub fn matmul_many_with(
             return;
         }
         if w.is_interleaved() {
+            let act = if act_block(w) == 32 { act32 } else { act256 };
             // SAFETY: as below; rows r0..r1 are whole groups of 16 (the split above).
-            unsafe { interleaved_rows(isa, w, act256, sums, m, r0..r1, out_ptrs[j]) };
+            unsafe { interleaved_rows(isa, w, act, sums, m, r0..r1, out_ptrs[j]) };
             return;
         }
         let mut r0 = r0;
@@ -458,12 +465,33 @@ unsafe fn interleaved_rows(
     out: OutPtr,
 ) {
     let (format, cols, n_rows) = (w.format(), w.cols(), w.rows());
+    let k_quant = matches!(format, super::QuantFormat::Q4K | super::QuantFormat::Q6K);
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these families are only used once `Isa::detect` confirmed AVX-512 VNNI and
         // everything below it; the rest is forwarded from the caller.
-        Isa::Avx512Vnni | Isa::Amx => unsafe {
+        Isa::Avx512Vnni | Isa::Amx if k_quant => unsafe {
             super::x16::rows_vnni(format, w.bytes(), cols, act, sums, m, rows, out.0, n_rows)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: every family but the scalar one implies AVX2, FMA and F16C (`Isa::best`); the
+        // format is one the kernels take; the rest is forwarded from the caller.
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx if super::x16_avx2::takes(format) => unsafe {
+            super::x16_avx2::rows_avx2(format, w.bytes(), cols, act, sums, m, rows, out.0, n_rows)
+        },
+        // SAFETY: forwarded from the caller.
+        _ if format.block_elems() == 32 => unsafe {
+            super::interleave32::rows_scalar(
+                format,
+                w.bytes(),
+                cols,
+                act,
+                &sums.sum32,
+                m,
+                rows,
+                out.0,
+                n_rows,
+            )
         },
         // SAFETY: forwarded from the caller.
         _ => unsafe {
@@ -479,6 +507,27 @@ unsafe fn interleaved_rows(
                 n_rows,
             )
         },
+    }
+}
+
+/// Whether the kernel family of this process ([`Isa::detect`]) has vector kernels for interleaved
+/// `format` matrices, so that loading a model interleaves them: on AVX-512 VNNI (and AMX) CPUs
+/// Q4_K / Q6_K (`super::x16`); on AVX2 CPUs those and Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1
+/// (`super::x16_avx2`). The 32-weight formats stay on ggml's rows on AVX-512 CPUs, whose
+/// row-major VNNI kernel for them was measured and the AVX2 interleaved one there was not.
+pub(crate) fn interleaved_kernel(format: super::QuantFormat) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return match Isa::detect() {
+        Isa::Avx512Vnni | Isa::Amx => {
+            matches!(format, super::QuantFormat::Q4K | super::QuantFormat::Q6K)
+        }
+        Isa::Avx2 => super::x16_avx2::takes(format),
+        _ => false,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = format;
+        false
     }
 }
 

@@ -153,15 +153,16 @@ impl QuantMatrix {
         })
     }
 
-    /// This matrix in the layout the kernels of this CPU read fastest: Q4_K / Q6_K with a multiple
-    /// of 16 rows interleaved 16 rows at a time (`super::interleave`) where the CPU has AVX-512
+    /// This matrix in the layout the kernels of this CPU read fastest: Q4_K / Q6_K and the
+    /// 32-weight formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) with a multiple of 16 rows interleaved 16
+    /// rows at a time (`super::interleave`, `super::interleave32`) where the CPU has AVX-512
     /// VNNI and [`set_interleaving`] has not turned it off; otherwise unchanged.
     ///
     /// The interleaved copy is owned; a matrix borrowed from a file map then hands its pages back
     /// to the kernel (`madvise(DONTNEED)`), so resident memory stays about one copy of the weights
     /// while a model loads tensor by tensor.
     pub fn into_kernel_layout(self) -> Self {
-        if kernel_layout() == "x16" {
+        if kernel_layout() == "x16" && super::matmul::interleaved_kernel(self.format) {
             self.interleave()
         } else {
             self
@@ -169,7 +170,8 @@ impl QuantMatrix {
     }
 
     /// This matrix with its rows interleaved 16 at a time, when its format and shape allow it
-    /// (Q4_K / Q6_K, rows a multiple of 16); otherwise unchanged.
+    /// (Q4_K / Q6_K / Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1, rows a multiple of 16); otherwise
+    /// unchanged.
     pub fn interleave(self) -> Self {
         if self.interleaved || !super::interleave::supports(self.format, self.rows, self.cols) {
             return self;
@@ -299,12 +301,16 @@ pub fn set_interleaving(on: bool) {
     INTERLEAVE.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The layout [`QuantMatrix::into_kernel_layout`] gives Q4_K / Q6_K matrices in this process:
+/// The layout [`QuantMatrix::into_kernel_layout`] gives block-quantized matrices (those with an
+/// interleaved layout) in this process:
 /// `x16` (interleaved) or `rows`.
 pub fn kernel_layout() -> &'static str {
     let isa = super::Isa::detect();
     if INTERLEAVE.load(std::sync::atomic::Ordering::Relaxed)
-        && matches!(isa, super::Isa::Avx512Vnni | super::Isa::Amx)
+        && matches!(
+            isa,
+            super::Isa::Avx2 | super::Isa::Avx512Vnni | super::Isa::Amx
+        )
     {
         "x16"
     } else {

@@ -24,6 +24,7 @@ mod avx512;
 mod dequant;
 mod format;
 mod interleave;
+mod interleave32;
 mod linear;
 mod matmul;
 mod matrix;
@@ -32,6 +33,8 @@ mod scalar;
 mod team;
 #[cfg(target_arch = "x86_64")]
 mod x16;
+#[cfg(target_arch = "x86_64")]
+mod x16_avx2;
 
 pub use dequant::dequantize_into;
 pub use format::QuantFormat;

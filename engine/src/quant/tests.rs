@@ -509,10 +509,28 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
     }
 }
 
+/// Every format with an interleaved layout: the K-quants' (`interleave`) and the 32-weight
+/// formats' (`interleave32`).
+const INTERLEAVED: [QuantFormat; 7] = [
+    QuantFormat::Q4K,
+    QuantFormat::Q6K,
+    QuantFormat::Q8_0,
+    QuantFormat::Q4_0,
+    QuantFormat::Q4_1,
+    QuantFormat::Q5_0,
+    QuantFormat::Q5_1,
+];
+
 #[test]
-fn interleaved_k_quants_are_exact_across_kernels_and_batch_sizes() {
-    for (n, format) in [QuantFormat::Q4K, QuantFormat::Q6K].into_iter().enumerate() {
-        for cols in [256, 1536] {
+fn interleaved_formats_are_exact_across_kernels_and_batch_sizes() {
+    for (n, format) in INTERLEAVED.into_iter().enumerate() {
+        // one and several super-blocks; an odd count of 32-blocks
+        let widths: &[usize] = if format.block_elems() == 256 {
+            &[256, 1536]
+        } else {
+            &[96, 896]
+        };
+        for &cols in widths {
             for m in [1, 2, 3, 5, 8, 9, 16, 17, 40, 130] {
                 let mut rng = Rng(0x1616 + 31 * n as u64 + cols as u64 + m as u64);
                 let w = random_matrix(format, 48, cols, &mut rng);
@@ -524,11 +542,11 @@ fn interleaved_k_quants_are_exact_across_kernels_and_batch_sizes() {
 }
 
 /// The integer range limits of `k_quants_exact_at_the_integer_range_limits` on the interleaved
-/// kernels: every weight byte 0xFF against activations at −128 / +127.
+/// kernels: every weight byte 0xFF (and Q8_0's −128) against activations at −128 / +127.
 #[test]
-fn interleaved_k_quants_exact_at_the_integer_range_limits() {
+fn interleaved_formats_exact_at_the_integer_range_limits() {
     let mut rng = Rng(77);
-    for format in [QuantFormat::Q4K, QuantFormat::Q6K] {
+    for format in INTERLEAVED {
         let (rows, cols) = (32, 512);
         let mut data = vec![0xFFu8; format.bytes_for(rows, cols)];
         for (k, blk) in data.chunks_exact_mut(format.block_bytes()).enumerate() {
@@ -536,6 +554,10 @@ fn interleaved_k_quants_exact_at_the_integer_range_limits() {
                 for (j, s) in blk[192..208].iter_mut().enumerate() {
                     *s = if j % 2 == 0 { 0x7F } else { 0x80 };
                 }
+            }
+            // Q8_0: every other block at −128 (all 0xFF is −1)
+            if format == QuantFormat::Q8_0 && k % 2 == 1 {
+                blk[2..].fill(0x80);
             }
             for &at in scale_offsets(format) {
                 blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());

@@ -1,7 +1,8 @@
 //! AVX-512 VNNI kernels for the row-interleaved Q4_K / Q6_K layout (`super::interleave`): 16
 //! weight rows per vector, every activation row through one `vpdpbusd` per 64 weights with its 4
 //! bytes broadcast from memory, then the float operations of `super::interleave`'s module docs —
-//! bit-identical to the scalar reference whatever the number of activation rows.
+//! bit-identical to the scalar reference whatever the number of activation rows. (AVX2 kernels of
+//! the same layouts, 8 rows per vector: `super::x16_avx2`.)
 //!
 //! Per 16 rows × 256 weights: 32 chunk loads and ~96 nibble/bit operations shared by all
 //! activation rows, then per activation row 64 `vpdpbusd` plus 8 (Q4_K) or 16 (Q6_K) scale
@@ -71,7 +72,8 @@ pub(crate) unsafe fn rows_vnni(
             unsafe {
                 match format {
                     QuantFormat::Q4K => dispatch_m!(tm, q4k_x16, units, nb, acts, &mut tile),
-                    _ => dispatch_m!(tm, q6k_x16, units, nb, acts, &mut tile),
+                    QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, units, nb, acts, &mut tile),
+                    _ => unreachable!("{format} has no interleaved layout"),
                 }
             }
             for (t, lanes) in tile.iter().take(tm).enumerate() {
@@ -89,7 +91,7 @@ pub(crate) unsafe fn rows_vnni(
 /// Spread over the unit's sub-blocks rather than issued at once, so the prefetches never hold
 /// every line-fill buffer while the arithmetic waits behind them.
 #[inline(always)]
-fn prefetch_part<const UNIT: usize, const PARTS: usize>(u: *const u8, part: usize) {
+pub(super) fn prefetch_part<const UNIT: usize, const PARTS: usize>(u: *const u8, part: usize) {
     let lines = UNIT.div_ceil(64);
     let mut line = part * lines / PARTS;
     while line < (part + 1) * lines / PARTS {

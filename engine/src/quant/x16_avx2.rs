@@ -1,0 +1,464 @@
+//! AVX2 kernels for the row-interleaved layouts — Q4_K / Q6_K (`super::interleave`) and Q8_0 /
+//! Q4_0 / Q4_1 / Q5_0 / Q5_1 (`super::interleave32`) — for CPUs without AVX-512: each 64-byte chunk is
+//! two 256-bit halves of 8 rows, and each activation row goes through `vpmaddubsw` (u8 × i8 pairs
+//! to i16) with its 4 bytes broadcast from memory, i16 sums across chunks, and one `vpmaddwd` per
+//! sub-block to i32 — then exactly the float operations of the layouts' module docs, so the
+//! results are bit-identical to the scalar references and to the AVX-512 VNNI kernels
+//! (`super::x16`) whatever the number of activation rows.
+//!
+//! # Why
+//! On ggml's row-major blocks the AVX2 kernels (`super::avx2`) end every (weight row, activation
+//! row) pair in a horizontal sum and apply the block scales per row: a 9-token verify of
+//! Qwen2.5-Coder-1.5B cost 5 single-token steps on a 2-core AMD EPYC (Zen, AVX2 only).
+//! Interleaved, 8 rows' integer sums come out lane by lane and the scales of 8 rows are applied by
+//! one FMA.
+//!
+//! # Exactness of the i16 sums
+//! `vpmaddubsw` saturates at ±32767, so the i16 sums only take what cannot reach it, activations
+//! being in −128..=127: Q4_K adds the 8 products of a 32-weight sub-block (|sum| ≤ 8 · 2 · 15 ·
+//! 128 = 30720); Q6_K two (2 · 2 · 63 · 128 = 32256); the 32-weight formats four (4 · 2 · 31 · 128
+//! = 31744). Q8_0's stored `w + 128` would overflow a single pair (2 · 255 · 128), so its kernel
+//! multiplies the two nibbles of each byte separately (eight products per sum, 30720 at most) and
+//! joins them as `Σ lo·a + 16 · Σ hi·a` in i32.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::avx2::{dispatch_m, fifth_bits, loadu};
+use super::format::QuantFormat;
+use super::interleave::{GroupSums, ROWS, q4k, q6k, unit_bytes};
+use super::interleave32::{Layout, layout};
+use super::matmul::TILE_M;
+use super::quantize::ActBlocks;
+use super::x16::prefetch_part;
+
+/// Weight rows per 256-bit register.
+const HALF: usize = 8;
+
+/// Whether these kernels take interleaved `format` matrices.
+pub(crate) fn takes(format: QuantFormat) -> bool {
+    matches!(
+        format,
+        QuantFormat::Q4K
+            | QuantFormat::Q6K
+            | QuantFormat::Q4_0
+            | QuantFormat::Q4_1
+            | QuantFormat::Q5_0
+            | QuantFormat::Q5_1
+            | QuantFormat::Q8_0
+    )
+}
+
+/// Where one tile of activation rows lives (rows `t0 .. t0 + M` of the call).
+#[derive(Clone, Copy)]
+struct Acts {
+    /// Quantized values of the tile's first row (rows `cols` apart).
+    qs: *const i8,
+    /// Scales of the tile's first row (`nb` per row).
+    d: *const f32,
+    /// Q4_K: group-sum pairs of the first row (`4·nb` per row).
+    pairs: *const i32,
+    /// Q6_K: `−32 · Σ` per 16-group of the first row (`16·nb` per row).
+    neg_off: *const i32,
+    /// 32-weight formats: `Σa` per block of the first row (`nb` per row).
+    sum32: *const i32,
+    /// 32-weight formats: ggml's Q8_1 sums `s_a` of the first row (`nb` per row).
+    s: *const f32,
+    cols: usize,
+}
+
+/// `out[t·n_rows + r]` for `r ∈ rows` (whole groups of 16) and `t < m`.
+///
+/// # Safety
+/// The CPU supports AVX2, FMA and F16C; `format` is one [`takes`]; `data` is an interleaved
+/// `format` matrix with `cols` columns and at least `rows.end` rows; `act` holds `m` rows of `cols`
+/// quantized in the format's activation blocks (256 for the K-quants, 32 otherwise) and `sums`
+/// their group sums; `out` points to `m × n_rows` floats of which no other thread writes the
+/// elements of `rows`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn rows_avx2(
+    format: QuantFormat,
+    data: &[u8],
+    cols: usize,
+    act: &ActBlocks,
+    sums: &GroupSums,
+    m: usize,
+    rows: Range<usize>,
+    out: *mut f32,
+    n_rows: usize,
+) {
+    let nb = cols / format.block_elems();
+    let ub = unit_bytes(format);
+    debug_assert!(takes(format));
+    debug_assert!(rows.start.is_multiple_of(ROWS) && rows.end.is_multiple_of(ROWS));
+    debug_assert!(data.len() >= rows.end / ROWS * nb * ub);
+    let mut tile = [[0.0f32; ROWS]; TILE_M];
+    for g in rows.start / ROWS..rows.end / ROWS {
+        let units = data.as_ptr().wrapping_add(g * nb * ub);
+        for t0 in (0..m).step_by(TILE_M) {
+            let tm = TILE_M.min(m - t0);
+            let acts = Acts {
+                qs: act.qs.as_ptr().wrapping_add(t0 * cols),
+                d: act.d.as_ptr().wrapping_add(t0 * nb),
+                pairs: sums.pairs.as_ptr().wrapping_add(t0 * nb * 4),
+                neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
+                sum32: sums.sum32.as_ptr().wrapping_add(t0 * nb),
+                s: act.s.as_ptr().wrapping_add(t0 * nb),
+                cols,
+            };
+            let t = &mut tile;
+            // SAFETY: forwarded from the caller; the tile rows exist.
+            unsafe {
+                match format {
+                    QuantFormat::Q4K => dispatch_m!(tm, q4k_x8, units, nb, acts, t),
+                    QuantFormat::Q6K => dispatch_m!(tm, q6k_x8, units, nb, acts, t),
+                    QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x8::<Q4_0>, units, nb, acts, t),
+                    QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x8::<Q4_1>, units, nb, acts, t),
+                    QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x8::<Q5_0>, units, nb, acts, t),
+                    QuantFormat::Q5_1 => dispatch_m!(tm, blocks32_x8::<Q5_1>, units, nb, acts, t),
+                    QuantFormat::Q8_0 => dispatch_m!(tm, blocks32_x8::<Q8_0>, units, nb, acts, t),
+                    _ => unreachable!("{format} has no AVX2 interleaved kernel"),
+                }
+            }
+            for (t, lanes) in tile.iter().take(tm).enumerate() {
+                for (n, v) in lanes.iter().enumerate() {
+                    // SAFETY: t0 + t < m and 16g + n is one of the caller's rows.
+                    unsafe { *out.add((t0 + t) * n_rows + ROWS * g + n) = *v };
+                }
+            }
+        }
+    }
+}
+
+/// The four activation bytes at `p` broadcast to every 32-bit lane.
+#[inline(always)]
+unsafe fn bcast4(p: *const i8) -> __m256i {
+    // SAFETY: 4 readable bytes at p (callers).
+    unsafe { _mm256_set1_epi32(loadu::<i32, i8>(p)) }
+}
+
+/// `vpmaddubsw` of weights `w` (unsigned) and the activation bytes at `x` (broadcast).
+#[inline(always)]
+unsafe fn mul4(w: __m256i, x: *const i8) -> __m256i {
+    // SAFETY: forwarded (4 readable bytes at x).
+    unsafe { _mm256_maddubs_epi16(w, bcast4(x)) }
+}
+
+/// Eight f16 values at `p` as f32 lanes.
+#[inline(always)]
+unsafe fn halves(p: *const u8) -> __m256 {
+    // SAFETY: 16 readable bytes at p (callers).
+    unsafe { _mm256_cvtph_ps(loadu::<__m128i, u8>(p)) }
+}
+
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q4_K matrix (`nb` units at
+/// `units`).
+// `t` indexes several per-row arrays at once
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k_x8<const M: usize>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut [[f32; ROWS]; TILE_M],
+) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [[_mm256_setzero_ps(); M]; 2];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
+    // 32h.. of each chunk (16h.. / 8h.. of the per-row fields); activation row t's super-block b
+    // spans t·cols + 256·b.. of the tile, with scale t·nb + b and pairs (t·nb + b)·4.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * q4k::UNIT);
+            let mut isf = [[_mm256_setzero_ps(); M]; 2];
+            for j in 0..8 {
+                prefetch_part::<{ q4k::UNIT }, 8>(u, j);
+                let sc = [0, 1].map(|h| {
+                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        u.add(q4k::SC + 16 * j + HALF * h) as *const __m128i,
+                    )))
+                });
+                // both halves' weights, so each activation broadcast serves 16 rows
+                let mut w = [[zero; 8]; 2];
+                for h in 0..2 {
+                    for i in 0..4 {
+                        let v = loadu::<__m256i, u8>(u.add(q4k::QS + 64 * (4 * j + i) + 32 * h));
+                        w[h][i] = _mm256_and_si256(v, m4);
+                        w[h][4 + i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    }
+                }
+                for t in 0..M {
+                    let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
+                    let (lo, hi) = (bcast4(x), bcast4(x.add(16)));
+                    let mut p = [0, 1].map(|h| {
+                        _mm256_add_epi16(
+                            _mm256_maddubs_epi16(w[h][0], lo),
+                            _mm256_maddubs_epi16(w[h][4], hi),
+                        )
+                    });
+                    for i in 1..4 {
+                        let (lo, hi) = (bcast4(x.add(4 * i)), bcast4(x.add(16 + 4 * i)));
+                        for h in 0..2 {
+                            p[h] = _mm256_add_epi16(p[h], _mm256_maddubs_epi16(w[h][i], lo));
+                            p[h] = _mm256_add_epi16(p[h], _mm256_maddubs_epi16(w[h][4 + i], hi));
+                        }
+                    }
+                    for h in 0..2 {
+                        let c = _mm256_madd_epi16(p[h], ones);
+                        isf[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c), sc[h], isf[h][t]);
+                    }
+                }
+            }
+            for h in 0..2 {
+                let mins = [0usize, 1, 2, 3].map(|p| {
+                    _mm256_cvtepu8_epi16(loadu::<__m128i, u8>(u.add(q4k::MINS + 32 * p + 16 * h)))
+                });
+                let d = halves(u.add(q4k::D + 2 * HALF * h));
+                let dmin = halves(u.add(q4k::DMIN + 2 * HALF * h));
+                for t in 0..M {
+                    let pr = a.pairs.add((t * nb + b) * 4);
+                    let mut ms = _mm256_madd_epi16(mins[0], _mm256_set1_epi32(*pr));
+                    for p in 1..4 {
+                        ms = _mm256_add_epi32(
+                            ms,
+                            _mm256_madd_epi16(mins[p], _mm256_set1_epi32(*pr.add(p))),
+                        );
+                    }
+                    let s =
+                        _mm256_fmsub_ps(isf[h][t], d, _mm256_mul_ps(_mm256_cvtepi32_ps(ms), dmin));
+                    acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
+                }
+            }
+        }
+        for t in 0..M {
+            for h in 0..2 {
+                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
+            }
+        }
+    }
+}
+
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q6_K matrix.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k_x8<const M: usize>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut [[f32; ROWS]; TILE_M],
+) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m30 = _mm256_set1_epi8(0x30);
+    let ones = _mm256_set1_epi16(1);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [[_mm256_setzero_ps(); M]; 2];
+    // SAFETY: as in `q4k_x8`; 16 offsets per super-block and row.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * q6k::UNIT);
+            for h in 0..2 {
+                let mut isf = [_mm256_setzero_ps(); M];
+                // sub-blocks 2J (low nibbles of chunks 4J..4J + 4) and 2J + 1 (high nibbles)
+                for jj in 0..8 {
+                    if h == 0 {
+                        prefetch_part::<{ q6k::UNIT }, 8>(u, jj);
+                    }
+                    let scale = |j: usize| {
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                            u.add(q6k::SC + 16 * j + HALF * h) as *const __m128i,
+                        )))
+                    };
+                    let (sc_lo, sc_hi) = (scale(2 * jj), scale(2 * jj + 1));
+                    let mut w = [zero; 8];
+                    for hh in 0..2 {
+                        let qh = loadu::<__m256i, u8>(u.add(q6k::QH + 64 * (2 * jj + hh) + 32 * h));
+                        for e in 0..2 {
+                            let i = 2 * hh + e;
+                            let v =
+                                loadu::<__m256i, u8>(u.add(q6k::QL + 64 * (4 * jj + i) + 32 * h));
+                            // chunk 4jj + i's two-bit fields moved to bits 4–5 of each byte
+                            let (hl, hi) = if e == 0 {
+                                (_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2))
+                            } else {
+                                (qh, _mm256_srli_epi16(qh, 2))
+                            };
+                            w[i] =
+                                _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hl, m30));
+                            w[4 + i] = _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                _mm256_and_si256(hi, m30),
+                            );
+                        }
+                    }
+                    for t in 0..M {
+                        let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
+                        let neg_off = a.neg_off.add(t * nb * 16 + 16 * b + 2 * jj);
+                        // two products per i16 sum (the saturation bound in the module docs)
+                        let sub = |w: &[__m256i], x: *const i8, off: *const i32| {
+                            let p0 = _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4)));
+                            let p1 = _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12)));
+                            let c = _mm256_add_epi32(
+                                _mm256_madd_epi16(p0, ones),
+                                _mm256_madd_epi16(p1, ones),
+                            );
+                            _mm256_add_epi32(c, _mm256_set1_epi32(*off))
+                        };
+                        let c0 = sub(&w[0..4], x, neg_off);
+                        let c1 = sub(&w[4..8], x.add(16), neg_off.add(1));
+                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc_lo, isf[t]);
+                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
+                    }
+                }
+                let d = halves(u.add(q6k::D + 2 * HALF * h));
+                for t in 0..M {
+                    let s = _mm256_mul_ps(isf[t], d);
+                    acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
+                }
+            }
+        }
+        for t in 0..M {
+            for h in 0..2 {
+                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
+            }
+        }
+    }
+}
+
+/// Formats of [`blocks32_x8`] (const-generic arguments).
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+const Q8_0: u8 = 4;
+
+/// The [`Layout`] of the 32-weight format `F`.
+const fn layout_of(f: u8) -> Layout {
+    let format = match f {
+        Q4_0 => QuantFormat::Q4_0,
+        Q4_1 => QuantFormat::Q4_1,
+        Q5_0 => QuantFormat::Q5_0,
+        Q5_1 => QuantFormat::Q5_1,
+        _ => QuantFormat::Q8_0,
+    };
+    match layout(format) {
+        Some(l) => l,
+        None => panic!("not a 32-weight format"),
+    }
+}
+
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 /
+/// Q8_0 matrix (`nb` units of 32 columns; `super::interleave32`): per unit and half the 8 weight
+/// registers are decoded once, then each activation row takes 8 `vpmaddubsw`, two `vpmaddwd`,
+/// its `−OFF·Σa`, one conversion, the scale multiply and one FMA (two with a minimum term).
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn blocks32_x8<const M: usize, const F: u8>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut [[f32; ROWS]; TILE_M],
+) {
+    let l = const { layout_of(F) };
+    let m4 = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [[_mm256_setzero_ps(); M]; 2];
+    // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group and half h its bytes
+    // 32h.. of each chunk, 4h.. of each fifth-bit mask and 16h.. of the f16 fields; activation
+    // row t's block b spans t·cols + 32·b.., with scale, sum and Q8_1 sum t·nb + b.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * l.unit);
+            match l.unit {
+                544 => prefetch_part::<544, 1>(u, 0),
+                288 => prefetch_part::<288, 1>(u, 0),
+                320 => prefetch_part::<320, 1>(u, 0),
+                352 => prefetch_part::<352, 1>(u, 0),
+                _ => prefetch_part::<384, 1>(u, 0),
+            }
+            for h in 0..2 {
+                let d = halves(u.add(l.d + 2 * HALF * h));
+                if l.bytes {
+                    // Q8_0: the stored w + 128 as its two nibbles, w[c] / w[8 + c] the low / high
+                    // nibbles of columns 4c..4c + 4
+                    let mut w = [zero; 16];
+                    for c in 0..8 {
+                        let v = loadu::<__m256i, u8>(u.add(l.qs + 64 * c + 32 * h));
+                        w[c] = _mm256_and_si256(v, m4);
+                        w[8 + c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    }
+                    for t in 0..M {
+                        let x = a.qs.add(t * a.cols + 32 * b);
+                        // eight products per i16 sum: 8 · 2 · 15 · 128 = 30720
+                        let mut lo = mul4(w[0], x);
+                        let mut hi = mul4(w[8], x);
+                        for c in 1..8 {
+                            lo = _mm256_add_epi16(lo, mul4(w[c], x.add(4 * c)));
+                            hi = _mm256_add_epi16(hi, mul4(w[8 + c], x.add(4 * c)));
+                        }
+                        let c = _mm256_add_epi32(
+                            _mm256_add_epi32(
+                                _mm256_madd_epi16(lo, ones),
+                                _mm256_madd_epi16(hi, _mm256_set1_epi16(16)),
+                            ),
+                            _mm256_set1_epi32(-l.off * *a.sum32.add(t * nb + b)),
+                        );
+                        let s = _mm256_mul_ps(_mm256_cvtepi32_ps(c), d);
+                        let da = _mm256_set1_ps(*a.d.add(t * nb + b));
+                        acc[h][t] = _mm256_fmadd_ps(s, da, acc[h][t]);
+                    }
+                    continue;
+                }
+                // w[c] holds columns 4c..4c + 4 of the half's 8 rows
+                let mut w = [zero; 8];
+                for i in 0..4 {
+                    let v = loadu::<__m256i, u8>(u.add(l.qs + 64 * i + 32 * h));
+                    w[i] = _mm256_and_si256(v, m4);
+                    w[4 + i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                if let Some(qh) = l.qh {
+                    for c in 0..8 {
+                        let bits = loadu::<u32, u8>(u.add(qh + 8 * c + 4 * h));
+                        w[c] = _mm256_or_si256(w[c], fifth_bits(bits));
+                    }
+                }
+                let mins = l.m.map(|m| halves(u.add(m + 2 * HALF * h)));
+                for t in 0..M {
+                    let x = a.qs.add(t * a.cols + 32 * b);
+                    // four products per i16 sum (the saturation bound in the module docs)
+                    let p0 = _mm256_add_epi16(
+                        _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4))),
+                        _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12))),
+                    );
+                    let p1 = _mm256_add_epi16(
+                        _mm256_add_epi16(mul4(w[4], x.add(16)), mul4(w[5], x.add(20))),
+                        _mm256_add_epi16(mul4(w[6], x.add(24)), mul4(w[7], x.add(28))),
+                    );
+                    let mut c =
+                        _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones));
+                    if l.off != 0 {
+                        c = _mm256_add_epi32(
+                            c,
+                            _mm256_set1_epi32(-l.off * *a.sum32.add(t * nb + b)),
+                        );
+                    }
+                    let s = _mm256_mul_ps(_mm256_cvtepi32_ps(c), d);
+                    let da = _mm256_set1_ps(*a.d.add(t * nb + b));
+                    acc[h][t] = _mm256_fmadd_ps(s, da, acc[h][t]);
+                    if let Some(mv) = mins {
+                        let sa = _mm256_set1_ps(*a.s.add(t * nb + b));
+                        acc[h][t] = _mm256_fmadd_ps(mv, sa, acc[h][t]);
+                    }
+                }
+            }
+        }
+        for t in 0..M {
+            for h in 0..2 {
+                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
+            }
+        }
+    }
+}
