@@ -394,20 +394,30 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
 
 /// The ggml blocks of row `r` of an interleaved `format` matrix with `cols` columns, into `out`
 /// (`cols / block_elems` blocks).
+#[cfg(test)]
 pub(crate) fn row_blocks(format: QuantFormat, cols: usize, data: &[u8], r: usize, out: &mut [u8]) {
-    let (nb, bb, ub) = (
-        cols / format.block_elems(),
-        format.block_bytes(),
-        unit_bytes(format),
-    );
+    let bb = format.block_bytes();
+    for (b, blk) in out.chunks_exact_mut(bb).enumerate() {
+        block(format, cols, data, r, b, blk);
+    }
+}
+
+/// The ggml block `b` of row `r` of an interleaved `format` matrix with `cols` columns, into
+/// `out` (`block_bytes` bytes).
+pub(crate) fn block(
+    format: QuantFormat,
+    cols: usize,
+    data: &[u8],
+    r: usize,
+    b: usize,
+    out: &mut [u8],
+) {
+    let (nb, ub) = (cols / format.block_elems(), unit_bytes(format));
     let (g, n) = (r / ROWS, r % ROWS);
-    for b in 0..nb {
-        let u = &data[(g * nb + b) * ub..(g * nb + b + 1) * ub];
-        let blk = &mut out[b * bb..(b + 1) * bb];
-        match format {
-            QuantFormat::Q4K | QuantFormat::Q6K => get(format, u, n).encode(format, blk),
-            _ => interleave32::get(format, u, n, blk),
-        }
+    let u = &data[(g * nb + b) * ub..(g * nb + b + 1) * ub];
+    match format {
+        QuantFormat::Q4K | QuantFormat::Q6K => get(format, u, n).encode(format, out),
+        _ => interleave32::get(format, u, n, out),
     }
 }
 

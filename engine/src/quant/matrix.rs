@@ -268,9 +268,14 @@ impl QuantMatrix {
             )));
         }
         if self.interleaved {
-            let mut blocks = vec![0u8; self.row_bytes()];
-            super::interleave::row_blocks(self.format, self.cols, self.bytes(), r, &mut blocks);
-            dequantize_into(self.format, &blocks, out);
+            // block by block through a stack buffer: an embedding lookup allocates nothing
+            let (bb, be) = (self.format.block_bytes(), self.format.block_elems());
+            let mut blk = [0u8; 256];
+            for (b, o) in out.chunks_exact_mut(be).enumerate() {
+                let blk = &mut blk[..bb];
+                super::interleave::block(self.format, self.cols, self.bytes(), r, b, blk);
+                dequantize_into(self.format, blk, o);
+            }
         } else {
             dequantize_into(self.format, self.row(r), out);
         }
