@@ -43,11 +43,12 @@ use super::format::QuantFormat;
 use super::interleave::ROWS;
 use super::quantize::ActBlocks;
 
-/// Where a format's fields lie in its unit, and its offset.
+/// Offset of `d` ×16 (f16), which opens every unit.
+pub(crate) const D: usize = 0;
+
+/// Where a format's other fields lie in its unit, and its offset.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
-    /// `d` ×16 (f16).
-    pub(crate) d: usize,
     /// `m` ×16 (f16) of Q4_1 / Q5_1.
     pub(crate) m: Option<usize>,
     /// 8 fifth-bit masks of Q5_0 / Q5_1.
@@ -73,7 +74,6 @@ pub(crate) const fn layout(format: QuantFormat) -> Option<Layout> {
         off: i32,
     ) -> Layout {
         Layout {
-            d: 0,
             m,
             qh,
             qs,
@@ -112,7 +112,7 @@ fn word(b: &[u8], at: usize) -> u32 {
 pub(crate) fn put(format: QuantFormat, blk: &[u8], n: usize, u: &mut [u8]) {
     let Some(l) = layout(format) else { return };
     let (m_at, qh_at, qs_at) = ggml_fields(format);
-    u[l.d + 2 * n..l.d + 2 * n + 2].copy_from_slice(&blk[0..2]);
+    u[D + 2 * n..D + 2 * n + 2].copy_from_slice(&blk[0..2]);
     if let Some(m) = l.m {
         u[m + 2 * n..m + 2 * n + 2].copy_from_slice(&blk[m_at..m_at + 2]);
     }
@@ -134,7 +134,7 @@ pub(crate) fn put(format: QuantFormat, blk: &[u8], n: usize, u: &mut [u8]) {
 pub(crate) fn get(format: QuantFormat, u: &[u8], n: usize, blk: &mut [u8]) {
     let Some(l) = layout(format) else { return };
     let (m_at, qh_at, qs_at) = ggml_fields(format);
-    blk[0..2].copy_from_slice(&u[l.d + 2 * n..l.d + 2 * n + 2]);
+    blk[0..2].copy_from_slice(&u[D + 2 * n..D + 2 * n + 2]);
     if let Some(m) = l.m {
         blk[m_at..m_at + 2].copy_from_slice(&u[m + 2 * n..m + 2 * n + 2]);
     }
@@ -221,7 +221,7 @@ pub(crate) unsafe fn rows_scalar(
                         + (0..32)
                             .map(|k| stored(&l, u, n, k) * i32::from(a[k]))
                             .sum::<i32>();
-                    let s = c as f32 * half(u, l.d + 2 * n);
+                    let s = c as f32 * half(u, D + 2 * n);
                     *acc = s.mul_add(da, *acc);
                     if let Some(mo) = l.m {
                         *acc = half(u, mo + 2 * n).mul_add(sa, *acc);

@@ -270,7 +270,7 @@ impl QuantMatrix {
         if self.interleaved {
             // block by block through a stack buffer: an embedding lookup allocates nothing
             let (bb, be) = (self.format.block_bytes(), self.format.block_elems());
-            let mut blk = [0u8; 256];
+            let mut blk = [0u8; 256]; // any block (the largest, Q6_K's, is 210 bytes)
             for (b, o) in out.chunks_exact_mut(be).enumerate() {
                 let blk = &mut blk[..bb];
                 super::interleave::block(self.format, self.cols, self.bytes(), r, b, blk);

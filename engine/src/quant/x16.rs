@@ -18,18 +18,80 @@ use super::interleave::{GroupSums, ROWS, q4k, q6k, unit_bytes};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
 
-/// Where one tile of activation rows lives (rows `t0 .. t0 + M` of the call).
+/// Where one tile of activation rows lives (rows `t0 .. t0 + M` of the call), for the kernels of
+/// the interleaved layouts here and in `super::x16_avx2`.
 #[derive(Clone, Copy)]
-struct Acts {
+pub(super) struct Acts {
     /// Quantized values of the tile's first row (rows `cols` apart).
-    qs: *const i8,
+    pub(super) qs: *const i8,
     /// Scales of the tile's first row (`nb` per row).
-    d: *const f32,
+    pub(super) d: *const f32,
     /// Q4_K: group-sum pairs of the first row (`4·nb` per row).
-    pairs: *const i32,
+    pub(super) pairs: *const i32,
     /// Q6_K: `−32 · Σ` per 16-group of the first row (`16·nb` per row).
-    neg_off: *const i32,
+    pub(super) neg_off: *const i32,
+    /// 32-weight formats: `Σa` per block of the first row (`nb` per row).
+    pub(super) sum32: *const i32,
+    /// 32-weight formats: ggml's Q8_1 sums `s_a` of the first row (`nb` per row).
+    pub(super) s: *const f32,
+    pub(super) cols: usize,
+}
+
+/// One kernel call's results: `[t][n]` for activation row `t` and weight row `n` of the group.
+pub(super) type Tile = [[f32; ROWS]; TILE_M];
+
+/// The driver of every interleaved kernel: for each group of 16 rows in `rows` and each tile of
+/// at most [`TILE_M`] activation rows, `kernel(units, nb, acts, tm, tile)` fills `tile` for the
+/// group's `nb` units at `units` and the `tm` activation rows at `acts`, and the tile is written
+/// to `out[t·n_rows + r]`.
+///
+/// # Safety
+/// `data` is an interleaved `format` matrix with `cols` columns and at least `rows.end` rows;
+/// `act` holds `m` rows of `cols` quantized in the format's activation blocks and `sums` their
+/// group sums; `out` points to `m × n_rows` floats of which no other thread writes the elements
+/// of `rows`; `kernel` reads only what `acts` and `units` describe.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn for_each_tile(
+    format: QuantFormat,
+    data: &[u8],
     cols: usize,
+    act: &ActBlocks,
+    sums: &GroupSums,
+    m: usize,
+    rows: Range<usize>,
+    out: *mut f32,
+    n_rows: usize,
+    mut kernel: impl FnMut(*const u8, usize, Acts, usize, &mut Tile),
+) {
+    // units per group: super-blocks of 256, or blocks of 32 (`super::interleave32`)
+    let nb = cols / format.block_elems();
+    let ub = unit_bytes(format);
+    debug_assert!(rows.start.is_multiple_of(ROWS) && rows.end.is_multiple_of(ROWS));
+    debug_assert!(data.len() >= rows.end / ROWS * nb * ub);
+    let mut tile = [[0.0f32; ROWS]; TILE_M];
+    for g in rows.start / ROWS..rows.end / ROWS {
+        let units = data.as_ptr().wrapping_add(g * nb * ub);
+        for t0 in (0..m).step_by(TILE_M) {
+            let tm = TILE_M.min(m - t0);
+            let acts = Acts {
+                qs: act.qs.as_ptr().wrapping_add(t0 * cols),
+                d: act.d.as_ptr().wrapping_add(t0 * nb),
+                pairs: sums.pairs.as_ptr().wrapping_add(t0 * nb * 4),
+                neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
+                sum32: sums.sum32.as_ptr().wrapping_add(t0 * nb),
+                s: act.s.as_ptr().wrapping_add(t0 * nb),
+                cols,
+            };
+            kernel(units, nb, acts, tm, &mut tile);
+            for (t, lanes) in tile.iter().take(tm).enumerate() {
+                for (n, v) in lanes.iter().enumerate() {
+                    // SAFETY: t0 + t < m and 16g + n is one of the caller's rows.
+                    unsafe { *out.add((t0 + t) * n_rows + ROWS * g + n) = *v };
+                }
+            }
+        }
+    }
 }
 
 /// `out[t·n_rows + r]` for `r ∈ rows` (whole groups of 16) and `t < m`.
@@ -52,37 +114,24 @@ pub(crate) unsafe fn rows_vnni(
     out: *mut f32,
     n_rows: usize,
 ) {
-    let nb = cols / 256;
-    let ub = unit_bytes(format);
-    debug_assert!(rows.start.is_multiple_of(ROWS) && rows.end.is_multiple_of(ROWS));
-    debug_assert!(data.len() >= rows.end / ROWS * nb * ub);
-    let mut tile = [[0.0f32; ROWS]; TILE_M];
-    for g in rows.start / ROWS..rows.end / ROWS {
-        let units = data.as_ptr().wrapping_add(g * nb * ub);
-        for t0 in (0..m).step_by(TILE_M) {
-            let tm = TILE_M.min(m - t0);
-            let acts = Acts {
-                qs: act.qs.as_ptr().wrapping_add(t0 * cols),
-                d: act.d.as_ptr().wrapping_add(t0 * nb),
-                pairs: sums.pairs.as_ptr().wrapping_add(t0 * nb * 4),
-                neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
-                cols,
-            };
-            // SAFETY: forwarded from the caller; the tile rows exist.
-            unsafe {
-                match format {
-                    QuantFormat::Q4K => dispatch_m!(tm, q4k_x16, units, nb, acts, &mut tile),
-                    QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, units, nb, acts, &mut tile),
-                    _ => unreachable!("{format} has no interleaved layout"),
-                }
-            }
-            for (t, lanes) in tile.iter().take(tm).enumerate() {
-                for (n, v) in lanes.iter().enumerate() {
-                    // SAFETY: t0 + t < m and 16g + n is one of the caller's rows.
-                    unsafe { *out.add((t0 + t) * n_rows + ROWS * g + n) = *v };
-                }
-            }
-        }
+    // SAFETY: forwarded from the caller; the kernels read the group's units and the tile's rows.
+    unsafe {
+        for_each_tile(
+            format,
+            data,
+            cols,
+            act,
+            sums,
+            m,
+            rows,
+            out,
+            n_rows,
+            |u, nb, a, tm, t| match format {
+                QuantFormat::Q4K => dispatch_m!(tm, q4k_x16, u, nb, a, t),
+                QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, u, nb, a, t),
+                _ => unreachable!("{format} has no VNNI interleaved kernel"),
+            },
+        )
     }
 }
 
@@ -115,12 +164,7 @@ unsafe fn bcast4(p: *const i8) -> __m512i {
 // `t` indexes several per-row arrays at once
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn q4k_x16<const M: usize>(
-    units: *const u8,
-    nb: usize,
-    a: Acts,
-    out: &mut [[f32; ROWS]; TILE_M],
-) {
+unsafe fn q4k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
     let m4 = _mm512_set1_epi8(0x0F);
     let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); M];
@@ -175,12 +219,7 @@ unsafe fn q4k_x16<const M: usize>(
 /// 16 rows × `M` activation rows of an interleaved Q6_K matrix (`nb` units at `units`).
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn q6k_x16<const M: usize>(
-    units: *const u8,
-    nb: usize,
-    a: Acts,
-    out: &mut [[f32; ROWS]; TILE_M],
-) {
+unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
     let m4 = _mm512_set1_epi8(0x0F);
     let m30 = _mm512_set1_epi8(0x30);
     let zero = _mm512_setzero_si512();

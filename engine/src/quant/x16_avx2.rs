@@ -26,11 +26,11 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, fifth_bits, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, ROWS, q4k, q6k, unit_bytes};
-use super::interleave32::{Layout, layout};
+use super::interleave::{GroupSums, q4k, q6k};
+use super::interleave32::{D, Layout, layout};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
-use super::x16::prefetch_part;
+use super::x16::{Acts, Tile, for_each_tile, prefetch_part};
 
 /// Weight rows per 256-bit register.
 const HALF: usize = 8;
@@ -47,24 +47,6 @@ pub(crate) fn takes(format: QuantFormat) -> bool {
             | QuantFormat::Q5_1
             | QuantFormat::Q8_0
     )
-}
-
-/// Where one tile of activation rows lives (rows `t0 .. t0 + M` of the call).
-#[derive(Clone, Copy)]
-struct Acts {
-    /// Quantized values of the tile's first row (rows `cols` apart).
-    qs: *const i8,
-    /// Scales of the tile's first row (`nb` per row).
-    d: *const f32,
-    /// Q4_K: group-sum pairs of the first row (`4·nb` per row).
-    pairs: *const i32,
-    /// Q6_K: `−32 · Σ` per 16-group of the first row (`16·nb` per row).
-    neg_off: *const i32,
-    /// 32-weight formats: `Σa` per block of the first row (`nb` per row).
-    sum32: *const i32,
-    /// 32-weight formats: ggml's Q8_1 sums `s_a` of the first row (`nb` per row).
-    s: *const f32,
-    cols: usize,
 }
 
 /// `out[t·n_rows + r]` for `r ∈ rows` (whole groups of 16) and `t < m`.
@@ -88,46 +70,30 @@ pub(crate) unsafe fn rows_avx2(
     out: *mut f32,
     n_rows: usize,
 ) {
-    let nb = cols / format.block_elems();
-    let ub = unit_bytes(format);
     debug_assert!(takes(format));
-    debug_assert!(rows.start.is_multiple_of(ROWS) && rows.end.is_multiple_of(ROWS));
-    debug_assert!(data.len() >= rows.end / ROWS * nb * ub);
-    let mut tile = [[0.0f32; ROWS]; TILE_M];
-    for g in rows.start / ROWS..rows.end / ROWS {
-        let units = data.as_ptr().wrapping_add(g * nb * ub);
-        for t0 in (0..m).step_by(TILE_M) {
-            let tm = TILE_M.min(m - t0);
-            let acts = Acts {
-                qs: act.qs.as_ptr().wrapping_add(t0 * cols),
-                d: act.d.as_ptr().wrapping_add(t0 * nb),
-                pairs: sums.pairs.as_ptr().wrapping_add(t0 * nb * 4),
-                neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
-                sum32: sums.sum32.as_ptr().wrapping_add(t0 * nb),
-                s: act.s.as_ptr().wrapping_add(t0 * nb),
-                cols,
-            };
-            let t = &mut tile;
-            // SAFETY: forwarded from the caller; the tile rows exist.
-            unsafe {
-                match format {
-                    QuantFormat::Q4K => dispatch_m!(tm, q4k_x8, units, nb, acts, t),
-                    QuantFormat::Q6K => dispatch_m!(tm, q6k_x8, units, nb, acts, t),
-                    QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x8::<Q4_0>, units, nb, acts, t),
-                    QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x8::<Q4_1>, units, nb, acts, t),
-                    QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x8::<Q5_0>, units, nb, acts, t),
-                    QuantFormat::Q5_1 => dispatch_m!(tm, blocks32_x8::<Q5_1>, units, nb, acts, t),
-                    QuantFormat::Q8_0 => dispatch_m!(tm, blocks32_x8::<Q8_0>, units, nb, acts, t),
-                    _ => unreachable!("{format} has no AVX2 interleaved kernel"),
-                }
-            }
-            for (t, lanes) in tile.iter().take(tm).enumerate() {
-                for (n, v) in lanes.iter().enumerate() {
-                    // SAFETY: t0 + t < m and 16g + n is one of the caller's rows.
-                    unsafe { *out.add((t0 + t) * n_rows + ROWS * g + n) = *v };
-                }
-            }
-        }
+    // SAFETY: forwarded from the caller; the kernels read the group's units and the tile's rows.
+    unsafe {
+        for_each_tile(
+            format,
+            data,
+            cols,
+            act,
+            sums,
+            m,
+            rows,
+            out,
+            n_rows,
+            |u, nb, a, tm, t| match format {
+                QuantFormat::Q4K => dispatch_m!(tm, q4k_x8, u, nb, a, t),
+                QuantFormat::Q6K => dispatch_m!(tm, q6k_x8, u, nb, a, t),
+                QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x8::<Q4_0>, u, nb, a, t),
+                QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x8::<Q4_1>, u, nb, a, t),
+                QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x8::<Q5_0>, u, nb, a, t),
+                QuantFormat::Q5_1 => dispatch_m!(tm, blocks32_x8::<Q5_1>, u, nb, a, t),
+                QuantFormat::Q8_0 => dispatch_m!(tm, blocks32_x8::<Q8_0>, u, nb, a, t),
+                _ => unreachable!("{format} has no AVX2 interleaved kernel"),
+            },
+        )
     }
 }
 
@@ -157,12 +123,7 @@ unsafe fn halves(p: *const u8) -> __m256 {
 // `t` indexes several per-row arrays at once
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4k_x8<const M: usize>(
-    units: *const u8,
-    nb: usize,
-    a: Acts,
-    out: &mut [[f32; ROWS]; TILE_M],
-) {
+unsafe fn q4k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
     let m4 = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_si256();
@@ -244,12 +205,7 @@ unsafe fn q4k_x8<const M: usize>(
 /// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q6_K matrix.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6k_x8<const M: usize>(
-    units: *const u8,
-    nb: usize,
-    a: Acts,
-    out: &mut [[f32; ROWS]; TILE_M],
-) {
+unsafe fn q6k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
     let m4 = _mm256_set1_epi8(0x0F);
     let m30 = _mm256_set1_epi8(0x30);
     let ones = _mm256_set1_epi16(1);
@@ -359,7 +315,7 @@ unsafe fn blocks32_x8<const M: usize, const F: u8>(
     units: *const u8,
     nb: usize,
     a: Acts,
-    out: &mut [[f32; ROWS]; TILE_M],
+    out: &mut Tile,
 ) {
     let l = const { layout_of(F) };
     let m4 = _mm256_set1_epi8(0x0F);
@@ -380,7 +336,7 @@ unsafe fn blocks32_x8<const M: usize, const F: u8>(
                 _ => prefetch_part::<384, 1>(u, 0),
             }
             for h in 0..2 {
-                let d = halves(u.add(l.d + 2 * HALF * h));
+                let d = halves(u.add(D + 2 * HALF * h));
                 if l.bytes {
                     // Q8_0: the stored w + 128 as its two nibbles, w[c] / w[8 + c] the low / high
                     // nibbles of columns 4c..4c + 4
