@@ -15,6 +15,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// One line of `results.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// records are read and written one line at a time, so the unboxed request costs nothing
+#[allow(clippy::large_enum_variant)]
 pub enum Record {
     /// One measured request (one prompt of the suite, one repetition, one cell).
     Request(RequestRecord),

@@ -96,7 +96,8 @@ impl GgmlType {
     /// Bytes needed for `n_elements` values, or `None` when `n_elements` is not a whole number
     /// of blocks.
     pub fn byte_len(self, n_elements: usize) -> Option<usize> {
-        (n_elements % self.block_size() == 0)
+        n_elements
+            .is_multiple_of(self.block_size())
             .then(|| n_elements / self.block_size() * self.type_size())
     }
 }

@@ -271,7 +271,8 @@ pub fn fit_llama3(factors: &[f32], base: f64, dim: usize, original: usize) -> Op
         let a = 1.0 / (hi - lo);
         (a, -a * lo)
     };
-    if !(slope > 0.0) || !(intercept < 0.0) {
+    // NaN fails both comparisons
+    if slope.is_nan() || slope <= 0.0 || intercept.is_nan() || intercept >= 0.0 {
         return None;
     }
     // s = (original * x - low) / (high - low)  ⇒  slope = original / (high - low), intercept = -low / (high - low).

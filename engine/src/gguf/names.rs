@@ -113,7 +113,11 @@ pub fn permuted_heads(hf: &str, n_head: usize, n_head_kv: usize) -> Option<usize
 /// `[n_head, 2, head_dim/2]` and swapped the last two axes, so GGUF row `h*hd + 2*j + i` holds HF
 /// row `h*hd + i*hd/2 + j`. `data` is row-major `[rows, cols]`.
 pub fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Option<Vec<f32>> {
-    if n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0 || data.len() != rows * cols {
+    if n_head == 0
+        || !rows.is_multiple_of(n_head)
+        || !(rows / n_head).is_multiple_of(2)
+        || data.len() != rows * cols
+    {
         return None;
     }
     let hd = rows / n_head;

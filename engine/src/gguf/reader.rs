@@ -425,12 +425,12 @@ pub(crate) mod tests {
                 offsets.push(offset);
                 offset += (bytes.len() as u64).div_ceil(32) * 32;
             }
-            while out.len() % 32 != 0 {
+            while !out.len().is_multiple_of(32) {
                 out.push(0);
             }
             for (_, _, _, bytes) in &self.tensors {
                 out.extend(bytes);
-                while out.len() % 32 != 0 {
+                while !out.len().is_multiple_of(32) {
                     out.push(0);
                 }
             }

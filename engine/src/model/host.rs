@@ -110,7 +110,7 @@ pub fn forward_layers<B: Backend>(
             quant(&mlp.down_proj),
         );
         let norm = |a: &[f32], o: &mut [f32]| layer.post_attention_layernorm.apply_host(a, o);
-        swiglu_block(&y, k, Some(&norm), &g, &u, &d, &mut x, &mut bufs.mlp);
+        swiglu_block(&y, k, Some(&norm), g, u, d, &mut x, &mut bufs.mlp);
     }
     x
 }

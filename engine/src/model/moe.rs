@@ -34,7 +34,7 @@ pub fn is_sparse_layer(config: &ModelConfig, layer: usize) -> bool {
     config.num_experts > 0
         && config.decoder_sparse_step > 0
         && !config.mlp_only_layers.contains(&layer)
-        && (layer + 1) % config.decoder_sparse_step == 0
+        && (layer + 1).is_multiple_of(config.decoder_sparse_step)
 }
 
 /// One token's routing decision: `(expert, weight)` pairs in descending router probability.

@@ -266,10 +266,10 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                     let d = f16_at(blk);
                     let q = load(blk.wrapping_add(2));
                     let aq = _mm256_sign_epi8(q, q);
-                    for i in 0..m {
+                    for (i, acc) in acc.iter_mut().enumerate().take(m) {
                         let (x, dx, _) = xb(i, b);
                         let p = dot_us(aq, _mm256_sign_epi8(load(x as *const u8), q), ones);
-                        acc[i] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * dx), acc[i]);
+                        *acc = _mm256_fmadd_ps(p, _mm256_set1_ps(d * dx), *acc);
                     }
                 }
                 QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q5_0 | QuantFormat::Q5_1 => {
@@ -339,14 +339,14 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                         };
                         let s0 = _mm256_shuffle_epi8(sc_both, pick(2 * c));
                         let s1 = _mm256_shuffle_epi8(sc_both, pick(2 * c + 1));
-                        for i in 0..m {
+                        for (i, sumi) in sumi.iter_mut().enumerate().take(m) {
                             let x = qs.wrapping_add(i * cols + 256 * b + 64 * c) as *const u8;
                             let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, load(x)), s0);
                             let p1 = _mm256_madd_epi16(
                                 _mm256_maddubs_epi16(q1, load(x.wrapping_add(32))),
                                 s1,
                             );
-                            sumi[i] = _mm256_add_epi32(sumi[i], _mm256_add_epi32(p0, p1));
+                            *sumi = _mm256_add_epi32(*sumi, _mm256_add_epi32(p0, p1));
                         }
                     }
                     for i in 0..m {
@@ -398,10 +398,10 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                                 (0x0101_0101_0101_0101u64 * (2 * k as u64)) as i64,
                             );
                             let scv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
-                            for i in 0..m {
+                            for (i, sumi) in sumi.iter_mut().enumerate().take(m) {
                                 let x = qs.wrapping_add(i * cols + 256 * b + 32 * k) as *const u8;
                                 let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(g, load(x)), scv);
-                                sumi[i] = _mm256_add_epi32(sumi[i], prod);
+                                *sumi = _mm256_add_epi32(*sumi, prod);
                             }
                         }
                     }

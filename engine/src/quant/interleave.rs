@@ -512,8 +512,8 @@ pub(crate) unsafe fn rows_scalar(
                         _ => {
                             let neg_off = &sums.neg_off[t * cols / 16 + 16 * b..];
                             let mut isum = 0.0f32;
-                            for j in 0..16 {
-                                let c = (neg_off[j] + dot(16 * j, 16)) as f32;
+                            for (j, &off) in neg_off.iter().enumerate().take(16) {
+                                let c = (off + dot(16 * j, 16)) as f32;
                                 isum = c.mul_add(f32::from(blk.sc[j] as i8), isum);
                             }
                             isum * half(u, q6k::D + 2 * n)

@@ -140,7 +140,7 @@ impl HostSwiGlu {
     pub fn forward_residual<B: Backend>(
         &self,
         h: Tensor<B, 2>,
-        norm: &dyn Fn(&[f32], &mut [f32]),
+        norm: HostNorm<'_>,
         gate: &QuantLinear,
         up: &QuantLinear,
         down: &QuantLinear,
@@ -151,7 +151,7 @@ impl HostSwiGlu {
     fn run<B: Backend>(
         &self,
         x: Tensor<B, 2>,
-        norm: Option<&dyn Fn(&[f32], &mut [f32])>,
+        norm: Option<HostNorm<'_>>,
         gate: &QuantLinear,
         up: &QuantLinear,
         down: &QuantLinear,
@@ -171,6 +171,9 @@ impl HostSwiGlu {
     }
 }
 
+/// A normalisation applied on host rows: `(input row, output row)`.
+pub type HostNorm<'a> = &'a dyn Fn(&[f32], &mut [f32]);
+
 /// `out = [x +] down(silu(gate(n)) ⊙ up(n))` with `n = norm(x)` (or `x`) on `rows` host rows:
 /// gate and up in one parallel region ([`matmul_many`]), the gating in place, down, and with a
 /// norm the residual.
@@ -178,7 +181,7 @@ impl HostSwiGlu {
 pub fn swiglu_block(
     x: &[f32],
     rows: usize,
-    norm: Option<&dyn Fn(&[f32], &mut [f32])>,
+    norm: Option<HostNorm<'_>>,
     gate: &QuantLinear,
     up: &QuantLinear,
     down: &QuantLinear,

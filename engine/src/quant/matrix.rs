@@ -360,13 +360,13 @@ fn check_len(
 /// Whether `format` kernels can take a matrix with `cols` columns.
 pub fn kernel_cols_ok(format: QuantFormat, cols: usize) -> bool {
     let multiple = format.block_elems().max(32);
-    cols != 0 && cols % multiple == 0
+    cols != 0 && cols.is_multiple_of(multiple)
 }
 
 fn check_cols(tensor: &str, format: QuantFormat, cols: usize) -> Result<()> {
     // The integer kernels quantize activations in blocks of 32, so every format needs it.
     let multiple = format.block_elems().max(32);
-    if cols == 0 || cols % multiple != 0 {
+    if cols == 0 || !cols.is_multiple_of(multiple) {
         return Err(EngineError::Invalid(format!(
             "tensor `{tensor}`: {cols} columns is not a multiple of {multiple} as {format} kernels require"
         )));

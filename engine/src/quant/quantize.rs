@@ -180,7 +180,7 @@ unsafe fn abs_max_avx2(xb: &[f32]) -> f32 {
 #[target_feature(enable = "avx2")]
 unsafe fn round_avx2(xb: &[f32], id: f32, qb: &mut [i8]) {
     use std::arch::x86_64::*;
-    debug_assert!(xb.len() == qb.len() && xb.len() % 32 == 0);
+    debug_assert!(xb.len() == qb.len() && xb.len().is_multiple_of(32));
     let (xp, qp) = (xb.as_ptr(), qb.as_mut_ptr());
     // SAFETY: every access is within the `xb.len()` elements of both slices.
     unsafe {
