@@ -1,6 +1,8 @@
 //! The quantized CPU path (issue #8): a model whose projections run on `quant`'s kernels against
 //! the same model with the quantized weight values multiplied in f32 by burn
-//! (`QuantPath::DequantizedF32`), on the checkpoint fixtures of every dense architecture.
+//! (`QuantPath::DequantizedF32`), on the checkpoint fixtures of every dense architecture and the
+//! two MoE ones (sparse layers with and without a shared expert, which the kernels path runs on
+//! the host: `model::host_moe`).
 //!
 //! - f32 / f16 / bf16 kernels multiply f32 activations: logits within 1e-4 and free-running greedy
 //!   output token-identical.
@@ -20,7 +22,11 @@ use specsweep_engine::{Engine, GenerateOptions, LoadOptions, Sampling, generate}
 
 /// Largest logit difference allowed for the block formats, relative to the row's largest |logit|.
 const LOGIT_REL_TOL: f32 = 0.15;
-const FIXTURES: [&str; 4] = ["qwen3-tiny", "llama-tiny", "qwen2-tiny", "default"];
+const DENSE_FIXTURES: [&str; 4] = ["qwen3-tiny", "llama-tiny", "qwen2-tiny", "default"];
+/// MoE fixtures take the f32 / f16 / bf16 test only: 8-bit activations move router logits, and a
+/// changed top-k choice moves a row's output by a whole expert (qwen3moe-tiny Q4_1 measured at
+/// 0.95 against a 0.85 tolerance), which says nothing about the kernels.
+const MOE_FIXTURES: [&str; 2] = ["qwen3moe-tiny", "qwen2moe-tiny"];
 const PROMPT: [u32; 6] = [3, 17, 42, 7, 99, 12];
 const N_NEW: usize = 32;
 
@@ -76,7 +82,7 @@ fn argmax_and_margin(row: &[f32]) -> (usize, f32) {
 
 #[test]
 fn dense_format_kernels_match_the_f32_model_exactly() {
-    for name in FIXTURES {
+    for name in DENSE_FIXTURES.into_iter().chain(MOE_FIXTURES) {
         for format in [QuantFormat::F32, QuantFormat::F16, QuantFormat::Bf16] {
             let kernels = load(name, format, QuantPath::Kernels);
             let reference = load(name, format, QuantPath::DequantizedF32);
@@ -103,7 +109,7 @@ fn dense_format_kernels_match_the_f32_model_exactly() {
 
 #[test]
 fn block_format_kernels_decode_like_the_dequantized_f32_model() {
-    for name in FIXTURES {
+    for name in DENSE_FIXTURES {
         for format in [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1] {
             let kernels = load(name, format, QuantPath::Kernels);
             let reference = load(name, format, QuantPath::DequantizedF32);

@@ -1,5 +1,6 @@
 //! The CPU host path of the decoder stack (issue #8). When every layer's projections are on the
-//! quantized kernels (`Linear::quant`), its FFN is a dense SwiGLU and the KV cache lives on the host
+//! quantized kernels (`Linear::quant`), its FFN is a dense SwiGLU or a sparse mixture of experts
+//! whose every projection is on the kernels (`model::host_moe`), and the KV cache lives on the host
 //! (`LayerCache` host mode, the CPU backend), a forward runs all layers on host rows: RMSNorm, q/k/v
 //! in one kernel call ([`matmul_many`]), biases, per-head q/k norm, RoPE, the cache write, attention
 //! ([`cpu_attention`](crate::model::cpu_attention)), o, the residual, then the MLP sub-block
@@ -16,6 +17,7 @@ use std::sync::Mutex;
 use burn::tensor::backend::Backend;
 
 use crate::kv_cache::{HostKv, LayerCache};
+use crate::model::host_moe::{self, MoeBuffers};
 use crate::model::mlp::Ffn;
 use crate::model::{Attention, DecoderLayer, Linear, Model, RmsNorm, Rope};
 use crate::quant::{MatmulScratch, SwiGluBuffers, matmul, matmul_many, swiglu_block};
@@ -34,6 +36,7 @@ pub struct HostBuffers {
     att: Vec<f32>,
     mid: Vec<f32>,
     mlp: SwiGluBuffers,
+    moe: MoeBuffers,
 }
 
 /// The host buffers behind a mutex (a model may be shared across threads; forwards serialise).
@@ -58,7 +61,7 @@ pub fn layer_ready<B: Backend>(layer: &DecoderLayer<B>) -> bool {
         Ffn::Dense(m) => [&m.gate_proj, &m.up_proj, &m.down_proj]
             .into_iter()
             .all(|l| on_kernels(l) && l.bias.is_none()),
-        Ffn::Sparse(_) => false,
+        Ffn::Sparse(moe) => host_moe::ready(moe),
     };
     attn && ffn
 }
@@ -73,6 +76,7 @@ pub fn ready<B: Backend>(model: &Model<B>, cache: &[LayerCache<B>]) -> bool {
 
 /// Run every decoder layer on `k` host rows `x` (`[k, hidden]`) at positions `start..start+k`,
 /// appending to the host caches; returns the last layer's output rows (before the final norm).
+/// Each sparse layer pushes its experts-touched count onto `experts_touched`.
 ///
 /// # Panics
 /// If [`ready`] does not hold — the caller checks it.
@@ -82,6 +86,7 @@ pub fn forward_layers<B: Backend>(
     k: usize,
     cache: &mut [LayerCache<B>],
     start: usize,
+    experts_touched: &mut Vec<u32>,
 ) -> Vec<f32> {
     let (cos, sin) = model.rope.host_tables(start, k);
     let mut guard = model.host.lock().unwrap_or_else(|e| e.into_inner());
@@ -101,8 +106,22 @@ pub fn forward_layers<B: Backend>(
             bufs,
             &mut y,
         );
-        let Ffn::Dense(mlp) = &layer.ffn else {
-            unreachable!("layer_ready admits dense FFNs only")
+        let mlp = match &layer.ffn {
+            Ffn::Dense(mlp) => mlp,
+            Ffn::Sparse(moe) => {
+                let touched = host_moe::sparse_block(
+                    moe,
+                    &layer.post_attention_layernorm,
+                    &y,
+                    k,
+                    &mut x,
+                    &mut bufs.moe,
+                    &mut bufs.mlp,
+                    &mut bufs.scratch,
+                );
+                experts_touched.push(touched);
+                continue;
+            }
         };
         let (g, u, d) = (
             quant(&mlp.gate_proj),

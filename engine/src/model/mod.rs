@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod cpu_attention;
 pub mod host;
+pub mod host_moe;
 pub mod mlp;
 pub mod moe;
 pub mod mtp;

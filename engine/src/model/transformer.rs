@@ -91,6 +91,19 @@ impl<B: Backend> DecoderLayer<B> {
     }
 }
 
+/// The gate, up and down projections of `m` under their checkpoint names below `prefix`.
+fn mlp_linears<'a, B: Backend>(
+    prefix: &str,
+    m: &'a mut Mlp<B>,
+) -> [(String, &'a mut Linear<B>); 3] {
+    [
+        ("gate", &mut m.gate_proj),
+        ("up", &mut m.up_proj),
+        ("down", &mut m.down_proj),
+    ]
+    .map(|(n, l)| (format!("{prefix}.{n}_proj.weight"), l))
+}
+
 /// A causal language model on backend `B`.
 /// The token embedding table: a dense device tensor, or (CPU kernels) a block-format matrix whose
 /// rows are dequantized per looked-up token — shared with a tied LM head.
@@ -210,18 +223,27 @@ impl<B: Backend> Model<B> {
                     path,
                 )?;
             }
-            if let Ffn::Dense(mlp) = &mut layer.ffn {
-                for (n, l) in [
-                    ("gate", &mut mlp.gate_proj),
-                    ("up", &mut mlp.up_proj),
-                    ("down", &mut mlp.down_proj),
-                ] {
-                    l.quantize(
-                        &format!("model.layers.{i}.mlp.{n}_proj.weight"),
-                        format,
-                        path,
-                    )?;
+            // every projection of the FFN, dense or sparse (router, experts, shared expert and
+            // its gate), under its checkpoint name
+            let prefix = format!("model.layers.{i}.mlp");
+            let mut linears: Vec<(String, &mut Linear<B>)> = Vec::new();
+            match &mut layer.ffn {
+                Ffn::Dense(mlp) => linears.extend(mlp_linears(&prefix, mlp)),
+                Ffn::Sparse(moe) => {
+                    linears.push((format!("{prefix}.gate.weight"), &mut moe.router));
+                    for (e, expert) in moe.experts.iter_mut().enumerate() {
+                        linears.extend(mlp_linears(&format!("{prefix}.experts.{e}"), expert));
+                    }
+                    if let Some(shared) = &mut moe.shared {
+                        let p = format!("{prefix}.shared_expert");
+                        linears.extend(mlp_linears(&p, &mut shared.mlp));
+                        let gate = format!("{prefix}.shared_expert_gate.weight");
+                        linears.push((gate, &mut shared.gate));
+                    }
                 }
+            }
+            for (name, l) in linears {
+                l.quantize(&name, format, path)?;
             }
         }
         self.lm_head.quantize("lm_head.weight", format, path)?;
@@ -384,6 +406,7 @@ impl<B: Backend> Model<B> {
                 k,
                 cache,
                 start,
+                experts_touched,
             );
             let x = Tensor::from_data(TensorData::new(rows, [k, h]), (&self.device, self.dtype));
             return self.norm.forward(x);
