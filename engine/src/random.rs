@@ -30,6 +30,11 @@ pub const PRESETS: &[(&str, &str)] = &[
         "the shape of Qwen3-1.7B: 28 layers, hidden 2048, vocab 151936: ~1.7B parameters",
     ),
     (
+        "qwen3moe-0.2b",
+        "Qwen3-MoE-shaped, 12 layers, hidden 1024, 64 experts of 384 (top-4), vocab 32000: \
+         ~178M parameters, ~33M active",
+    ),
+    (
         "llama3-8b",
         "the shape of Llama-3-8B: 32 layers, hidden 4096, vocab 128256: ~8.0B parameters",
     ),
@@ -62,6 +67,14 @@ pub fn preset_config(name: &str) -> Result<ModelConfig> {
             "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "rms_norm_eps": 1e-6,
             "rope_theta": 1000000.0, "tie_word_embeddings": true, "max_position_embeddings": 40960,
             "eos_token_id": 151645}),
+        "qwen3moe-0.2b" => serde_json::json!({
+            "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+            "hidden_size": 1024, "intermediate_size": 3072, "moe_intermediate_size": 384,
+            "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 4,
+            "head_dim": 64, "vocab_size": 32000, "num_experts": 64, "num_experts_per_tok": 4,
+            "norm_topk_prob": true, "decoder_sparse_step": 1, "mlp_only_layers": [],
+            "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": true,
+            "max_position_embeddings": 40960, "eos_token_id": 0}),
         "llama3-8b" => serde_json::json!({
             "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
             "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
@@ -243,7 +256,11 @@ mod tests {
         assert!(w.load("lm_head.weight").is_err(), "tied: no lm_head");
         assert!(preset_config("nope").is_err());
         // The GPU presets have the parameter counts their names claim (±5 %).
-        for (name, want) in [("qwen3-1.7b", 1.72e9), ("llama3-8b", 8.03e9)] {
+        for (name, want) in [
+            ("qwen3-1.7b", 1.72e9),
+            ("llama3-8b", 8.03e9),
+            ("qwen3moe-0.2b", 1.775e8),
+        ] {
             let n = preset_config(name).unwrap().num_parameters() as f64;
             assert!((n / want - 1.0).abs() < 0.05, "{name}: {n}");
         }

@@ -38,7 +38,7 @@ pub struct Args {
     )]
     pub model: Option<PathBuf>,
     /// Random-initialised model: a preset (qwen3-0.1b, qwen3-0.6b, llama-0.1b, qwen3-1.7b,
-    /// llama3-8b) or a config.json.
+    /// llama3-8b, qwen3moe-0.2b) or a config.json.
     #[arg(long)]
     pub random: Option<String>,
     /// Prompt lengths for prefill tests (0 skips).
