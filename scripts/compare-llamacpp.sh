@@ -5,9 +5,10 @@
 # Usage: scripts/compare-llamacpp.sh LLAMA_BENCH_BINARY MODEL.gguf [extra specsweep bench flags]
 #
 # Runs both tools with the same test matrix (pp128, tg64 at depths 0 and 2048,
-# 2 threads, 3 repetitions; override with P, N, D, T, R env vars), then joins the
-# JSON outputs on (n_prompt, n_gen, n_depth) and prints a markdown table:
-# llama.cpp avg_ts, specsweep avg_ts and specsweep/llama.cpp ratio.
+# 2 threads, 3 repetitions, an f16 KV cache as llama-bench's default; override with
+# P, N, D, T, R and KV (f16 | f32: llama-bench -ctk/-ctv, specsweep --kv-type) env
+# vars), then joins the JSON outputs on (n_prompt, n_gen, n_depth) and prints a
+# markdown table: llama.cpp avg_ts, specsweep avg_ts and specsweep/llama.cpp ratio.
 # The specsweep binary is ${SPECSWEEP:-/var/tmp/specsweep-target/debug/specsweep}.
 set -euo pipefail
 
@@ -24,6 +25,8 @@ N=${N:-64}
 D=${D:-0,2048}
 T=${T:-2}
 R=${R:-3}
+KV=${KV:-f16}
+case "$KV" in f16|f32) ;; *) echo "error: KV must be f16 or f32, got: $KV" >&2; exit 2 ;; esac
 
 [ -x "$LLAMA_BENCH" ] || { echo "error: llama-bench binary not executable: $LLAMA_BENCH" >&2; exit 2; }
 [ -x "$SPECSWEEP" ] || { echo "error: specsweep binary not executable: $SPECSWEEP" >&2; exit 2; }
@@ -32,15 +35,15 @@ R=${R:-3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "# llama.cpp: $LLAMA_BENCH -m $MODEL -t $T -p $P -n $N -d $D -r $R -o json" >&2
-"$LLAMA_BENCH" -m "$MODEL" -t "$T" -p "$P" -n "$N" -d "$D" -r "$R" -o json >"$tmp/llama.json"
-echo "# specsweep: $SPECSWEEP bench --model $MODEL -p $P -n $N -d $D -t $T -r $R -o json $*" >&2
-"$SPECSWEEP" bench --model "$MODEL" -p "$P" -n "$N" -d "$D" -t "$T" -r "$R" -o json "$@" >"$tmp/specsweep.json"
+echo "# llama.cpp: $LLAMA_BENCH -m $MODEL -t $T -p $P -n $N -d $D -r $R -ctk $KV -ctv $KV -o json" >&2
+"$LLAMA_BENCH" -m "$MODEL" -t "$T" -p "$P" -n "$N" -d "$D" -r "$R" -ctk "$KV" -ctv "$KV" -o json >"$tmp/llama.json"
+echo "# specsweep: $SPECSWEEP bench --model $MODEL -p $P -n $N -d $D -t $T -r $R --kv-type $KV -o json $*" >&2
+"$SPECSWEEP" bench --model "$MODEL" -p "$P" -n "$N" -d "$D" -t "$T" -r "$R" --kv-type "$KV" -o json "$@" >"$tmp/specsweep.json"
 
-python3 - "$tmp/llama.json" "$tmp/specsweep.json" "$MODEL" "$*" <<'PY'
+python3 - "$tmp/llama.json" "$tmp/specsweep.json" "$MODEL" "$*" "$KV" <<'PY'
 import json, sys
 
-llama_path, spec_path, model, extra = sys.argv[1:5]
+llama_path, spec_path, model, extra, kv = sys.argv[1:6]
 
 def load(path, tool):
     try:
@@ -51,6 +54,8 @@ def load(path, tool):
     out = {}
     for r in rows:
         key = (int(r["n_prompt"]), int(r["n_gen"]), int(r.get("n_depth", 0)))
+        if r.get("type_k", kv) != kv:
+            sys.exit(f"error: {tool} ran a {r.get('type_k')} KV cache, expected {kv}")
         out[key] = r
     return out
 
@@ -62,7 +67,7 @@ def name(key):
     t = f"pp{p}" if p and not n else f"tg{n}" if n and not p else f"pp{p}+tg{n}"
     return f"{t} @ d{d}"
 
-print(f"\nmodel: `{model}`  specsweep flags: `{extra or '(none)'}`\n")
+print(f"\nmodel: `{model}`  KV cache: {kv} (both)  specsweep flags: `{extra or '(none)'}`\n")
 print("| test | llama.cpp t/s | specsweep t/s | specsweep / llama.cpp |")
 print("|---|---:|---:|---:|")
 for key in sorted(set(llama) | set(spec), key=lambda k: (k[2], k[1] != 0, k[0], k[1])):

@@ -19,7 +19,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
 use crate::error::{EngineError, Result};
-use crate::kv_cache::{CacheLayers, KvCache, LayerCache};
+use crate::kv_cache::{CacheLayers, KvCache, KvType, LayerCache};
 use crate::model::Model;
 use crate::safetensors::SafetensorsSource;
 use crate::tokenizer::Tokenizer;
@@ -79,6 +79,9 @@ pub struct LoadOptions {
     /// (`crate::quant`) — the file's own blocks (`Native`) or a format applied at load. `None`:
     /// dense `dtype` tensors multiplied by burn.
     pub quant: Option<crate::quant::WeightQuant>,
+    /// Element type of the KV caches [`Engine::new_cache`] makes (`f32` by default; `f16` as
+    /// llama.cpp's `-ctk/-ctv f16`). [`Engine::new_cache_with`] picks one per cache.
+    pub kv_type: KvType,
 }
 
 /// Which logit rows a forward returns.
@@ -142,6 +145,7 @@ pub struct Engine {
     team: Option<Arc<crate::quant::Team>>,
     model: Models,
     origin: PathBuf,
+    kv_type: KvType,
 }
 
 impl std::fmt::Debug for Engine {
@@ -275,6 +279,7 @@ impl Engine {
             team,
             model,
             origin: PathBuf::from(source.origin()),
+            kv_type: opts.kv_type,
         })
     }
 
@@ -342,19 +347,29 @@ impl Engine {
         }
     }
 
-    /// A KV cache preallocated for `capacity` positions.
+    /// A KV cache preallocated for `capacity` positions, of the load options' `kv_type`.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
+        self.new_cache_with(capacity, self.kv_type)
+    }
+
+    /// The element type of the caches [`Engine::new_cache`] makes.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
+    }
+
+    /// A KV cache of `kv_type` preallocated for `capacity` positions.
+    pub fn new_cache_with(&self, capacity: usize, kv_type: KvType) -> Result<KvCache> {
         if capacity == 0 {
             return Err(EngineError::Invalid(
                 "kv cache capacity must be positive".into(),
             ));
         }
         let layers = match &self.model {
-            Models::Flex(m) => CacheLayers::Flex(m.new_cache(capacity)),
+            Models::Flex(m) => CacheLayers::Flex(m.new_cache(capacity, kv_type)),
             #[cfg(feature = "wgpu")]
-            Models::Wgpu(m) => CacheLayers::Wgpu(m.new_cache(capacity)),
+            Models::Wgpu(m) => CacheLayers::Wgpu(m.new_cache(capacity, kv_type)),
             #[cfg(feature = "cuda")]
-            Models::Cuda(m) => CacheLayers::Cuda(m.new_cache(capacity)),
+            Models::Cuda(m) => CacheLayers::Cuda(m.new_cache(capacity, kv_type)),
         };
         Ok(KvCache::new(layers, capacity))
     }
@@ -387,11 +402,11 @@ impl Engine {
         }
         // One decoder layer's worth of cache (a generic fn: the closure cannot span backends).
         let layers = match &self.model {
-            Models::Flex(m) => CacheLayers::Flex(m.new_cache_layers(1, capacity)),
+            Models::Flex(m) => CacheLayers::Flex(m.new_cache_layers(1, capacity, self.kv_type)),
             #[cfg(feature = "wgpu")]
-            Models::Wgpu(m) => CacheLayers::Wgpu(m.new_cache_layers(1, capacity)),
+            Models::Wgpu(m) => CacheLayers::Wgpu(m.new_cache_layers(1, capacity, self.kv_type)),
             #[cfg(feature = "cuda")]
-            Models::Cuda(m) => CacheLayers::Cuda(m.new_cache_layers(1, capacity)),
+            Models::Cuda(m) => CacheLayers::Cuda(m.new_cache_layers(1, capacity, self.kv_type)),
         };
         Ok(KvCache::new(layers, capacity))
     }

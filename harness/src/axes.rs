@@ -70,6 +70,12 @@ pub const AXES: &[AxisDef] = &[
         help: "weights: native (a .gguf file's own blocks on the CPU kernels), q8_0, q4_0, q4_1, f32-kernel, f16-kernel, bf16-kernel (CPU kernels), f32, f16, bf16 (burn dense); absent = native for .gguf on the cpu, f32 otherwise",
     },
     AxisDef {
+        name: "kv_type",
+        kind: AxisKind::Str,
+        modes: None,
+        help: "KV cache element type: f32 (absent; the reference numerics) or f16 (llama.cpp's default)",
+    },
+    AxisDef {
         name: "threads",
         kind: AxisKind::Int,
         modes: None,

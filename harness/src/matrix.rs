@@ -222,6 +222,11 @@ fn validate(config: &CellConfig) -> Result<(), (String, String)> {
         .get("spec")
         .and_then(Value::as_str)
         .unwrap_or(CONTROL_MODE);
+    if let Some(t) = config.get("kv_type").and_then(Value::as_str)
+        && let Err(e) = t.parse::<specsweep_engine::KvType>()
+    {
+        return Err(("kv_type".into(), e));
+    }
     if mode == "draft" && !config.contains_key("draft_model") {
         return Err((
             "axes.draft_model".into(),
@@ -400,5 +405,11 @@ mod tests {
         assert_eq!(e.key, "exclude");
         let e = expand_text("[axes]\nmodel = [\"m\"]\n[[include]]\ndraft_max = 3\n").unwrap_err();
         assert_eq!(e.key, "include[0].draft_max");
+        let e =
+            expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f16\", \"q8_0\"]\n").unwrap_err();
+        assert_eq!(e.key, "kv_type");
+        assert!(e.to_string().contains("q8_0"), "{e}");
+        let cells = expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f32\", \"f16\"]\n").unwrap();
+        assert_eq!(cells.len(), 2);
     }
 }

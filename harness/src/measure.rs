@@ -52,7 +52,13 @@ pub fn run_job(
             })?,
             None => QuantChoice::default_for(path, device, DType::F32),
         };
-        Ok(choice.options(device, threads))
+        let mut opts = choice.options(device, threads);
+        if let Some(t) = text("kv_type") {
+            opts.kv_type = t
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("cell key `kv_type`: {e}"))?;
+        }
+        Ok(opts)
     };
     let model_name = text("model").context("cell has no `model`")?;
     let model_path = job

@@ -273,6 +273,78 @@ fn bench_reports_llama_bench_fields_and_the_roofline() {
     );
 }
 
+/// `--kv-type f32,f16` is a matrix axis (llama-bench's `-ctk/-ctv`): every test once per type,
+/// named in `type_k` / `type_v`, and the largest cache counted at the type's bytes.
+#[test]
+fn bench_kv_type_is_an_axis() {
+    let config = fixture("qwen3-tiny").join("config.json");
+    let got = ok_json(&[
+        "bench",
+        "--random",
+        s(&config),
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-d",
+        "0,16",
+        "-r",
+        "1",
+        "-v",
+        "2",
+        "--kv-type",
+        "f32,f16",
+        "-o",
+        "json",
+        "--bandwidth-mib",
+        "8",
+    ]);
+    let rows: Vec<(String, u64, String)> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["type_k"], r["type_v"]);
+            (
+                r["test"].as_str().unwrap().to_string(),
+                r["n_depth"].as_u64().unwrap(),
+                r["type_k"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut want = Vec::new();
+    for d in [0, 16] {
+        for t in ["f32", "f16"] {
+            for test in ["pp8", "tg2", "verify1", "verify3"] {
+                want.push((test.to_string(), d, t.to_string()));
+            }
+        }
+    }
+    assert_eq!(rows, want);
+    // qwen3-tiny's cache at its largest (depth 16 + pp8 = 24 positions) in f32
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let n = |k: &str| cfg[k].as_u64().unwrap();
+    let head_dim = cfg["head_dim"]
+        .as_u64()
+        .unwrap_or(n("hidden_size") / n("num_attention_heads"));
+    let want_bytes = 2 * n("num_hidden_layers") * n("num_key_value_heads") * head_dim * 24 * 4;
+    assert_eq!(got[0]["kv_cache_bytes"].as_u64(), Some(want_bytes));
+    check_error(
+        &[
+            "bench",
+            "--random",
+            s(&config),
+            "-p",
+            "8",
+            "-n",
+            "0",
+            "--kv-type",
+            "q8_0",
+        ],
+        &["--kv-type", "q8_0"],
+    );
+}
+
 #[test]
 fn bench_kernels_selects_a_family_and_rejects_unknown_ones() {
     let config = fixture("qwen3-tiny").join("config.json");

@@ -123,6 +123,37 @@ fn greedy_speculative_output_equals_plain_greedy_for_every_mode() {
     }
 }
 
+/// With an `f16` KV cache (`--kv-type f16`, also the draft model's and the MTP head's) the
+/// speculative output is still plain greedy decoding's over the same cache type, token for token.
+#[test]
+fn greedy_speculative_output_with_an_f16_cache_equals_plain_greedy() {
+    let f16 = ["--kv-type", "f16"];
+    for prompt in PROMPTS {
+        let plain = generate("default", prompt, 48, &f16);
+        assert_eq!(plain["kv_type"], "f16");
+        for mode in modes() {
+            let flags: Vec<&str> = mode.iter().map(String::as_str).chain(f16).collect();
+            let spec = generate("default", prompt, 48, &flags);
+            assert_eq!(
+                spec["output_token_ids"], plain["output_token_ids"],
+                "{flags:?} on {prompt:?}"
+            );
+        }
+    }
+    check_error(
+        &[
+            "generate",
+            "-m",
+            fixture("default").to_str().unwrap(),
+            "--prompt",
+            "hi",
+            "--kv-type",
+            "q4_0",
+        ],
+        &["--kv-type", "q4_0"],
+    );
+}
+
 #[test]
 fn models_drafts_are_accepted_on_the_demo_pair() {
     // The demo draft agrees with the target's greedy token ~74 % of the time (fixtures README),

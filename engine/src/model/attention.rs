@@ -160,6 +160,8 @@ mod tests {
         Tensor::from_data(TensorData::new(w, [rows, cols]), &Default::default())
     }
 
+    use crate::kv_cache::KvType;
+
     /// RoPE tables and the additive causal mask, as `Model::attention_inputs` builds them.
     fn inputs(rope: &Rope, groups: usize, start: usize, k: usize) -> AttentionInputs<B> {
         let dev = Default::default();
@@ -183,6 +185,8 @@ mod tests {
         }
     }
 
+    /// The host kernel and burn's ops over the same cache contents, for an `f32` and an `f16`
+    /// cache (burn's holds `f16` tensors, the host one halves: the same rounded values).
     #[test]
     fn host_cache_attention_equals_the_burn_path() {
         let dev = Default::default();
@@ -204,50 +208,56 @@ mod tests {
                 .collect(),
         };
         let capacity = 16;
-        let mut burn_cache = LayerCache::<B>::new(nkv, capacity, d, &dev, DType::F32);
-        let mut host_cache = LayerCache::<B>::new_host(nkv, capacity, d, &dev, DType::F32);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        // (start, k): prefill 5, three decode steps, then roll back to 6 and append 4 + 1
-        let steps = [(0, 5), (5, 1), (6, 1), (7, 1), (6, 4), (10, 1)];
-        for (n, &(start, k)) in steps.iter().enumerate() {
-            let x: Vec<f32> = (0..k * hidden)
-                .map(|i| ((i * 31 + n * 17) as f32 * 0.13).sin())
-                .collect();
-            let x = Tensor::<B, 2>::from_data(TensorData::new(x, [k, hidden]), &dev);
-            let inp = inputs(&rope, nq / nkv, start, k);
-            let want = attn
-                .forward(x.clone(), &mut burn_cache, &inp)
-                .into_data()
-                .into_vec::<f32>()
+        for kv_type in KvType::ALL {
+            let mut burn_cache = LayerCache::<B>::new(nkv, capacity, d, &dev, DType::F32, kv_type);
+            let mut host_cache =
+                LayerCache::<B>::new_host(nkv, capacity, d, &dev, DType::F32, kv_type);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
                 .unwrap();
-            let got = pool
-                .install(|| attn.forward(x, &mut host_cache, &inp))
-                .into_data()
-                .into_vec::<f32>()
-                .unwrap();
-            assert_eq!(got.len(), k * hidden);
-            assert!(got.iter().all(|x| x.is_finite()), "non-finite output");
-            let err = want
-                .iter()
-                .zip(&got)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(err <= 1e-5, "step {n} (start {start}, k {k}): {err}");
-        }
-        // the host buffers hold what the burn cache holds
-        let (bk, bv) = burn_cache.prefix(11);
-        let (hk, hv) = host_cache.prefix(11);
-        for (a, b) in [(bk, hk), (bv, hv)] {
-            let (a, b) = (host_f32(a), host_f32(b));
-            let err = a
-                .iter()
-                .zip(&b)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(err <= 1e-6, "cache contents: {err}");
+            // (start, k): prefill 5, three decode steps, then roll back to 6 and append 4 + 1
+            let steps = [(0, 5), (5, 1), (6, 1), (7, 1), (6, 4), (10, 1)];
+            for (n, &(start, k)) in steps.iter().enumerate() {
+                let x: Vec<f32> = (0..k * hidden)
+                    .map(|i| ((i * 31 + n * 17) as f32 * 0.13).sin())
+                    .collect();
+                let x = Tensor::<B, 2>::from_data(TensorData::new(x, [k, hidden]), &dev);
+                let inp = inputs(&rope, nq / nkv, start, k);
+                let want = attn
+                    .forward(x.clone(), &mut burn_cache, &inp)
+                    .into_data()
+                    .into_vec::<f32>()
+                    .unwrap();
+                let got = pool
+                    .install(|| attn.forward(x, &mut host_cache, &inp))
+                    .into_data()
+                    .into_vec::<f32>()
+                    .unwrap();
+                assert_eq!(got.len(), k * hidden);
+                assert!(got.iter().all(|x| x.is_finite()), "non-finite output");
+                let err = want
+                    .iter()
+                    .zip(&got)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    err <= 1e-5,
+                    "{kv_type} step {n} (start {start}, k {k}): {err}"
+                );
+            }
+            // the host buffers hold what the burn cache holds
+            let (bk, bv) = burn_cache.prefix(11);
+            let (hk, hv) = host_cache.prefix(11);
+            for (a, b) in [(bk, hk), (bv, hv)] {
+                let (a, b) = (host_f32(a), host_f32(b));
+                let err = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(err <= 1e-6, "{kv_type} cache contents: {err}");
+            }
         }
     }
 }

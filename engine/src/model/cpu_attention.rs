@@ -12,12 +12,73 @@
 //! - items over different key ranges of the same rows leave partial `(m, l, acc)` that a second,
 //!   row-parallel pass merges: `out = Σ_s acc_s·e^{m_s−M} / Σ_s l_s·e^{m_s−M}`, `M = max_s m_s`.
 //!
-//! Items run on rayon's current pool (the engine installs one of `--threads`), so at k = 1 with two
-//! or three KV heads both cores still work. The AVX2 + FMA path (run-time detected) computes eight
+//! Items run on the forward's `quant::Team` (the spinning helpers that run the products) when
+//! one is active, otherwise on rayon's current pool, so at k = 1 with two or three KV heads both
+//! cores still work. On rayon inside a forward, the attention's second worker competed with the
+//! team's spinning helper for the second core. The AVX2 + FMA path (run-time detected) computes eight
 //! key dot products at once and a polynomial `exp`; the portable fallback has the same structure.
 //! All scratch lives in [`AttnScratch`], which grows once and is reused for every token.
+//!
+//! The cache may hold `f32` or IEEE `f16` elements ([`KvElem`]; llama.cpp's default `-ctk/-ctv
+//! f16`): an `f16` key or value is widened to `f32` as it is loaded (`vcvtph2ps`, exact), and every
+//! operation after that is the `f32` one, so attention over an `f16` cache equals attention over an
+//! `f32` cache holding the same rounded values, bit for bit.
 
+use half::f16;
 use rayon::prelude::*;
+
+/// An element type the cache may store: widened to `f32` as it is read.
+pub trait KvElem: Copy + Send + Sync + 'static {
+    /// The value as `f32` (exact for both element types).
+    fn to_f32(self) -> f32;
+    /// Round an `f32` to this type (nearest, ties to even).
+    fn from_f32(x: f32) -> Self;
+    /// Eight consecutive elements at `p` as `f32` lanes.
+    ///
+    /// # Safety
+    /// Eight readable elements at `p`; the CPU supports AVX2 and F16C, and the caller is
+    /// compiled with them (the attention kernel's `item_avx2`).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (8 readable floats).
+        unsafe { avx2::load(p) }
+    }
+}
+
+impl KvElem for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (8 readable halves = 16 bytes; F16C enabled in the caller).
+        unsafe { avx2::load_halves(p as *const u8) }
+    }
+}
 
 /// Keys per tile: a tile of K and V (`2 · 64 · head_dim` floats) stays in L1 while every row of
 /// the item uses it.
@@ -45,6 +106,39 @@ pub struct AttnScratch {
     acc: Vec<f32>,
     ml: Vec<f32>,
     scores: Vec<f32>,
+}
+
+/// A pointer handed to the tasks of one parallel region, each of which touches its own disjoint
+/// part of the buffer.
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+// SAFETY: the regions below derive disjoint slices from it, one per task index.
+unsafe impl<T: Send> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// Elements `i·len..(i + 1)·len`.
+    ///
+    /// # Safety
+    /// In bounds, and no other live reference covers them (one task per `i`).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn chunk(&self, i: usize, len: usize) -> &mut [T] {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(i * len), len) }
+    }
+}
+
+/// Run `f(0..n)` on the forward's team when one is active (`crate::quant::Team`), else on rayon.
+fn parallel(n: usize, f: &(dyn Fn(usize) + Sync)) {
+    if !crate::quant::team_for_each(n, f) {
+        (0..n).into_par_iter().for_each(f);
+    }
+}
+
+/// Threads that run [`parallel`] regions here.
+fn threads() -> usize {
+    crate::quant::team_threads().unwrap_or_else(rayon::current_num_threads)
 }
 
 /// Grow `v` to at least `n` elements (never shrinks, so steady-state decoding does not allocate).
@@ -112,10 +206,10 @@ impl Plan {
 /// When the slices do not have the lengths above or `n_heads` is not a multiple of `n_kv_heads`
 /// (internal invariants: the attention block derives every length from the model config).
 #[allow(clippy::too_many_arguments)]
-pub fn attend(
+pub fn attend<E: KvElem>(
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[E],
+    values: &[E],
     capacity: usize,
     shape: AttnShape,
     start: usize,
@@ -136,7 +230,7 @@ pub fn attend(
     if k == 0 {
         return;
     }
-    let plan = Plan::new(shape, start, k, rayon::current_num_threads());
+    let plan = Plan::new(shape, start, k, threads());
     let items = plan.items(nkv);
     let rows = plan.rows;
     ensure(&mut scratch.acc, items * rows * d);
@@ -146,76 +240,81 @@ pub fn attend(
     let scale = 1.0 / (d as f32).sqrt();
 
     // 1. partial (m, l, acc) per item
-    let acc = &mut scratch.acc[..items * rows * d];
-    let ml = &mut scratch.ml[..items * rows * 2];
-    let scores = &mut scratch.scores[..items * rows * TILE];
-    acc.par_chunks_mut(rows * d)
-        .zip(ml.par_chunks_mut(rows * 2))
-        .zip(scores.par_chunks_mut(rows * TILE))
-        .enumerate()
-        .for_each(|(t, ((acc, ml), sc))| {
-            let s = t % plan.n_splits;
-            let hr = t / plan.n_splits;
-            let (h, rb) = (hr / plan.n_rb, hr % plan.n_rb);
-            let i0 = rb * plan.rb_size;
-            let i1 = (i0 + plan.rb_size).min(k);
-            let item = Item {
-                q,
-                keys: &keys[h * capacity * d..(h + 1) * capacity * d],
-                values: &values[h * capacity * d..(h + 1) * capacity * d],
-                d,
-                k,
-                scale,
-                start,
-                head0: h * plan.groups,
-                groups: plan.groups,
-                rb_size: plan.rb_size,
-                i0,
-                i1,
-                key_lo: s * plan.split_len,
-                // the last row of the block sees keys up to start + i1 - 1
-                key_hi: ((s + 1) * plan.split_len).min(start + i1),
-            };
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Isa::detect` returned Avx2 only after run-time detection of AVX2 and
-                // FMA, and only for head_dim a multiple of 8.
-                Isa::Avx2 => unsafe { item_avx2(&item, acc, ml, sc) },
-                Isa::Scalar => run_item::<Scalar>(&item, acc, ml, sc),
-            }
-        });
+    let acc = Shared(scratch.acc.as_mut_ptr());
+    let ml = Shared(scratch.ml.as_mut_ptr());
+    let scores = Shared(scratch.scores.as_mut_ptr());
+    parallel(items, &|t| {
+        // SAFETY: item t's own rows of the three buffers, sized above for `items` items.
+        let (acc, ml, sc) = unsafe {
+            (
+                acc.chunk(t, rows * d),
+                ml.chunk(t, rows * 2),
+                scores.chunk(t, rows * TILE),
+            )
+        };
+        let s = t % plan.n_splits;
+        let hr = t / plan.n_splits;
+        let (h, rb) = (hr / plan.n_rb, hr % plan.n_rb);
+        let i0 = rb * plan.rb_size;
+        let i1 = (i0 + plan.rb_size).min(k);
+        let item = Item {
+            q,
+            keys: &keys[h * capacity * d..(h + 1) * capacity * d],
+            values: &values[h * capacity * d..(h + 1) * capacity * d],
+            d,
+            k,
+            scale,
+            start,
+            head0: h * plan.groups,
+            groups: plan.groups,
+            rb_size: plan.rb_size,
+            i0,
+            i1,
+            key_lo: s * plan.split_len,
+            // the last row of the block sees keys up to start + i1 - 1
+            key_hi: ((s + 1) * plan.split_len).min(start + i1),
+        };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::detect` returned Avx2 only after run-time detection of AVX2, FMA
+            // and F16C, and only for head_dim a multiple of 8.
+            Isa::Avx2 => unsafe { item_avx2(&item, acc, ml, sc) },
+            Isa::Scalar => run_item::<Scalar, E>(&item, acc, ml, sc),
+        }
+    });
 
     // 2. merge the splits per query row
     let (acc, ml) = (&scratch.acc[..], &scratch.ml[..]);
-    out.par_chunks_mut(nq * d)
-        .enumerate()
-        .for_each(|(i, orow)| {
-            let (rb, il) = (i / plan.rb_size, i % plan.rb_size);
-            for hq in 0..nq {
-                let (h, g) = (hq / plan.groups, hq % plan.groups);
-                let r = g * plan.rb_size + il;
-                let first = (h * plan.n_rb + rb) * plan.n_splits;
-                let at = |s: usize| (first + s) * rows + r;
-                let m = (0..plan.n_splits)
-                    .map(|s| ml[at(s) * 2])
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let o = &mut orow[hq * d..(hq + 1) * d];
-                o.fill(0.0);
-                let mut l = 0.0f32;
-                for s in 0..plan.n_splits {
-                    let (ms, ls) = (ml[at(s) * 2], ml[at(s) * 2 + 1]);
-                    if ls == 0.0 {
-                        continue;
-                    }
-                    let w = (ms - m).exp();
-                    l += ls * w;
-                    let a = &acc[at(s) * d..(at(s) + 1) * d];
-                    o.iter_mut().zip(a).for_each(|(o, a)| *o += w * a);
+    let out = Shared(out.as_mut_ptr());
+    parallel(k, &|i| {
+        // SAFETY: query row i of `out` (`k` rows of `nq·d`, checked above), one task per row.
+        let orow = unsafe { out.chunk(i, nq * d) };
+        let (rb, il) = (i / plan.rb_size, i % plan.rb_size);
+        for hq in 0..nq {
+            let (h, g) = (hq / plan.groups, hq % plan.groups);
+            let r = g * plan.rb_size + il;
+            let first = (h * plan.n_rb + rb) * plan.n_splits;
+            let at = |s: usize| (first + s) * rows + r;
+            let m = (0..plan.n_splits)
+                .map(|s| ml[at(s) * 2])
+                .fold(f32::NEG_INFINITY, f32::max);
+            let o = &mut orow[hq * d..(hq + 1) * d];
+            o.fill(0.0);
+            let mut l = 0.0f32;
+            for s in 0..plan.n_splits {
+                let (ms, ls) = (ml[at(s) * 2], ml[at(s) * 2 + 1]);
+                if ls == 0.0 {
+                    continue;
                 }
-                let inv = 1.0 / l;
-                o.iter_mut().for_each(|o| *o *= inv);
+                let w = (ms - m).exp();
+                l += ls * w;
+                let a = &acc[at(s) * d..(at(s) + 1) * d];
+                o.iter_mut().zip(a).for_each(|(o, a)| *o += w * a);
             }
-        });
+            let inv = 1.0 / l;
+            o.iter_mut().for_each(|o| *o *= inv);
+        }
+    });
 }
 
 /// Which primitive set runs.
@@ -237,6 +336,7 @@ impl Isa {
             if head_dim.is_multiple_of(8)
                 && std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
             {
                 return Isa::Avx2;
             }
@@ -247,11 +347,11 @@ impl Isa {
 }
 
 /// One item's inputs (see the module doc).
-struct Item<'a> {
+struct Item<'a, E> {
     q: &'a [f32],
     /// This KV head's `[capacity][d]` keys and values.
-    keys: &'a [f32],
-    values: &'a [f32],
+    keys: &'a [E],
+    values: &'a [E],
     d: usize,
     k: usize,
     scale: f32,
@@ -272,22 +372,23 @@ struct Item<'a> {
 /// without `copy_nonoverlapping`'s debug checks.
 ///
 /// # Safety (every method)
-/// The pointers address `d` (or `n`, or `8·d` for `dot8`'s keys) valid `f32`s.
+/// The pointers address `d` (or `n`, or `8·d` for `dot8`'s keys) valid elements.
 trait Simd {
     /// `⟨a, b⟩` over `d` elements.
-    unsafe fn dot(a: *const f32, b: *const f32, d: usize) -> f32;
+    unsafe fn dot<E: KvElem>(a: *const f32, b: *const E, d: usize) -> f32;
     /// `out[t] = ⟨q, keys[t·d..]⟩` for `t` in `0..8`.
-    unsafe fn dot8(q: *const f32, keys: *const f32, d: usize, out: *mut f32);
+    unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32);
     /// `x[j] = exp(x[j] − m)` for `j < n`; returns their sum.
     unsafe fn exp_sum(x: *mut f32, n: usize, m: f32) -> f32;
-    /// `acc += p · v` over `d` elements.
-    unsafe fn axpy(acc: *mut f32, p: f32, v: *const f32, d: usize);
+    /// `acc[c] += p[j] · v[j·d + c]` for `j` in `0..n`, ascending, for every `c < d` — each
+    /// element's additions in key order, as one `acc += p·v` per key would make them.
+    unsafe fn pv<E: KvElem>(acc: *mut f32, p: *const f32, n: usize, v: *const E, d: usize);
 }
 
 /// The item loop, generic over the primitives (inlined into [`item_avx2`] so the intrinsics are
 /// compiled with its target features).
 #[inline(always)]
-fn run_item<S: Simd>(it: &Item<'_>, acc: &mut [f32], ml: &mut [f32], sc: &mut [f32]) {
+fn run_item<S: Simd, E: KvElem>(it: &Item<'_, E>, acc: &mut [f32], ml: &mut [f32], sc: &mut [f32]) {
     let d = it.d;
     acc.fill(0.0);
     for pair in ml.chunks_exact_mut(2) {
@@ -353,19 +454,20 @@ fn run_item<S: Simd>(it: &Item<'_>, acc: &mut [f32], ml: &mut [f32], sc: &mut [f
                 ml[2 * r + 1] = l;
             }
         }
-        // 3. acc += p · V, keys outer
-        for j in 0..t1 - t0 {
-            let vp = it.values[(t0 + j) * d..(t0 + j + 1) * d].as_ptr();
-            for il in 0..n_rows {
-                if j >= visible(il) {
-                    continue;
-                }
-                for g in 0..it.groups {
-                    let r = g * it.rb_size + il;
-                    let p = sc[r * TILE + j];
-                    // SAFETY: acc row and value row have d elements.
-                    unsafe { S::axpy(acc[r * d..(r + 1) * d].as_mut_ptr(), p, vp, d) };
-                }
+        // 3. acc += p · V, rows outer: a row's accumulator stays in registers across the
+        // tile's keys (keys outer stored and reloaded it once per key: half the kernel's time
+        // at depth 4096 went to those stores)
+        let vp = it.values[t0 * d..].as_ptr();
+        for il in 0..n_rows {
+            let n = visible(il);
+            for g in 0..it.groups {
+                let r = g * it.rb_size + il;
+                let (a, p) = (
+                    acc[r * d..(r + 1) * d].as_mut_ptr(),
+                    sc[r * TILE..].as_ptr(),
+                );
+                // SAFETY: acc row of d; n ≤ TILE probabilities; keys t0..t0+n < key_hi, rows of d.
+                unsafe { S::pv(a, p, n, vp, d) };
             }
         }
         t0 = t1;
@@ -377,7 +479,7 @@ struct Scalar;
 
 impl Simd for Scalar {
     #[inline(always)]
-    unsafe fn dot(a: *const f32, b: *const f32, d: usize) -> f32 {
+    unsafe fn dot<E: KvElem>(a: *const f32, b: *const E, d: usize) -> f32 {
         // SAFETY: the caller guarantees d readable elements at each.
         let (a, b) = unsafe {
             (
@@ -391,18 +493,18 @@ impl Simd for Scalar {
         let mut cb = b.chunks_exact(4);
         for (x, y) in (&mut ca).zip(&mut cb) {
             for t in 0..4 {
-                s[t] += x[t] * y[t];
+                s[t] += x[t] * y[t].to_f32();
             }
         }
         let mut tail = 0.0;
         for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-            tail += x * y;
+            tail += x * y.to_f32();
         }
         (s[0] + s[1]) + (s[2] + s[3]) + tail
     }
 
     #[inline(always)]
-    unsafe fn dot8(q: *const f32, keys: *const f32, d: usize, out: *mut f32) {
+    unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32) {
         for t in 0..8 {
             // SAFETY: the caller guarantees 8 key rows and 8 output slots.
             unsafe { *out.add(t) = Self::dot(q, keys.add(t * d), d) };
@@ -422,15 +524,20 @@ impl Simd for Scalar {
     }
 
     #[inline(always)]
-    unsafe fn axpy(acc: *mut f32, p: f32, v: *const f32, d: usize) {
-        // SAFETY: the caller guarantees d elements at each.
-        let (acc, v) = unsafe {
+    unsafe fn pv<E: KvElem>(acc: *mut f32, p: *const f32, n: usize, v: *const E, d: usize) {
+        // SAFETY: the caller guarantees d accumulators, n probabilities and n rows of d values.
+        let (acc, p, v) = unsafe {
             (
                 std::slice::from_raw_parts_mut(acc, d),
-                std::slice::from_raw_parts(v, d),
+                std::slice::from_raw_parts(p, n),
+                std::slice::from_raw_parts(v, n * d),
             )
         };
-        acc.iter_mut().zip(v).for_each(|(a, v)| *a += p * v);
+        for (&p, v) in p.iter().zip(v.chunks_exact(d)) {
+            acc.iter_mut()
+                .zip(v)
+                .for_each(|(a, v)| *a += p * v.to_f32());
+        }
     }
 }
 
@@ -460,7 +567,7 @@ fn silu_scalar(a: f32) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Item, Simd, run_item};
+    use super::{Item, KvElem, Simd, run_item};
 
     /// A value read from any address; see `crate::quant::avx2` for why not `_mm256_loadu_ps`
     /// (its `copy_nonoverlapping` precondition checks under the dev profile's debug assertions).
@@ -470,9 +577,16 @@ mod avx2 {
 
     /// Unaligned load of 8 floats.
     #[inline(always)]
-    unsafe fn load(p: *const f32) -> __m256 {
+    pub(super) unsafe fn load(p: *const f32) -> __m256 {
         // SAFETY: the caller guarantees 8 readable floats.
         unsafe { (*(p as *const Unaligned<__m256>)).0 }
+    }
+
+    /// Eight IEEE halves at `p` (16 bytes, any alignment) widened to floats.
+    #[inline(always)]
+    pub(super) unsafe fn load_halves(p: *const u8) -> __m256 {
+        // SAFETY: the caller guarantees 16 readable bytes and F16C.
+        unsafe { _mm256_cvtph_ps((*(p as *const Unaligned<__m128i>)).0) }
     }
 
     /// Unaligned store of 8 floats.
@@ -525,31 +639,31 @@ mod avx2 {
 
     impl Simd for Avx2 {
         #[inline(always)]
-        unsafe fn dot(a: *const f32, b: *const f32, d: usize) -> f32 {
+        unsafe fn dot<E: KvElem>(a: *const f32, b: *const E, d: usize) -> f32 {
             unsafe {
                 let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
                 let mut c = 0;
                 while c + 16 <= d {
-                    s0 = _mm256_fmadd_ps(load(a.add(c)), load(b.add(c)), s0);
-                    s1 = _mm256_fmadd_ps(load(a.add(c + 8)), load(b.add(c + 8)), s1);
+                    s0 = _mm256_fmadd_ps(load(a.add(c)), E::load8(b.add(c)), s0);
+                    s1 = _mm256_fmadd_ps(load(a.add(c + 8)), E::load8(b.add(c + 8)), s1);
                     c += 16;
                 }
                 if c < d {
-                    s0 = _mm256_fmadd_ps(load(a.add(c)), load(b.add(c)), s0);
+                    s0 = _mm256_fmadd_ps(load(a.add(c)), E::load8(b.add(c)), s0);
                 }
                 hsum(_mm256_add_ps(s0, s1))
             }
         }
 
         #[inline(always)]
-        unsafe fn dot8(q: *const f32, keys: *const f32, d: usize, out: *mut f32) {
+        unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32) {
             unsafe {
                 let mut a = [_mm256_setzero_ps(); 8];
                 let mut c = 0;
                 while c < d {
                     let qv = load(q.add(c));
                     for (t, a) in a.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(qv, load(keys.add(t * d + c)), *a);
+                        *a = _mm256_fmadd_ps(qv, E::load8(keys.add(t * d + c)), *a);
                     }
                     c += 8;
                 }
@@ -596,15 +710,34 @@ mod avx2 {
         }
 
         #[inline(always)]
-        unsafe fn axpy(acc: *mut f32, p: f32, v: *const f32, d: usize) {
+        unsafe fn pv<E: KvElem>(acc: *mut f32, p: *const f32, n: usize, v: *const E, d: usize) {
             unsafe {
-                let pv = _mm256_set1_ps(p);
+                // 64 columns in eight registers, then 8 at a time
                 let mut c = 0;
+                while c + 64 <= d {
+                    let mut a = [_mm256_setzero_ps(); 8];
+                    for (i, a) in a.iter_mut().enumerate() {
+                        *a = load(acc.add(c + 8 * i));
+                    }
+                    for j in 0..n {
+                        let pj = _mm256_broadcast_ss(&*p.add(j));
+                        let row = v.add(j * d + c);
+                        for (i, a) in a.iter_mut().enumerate() {
+                            *a = _mm256_fmadd_ps(pj, E::load8(row.add(8 * i)), *a);
+                        }
+                    }
+                    for (i, a) in a.iter().enumerate() {
+                        store(acc.add(c + 8 * i), *a);
+                    }
+                    c += 64;
+                }
                 while c < d {
-                    store(
-                        acc.add(c),
-                        _mm256_fmadd_ps(pv, load(v.add(c)), load(acc.add(c))),
-                    );
+                    let mut a = load(acc.add(c));
+                    for j in 0..n {
+                        let pj = _mm256_broadcast_ss(&*p.add(j));
+                        a = _mm256_fmadd_ps(pj, E::load8(v.add(j * d + c)), a);
+                    }
+                    store(acc.add(c), a);
                     c += 8;
                 }
             }
@@ -637,13 +770,18 @@ mod avx2 {
         }
     }
 
-    /// [`run_item`] compiled with AVX2 + FMA.
+    /// [`run_item`] compiled with AVX2 + FMA + F16C.
     ///
     /// # Safety
-    /// The CPU supports AVX2 and FMA and `d` is a multiple of 8.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn item_avx2(it: &Item<'_>, acc: &mut [f32], ml: &mut [f32], sc: &mut [f32]) {
-        run_item::<Avx2>(it, acc, ml, sc)
+    /// The CPU supports AVX2, FMA and F16C and `d` is a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn item_avx2<E: KvElem>(
+        it: &Item<'_, E>,
+        acc: &mut [f32],
+        ml: &mut [f32],
+        sc: &mut [f32],
+    ) {
+        run_item::<Avx2, E>(it, acc, ml, sc)
     }
 }
 
@@ -844,6 +982,126 @@ mod tests {
         };
         for (start, k) in [(0, 1), (300, 1), (21, 7), (90, 20)] {
             check(shape, start, k, 2, true);
+        }
+    }
+
+    /// An `f16` cache gives exactly the output of an `f32` cache holding the same rounded values
+    /// (the widening is exact and everything after it is the `f32` arithmetic), on the vector and
+    /// the portable paths; and that output is the f64 reference's over the rounded values.
+    #[test]
+    fn f16_cache_equals_f32_cache_of_the_rounded_values() {
+        let shape = AttnShape {
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: 64,
+        };
+        let d = shape.head_dim;
+        for (start, k) in [(0, 1), (300, 1), (1000, 1), (21, 7), (90, 20)] {
+            let capacity = start + k + 3;
+            let q = fill(shape.n_heads * k * d, 11 + start as u64);
+            let round = |v: Vec<f32>| -> (Vec<f16>, Vec<f32>) {
+                let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+                let f = h.iter().map(|x| x.to_f32()).collect();
+                (h, f)
+            };
+            let (k16, k32) = round(fill(shape.n_kv_heads * capacity * d, 12));
+            let (v16, v32) = round(fill(shape.n_kv_heads * capacity * d, 13));
+            let want = reference(&q, &k32, &v32, capacity, shape, start, k);
+            for threads in [1, 2, 3] {
+                for scalar in [false, true] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut scratch = AttnScratch::default();
+                    let mut a = vec![f32::NAN; k * shape.n_heads * d];
+                    let mut b = a.clone();
+                    pool.install(|| {
+                        FORCE_SCALAR.with(|f| f.set(scalar));
+                        attend(
+                            &q,
+                            &k16,
+                            &v16,
+                            capacity,
+                            shape,
+                            start,
+                            k,
+                            &mut a,
+                            &mut scratch,
+                        );
+                        attend(
+                            &q,
+                            &k32,
+                            &v32,
+                            capacity,
+                            shape,
+                            start,
+                            k,
+                            &mut b,
+                            &mut scratch,
+                        );
+                        FORCE_SCALAR.with(|f| f.set(false));
+                    });
+                    let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(
+                        same,
+                        "start {start} k {k} threads {threads} scalar {scalar}"
+                    );
+                    let err = a
+                        .iter()
+                        .zip(&want)
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0.0f32, f32::max);
+                    assert!(err <= 1e-5, "start {start} k {k}: {err}");
+                }
+            }
+        }
+    }
+
+    /// Inside a forward's team scope the items run on the team (its helpers spinning) and give
+    /// the reference's output, for decode (keys split across threads) and prefill.
+    #[test]
+    fn team_regions_match_the_reference() {
+        let shape = AttnShape {
+            n_heads: 12,
+            n_kv_heads: 2,
+            head_dim: 128,
+        };
+        let d = shape.head_dim;
+        for helpers in [1, 2] {
+            let team = crate::quant::Team::new(helpers).unwrap();
+            for (start, k) in [(0, 1), (2000, 1), (37, 9), (0, 40)] {
+                let capacity = start + k;
+                let q = fill(shape.n_heads * k * d, 21 + start as u64);
+                let keys = fill(shape.n_kv_heads * capacity * d, 22);
+                let values = fill(shape.n_kv_heads * capacity * d, 23);
+                let want = reference(&q, &keys, &values, capacity, shape, start, k);
+                let mut out = vec![f32::NAN; k * shape.n_heads * d];
+                let mut scratch = AttnScratch::default();
+                let plan = team.scope(|| {
+                    attend(
+                        &q,
+                        &keys,
+                        &values,
+                        capacity,
+                        shape,
+                        start,
+                        k,
+                        &mut out,
+                        &mut scratch,
+                    );
+                    Plan::new(shape, start, k, threads())
+                });
+                if start >= 2000 {
+                    assert!(plan.n_splits > 1, "{plan:?}");
+                }
+                let err = out
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(err <= 1e-5, "helpers {helpers} start {start} k {k}: {err}");
+            }
         }
     }
 

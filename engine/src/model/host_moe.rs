@@ -140,6 +140,7 @@ mod tests {
     use burn::tensor::DType;
 
     use crate::config::ModelConfig;
+    use crate::kv_cache::KvType;
     use crate::model::Model;
     use crate::model::mlp::Ffn;
     use crate::quant::{QuantFormat, WeightQuant};
@@ -161,21 +162,25 @@ mod tests {
 
     /// The MoE fixtures (dense and sparse layers; a shared expert; unnormalised top-k) on the
     /// f32 kernels: the host path (every layer admitted) gives the backend path's hidden states
-    /// within 1e-5 and the same experts-touched counts, for a prefill and two decode steps.
+    /// within 1e-5 and the same experts-touched counts, for a prefill and two decode steps — with
+    /// an `f32` cache, and with an `f16` one within the tolerance explained below.
     #[test]
     fn host_moe_layers_match_the_backend_path() {
-        for name in [
+        for (name, kv_type) in [
             "qwen3moe-tiny",
             "qwen2moe-tiny",
             "qwen3moe-nonorm",
             "qwen3moe-4e",
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|n| KvType::ALL.map(|t| (n, t)))
+        {
             let (host, backend) = (load(name, true), load(name, false));
             assert!(
                 host.layers.iter().any(|l| matches!(l.ffn, Ffn::Sparse(_))),
                 "{name} has sparse layers"
             );
-            let (mut hc, mut bc) = (host.new_cache(16), backend.new_cache(16));
+            let (mut hc, mut bc) = (host.new_cache(16, kv_type), backend.new_cache(16, kv_type));
             assert!(
                 crate::model::host::ready(&host, &hc),
                 "{name}: host path taken"
@@ -195,8 +200,19 @@ mod tests {
                     .zip(&b)
                     .map(|(x, y)| (x - y).abs())
                     .fold(0.0f32, f32::max);
-                assert!(d <= 1e-5, "{name} at {start}: hidden states differ by {d}");
-                assert_eq!(ht, bt, "{name} at {start}: experts touched");
+                // An f16 cache rounds K computed by two float paths (the host's q/k norm and
+                // burn's differ in the last bit), so a key within that bit of a rounding boundary
+                // lands on neighbouring halves, 2^-11 apart (measured up to 6e-5 on the Qwen3
+                // fixtures, 1e-6 on those without a k norm).
+                let tol = match kv_type {
+                    KvType::F32 => 1e-5,
+                    KvType::F16 => 5e-4,
+                };
+                assert!(
+                    d <= tol,
+                    "{name} {kv_type} at {start}: hidden states differ by {d}"
+                );
+                assert_eq!(ht, bt, "{name} {kv_type} at {start}: experts touched");
                 assert!(!ht.is_empty());
                 start += tokens.len();
             }

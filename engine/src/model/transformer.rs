@@ -10,7 +10,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::kv_cache::LayerCache;
+use crate::kv_cache::{KvType, LayerCache};
 use crate::model::attention::AttentionInputs;
 use crate::model::moe::{SparseMoe, is_sparse_layer};
 use crate::model::mtp::MtpModule;
@@ -297,7 +297,12 @@ impl<B: Backend> Model<B> {
     }
 
     /// `n_layers` fresh layer caches of this model's KV shape (the MTP head uses one).
-    pub fn new_cache_layers(&self, n_layers: usize, capacity: usize) -> Vec<LayerCache<B>> {
+    pub fn new_cache_layers(
+        &self,
+        n_layers: usize,
+        capacity: usize,
+        kv_type: KvType,
+    ) -> Vec<LayerCache<B>> {
         let c = &self.config;
         let new = if self.host_kv {
             LayerCache::new_host
@@ -312,14 +317,15 @@ impl<B: Backend> Model<B> {
                     c.head_dim,
                     &self.device,
                     self.dtype,
+                    kv_type,
                 )
             })
             .collect()
     }
 
     /// Fresh per-layer caches for `capacity` positions.
-    pub fn new_cache(&self, capacity: usize) -> Vec<LayerCache<B>> {
-        self.new_cache_layers(self.config.num_hidden_layers, capacity)
+    pub fn new_cache(&self, capacity: usize, kv_type: KvType) -> Vec<LayerCache<B>> {
+        self.new_cache_layers(self.config.num_hidden_layers, capacity, kv_type)
     }
 
     /// Check token ids against the vocabulary.

@@ -34,6 +34,8 @@ struct Shared {
     /// Whether a scope is open (helpers spin) or not (helpers park).
     active: AtomicBool,
     stop: AtomicBool,
+    /// Helpers plus the caller.
+    threads: usize,
     /// A panic caught on a helper, re-raised by the caller.
     panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
@@ -64,6 +66,7 @@ impl Team {
             pending: AtomicUsize::new(0),
             active: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            threads: helpers + 1,
             panic: Mutex::new(None),
         });
         let mut handles = Vec::with_capacity(helpers);
@@ -159,6 +162,13 @@ pub fn for_each(n: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
     true
 }
 
+/// Threads of the current [`Team::scope`]'s team, the caller included; `None` outside a scope.
+pub fn current_threads() -> Option<usize> {
+    let shared = CURRENT.with(|c| c.get());
+    // SAFETY: as in `for_each`: set by a live scope on this thread, reset before it returns.
+    (!shared.is_null()).then(|| unsafe { (*shared).threads })
+}
+
 /// Most tasks one region takes (the task count is 16 bits of the state word).
 const MAX_TASKS: usize = 0xFFFF;
 
@@ -245,6 +255,8 @@ mod tests {
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 500));
         // outside a scope the caller is told to use rayon
         assert!(!for_each(3, &|_| {}));
+        assert_eq!(current_threads(), None);
+        assert_eq!(team.scope(current_threads), Some(2));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use anyhow::Context;
 use specsweep_engine::quant::Isa;
 use specsweep_engine::random::{RandomWeights, resolve_config};
 use specsweep_engine::roofline::measure_device_bandwidth;
-use specsweep_engine::{Engine, KvCache};
+use specsweep_engine::{Engine, KvCache, KvType};
 
 use super::model_opts::DeviceOpts;
 
@@ -102,6 +102,10 @@ pub struct Args {
     /// Seed for random weights and input tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// KV cache element types, as llama-bench's `-ctk/-ctv` (one type for K and V): f32 (the
+    /// reference numerics) | f16 (llama.cpp's default); a list forms a matrix axis.
+    #[arg(long = "kv-type", value_delimiter = ',', default_value = "f32")]
+    pub kv_type: Vec<String>,
     /// Bytes of the buffer read to measure memory bandwidth (MiB).
     #[arg(long, default_value_t = 1024)]
     pub bandwidth_mib: usize,
@@ -117,6 +121,9 @@ pub struct BenchResult {
     /// Weight layout of the K-quant products: `x16` (interleaved) or `rows`.
     pub layout: String,
     pub dtype: String,
+    /// KV cache element type of keys / values (llama-bench's fields).
+    pub type_k: String,
+    pub type_v: String,
     pub test: String,
     pub n_prompt: usize,
     pub n_gen: usize,
@@ -290,11 +297,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(layout) = &args.layout {
         specsweep_engine::quant::set_interleaving(layout == "x16");
     }
+    let kv_types = args
+        .kv_type
+        .iter()
+        .map(|t| {
+            t.parse::<KvType>()
+                .map_err(|e| anyhow::anyhow!("--kv-type: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<KvType>>>()?;
     let device = DeviceOpts {
         device: args.device.clone(),
         threads: None,
         dtype: args.dtype.clone(),
         quant: args.quant.clone(),
+        kv_type: KvType::default().to_string(),
     };
     let thread_list: Vec<Option<usize>> = if args.threads.is_empty() {
         vec![None]
@@ -346,51 +362,63 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let weight_bytes = engine.weight_bytes_per_token();
         let file_bytes = model_path.as_deref().and_then(weights_file_bytes);
-        let kv_bytes = |capacity: usize| {
+        let kv_bytes = |kv: KvType, capacity: usize| {
             let c = engine.config();
-            (2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4 * capacity) as u64
+            kv.cache_bytes(
+                c.num_hidden_layers,
+                c.num_key_value_heads,
+                c.head_dim,
+                capacity,
+            )
         };
         let first_result = results.len();
         let mut max_kv = 0u64;
-        let row = |test: String, n_prompt, n_gen, n_depth, samples: Vec<(f64, u128)>| {
-            let ts: Vec<f64> = samples.iter().map(|s| s.0).collect();
-            let (avg_ts, stddev_ts) = mean_std(&ts);
-            let roof = bandwidth
-                .filter(|_| n_gen > 0)
-                .map(|b| (b.bytes_per_s / 1e9, b.roofline_tok_per_s(weight_bytes)));
-            BenchResult {
-                model: model_name.clone(),
-                device: engine.device().to_string(),
-                kernels: Isa::detect().name().to_string(),
-                layout: specsweep_engine::quant::kernel_layout().to_string(),
-                dtype: choice.label(),
-                test,
-                n_prompt,
-                n_gen,
-                n_depth,
-                n_threads,
-                n_params: engine.config().num_parameters(),
-                weight_bytes_per_token: weight_bytes,
-                avg_ts,
-                stddev_ts,
-                samples_ns: samples.iter().map(|s| s.1).collect(),
-                samples_ts: ts,
-                bandwidth_gbs: roof.map(|r| r.0),
-                roofline_ts: roof.map(|r| r.1),
-                roofline_fraction: roof.map(|r| avg_ts / r.1),
-                avg_ms: None,
-                verify_cost: None,
-                peak_rss_bytes: None,
-                base_rss_bytes: None,
-                weights_file_bytes: file_bytes,
-                kv_cache_bytes: 0,
-            }
-        };
+        let row =
+            |kv: KvType, test: String, n_prompt, n_gen, n_depth, samples: Vec<(f64, u128)>| {
+                let ts: Vec<f64> = samples.iter().map(|s| s.0).collect();
+                let (avg_ts, stddev_ts) = mean_std(&ts);
+                let roof = bandwidth
+                    .filter(|_| n_gen > 0)
+                    .map(|b| (b.bytes_per_s / 1e9, b.roofline_tok_per_s(weight_bytes)));
+                BenchResult {
+                    model: model_name.clone(),
+                    device: engine.device().to_string(),
+                    kernels: Isa::detect().name().to_string(),
+                    layout: specsweep_engine::quant::kernel_layout().to_string(),
+                    dtype: choice.label(),
+                    type_k: kv.to_string(),
+                    type_v: kv.to_string(),
+                    test,
+                    n_prompt,
+                    n_gen,
+                    n_depth,
+                    n_threads,
+                    n_params: engine.config().num_parameters(),
+                    weight_bytes_per_token: weight_bytes,
+                    avg_ts,
+                    stddev_ts,
+                    samples_ns: samples.iter().map(|s| s.1).collect(),
+                    samples_ts: ts,
+                    bandwidth_gbs: roof.map(|r| r.0),
+                    roofline_ts: roof.map(|r| r.1),
+                    roofline_fraction: roof.map(|r| avg_ts / r.1),
+                    avg_ms: None,
+                    verify_cost: None,
+                    peak_rss_bytes: None,
+                    base_rss_bytes: None,
+                    weights_file_bytes: file_bytes,
+                    kv_cache_bytes: 0,
+                }
+            };
         let vocab = engine.config().vocab_size;
-        for &depth in &args.n_depth {
+        for (&depth, &kv) in args
+            .n_depth
+            .iter()
+            .flat_map(|d| kv_types.iter().map(move |k| (d, k)))
+        {
             for &p in args.n_prompt.iter().filter(|&&p| p > 0) {
-                max_kv = max_kv.max(kv_bytes(depth + p));
-                let mut cache = engine.new_cache(depth + p)?;
+                max_kv = max_kv.max(kv_bytes(kv, depth + p));
+                let mut cache = engine.new_cache_with(depth + p, kv)?;
                 fill_depth(&engine, &mut cache, depth, args.seed)?;
                 let prompt = tokens(p, vocab, args.seed ^ 0xabc);
                 engine.forward_last(&prompt, &mut cache)?; // warm-up
@@ -402,11 +430,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     let ns = t.elapsed().as_nanos();
                     samples.push((p as f64 * 1e9 / ns as f64, ns));
                 }
-                results.push(row(format!("pp{p}"), p, 0, depth, samples));
+                results.push(row(kv, format!("pp{p}"), p, 0, depth, samples));
             }
             for &n in args.n_gen.iter().filter(|&&n| n > 0) {
-                max_kv = max_kv.max(kv_bytes(depth + n + 1));
-                let mut cache = engine.new_cache(depth + n + 1)?;
+                max_kv = max_kv.max(kv_bytes(kv, depth + n + 1));
+                let mut cache = engine.new_cache_with(depth + n + 1, kv)?;
                 fill_depth(&engine, &mut cache, depth, args.seed)?;
                 let first = tokens(1, vocab, args.seed ^ 0xdef)[0];
                 // One untimed pass first, as llama-bench's warm-up run: every depth the test
@@ -425,12 +453,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         samples.push((n as f64 * 1e9 / ns as f64, ns));
                     }
                 }
-                results.push(row(format!("tg{n}"), 0, n, depth, samples));
+                results.push(row(kv, format!("tg{n}"), 0, n, depth, samples));
             }
             if let Some(KList(ks)) = &args.verify {
                 let k_max = ks.iter().copied().max().unwrap_or(1);
-                max_kv = max_kv.max(kv_bytes(depth + k_max + 1));
-                let mut cache = engine.new_cache(depth + k_max + 1)?;
+                max_kv = max_kv.max(kv_bytes(kv, depth + k_max + 1));
+                let mut cache = engine.new_cache_with(depth + k_max + 1, kv)?;
                 fill_depth(&engine, &mut cache, depth, args.seed)?;
                 let batch = tokens(k_max + 1, vocab, args.seed ^ 0x5eed);
                 // batch sizes k + 1, the one-token step first; each repetition times them all
@@ -454,7 +482,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         .iter()
                         .map(|&n| (b as f64 * 1e9 / n as f64, n))
                         .collect();
-                    let mut r = row(format!("verify{b}"), b, 0, depth, samples);
+                    let mut r = row(kv, format!("verify{b}"), b, 0, depth, samples);
                     let times = ms(&ns[i]);
                     r.avg_ms = Some(times.iter().sum::<f64>() / times.len() as f64);
                     r.verify_cost = Some(median(&times) / t1);
@@ -483,16 +511,18 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
         Format::Csv => {
             writeln!(
                 out,
-                "model,device,dtype,test,n_prompt,n_gen,n_depth,n_threads,n_params,avg_ts,stddev_ts,bandwidth_gbs,roofline_ts,roofline_fraction"
+                "model,device,dtype,type_k,type_v,test,n_prompt,n_gen,n_depth,n_threads,n_params,avg_ts,stddev_ts,bandwidth_gbs,roofline_ts,roofline_fraction"
             )?;
             for r in results {
                 let opt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
                 writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{}",
                     r.model,
                     r.device,
                     r.dtype,
+                    r.type_k,
+                    r.type_v,
                     r.test,
                     r.n_prompt,
                     r.n_gen,
@@ -510,11 +540,11 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
         Format::Md => {
             writeln!(
                 out,
-                "| model | params | device | dtype | threads | test | t/s | roofline t/s | of roofline | T(k+1)/T(1) |"
+                "| model | params | device | dtype | kv | threads | test | t/s | roofline t/s | of roofline | T(k+1)/T(1) |"
             )?;
             writeln!(
                 out,
-                "| --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
+                "| --- | ---: | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
             )?;
             for r in results {
                 let test = if r.n_depth > 0 {
@@ -536,11 +566,12 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
                     .unwrap_or_else(|| "-".into());
                 writeln!(
                     out,
-                    "| {} | {:.1}M | {} | {} | {} | {} | {:.2} ± {:.2} | {} | {} | {cost} |",
+                    "| {} | {:.1}M | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {} | {} | {cost} |",
                     r.model,
                     r.n_params as f64 / 1e6,
                     r.device,
                     r.dtype,
+                    r.type_k,
                     r.n_threads,
                     test,
                     r.avg_ts,

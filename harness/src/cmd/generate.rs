@@ -150,6 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "device": engine.device().to_string(),
             "dtype": engine.dtype().to_string(),
             "quant": args.model.device.quant.as_deref().map(str::to_ascii_lowercase),
+            "kv_type": engine.kv_type().to_string(),
             "experts": g.experts.as_ref().map(|t| t.summary()),
             "spec": spec_stats,
         });

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use specsweep_engine::quant::{QuantFormat, WeightQuant};
-use specsweep_engine::{DType, DeviceSpec, Engine, LoadOptions};
+use specsweep_engine::{DType, DeviceSpec, Engine, KvType, LoadOptions};
 
 /// Where and how to load the model.
 #[derive(Debug, Clone, clap::Args)]
@@ -35,6 +35,10 @@ pub struct DeviceOpts {
     /// f16-kernel | bf16-kernel, or f32 | f16 | bf16 (burn's dense path).
     #[arg(long)]
     pub quant: Option<String>,
+    /// KV cache element type: f32 (the reference numerics) | f16 (half the cache bytes; llama.cpp's
+    /// default `-ctk/-ctv f16`).
+    #[arg(long, default_value = "f32")]
+    pub kv_type: String,
 }
 
 /// What the sweep's `quant` axis and `--quant` select.
@@ -71,6 +75,7 @@ impl QuantChoice {
             threads,
             dtype,
             quant,
+            ..Default::default()
         }
     }
 
@@ -116,9 +121,18 @@ impl DeviceOpts {
 
     /// Resolve into engine load options for `model` (whose kind picks the default `--quant`).
     pub fn load_options(&self, model: &Path) -> anyhow::Result<LoadOptions> {
-        Ok(self
+        let mut opts = self
             .quant_choice(model)?
-            .options(self.device_spec()?, self.threads))
+            .options(self.device_spec()?, self.threads);
+        opts.kv_type = self.kv_type()?;
+        Ok(opts)
+    }
+
+    /// The `--kv-type` value, parsed.
+    pub fn kv_type(&self) -> anyhow::Result<KvType> {
+        self.kv_type
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--kv-type: {e}"))
     }
 
     /// The weights `--quant` (or its default for `model`) selects.
