@@ -404,16 +404,95 @@ impl ModelConfig {
         ) && self.attention_bias
     }
 
-    /// Parameter count of the dense weights (embeddings counted once when tied).
+    /// Every tensor a checkpoint of this config holds for the embedding, the decoder stack and the
+    /// LM head (an MTP module aside), under its Hugging Face name, with its shape: dense layers'
+    /// MLPs, or a sparse layer's router, `num_experts` experts and optional gated shared expert
+    /// (`model::moe`). Random weights are generated for exactly these (`crate::random`).
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (h, v, d) = (self.hidden_size, self.vocab_size, self.head_dim);
+        let (q, kv, ff) = (
+            self.num_attention_heads * d,
+            self.num_key_value_heads * d,
+            self.intermediate_size,
+        );
+        let mut shapes = vec![
+            ("model.embed_tokens.weight".to_string(), vec![v, h]),
+            ("model.norm.weight".to_string(), vec![h]),
+        ];
+        if !self.tie_word_embeddings {
+            shapes.push(("lm_head.weight".into(), vec![v, h]));
+        }
+        for i in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let mut add = |n: &str, s: Vec<usize>| shapes.push((format!("{p}.{n}"), s));
+            add("input_layernorm.weight", vec![h]);
+            add("post_attention_layernorm.weight", vec![h]);
+            add("self_attn.q_proj.weight", vec![q, h]);
+            add("self_attn.k_proj.weight", vec![kv, h]);
+            add("self_attn.v_proj.weight", vec![kv, h]);
+            add("self_attn.o_proj.weight", vec![h, q]);
+            if self.qkv_bias() {
+                add("self_attn.q_proj.bias", vec![q]);
+                add("self_attn.k_proj.bias", vec![kv]);
+                add("self_attn.v_proj.bias", vec![kv]);
+            }
+            if self.o_bias() {
+                add("self_attn.o_proj.bias", vec![h]);
+            }
+            if self.architecture.has_qk_norm() {
+                add("self_attn.q_norm.weight", vec![d]);
+                add("self_attn.k_norm.weight", vec![d]);
+            }
+            if self.architecture.is_moe() && crate::model::moe::is_sparse_layer(self, i) {
+                let (n, m, sh) = (
+                    self.num_experts,
+                    self.moe_intermediate_size,
+                    self.shared_expert_intermediate_size,
+                );
+                add("mlp.gate.weight", vec![n, h]);
+                let mut mlp = |name: String, inter: usize| {
+                    add(&format!("{name}.gate_proj.weight"), vec![inter, h]);
+                    add(&format!("{name}.up_proj.weight"), vec![inter, h]);
+                    add(&format!("{name}.down_proj.weight"), vec![h, inter]);
+                };
+                (0..n).for_each(|e| mlp(format!("mlp.experts.{e}"), m));
+                if sh > 0 {
+                    mlp("mlp.shared_expert".into(), sh);
+                    add("mlp.shared_expert_gate.weight", vec![1, h]);
+                }
+                continue;
+            }
+            add("mlp.gate_proj.weight", vec![ff, h]);
+            add("mlp.up_proj.weight", vec![ff, h]);
+            add("mlp.down_proj.weight", vec![h, ff]);
+            if self.mlp_bias {
+                add("mlp.gate_proj.bias", vec![ff]);
+                add("mlp.up_proj.bias", vec![ff]);
+                add("mlp.down_proj.bias", vec![h]);
+            }
+        }
+        shapes
+    }
+
+    /// Parameters of [`ModelConfig::tensor_shapes`]: every expert of a mixture counted, tied
+    /// embeddings once (llama-bench's `n_params`).
     pub fn num_parameters(&self) -> usize {
-        let (h, v) = (self.hidden_size, self.vocab_size);
-        let q = self.num_attention_heads * self.head_dim;
-        let kv = self.num_key_value_heads * self.head_dim;
-        let attn = h * q + 2 * h * kv + q * h;
-        let mlp = 3 * h * self.intermediate_size;
-        let per_layer = attn + mlp + 2 * h;
-        let head = if self.tie_word_embeddings { 0 } else { v * h };
-        v * h + head + h + self.num_hidden_layers * per_layer
+        self.tensor_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Parameters one token runs through: [`ModelConfig::num_parameters`] less the routed experts
+    /// a sparse layer does not choose (`num_experts − num_experts_per_tok` of them); equal to it
+    /// for a dense model. The "A3B" of Qwen3-30B-A3B.
+    pub fn num_active_parameters(&self) -> usize {
+        let sparse = (0..self.num_hidden_layers)
+            .filter(|&i| self.architecture.is_moe() && crate::model::moe::is_sparse_layer(self, i))
+            .count();
+        let unchosen = self.num_experts.saturating_sub(self.num_experts_per_tok);
+        let expert = 3 * self.hidden_size * self.moe_intermediate_size;
+        self.num_parameters() - sparse * unchosen * expert
     }
 }
 
@@ -468,6 +547,51 @@ fn parse_rope_scaling(path: &Path, name: &str, m: &Map<String, Value>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tensors a config names are exactly those of the checkpoints transformers wrote for
+    /// it (dense, Qwen2 with biases, Llama, Qwen3-MoE and Qwen2-MoE with a shared expert), so
+    /// the parameter counts are the checkpoints' own.
+    #[test]
+    fn tensor_shapes_are_the_checkpoints_tensors() {
+        use crate::weights::WeightSource;
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        for name in [
+            "qwen3-tiny",
+            "qwen2-tiny",
+            "llama-tiny",
+            "qwen3moe-tiny",
+            "qwen3moe-4e",
+            "qwen2moe-tiny",
+        ] {
+            let dir = root.join(name);
+            let config = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+            let source = crate::safetensors::SafetensorsSource::open_dir(&dir).unwrap();
+            let mut stored: Vec<(String, Vec<usize>)> = source
+                .names()
+                .into_iter()
+                .map(|n| {
+                    let shape = source.load(&n).unwrap().shape;
+                    (n, shape)
+                })
+                // a tied checkpoint may carry its head anyway; the model then uses it
+                .filter(|(n, _)| !(config.tie_word_embeddings && n == "lm_head.weight"))
+                .collect();
+            let mut named = config.tensor_shapes();
+            stored.sort();
+            named.sort();
+            assert_eq!(named, stored, "{name}");
+            let total: usize = stored
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum();
+            assert_eq!(config.num_parameters(), total, "{name}");
+            if config.num_experts == 0 {
+                assert_eq!(config.num_active_parameters(), total, "{name}");
+            } else {
+                assert!(config.num_active_parameters() < total, "{name}");
+            }
+        }
+    }
     use serde_json::json;
 
     fn parse(v: Value) -> Result<ModelConfig> {

@@ -336,6 +336,17 @@ impl Engine {
         }
     }
 
+    /// Bytes of the weights the model holds (`Model::weight_bytes`).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.model {
+            Models::Flex(m) => m.weight_bytes(),
+            #[cfg(feature = "wgpu")]
+            Models::Wgpu(m) => m.weight_bytes(),
+            #[cfg(feature = "cuda")]
+            Models::Cuda(m) => m.weight_bytes(),
+        }
+    }
+
     /// Weight bytes read per decoded token (for the memory-bandwidth roofline).
     pub fn weight_bytes_per_token(&self) -> usize {
         match &self.model {

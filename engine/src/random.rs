@@ -30,9 +30,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         "the shape of Qwen3-1.7B: 28 layers, hidden 2048, vocab 151936: ~1.7B parameters",
     ),
     (
-        "qwen3moe-0.2b",
+        "qwen3moe-1b",
         "Qwen3-MoE-shaped, 12 layers, hidden 1024, 64 experts of 384 (top-4), vocab 32000: \
-         ~178M parameters, ~33M active",
+         ~971M parameters, ~122M active (`qwen3moe-0.2b`, its name until the parameter count \
+         took every expert, is accepted too)",
     ),
     (
         "llama3-8b",
@@ -67,7 +68,8 @@ pub fn preset_config(name: &str) -> Result<ModelConfig> {
             "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "rms_norm_eps": 1e-6,
             "rope_theta": 1000000.0, "tie_word_embeddings": true, "max_position_embeddings": 40960,
             "eos_token_id": 151645}),
-        "qwen3moe-0.2b" => serde_json::json!({
+        // the old name: the same shape
+        "qwen3moe-1b" | "qwen3moe-0.2b" => serde_json::json!({
             "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
             "hidden_size": 1024, "intermediate_size": 3072, "moe_intermediate_size": 384,
             "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 4,
@@ -113,71 +115,10 @@ pub struct RandomWeights {
 impl RandomWeights {
     /// The tensors `config` needs, with their shapes.
     pub fn new(config: &ModelConfig, seed: u64) -> Self {
-        let c = config;
-        let (h, v, d) = (c.hidden_size, c.vocab_size, c.head_dim);
-        let (q, kv, ff) = (
-            c.num_attention_heads * d,
-            c.num_key_value_heads * d,
-            c.intermediate_size,
-        );
-        let mut shapes = vec![
-            ("model.embed_tokens.weight".to_string(), vec![v, h]),
-            ("model.norm.weight".to_string(), vec![h]),
-        ];
-        if !c.tie_word_embeddings {
-            shapes.push(("lm_head.weight".into(), vec![v, h]));
+        Self {
+            shapes: config.tensor_shapes(),
+            seed,
         }
-        for i in 0..c.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let mut add = |n: &str, s: Vec<usize>| shapes.push((format!("{p}.{n}"), s));
-            add("input_layernorm.weight", vec![h]);
-            add("post_attention_layernorm.weight", vec![h]);
-            add("self_attn.q_proj.weight", vec![q, h]);
-            add("self_attn.k_proj.weight", vec![kv, h]);
-            add("self_attn.v_proj.weight", vec![kv, h]);
-            add("self_attn.o_proj.weight", vec![h, q]);
-            if c.qkv_bias() {
-                add("self_attn.q_proj.bias", vec![q]);
-                add("self_attn.k_proj.bias", vec![kv]);
-                add("self_attn.v_proj.bias", vec![kv]);
-            }
-            if c.o_bias() {
-                add("self_attn.o_proj.bias", vec![h]);
-            }
-            if c.architecture.has_qk_norm() {
-                add("self_attn.q_norm.weight", vec![d]);
-                add("self_attn.k_norm.weight", vec![d]);
-            }
-            if c.architecture.is_moe() && crate::model::moe::is_sparse_layer(c, i) {
-                // Sparse layer: router, experts and the optional gated shared expert (model::moe).
-                let (n, m, sh) = (
-                    c.num_experts,
-                    c.moe_intermediate_size,
-                    c.shared_expert_intermediate_size,
-                );
-                add("mlp.gate.weight", vec![n, h]);
-                let mut mlp = |name: String, inter: usize| {
-                    add(&format!("{name}.gate_proj.weight"), vec![inter, h]);
-                    add(&format!("{name}.up_proj.weight"), vec![inter, h]);
-                    add(&format!("{name}.down_proj.weight"), vec![h, inter]);
-                };
-                (0..n).for_each(|e| mlp(format!("mlp.experts.{e}"), m));
-                if sh > 0 {
-                    mlp("mlp.shared_expert".into(), sh);
-                    add("mlp.shared_expert_gate.weight", vec![1, h]);
-                }
-                continue;
-            }
-            add("mlp.gate_proj.weight", vec![ff, h]);
-            add("mlp.up_proj.weight", vec![ff, h]);
-            add("mlp.down_proj.weight", vec![h, ff]);
-            if c.mlp_bias {
-                add("mlp.gate_proj.bias", vec![ff]);
-                add("mlp.up_proj.bias", vec![ff]);
-                add("mlp.down_proj.bias", vec![h]);
-            }
-        }
-        Self { shapes, seed }
     }
 }
 
@@ -255,14 +196,17 @@ mod tests {
         );
         assert!(w.load("lm_head.weight").is_err(), "tied: no lm_head");
         assert!(preset_config("nope").is_err());
-        // The GPU presets have the parameter counts their names claim (±5 %).
-        for (name, want) in [
-            ("qwen3-1.7b", 1.72e9),
-            ("llama3-8b", 8.03e9),
-            ("qwen3moe-0.2b", 1.775e8),
+        // The presets have the parameter counts their names claim (±5 %): Qwen3-1.7B's and
+        // Llama-3-8B's model cards say 1.72B / 8.03B.
+        for (name, want, active) in [
+            ("qwen3-1.7b", 1.72e9, 1.72e9),
+            ("llama3-8b", 8.03e9, 8.03e9),
+            ("qwen3moe-1b", 0.971e9, 0.122e9),
         ] {
-            let n = preset_config(name).unwrap().num_parameters() as f64;
+            let c = preset_config(name).unwrap();
+            let (n, a) = (c.num_parameters() as f64, c.num_active_parameters() as f64);
             assert!((n / want - 1.0).abs() < 0.05, "{name}: {n}");
+            assert!((a / active - 1.0).abs() < 0.05, "{name}: {a} active");
         }
     }
 }

@@ -102,6 +102,14 @@ impl<B: Backend> Ffn<B> {
         }
     }
 
+    /// Bytes of weights held (every expert of a sparse FFN).
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Ffn::Dense(mlp) => mlp.weight_bytes(),
+            Ffn::Sparse(moe) => moe.weight_bytes(),
+        }
+    }
+
     /// Bytes of weights read per decoded token (for the roofline).
     pub fn weight_bytes_per_token(&self) -> usize {
         match self {

@@ -229,6 +229,16 @@ impl<B: Backend> SparseMoe<B> {
         }
     }
 
+    /// Bytes of weights held: router, every expert and the shared expert with its gate.
+    pub fn weight_bytes(&self) -> usize {
+        let experts: usize = self.experts.iter().map(Mlp::weight_bytes).sum();
+        let shared = self
+            .shared
+            .as_ref()
+            .map_or(0, |s| s.mlp.weight_bytes() + s.gate.weight_bytes());
+        self.router.weight_bytes() + experts + shared
+    }
+
     /// Bytes of weights one decoded token reads: router, `top_k` experts and the shared expert.
     pub fn weight_bytes_per_token(&self) -> usize {
         let expert = self.experts.first().map_or(0, Mlp::weight_bytes);

@@ -153,6 +153,11 @@ impl<B: Backend> MtpModule<B> {
         self.norm.forward(y)
     }
 
+    /// Weight bytes held (the LM head, shared with the model, is counted by the caller).
+    pub fn weight_bytes(&self) -> usize {
+        self.fc.weight_bytes() + self.layer.self_attn.weight_bytes() + self.layer.ffn.weight_bytes()
+    }
+
     /// Weight bytes read per draft step (the LM head is counted by the caller).
     pub fn weight_bytes_per_token(&self) -> usize {
         self.fc.weight_bytes()

@@ -459,6 +459,37 @@ impl<B: Backend> Model<B> {
         self.lm_head.forward(hidden)
     }
 
+    /// Bytes of the projection and embedding weights the model holds, every expert of a mixture
+    /// and an MTP module included (norms left out): what peak memory is compared with when there
+    /// is no weight file (random weights, `--quant` formats other than the file's).
+    pub fn weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| l.self_attn.weight_bytes() + l.ffn.weight_bytes())
+            .sum();
+        let mtp = self.mtp.as_ref().map_or(0, MtpModule::weight_bytes);
+        // a tied head shares the table's storage: count it once
+        let embed = match &self.embed_tokens {
+            Embedding::Quant(e) => {
+                let shared = self
+                    .lm_head
+                    .quant
+                    .as_ref()
+                    .is_some_and(|q| std::sync::Arc::ptr_eq(q, e));
+                if shared { 0 } else { e.matrix().bytes().len() }
+            }
+            Embedding::Dense(t) => {
+                if self.config.tie_word_embeddings && self.lm_head.quant.is_none() {
+                    0
+                } else {
+                    t.shape().num_elements() * t.dtype().size()
+                }
+            }
+        };
+        layers + mtp + embed + self.lm_head.weight_bytes()
+    }
+
     /// Weight bytes read to decode one token (all layers + LM head; the embedding row is negligible).
     pub fn weight_bytes_per_token(&self) -> usize {
         let layers: usize = self

@@ -38,7 +38,7 @@ pub struct Args {
     )]
     pub model: Option<PathBuf>,
     /// Random-initialised model: a preset (qwen3-0.1b, qwen3-0.6b, llama-0.1b, qwen3-1.7b,
-    /// llama3-8b, qwen3moe-0.2b) or a config.json.
+    /// llama3-8b, qwen3moe-1b) or a config.json.
     #[arg(long)]
     pub random: Option<String>,
     /// Prompt lengths for prefill tests (0 skips).
@@ -129,8 +129,13 @@ pub struct BenchResult {
     pub n_gen: usize,
     pub n_depth: usize,
     pub n_threads: usize,
+    /// Parameters, every expert of a mixture counted (llama-bench's `n_params`).
     pub n_params: usize,
+    /// Parameters one token runs through (a mixture's chosen experts only; `n_params` if dense).
+    pub n_params_active: usize,
     pub weight_bytes_per_token: usize,
+    /// Bytes of the weights the loaded model holds, in the format it computes with.
+    pub weights_held_bytes: usize,
     pub avg_ts: f64,
     pub stddev_ts: f64,
     pub samples_ts: Vec<f64>,
@@ -361,6 +366,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (None, None) => unreachable!("checked above"),
         };
         let weight_bytes = engine.weight_bytes_per_token();
+        let held_bytes = engine.weight_bytes();
         let file_bytes = model_path.as_deref().and_then(weights_file_bytes);
         let kv_bytes = |kv: KvType, capacity: usize| {
             let c = engine.config();
@@ -394,7 +400,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     n_depth,
                     n_threads,
                     n_params: engine.config().num_parameters(),
+                    n_params_active: engine.config().num_active_parameters(),
                     weight_bytes_per_token: weight_bytes,
+                    weights_held_bytes: held_bytes,
                     avg_ts,
                     stddev_ts,
                     samples_ns: samples.iter().map(|s| s.1).collect(),
@@ -560,15 +568,19 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
                     .roofline_fraction
                     .map(|v| format!("{:.0}%", v * 100.0))
                     .unwrap_or_else(|| "-".into());
+                let mut params = format!("{:.1}M", r.n_params as f64 / 1e6);
+                if r.n_params_active != r.n_params {
+                    params += &format!(" (A{:.1}M)", r.n_params_active as f64 / 1e6);
+                }
                 let cost = r
                     .verify_cost
                     .map(|v| format!("{v:.2}"))
                     .unwrap_or_else(|| "-".into());
                 writeln!(
                     out,
-                    "| {} | {:.1}M | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {} | {} | {cost} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {} | {} | {cost} |",
                     r.model,
-                    r.n_params as f64 / 1e6,
+                    params,
                     r.device,
                     r.dtype,
                     r.type_k,
@@ -622,13 +634,22 @@ fn print(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
                             peak.saturating_sub(base) as f64 / need
                         )?
                     }
-                    (Some(peak), None) => writeln!(
-                        out,
-                        "peak memory {:.1} MiB with {} threads (largest KV cache {:.1} MiB)",
-                        mib(peak),
-                        r.n_threads,
-                        mib(r.kv_cache_bytes)
-                    )?,
+                    (Some(peak), None) => {
+                        // random weights: no file, so the weights as held
+                        let base = r.base_rss_bytes.unwrap_or(0);
+                        let need = (r.weights_held_bytes as u64 + r.kv_cache_bytes) as f64;
+                        writeln!(
+                            out,
+                            "peak memory {:.1} MiB with {} threads = {:.2} × (weights held {:.1} MiB + largest KV cache {:.1} MiB); {:.1} MiB before loading, so the model added {:.2} ×",
+                            mib(peak),
+                            r.n_threads,
+                            peak as f64 / need,
+                            mib(r.weights_held_bytes as u64),
+                            mib(r.kv_cache_bytes),
+                            mib(base),
+                            peak.saturating_sub(base) as f64 / need
+                        )?
+                    }
                     _ => {}
                 }
             }
