@@ -332,8 +332,17 @@ impl GgufModel {
         }
         if entry.unpermute_heads.is_some() || entry.expert.is_some() {
             let raw = self.raw(hf_name)?;
-            return QuantMatrix::from_raw(&t.name, format, rows, cols, raw.bytes.into_owned())
-                .map(Some);
+            let owned = raw.bytes.into_owned();
+            // the copy is all the model keeps: hand the file pages it was read from back, as
+            // `QuantMatrix::interleave` does for mapped matrices (otherwise they stay resident
+            // until the map is dropped and add to the load's peak)
+            let len = owned.len();
+            let start = match entry.expert {
+                Some(e) => t.offset + e * len,
+                None => t.offset,
+            };
+            crate::quant::release_pages(&self.mmap, start..start + len);
+            return QuantMatrix::from_raw(&t.name, format, rows, cols, owned).map(Some);
         }
         QuantMatrix::from_mapped(
             &t.name,

@@ -325,7 +325,7 @@ pub fn kernel_layout() -> &'static str {
 
 /// Drop the resident pages wholly inside `range` of a read-only file map: the file stays mapped
 /// and a later read would fault them back in from the file.
-fn release_pages(map: &Mmap, range: Range<usize>) {
+pub(crate) fn release_pages(map: &Mmap, range: Range<usize>) {
     const PAGE: usize = 4096;
     let start = range.start.next_multiple_of(PAGE);
     let end = range.end / PAGE * PAGE;

@@ -42,6 +42,7 @@ pub use linear::{HostSwiGlu, QuantLinear, QuantPath, SwiGluBuffers, WeightQuant,
 pub use matmul::{
     Isa, MAX_MANY, MatmulScratch, matmul, matmul_many, matmul_many_with, matmul_with, without_tiles,
 };
+pub(crate) use matrix::release_pages;
 pub use matrix::{QuantMatrix, kernel_cols_ok, kernel_layout, set_interleaving};
 pub use quantize::{ActBlocks, quantize_into};
 pub use team::Team;
