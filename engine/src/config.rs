@@ -547,6 +547,7 @@ fn parse_rope_scaling(path: &Path, name: &str, m: &Map<String, Value>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// The tensors a config names are exactly those of the checkpoints transformers wrote for
     /// it (dense, Qwen2 with biases, Llama, Qwen3-MoE and Qwen2-MoE with a shared expert), so
@@ -592,7 +593,6 @@ mod tests {
             }
         }
     }
-    use serde_json::json;
 
     fn parse(v: Value) -> Result<ModelConfig> {
         ModelConfig::from_value(v, Path::new("config.json"))

@@ -53,6 +53,8 @@ pub struct RawTensor<'a> {
     pub shape: Vec<usize>,
     /// Row-major blocks, rows in HF order.
     pub bytes: Cow<'a, [u8]>,
+    /// Where in the file they were read from (one expert's slice of a stacked tensor).
+    pub range: std::ops::Range<usize>,
 }
 
 /// An opened GGUF file.
@@ -302,6 +304,7 @@ impl GgufModel {
             ggml_type: t.ggml_type,
             shape,
             bytes,
+            range: start..start + len,
         })
     }
 
@@ -336,12 +339,7 @@ impl GgufModel {
             // the copy is all the model keeps: hand the file pages it was read from back, as
             // `QuantMatrix::interleave` does for mapped matrices (otherwise they stay resident
             // until the map is dropped and add to the load's peak)
-            let len = owned.len();
-            let start = match entry.expert {
-                Some(e) => t.offset + e * len,
-                None => t.offset,
-            };
-            crate::quant::release_pages(&self.mmap, start..start + len);
+            crate::quant::release_pages(&self.mmap, raw.range);
             return QuantMatrix::from_raw(&t.name, format, rows, cols, owned).map(Some);
         }
         QuantMatrix::from_mapped(

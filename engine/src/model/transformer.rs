@@ -469,7 +469,8 @@ impl<B: Backend> Model<B> {
             .map(|l| l.self_attn.weight_bytes() + l.ffn.weight_bytes())
             .sum();
         let mtp = self.mtp.as_ref().map_or(0, MtpModule::weight_bytes);
-        // a tied head shares the table's storage: count it once
+        // a tied head shares the table's storage: count it once (on the dense path a tied
+        // checkpoint that carries its own lm_head anyway is undercounted by the table)
         let embed = match &self.embed_tokens {
             Embedding::Quant(e) => {
                 let shared = self
