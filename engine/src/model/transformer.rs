@@ -122,6 +122,9 @@ pub struct Model<B: Backend> {
     pub norm: RmsNorm<B>,
     /// `[hidden, vocab]` (a transposed view; the embeddings when tied)
     pub lm_head: Linear<B>,
+    /// Whether `lm_head` is the embedding table's storage (a tied checkpoint without its own
+    /// `lm_head.weight`, not re-quantized since), so [`Model::weight_bytes`] counts it once.
+    pub head_shares_embeddings: bool,
     pub rope: Rope,
     /// The multi-token-prediction head, when the checkpoint has one (`model::mtp`).
     pub mtp: Option<MtpModule<B>>,
@@ -178,7 +181,9 @@ impl<B: Backend> Model<B> {
         let mtp = MtpModule::load(&loader, config)?;
         let norm = RmsNorm::load(&loader, "model.norm.weight", h, config.rms_norm_eps)?;
         // Tied checkpoints usually omit lm_head.weight; some write it anyway (then it is used).
-        let lm_head = if config.tie_word_embeddings && !source.contains("lm_head.weight") {
+        let head_shares_embeddings =
+            config.tie_word_embeddings && !source.contains("lm_head.weight");
+        let lm_head = if head_shares_embeddings {
             match &embed_tokens {
                 Embedding::Dense(w) => Linear::new(w.clone(), None),
                 Embedding::Quant(q) => Linear::from_quant(q.clone(), None, device, dtype),
@@ -192,6 +197,7 @@ impl<B: Backend> Model<B> {
             layers,
             norm,
             lm_head,
+            head_shares_embeddings,
             rope: Rope::new(config),
             mtp,
             device: device.clone(),
@@ -247,6 +253,8 @@ impl<B: Backend> Model<B> {
             }
         }
         self.lm_head.quantize("lm_head.weight", format, path)?;
+        // the head now holds its own quantized copy, whatever the table becomes below
+        self.head_shares_embeddings = false;
         // The embedding table as a load with `LoadOptions::quant` holds it: rows of the
         // quantized matrix (kept dense where the kernels cannot take its width).
         if let Embedding::Dense(table) = &self.embed_tokens {
@@ -469,24 +477,11 @@ impl<B: Backend> Model<B> {
             .map(|l| l.self_attn.weight_bytes() + l.ffn.weight_bytes())
             .sum();
         let mtp = self.mtp.as_ref().map_or(0, MtpModule::weight_bytes);
-        // a tied head shares the table's storage: count it once (on the dense path a tied
-        // checkpoint that carries its own lm_head anyway is undercounted by the table)
+        // a tied head shares the table's storage: count it once
         let embed = match &self.embed_tokens {
-            Embedding::Quant(e) => {
-                let shared = self
-                    .lm_head
-                    .quant
-                    .as_ref()
-                    .is_some_and(|q| std::sync::Arc::ptr_eq(q, e));
-                if shared { 0 } else { e.matrix().bytes().len() }
-            }
-            Embedding::Dense(t) => {
-                if self.config.tie_word_embeddings && self.lm_head.quant.is_none() {
-                    0
-                } else {
-                    t.shape().num_elements() * t.dtype().size()
-                }
-            }
+            _ if self.head_shares_embeddings => 0,
+            Embedding::Quant(e) => e.matrix().bytes().len(),
+            Embedding::Dense(t) => t.shape().num_elements() * t.dtype().size(),
         };
         layers + mtp + embed + self.lm_head.weight_bytes()
     }
@@ -499,5 +494,97 @@ impl<B: Backend> Model<B> {
             .map(|l| l.self_attn.weight_bytes() + l.ffn.weight_bytes_per_token())
             .sum();
         layers + self.lm_head.weight_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::{RandomWeights, preset_config};
+    use crate::weights::HostTensor;
+    use burn::backend::Flex;
+
+    /// Random weights of `config` plus an `lm_head.weight` of their own, as some tied
+    /// checkpoints carry.
+    struct WithHead(RandomWeights, Vec<usize>);
+
+    impl WeightSource for WithHead {
+        fn origin(&self) -> String {
+            self.0.origin()
+        }
+        fn contains(&self, name: &str) -> bool {
+            name == "lm_head.weight" || self.0.contains(name)
+        }
+        fn load(&self, name: &str) -> Result<HostTensor> {
+            if name != "lm_head.weight" {
+                return self.0.load(name);
+            }
+            let n = self.1.iter().product();
+            Ok(HostTensor {
+                shape: self.1.clone(),
+                data: (0..n).map(|i| (i % 7) as f32 * 1e-3).collect(),
+            })
+        }
+        fn names(&self) -> Vec<String> {
+            let mut names = self.0.names();
+            names.push("lm_head.weight".into());
+            names
+        }
+    }
+
+    /// `weight_bytes` is the f32 size of every 2-D tensor the checkpoint holds, the table once
+    /// when the head is tied to it and twice when the checkpoint carries its own head — also
+    /// after the model is quantized, when the head holds its own copy.
+    #[test]
+    fn weight_bytes_count_a_tied_head_once_and_an_own_head_twice() {
+        let mut cfg = preset_config("qwen3-0.1b").unwrap();
+        (
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+        ) = (2, 64, 128);
+        (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        ) = (4, 2, 16);
+        cfg.vocab_size = 512;
+        assert!(cfg.tie_word_embeddings);
+        let matrices: usize = cfg
+            .tensor_shapes()
+            .iter()
+            .filter(|(_, s)| s.len() == 2)
+            .map(|(_, s)| 4 * s[0] * s[1])
+            .sum();
+        let table = 4 * cfg.vocab_size * cfg.hidden_size;
+        let dev = Default::default();
+        let tied = Model::<Flex>::load(&cfg, &RandomWeights::new(&cfg, 3), &dev, DType::F32)
+            .expect("tied model");
+        assert!(tied.head_shares_embeddings);
+        assert_eq!(tied.weight_bytes(), matrices);
+        let own = WithHead(
+            RandomWeights::new(&cfg, 3),
+            vec![cfg.vocab_size, cfg.hidden_size],
+        );
+        let own = Model::<Flex>::load(&cfg, &own, &dev, DType::F32).expect("own head");
+        assert!(!own.head_shares_embeddings);
+        assert_eq!(own.weight_bytes(), matrices + table);
+        // quantized after loading, the tied head gets its own Q8_0 copy next to the table's
+        let mut q = tied.clone();
+        q.quantize_linears(
+            crate::quant::QuantFormat::Q8_0,
+            crate::quant::QuantPath::Kernels,
+        )
+        .expect("quantize");
+        assert!(!q.head_shares_embeddings);
+        let q8 = |s: &[usize]| s[0] * s[1] / 32 * 34;
+        let want: usize = cfg
+            .tensor_shapes()
+            .iter()
+            .filter(|(_, s)| s.len() == 2)
+            .map(|(_, s)| q8(s))
+            .sum::<usize>()
+            + q8(&[cfg.vocab_size, cfg.hidden_size]);
+        assert_eq!(q.weight_bytes(), want);
     }
 }
