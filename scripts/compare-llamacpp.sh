@@ -6,8 +6,8 @@
 #
 # Runs both tools with the same test matrix (pp128, tg64 at depths 0 and 2048,
 # 2 threads, 3 repetitions, an f16 KV cache as llama-bench's default; override with
-# P, N, D, T, R and KV (f16 | f32: llama-bench -ctk/-ctv, specsweep --kv-type) env
-# vars), then joins the JSON outputs on (n_prompt, n_gen, n_depth) and prints a
+# P, N, D, T, R and KV (f16 | f32 | q8_0: llama-bench -ctk/-ctv, specsweep --kv-type;
+# q8_0 adds llama-bench -fa 1, which a quantized V cache needs) env vars), then joins the JSON outputs on (n_prompt, n_gen, n_depth) and prints a
 # markdown table: llama.cpp avg_ts, specsweep avg_ts and specsweep/llama.cpp ratio.
 # The specsweep binary is ${SPECSWEEP:-/var/tmp/specsweep-target/debug/specsweep}.
 set -euo pipefail
@@ -26,7 +26,11 @@ D=${D:-0,2048}
 T=${T:-2}
 R=${R:-3}
 KV=${KV:-f16}
-case "$KV" in f16|f32) ;; *) echo "error: KV must be f16 or f32, got: $KV" >&2; exit 2 ;; esac
+case "$KV" in
+  f16|f32) FA=() ;;
+  q8_0) FA=(-fa 1) ;;
+  *) echo "error: KV must be f16, f32 or q8_0, got: $KV" >&2; exit 2 ;;
+esac
 
 [ -x "$LLAMA_BENCH" ] || { echo "error: llama-bench binary not executable: $LLAMA_BENCH" >&2; exit 2; }
 [ -x "$SPECSWEEP" ] || { echo "error: specsweep binary not executable: $SPECSWEEP" >&2; exit 2; }
@@ -35,8 +39,8 @@ case "$KV" in f16|f32) ;; *) echo "error: KV must be f16 or f32, got: $KV" >&2; 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "# llama.cpp: $LLAMA_BENCH -m $MODEL -t $T -p $P -n $N -d $D -r $R -ctk $KV -ctv $KV -o json" >&2
-"$LLAMA_BENCH" -m "$MODEL" -t "$T" -p "$P" -n "$N" -d "$D" -r "$R" -ctk "$KV" -ctv "$KV" -o json >"$tmp/llama.json"
+echo "# llama.cpp: $LLAMA_BENCH -m $MODEL -t $T -p $P -n $N -d $D -r $R -ctk $KV -ctv $KV ${FA[*]} -o json" >&2
+"$LLAMA_BENCH" -m "$MODEL" -t "$T" -p "$P" -n "$N" -d "$D" -r "$R" -ctk "$KV" -ctv "$KV" "${FA[@]}" -o json >"$tmp/llama.json"
 echo "# specsweep: $SPECSWEEP bench --model $MODEL -p $P -n $N -d $D -t $T -r $R --kv-type $KV -o json $*" >&2
 "$SPECSWEEP" bench --model "$MODEL" -p "$P" -n "$N" -d "$D" -t "$T" -r "$R" --kv-type "$KV" -o json "$@" >"$tmp/specsweep.json"
 

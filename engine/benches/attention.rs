@@ -1,5 +1,5 @@
 //! The CPU attention kernel (`model::cpu_attention::attend`) over a cached context, as a decode
-//! step (`k = 1`) and a speculative verify (`k = 9`) see it, with `f32` and `f16` caches.
+//! step (`k = 1`) and a speculative verify (`k = 9`) see it, with `f32`, `f16` and `q8_0` caches.
 //!
 //! Ids are `attention/{shape}/{kv}/d{depth}/k{k}`; throughput is in multiply-adds (`q·Kᵀ` and
 //! `p·V`). Shapes:
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
-use specsweep_engine::model::cpu_attention::{AttnShape, KvElem};
+use specsweep_engine::model::cpu_attention::{AttnShape, BlockQ8_0, KvElem};
 
 #[path = "common/attention_case.rs"]
 mod attention_case;
@@ -42,6 +42,7 @@ fn attention(c: &mut Criterion) {
     for (name, shape) in SHAPES {
         cases::<f32>(c, name, "f32", shape);
         cases::<f16>(c, name, "f16", shape);
+        cases::<BlockQ8_0>(c, name, "q8_0", shape);
     }
 }
 

@@ -243,6 +243,13 @@ impl Engine {
                 "weights `{q}` run on the quantized CPU kernels: use --device cpu"
             )));
         }
+        // before the weights load: a cache type this engine cannot keep is an error up front
+        if let Some(why) = opts
+            .kv_type
+            .unsupported(config.head_dim, opts.device == DeviceSpec::Cpu)
+        {
+            return Err(EngineError::Invalid(format!("{}: {why}", source.origin())));
+        }
         let model = match opts.device {
             DeviceSpec::Cpu => {
                 let mut model =
@@ -375,6 +382,7 @@ impl Engine {
                 "kv cache capacity must be positive".into(),
             ));
         }
+        self.check_kv_type(kv_type)?;
         let layers = match &self.model {
             Models::Flex(m) => CacheLayers::Flex(m.new_cache(capacity, kv_type)),
             #[cfg(feature = "wgpu")]
@@ -383,6 +391,25 @@ impl Engine {
             Models::Cuda(m) => CacheLayers::Cuda(m.new_cache(capacity, kv_type)),
         };
         Ok(KvCache::new(layers, capacity))
+    }
+
+    /// An error naming why this engine cannot keep a cache of `kv_type` (`q8_0` on a GPU
+    /// backend, or with a head size that is not whole blocks).
+    fn check_kv_type(&self, kv_type: KvType) -> Result<()> {
+        let host = match &self.model {
+            Models::Flex(m) => m.host_kv,
+            #[cfg(feature = "wgpu")]
+            Models::Wgpu(m) => m.host_kv,
+            #[cfg(feature = "cuda")]
+            Models::Cuda(m) => m.host_kv,
+        };
+        match kv_type.unsupported(self.config.head_dim, host) {
+            Some(why) => Err(EngineError::Invalid(format!(
+                "{}: {why}",
+                self.origin.display()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Whether the checkpoint carries a multi-token-prediction head (`model::mtp`).
@@ -411,6 +438,7 @@ impl Engine {
                 "kv cache capacity must be positive".into(),
             ));
         }
+        self.check_kv_type(self.kv_type)?;
         // One decoder layer's worth of cache (a generic fn: the closure cannot span backends).
         let layers = match &self.model {
             Models::Flex(m) => CacheLayers::Flex(m.new_cache_layers(1, capacity, self.kv_type)),

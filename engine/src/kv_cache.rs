@@ -8,15 +8,16 @@
 //! [`cpu_attention::attend`](crate::model::cpu_attention::attend) ([`HostKv`], issue #8).
 //!
 //! The element type is the cache's own choice ([`KvType`], llama.cpp's `--cache-type-k/-v`):
-//! `f32` by default — the reference numerics, what the logit-parity tests compare — or `f16`,
-//! llama.cpp's default, at half the bytes held and read at depth. Values are rounded to `f16` once,
-//! when written; the attention reads them widened to `f32`.
+//! `f32` by default — the reference numerics, what the logit-parity tests compare — `f16`,
+//! llama.cpp's default, at half the bytes held and read at depth, or `q8_0` (CPU only), ggml's
+//! 8-bit blocks of 32 with an `f16` scale, at 34 bytes per 32 values. Values are rounded once, when
+//! written; the attention reads them widened to `f32`.
 
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 use half::f16;
 
 use crate::error::{EngineError, Result};
-use crate::model::cpu_attention::{AttnScratch, AttnShape, KvElem, attend};
+use crate::model::cpu_attention::{AttnScratch, AttnShape, BlockQ8_0, KvElem, attend};
 
 /// Element type of a KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -26,17 +27,40 @@ pub enum KvType {
     F32,
     /// 2 bytes per element, IEEE half, rounded to nearest when written (llama.cpp's default).
     F16,
+    /// ggml's `q8_0`: blocks of 32 values of one head's row, int8 with an `f16` scale (34 bytes
+    /// per 32 values, `-ctk q8_0 -ctv q8_0`). The CPU backend's host caches only; `head_dim` must
+    /// be a multiple of 32.
+    Q8_0,
 }
 
 impl KvType {
     /// Every type, in the order help texts list them.
-    pub const ALL: [KvType; 2] = [KvType::F32, KvType::F16];
+    pub const ALL: [KvType; 3] = [KvType::F32, KvType::F16, KvType::Q8_0];
 
-    /// Bytes per cached element.
-    pub fn bytes(self) -> usize {
+    /// Bytes of one cached row of `head_dim` values (one head, one position; K or V).
+    pub fn row_bytes(self, head_dim: usize) -> usize {
         match self {
-            KvType::F32 => 4,
-            KvType::F16 => 2,
+            KvType::F32 => 4 * head_dim,
+            KvType::F16 => 2 * head_dim,
+            KvType::Q8_0 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ8_0>(),
+        }
+    }
+
+    /// Why a model with `head_dim` cannot keep its cache in this type — on the host when
+    /// `host` (the CPU backend), else in device tensors — or `None` when it can.
+    pub fn unsupported(self, head_dim: usize, host: bool) -> Option<String> {
+        match self {
+            KvType::F32 | KvType::F16 => None,
+            KvType::Q8_0 if !host => Some(
+                "KV cache type q8_0 is kept by the CPU backend only (its attention kernel reads \
+                 the blocks); use f16 or f32 on a GPU backend"
+                    .into(),
+            ),
+            KvType::Q8_0 if !head_dim.is_multiple_of(32) => Some(format!(
+                "KV cache type q8_0 needs a head_dim that is a multiple of 32 (blocks of 32 \
+                 values); this model's is {head_dim}"
+            )),
+            KvType::Q8_0 => None,
         }
     }
 
@@ -48,7 +72,7 @@ impl KvType {
         head_dim: usize,
         capacity: usize,
     ) -> u64 {
-        (2 * layers * kv_heads * head_dim * capacity * self.bytes()) as u64
+        (2 * layers * kv_heads * capacity * self.row_bytes(head_dim)) as u64
     }
 }
 
@@ -57,6 +81,7 @@ impl std::fmt::Display for KvType {
         f.write_str(match self {
             KvType::F32 => "f32",
             KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
         })
     }
 }
@@ -68,7 +93,10 @@ impl std::str::FromStr for KvType {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Ok(KvType::F32),
             "f16" => Ok(KvType::F16),
-            _ => Err(format!("unknown KV cache type `{s}` (expected f32 or f16)")),
+            "q8_0" => Ok(KvType::Q8_0),
+            _ => Err(format!(
+                "unknown KV cache type `{s}` (expected f32, f16 or q8_0)"
+            )),
         }
     }
 }
@@ -76,8 +104,18 @@ impl std::str::FromStr for KvType {
 /// Host K and V of one layer in one element type.
 #[derive(Clone)]
 enum HostBuf {
-    F32 { k: Vec<f32>, v: Vec<f32> },
-    F16 { k: Vec<f16>, v: Vec<f16> },
+    F32 {
+        k: Vec<f32>,
+        v: Vec<f32>,
+    },
+    F16 {
+        k: Vec<f16>,
+        v: Vec<f16>,
+    },
+    Q8_0 {
+        k: Vec<BlockQ8_0>,
+        v: Vec<BlockQ8_0>,
+    },
 }
 
 thread_local! {
@@ -87,7 +125,8 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<AttnScratch> = std::cell::RefCell::default();
 }
 
-/// One layer's K and V on the host, `[kv_heads][capacity][head_dim]` each.
+/// One layer's K and V on the host, `[kv_heads][capacity][head_dim]` values each (rows of
+/// `head_dim / 32` blocks for `q8_0`).
 pub struct HostKv {
     kv_heads: usize,
     capacity: usize,
@@ -108,17 +147,31 @@ impl std::fmt::Debug for HostKv {
 
 impl HostKv {
     /// Zeroed K/V of `kv_type` for `capacity` positions.
+    ///
+    /// # Panics
+    /// For `q8_0` with a `head_dim` that is not a multiple of 32 ([`KvType::unsupported`]; the
+    /// engine checks it before making a cache).
     pub fn new(kv_heads: usize, capacity: usize, head_dim: usize, kv_type: KvType) -> Self {
+        if let Some(why) = kv_type.unsupported(head_dim, true) {
+            panic!("{why}");
+        }
         let capacity = capacity.max(1);
+        fn zeroed<E: KvElem>(n: usize) -> Vec<E> {
+            vec![E::ZERO; n]
+        }
         let n = kv_heads * capacity * head_dim;
         let buf = match kv_type {
             KvType::F32 => HostBuf::F32 {
-                k: vec![0.0; n],
-                v: vec![0.0; n],
+                k: zeroed(n),
+                v: zeroed(n),
             },
             KvType::F16 => HostBuf::F16 {
-                k: vec![f16::ZERO; n],
-                v: vec![f16::ZERO; n],
+                k: zeroed(n),
+                v: zeroed(n),
+            },
+            KvType::Q8_0 => HostBuf::Q8_0 {
+                k: zeroed(n / 32),
+                v: zeroed(n / 32),
             },
         };
         Self {
@@ -139,16 +192,20 @@ impl HostKv {
         match self.buf {
             HostBuf::F32 { .. } => KvType::F32,
             HostBuf::F16 { .. } => KvType::F16,
+            HostBuf::Q8_0 { .. } => KvType::Q8_0,
         }
     }
 
     /// Keys and values of positions `0..len` as `f32`, `[kv_heads][len][head_dim]` each.
     pub fn prefix_f32(&self, len: usize) -> (Vec<f32>, Vec<f32>) {
         fn gather<E: KvElem>(src: &[E], h: usize, cap: usize, len: usize, d: usize) -> Vec<f32> {
+            let rs = d / E::PER;
             let mut out = Vec::with_capacity(h * len * d);
             for head in 0..h {
-                let rows = &src[head * cap * d..(head * cap + len) * d];
-                out.extend(rows.iter().map(|x| x.to_f32()));
+                for row in src[head * cap * rs..(head * cap + len) * rs].chunks_exact(rs) {
+                    // SAFETY: c < d values of the row.
+                    out.extend((0..d).map(|c| unsafe { E::get(row.as_ptr(), c) }));
+                }
             }
             out
         }
@@ -156,6 +213,7 @@ impl HostKv {
         match &self.buf {
             HostBuf::F32 { k, v } => (gather(k, h, cap, len, d), gather(v, h, cap, len, d)),
             HostBuf::F16 { k, v } => (gather(k, h, cap, len, d), gather(v, h, cap, len, d)),
+            HostBuf::Q8_0 { k, v } => (gather(k, h, cap, len, d), gather(v, h, cap, len, d)),
         }
     }
 
@@ -170,22 +228,39 @@ impl HostKv {
         assert_eq!(key.len(), self.kv_heads * n * d, "key rows");
         assert_eq!(value.len(), self.kv_heads * n * d, "value rows");
         assert!(start + n <= self.capacity, "write beyond the cache");
-        fn put<E: KvElem>(dst: &mut [E], src: &[f32]) {
-            dst.iter_mut()
-                .zip(src)
-                .for_each(|(d, &s)| *d = E::from_f32(s));
+        // rows of head h at positions start..start + n, from the source's rows of head h
+        fn put<E: KvElem>(
+            dst: &mut [E],
+            src: &[f32],
+            h: usize,
+            cap: usize,
+            start: usize,
+            n: usize,
+            d: usize,
+        ) {
+            let rs = d / E::PER;
+            let dst = &mut dst[(h * cap + start) * rs..(h * cap + start + n) * rs];
+            for (row, x) in dst
+                .chunks_exact_mut(rs)
+                .zip(src[h * n * d..(h + 1) * n * d].chunks_exact(d))
+            {
+                E::put_row(row, x);
+            }
         }
+        let cap = self.capacity;
         for h in 0..self.kv_heads {
-            let dst = (h * self.capacity + start) * d..(h * self.capacity + start + n) * d;
-            let src = h * n * d..(h + 1) * n * d;
             match &mut self.buf {
                 HostBuf::F32 { k, v } => {
-                    put(&mut k[dst.clone()], &key[src.clone()]);
-                    put(&mut v[dst], &value[src]);
+                    put(k, key, h, cap, start, n, d);
+                    put(v, value, h, cap, start, n, d);
                 }
                 HostBuf::F16 { k, v } => {
-                    put(&mut k[dst.clone()], &key[src.clone()]);
-                    put(&mut v[dst], &value[src]);
+                    put(k, key, h, cap, start, n, d);
+                    put(v, value, h, cap, start, n, d);
+                }
+                HostBuf::Q8_0 { k, v } => {
+                    put(k, key, h, cap, start, n, d);
+                    put(v, value, h, cap, start, n, d);
                 }
             }
         }
@@ -207,6 +282,9 @@ impl HostKv {
                 attend(q, keys, v, capacity, shape, start, k, out, scratch)
             }
             HostBuf::F16 { k: keys, v } => {
+                attend(q, keys, v, capacity, shape, start, k, out, scratch)
+            }
+            HostBuf::Q8_0 { k: keys, v } => {
                 attend(q, keys, v, capacity, shape, start, k, out, scratch)
             }
         };
@@ -249,6 +327,10 @@ pub struct LayerCache<B: Backend> {
 impl<B: Backend> LayerCache<B> {
     /// Zeroed K/V tensors of shape `[kv_heads, capacity, head_dim]` on `device`, for a model
     /// computing in `dtype`: held in `dtype` for an `f32` cache type, in `f16` for `f16`.
+    ///
+    /// # Panics
+    /// For `q8_0`, which only host caches hold ([`KvType::unsupported`]; the engine checks it
+    /// before making a cache).
     pub fn new(
         kv_heads: usize,
         capacity: usize,
@@ -261,6 +343,12 @@ impl<B: Backend> LayerCache<B> {
         let store = match kv_type {
             KvType::F32 => dtype,
             KvType::F16 => DType::F16,
+            KvType::Q8_0 => panic!(
+                "{}",
+                KvType::Q8_0
+                    .unsupported(head_dim, false)
+                    .unwrap_or_default()
+            ),
         };
         Self {
             storage: Storage::Device {
@@ -544,10 +632,10 @@ mod tests {
         assert_ne!(rounded, vals);
         let kv =
             |v: &[f32]| Tensor::<Flex, 3>::from_data(TensorData::new(v.to_vec(), [1, 2, 2]), &dev);
-        for kv_type in KvType::ALL {
+        for kv_type in [KvType::F32, KvType::F16] {
             let want = match kv_type {
-                KvType::F32 => &vals,
                 KvType::F16 => &rounded,
+                _ => &vals,
             };
             for host in [true, false] {
                 let new = if host {
@@ -571,10 +659,88 @@ mod tests {
     fn kv_types_parse_and_size() {
         assert_eq!("F16".parse::<KvType>(), Ok(KvType::F16));
         assert_eq!("f32".parse::<KvType>(), Ok(KvType::F32));
-        let err = "q8_0".parse::<KvType>().unwrap_err();
-        assert!(err.contains("q8_0") && err.contains("f16"), "{err}");
+        assert_eq!("Q8_0".parse::<KvType>(), Ok(KvType::Q8_0));
+        let err = "q4_0".parse::<KvType>().unwrap_err();
+        assert!(err.contains("q4_0") && err.contains("q8_0"), "{err}");
         // Qwen2.5-Coder-1.5B: 28 layers, 2 KV heads of 128, 2048 positions
         assert_eq!(KvType::F16.cache_bytes(28, 2, 128, 2048), 58_720_256);
         assert_eq!(KvType::F32.cache_bytes(28, 2, 128, 2048), 2 * 58_720_256);
+        // 34 bytes per 32 values: 17/32 of f16's
+        assert_eq!(
+            KvType::Q8_0.cache_bytes(28, 2, 128, 2048),
+            58_720_256 / 32 * 17
+        );
+        assert_eq!(KvType::Q8_0.row_bytes(128), 4 * 34);
+        assert!(KvType::Q8_0.unsupported(128, true).is_none());
+        let why = KvType::Q8_0.unsupported(80, true).unwrap();
+        assert!(why.contains("head_dim") && why.contains("80"), "{why}");
+        let why = KvType::Q8_0.unsupported(128, false).unwrap();
+        assert!(why.contains("CPU"), "{why}");
+        assert!(KvType::F16.unsupported(20, false).is_none());
+    }
+
+    /// A `q8_0` host cache holds each written row as ggml's blocks — byte for byte what the
+    /// weight quantizer (`quantize_row_q8_0_ref`'s rounding) makes of it — and reads back their
+    /// dequantized values; rows written in one call and one at a time are the same blocks.
+    #[test]
+    fn q8_0_cache_holds_ggml_blocks_of_each_row() {
+        use crate::quant::{QuantFormat, dequantize_into, quantize_into};
+        let (heads, d, cap) = (2, 64, 6);
+        let row = |h: usize, p: usize| -> Vec<f32> {
+            (0..d)
+                .map(|c| ((h * 131 + p * 17 + c * 7) as f32 * 0.37).sin() * (1.0 + c as f32))
+                .collect()
+        };
+        // [heads][n][d] for positions 1..4
+        let src = |range: std::ops::Range<usize>| -> Vec<f32> {
+            (0..heads)
+                .flat_map(|h| range.clone().flat_map(move |p| row(h, p)))
+                .collect()
+        };
+        let mut batch = HostKv::new(heads, cap, d, KvType::Q8_0);
+        batch.write(1, 3, &src(1..4), &src(1..4));
+        let mut single = HostKv::new(heads, cap, d, KvType::Q8_0);
+        for p in 1..4 {
+            single.write(p, 1, &src(p..p + 1), &src(p..p + 1));
+        }
+        let (HostBuf::Q8_0 { k: kb, .. }, HostBuf::Q8_0 { k: ks, v: vs }) =
+            (&batch.buf, &single.buf)
+        else {
+            panic!("q8_0 buffers")
+        };
+        assert_eq!(kb, ks);
+        assert_eq!(ks, vs);
+        for h in 0..heads {
+            for p in 1..4 {
+                let mut ggml = Vec::new();
+                quantize_into(QuantFormat::Q8_0, &row(h, p), &mut ggml).unwrap();
+                let at = (h * cap + p) * (d / 32);
+                let held: Vec<u8> = ks[at..at + d / 32]
+                    .iter()
+                    .flat_map(|b| b.d.into_iter().chain(b.qs.iter().map(|&q| q as u8)))
+                    .collect();
+                assert_eq!(held, ggml, "head {h} position {p}");
+            }
+        }
+        let (keys, _) = single.prefix_f32(4);
+        for h in 0..heads {
+            for p in 0..4 {
+                let mut want = vec![0.0f32; d];
+                if p > 0 {
+                    let mut ggml = Vec::new();
+                    quantize_into(QuantFormat::Q8_0, &row(h, p), &mut ggml).unwrap();
+                    dequantize_into(QuantFormat::Q8_0, &ggml, &mut want);
+                }
+                let got = &keys[(h * 4 + p) * d..(h * 4 + p + 1) * d];
+                assert_eq!(got, &want[..], "head {h} position {p}");
+                // within half a step of the written values
+                if p > 0 {
+                    let amax = row(h, p).iter().fold(0.0f32, |a, x| a.max(x.abs()));
+                    for (g, x) in got.iter().zip(row(h, p)) {
+                        assert!((g - x).abs() <= amax / 127.0 * 0.51 + 1e-3 * amax);
+                    }
+                }
+            }
+        }
     }
 }

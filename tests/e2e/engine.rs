@@ -293,7 +293,7 @@ fn bench_kv_type_is_an_axis() {
         "-v",
         "2",
         "--kv-type",
-        "f32,f16",
+        "f32,f16,q8_0",
         "-o",
         "json",
         "--bandwidth-mib",
@@ -314,7 +314,7 @@ fn bench_kv_type_is_an_axis() {
         .collect();
     let mut want = Vec::new();
     for d in [0, 16] {
-        for t in ["f32", "f16"] {
+        for t in ["f32", "f16", "q8_0"] {
             for test in ["pp8", "tg2", "verify1", "verify3"] {
                 want.push((test.to_string(), d, t.to_string()));
             }
@@ -329,6 +329,31 @@ fn bench_kv_type_is_an_axis() {
         .unwrap_or(n("hidden_size") / n("num_attention_heads"));
     let want_bytes = 2 * n("num_hidden_layers") * n("num_key_value_heads") * head_dim * 24 * 4;
     assert_eq!(got[0]["kv_cache_bytes"].as_u64(), Some(want_bytes));
+    // the same cache in q8_0 alone: 34 bytes per 32 values
+    let q8 = ok_json(&[
+        "bench",
+        "--random",
+        s(&config),
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-d",
+        "16",
+        "-r",
+        "1",
+        "--kv-type",
+        "q8_0",
+        "-o",
+        "json",
+        "--bandwidth-mib",
+        "8",
+    ]);
+    assert_eq!(q8[0]["type_k"], "q8_0");
+    assert_eq!(
+        q8[0]["kv_cache_bytes"].as_u64(),
+        Some(want_bytes / 4 / 32 * 34)
+    );
     check_error(
         &[
             "bench",
@@ -339,9 +364,24 @@ fn bench_kv_type_is_an_axis() {
             "-n",
             "0",
             "--kv-type",
+            "q4_0",
+        ],
+        &["--kv-type", "q4_0"],
+    );
+    // q8_0 blocks need heads of whole blocks: llama-tiny's are 16 wide
+    check_error(
+        &[
+            "bench",
+            "--random",
+            s(&fixture("llama-tiny").join("config.json")),
+            "-p",
+            "8",
+            "-n",
+            "0",
+            "--kv-type",
             "q8_0",
         ],
-        &["--kv-type", "q8_0"],
+        &["q8_0", "head_dim", "16"],
     );
 }
 

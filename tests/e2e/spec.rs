@@ -123,21 +123,24 @@ fn greedy_speculative_output_equals_plain_greedy_for_every_mode() {
     }
 }
 
-/// With an `f16` KV cache (`--kv-type f16`, also the draft model's and the MTP head's) the
-/// speculative output is still plain greedy decoding's over the same cache type, token for token.
+/// With an `f16` or a `q8_0` KV cache (`--kv-type`, also the draft model's and the MTP head's)
+/// the speculative output is still plain greedy decoding's over the same cache type, token for
+/// token: a verify writes and reads the same rounded rows a step at a time would.
 #[test]
-fn greedy_speculative_output_with_an_f16_cache_equals_plain_greedy() {
-    let f16 = ["--kv-type", "f16"];
-    for prompt in PROMPTS {
-        let plain = generate("default", prompt, 48, &f16);
-        assert_eq!(plain["kv_type"], "f16");
-        for mode in modes() {
-            let flags: Vec<&str> = mode.iter().map(String::as_str).chain(f16).collect();
-            let spec = generate("default", prompt, 48, &flags);
-            assert_eq!(
-                spec["output_token_ids"], plain["output_token_ids"],
-                "{flags:?} on {prompt:?}"
-            );
+fn greedy_speculative_output_with_an_f16_or_q8_0_cache_equals_plain_greedy() {
+    for kv in ["f16", "q8_0"] {
+        let kv_flags = ["--kv-type", kv];
+        for prompt in PROMPTS {
+            let plain = generate("default", prompt, 48, &kv_flags);
+            assert_eq!(plain["kv_type"], kv);
+            for mode in modes() {
+                let flags: Vec<&str> = mode.iter().map(String::as_str).chain(kv_flags).collect();
+                let spec = generate("default", prompt, 48, &flags);
+                assert_eq!(
+                    spec["output_token_ids"], plain["output_token_ids"],
+                    "{flags:?} on {prompt:?}"
+                );
+            }
         }
     }
     check_error(
@@ -151,6 +154,19 @@ fn greedy_speculative_output_with_an_f16_cache_equals_plain_greedy() {
             "q4_0",
         ],
         &["--kv-type", "q4_0"],
+    );
+    // q8_0 blocks are 32 values of one head's row: llama-tiny's heads are 16 wide
+    check_error(
+        &[
+            "generate",
+            "-m",
+            fixture("llama-tiny").to_str().unwrap(),
+            "--prompt",
+            "hi",
+            "--kv-type",
+            "q8_0",
+        ],
+        &["q8_0", "head_dim", "16", "llama-tiny"],
     );
 }
 

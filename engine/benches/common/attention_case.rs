@@ -51,8 +51,18 @@ pub struct Case<E> {
 
 impl<E: KvElem> Case<E> {
     pub fn new(shape: AttnShape, depth: usize, k: usize) -> Self {
-        let n = shape.n_kv_heads * (depth + k) * shape.head_dim;
-        let cache = |seed| -> Vec<E> { random(n, seed).into_iter().map(E::from_f32).collect() };
+        let d = shape.head_dim;
+        let n = shape.n_kv_heads * (depth + k) * d;
+        let cache = |seed| -> Vec<E> {
+            let mut rows = vec![E::ZERO; n / E::PER];
+            for (row, x) in rows
+                .chunks_exact_mut(d / E::PER)
+                .zip(random(n, seed).chunks_exact(d))
+            {
+                E::put_row(row, x);
+            }
+            rows
+        };
         Self {
             shape,
             depth,

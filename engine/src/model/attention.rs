@@ -208,7 +208,8 @@ mod tests {
                 .collect(),
         };
         let capacity = 16;
-        for kv_type in KvType::ALL {
+        // the types burn's cache holds too (q8_0 is the host kernel's alone)
+        for kv_type in [KvType::F32, KvType::F16] {
             let mut burn_cache = LayerCache::<B>::new(nkv, capacity, d, &dev, DType::F32, kv_type);
             let mut host_cache =
                 LayerCache::<B>::new_host(nkv, capacity, d, &dev, DType::F32, kv_type);

@@ -19,64 +19,156 @@
 //! key dot products at once and a polynomial `exp`; the portable fallback has the same structure.
 //! All scratch lives in [`AttnScratch`], which grows once and is reused for every token.
 //!
-//! The cache may hold `f32` or IEEE `f16` elements ([`KvElem`]; llama.cpp's default `-ctk/-ctv
-//! f16`): an `f16` key or value is widened to `f32` as it is loaded (`vcvtph2ps`, exact), and every
-//! operation after that is the `f32` one, so attention over an `f16` cache equals attention over an
-//! `f32` cache holding the same rounded values, bit for bit.
+//! The cache may hold `f32` or IEEE `f16` elements, or ggml's `q8_0` blocks ([`KvElem`];
+//! llama.cpp's `-ctk/-ctv f16` default and its `q8_0`): an `f16` key or value is widened to `f32`
+//! as it is loaded (`vcvtph2ps`, exact), and every operation after that is the `f32` one, so
+//! attention over an `f16` cache equals attention over an `f32` cache holding the same rounded
+//! values, bit for bit. A `q8_0` row is `head_dim / 32` blocks of 32 int8 values and an `f16`
+//! scale: an item dequantizes each tile of [`TILE`] keys and values once (`scale · q`, one
+//! rounding) into an `f32` buffer that every query row of the item then reads with the `f32`
+//! kernel — so a `q8_0` cache, too, attends bit for bit like an `f32` cache holding its
+//! dequantized values. (Applying the scales per block inside the products instead, without the
+//! buffer, ran at half the `f16` kernel's speed at k = 9; dequantized once per tile, k = 9 runs
+//! at the `f16` kernel's speed.)
 
 use half::f16;
 use rayon::prelude::*;
 
 /// An element type the cache may store: widened to `f32` as it is read.
+///
+/// A cached row of `head_dim` values is `head_dim / PER` elements: one value per element for
+/// `f32` / `f16`, a block of 32 for [`BlockQ8_0`]. Values are addressed by their index `c` in
+/// the row, so the kernel never sees how a row is packed.
 pub trait KvElem: Copy + Send + Sync + 'static {
-    /// The value as `f32` (exact for both element types).
-    fn to_f32(self) -> f32;
-    /// Round an `f32` to this type (nearest, ties to even).
-    fn from_f32(x: f32) -> Self;
-    /// Eight consecutive elements at `p` as `f32` lanes.
+    /// Values per element (a row's `head_dim` is a multiple of it).
+    const PER: usize;
+    /// The zero element.
+    const ZERO: Self;
+    /// Store one row of values (`src.len() = dst.len() · PER`), rounding them to this type.
+    fn put_row(dst: &mut [Self], src: &[f32]);
+    /// Value `c` of the row at `row`, as `f32`.
     ///
     /// # Safety
-    /// Eight readable elements at `p`; the CPU supports AVX2 and F16C, and the caller is
-    /// compiled with them (the attention kernel's `item_avx2`).
+    /// `row` addresses a row of more than `c` values.
+    unsafe fn get(row: *const Self, c: usize) -> f32;
+    /// Values `c..c + 8` of the row at `row` as `f32` lanes, `c` a multiple of 8 — before their
+    /// block's [`KvElem::scale8`] when `PER > 1` (a value is `scale · lane`).
+    ///
+    /// # Safety
+    /// `row` addresses a row of at least `c + 8` values; the CPU supports AVX2 and F16C, and the
+    /// caller is compiled with them (the attention kernel's `item_avx2`).
     #[cfg(target_arch = "x86_64")]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256;
+    /// The scale of element `e` of the row at `row` (a block's; 1 when `PER = 1`) in every lane.
+    ///
+    /// # Safety
+    /// As [`KvElem::load8`], for an element of the row.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        let _ = (row, e);
+        // SAFETY: AVX enabled in the caller.
+        unsafe { std::arch::x86_64::_mm256_set1_ps(1.0) }
+    }
 }
 
 impl KvElem for f32 {
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self
+    const PER: usize = 1;
+    const ZERO: Self = 0.0;
+
+    fn put_row(dst: &mut [Self], src: &[f32]) {
+        dst.copy_from_slice(src);
     }
 
     #[inline(always)]
-    fn from_f32(x: f32) -> Self {
-        x
+    unsafe fn get(row: *const Self, c: usize) -> f32 {
+        // SAFETY: forwarded (value c exists).
+        unsafe { *row.add(c) }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded (8 readable floats).
-        unsafe { avx2::load(p) }
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (8 readable floats at c).
+        unsafe { avx2::load(row.add(c)) }
     }
 }
 
 impl KvElem for f16 {
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
+    const PER: usize = 1;
+    const ZERO: Self = f16::ZERO;
+
+    fn put_row(dst: &mut [Self], src: &[f32]) {
+        dst.iter_mut()
+            .zip(src)
+            .for_each(|(d, &s)| *d = f16::from_f32(s));
     }
 
     #[inline(always)]
-    fn from_f32(x: f32) -> Self {
-        f16::from_f32(x)
+    unsafe fn get(row: *const Self, c: usize) -> f32 {
+        // SAFETY: forwarded (value c exists).
+        unsafe { (*row.add(c)).to_f32() }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded (8 readable halves = 16 bytes; F16C enabled in the caller).
-        unsafe { avx2::load_halves(p as *const u8) }
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (8 readable halves = 16 bytes at c; F16C enabled in the caller).
+        unsafe { avx2::load_halves(row.add(c) as *const u8) }
+    }
+}
+
+/// One block of ggml's `q8_0` (llama.cpp's `-ctk/-ctv q8_0`): 32 values `d · q` with a shared
+/// `f16` scale `d = max|x| / 127` and `q = round(x / d)` in −127..=127, 34 bytes — the layout and
+/// rounding of `quantize_row_q8_0_ref`, shared with the weight quantizer (`crate::quant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct BlockQ8_0 {
+    /// The scale's `f16` bits, little-endian (bytes, so the block has alignment 1).
+    pub d: [u8; 2],
+    pub qs: [i8; 32],
+}
+
+impl BlockQ8_0 {
+    /// The scale as `f32`.
+    #[inline(always)]
+    fn scale(&self) -> f32 {
+        f16::from_le_bytes(self.d).to_f32()
+    }
+}
+
+impl KvElem for BlockQ8_0 {
+    const PER: usize = 32;
+    const ZERO: Self = BlockQ8_0 {
+        d: [0; 2],
+        qs: [0; 32],
+    };
+
+    fn put_row(dst: &mut [Self], src: &[f32]) {
+        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
+            crate::quant::q8_0_block(x, &mut b.d, &mut b.qs);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn get(row: *const Self, c: usize) -> f32 {
+        // SAFETY: forwarded (value c lies in block c / 32 of the row).
+        let b = unsafe { &*row.add(c / 32) };
+        b.scale() * f32::from(b.qs[c % 32])
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded: block c / 32 exists and holds values c..c + 8 (c a multiple of 8).
+        unsafe { avx2::load_i8x8((row.add(c / 32) as *const u8).add(2 + c % 32)) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
+        unsafe { avx2::load_half8(row.add(e) as *const u8) }
     }
 }
 
@@ -100,12 +192,14 @@ pub struct AttnShape {
     pub head_dim: usize,
 }
 
-/// Reusable per-call buffers: partial accumulators, (max, sum) pairs and tile scores per item.
+/// Reusable per-call buffers: partial accumulators, (max, sum) pairs, tile scores and (block
+/// cache types) the dequantized tile of K and V per item.
 #[derive(Debug, Default, Clone)]
 pub struct AttnScratch {
     acc: Vec<f32>,
     ml: Vec<f32>,
     scores: Vec<f32>,
+    tiles: Vec<f32>,
 }
 
 /// A pointer handed to the tasks of one parallel region, each of which touches its own disjoint
@@ -199,7 +293,8 @@ impl Plan {
 ///
 /// # Layouts
 /// - `q`: `[n_heads][k][head_dim]` (the roped `[heads, k, d]` tensor's data)
-/// - `keys`, `values`: `[n_kv_heads][capacity][head_dim]`, positions `0..start+k` filled
+/// - `keys`, `values`: `[n_kv_heads][capacity][head_dim / E::PER]` elements (rows of `head_dim`
+///   values, [`KvElem`]), positions `0..start+k` filled
 /// - `out`: `[k][n_heads·head_dim]` (what `o_proj` takes)
 ///
 /// # Panics
@@ -226,7 +321,13 @@ pub fn attend<E: KvElem>(
     assert_eq!(q.len(), nq * k * d, "query length");
     assert_eq!(out.len(), k * nq * d, "output length");
     assert!(start + k <= capacity, "positions beyond the cache");
-    assert!(keys.len() >= nkv * capacity * d && values.len() >= nkv * capacity * d);
+    assert!(
+        d % E::PER == 0,
+        "head_dim {d} is not a whole number of cache blocks"
+    );
+    // elements per cached row
+    let rs = d / E::PER;
+    assert!(keys.len() >= nkv * capacity * rs && values.len() >= nkv * capacity * rs);
     if k == 0 {
         return;
     }
@@ -236,6 +337,9 @@ pub fn attend<E: KvElem>(
     ensure(&mut scratch.acc, items * rows * d);
     ensure(&mut scratch.ml, items * rows * 2);
     ensure(&mut scratch.scores, items * rows * TILE);
+    // a block type's tile of K and V, dequantized, per item
+    let kv_len = if E::PER > 1 { 2 * TILE * d } else { 0 };
+    ensure(&mut scratch.tiles, items * kv_len);
     let isa = Isa::detect(d);
     let scale = 1.0 / (d as f32).sqrt();
 
@@ -243,13 +347,15 @@ pub fn attend<E: KvElem>(
     let acc = Shared(scratch.acc.as_mut_ptr());
     let ml = Shared(scratch.ml.as_mut_ptr());
     let scores = Shared(scratch.scores.as_mut_ptr());
+    let tiles = Shared(scratch.tiles.as_mut_ptr());
     parallel(items, &|t| {
-        // SAFETY: item t's own rows of the three buffers, sized above for `items` items.
-        let (acc, ml, sc) = unsafe {
+        // SAFETY: item t's own rows of the four buffers, sized above for `items` items.
+        let (acc, ml, sc, kv) = unsafe {
             (
                 acc.chunk(t, rows * d),
                 ml.chunk(t, rows * 2),
                 scores.chunk(t, rows * TILE),
+                tiles.chunk(t, kv_len),
             )
         };
         let s = t % plan.n_splits;
@@ -259,8 +365,8 @@ pub fn attend<E: KvElem>(
         let i1 = (i0 + plan.rb_size).min(k);
         let item = Item {
             q,
-            keys: &keys[h * capacity * d..(h + 1) * capacity * d],
-            values: &values[h * capacity * d..(h + 1) * capacity * d],
+            keys: &keys[h * capacity * rs..(h + 1) * capacity * rs],
+            values: &values[h * capacity * rs..(h + 1) * capacity * rs],
             d,
             k,
             scale,
@@ -278,8 +384,8 @@ pub fn attend<E: KvElem>(
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::detect` returned Avx2 only after run-time detection of AVX2, FMA
             // and F16C, and only for head_dim a multiple of 8.
-            Isa::Avx2 => unsafe { item_avx2(&item, acc, ml, sc) },
-            Isa::Scalar => run_item::<Scalar, E>(&item, acc, ml, sc),
+            Isa::Avx2 => unsafe { item_avx2(&item, acc, ml, sc, kv) },
+            Isa::Scalar => run_item::<Scalar, E>(&item, acc, ml, sc, kv),
         }
     });
 
@@ -372,105 +478,155 @@ struct Item<'a, E> {
 /// without `copy_nonoverlapping`'s debug checks.
 ///
 /// # Safety (every method)
-/// The pointers address `d` (or `n`, or `8·d` for `dot8`'s keys) valid elements.
+/// The pointers address `d` values (or `n`; a cached row — `d / E::PER` elements — for `b`, eight
+/// consecutive rows for `dot8`'s keys and `n` for `pv`'s values).
 trait Simd {
     /// `⟨a, b⟩` over `d` elements.
     unsafe fn dot<E: KvElem>(a: *const f32, b: *const E, d: usize) -> f32;
-    /// `out[t] = ⟨q, keys[t·d..]⟩` for `t` in `0..8`.
+    /// `out[t] = ⟨q, row t of keys⟩` for `t` in `0..8`.
     unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32);
     /// `x[j] = exp(x[j] − m)` for `j < n`; returns their sum.
     unsafe fn exp_sum(x: *mut f32, n: usize, m: f32) -> f32;
-    /// `acc[c] += p[j] · v[j·d + c]` for `j` in `0..n`, ascending, for every `c < d` — each
+    /// `acc[c] += p[j] · (value c of row j of v)` for `j` in `0..n`, ascending, for every `c < d` — each
     /// element's additions in key order, as one `acc += p·v` per key would make them.
     unsafe fn pv<E: KvElem>(acc: *mut f32, p: *const f32, n: usize, v: *const E, d: usize);
+    /// `out[c]` = value `c` of the row at `row`, for `c < d` (a block type's values with their
+    /// scale applied: the one rounding of `scale · q`).
+    unsafe fn dequant<E: KvElem>(row: *const E, d: usize, out: *mut f32);
 }
 
 /// The item loop, generic over the primitives (inlined into [`item_avx2`] so the intrinsics are
 /// compiled with its target features).
 #[inline(always)]
-fn run_item<S: Simd, E: KvElem>(it: &Item<'_, E>, acc: &mut [f32], ml: &mut [f32], sc: &mut [f32]) {
+fn run_item<S: Simd, E: KvElem>(
+    it: &Item<'_, E>,
+    acc: &mut [f32],
+    ml: &mut [f32],
+    sc: &mut [f32],
+    kv: &mut [f32],
+) {
     let d = it.d;
+    // elements per cached row
+    let rs = d / E::PER;
     acc.fill(0.0);
     for pair in ml.chunks_exact_mut(2) {
         pair[0] = f32::NEG_INFINITY;
         pair[1] = 0.0;
     }
-    let n_rows = it.i1 - it.i0;
     let mut t0 = it.key_lo;
     while t0 < it.key_hi {
         let t1 = (t0 + TILE).min(it.key_hi);
-        // visible keys of this tile for row il: t0..min(t1, start+i0+il+1)
-        let visible = |il: usize| (t1.min(it.start + it.i0 + il + 1)).saturating_sub(t0);
-        // 1. scores, eight keys at a time (keys outer so a block of K is reused by every row)
-        let mut j = 0;
-        while j < t1 - t0 {
-            let kp = it.keys[(t0 + j) * d..].as_ptr();
-            for g in 0..it.groups {
-                for il in 0..n_rows {
-                    let n = visible(il);
-                    if j >= n {
-                        continue;
-                    }
-                    let r = g * it.rb_size + il;
-                    let qp = it.q[((it.head0 + g) * it.k + it.i0 + il) * d..].as_ptr();
-                    let srow = &mut sc[r * TILE..(r + 1) * TILE];
-                    if j + 8 <= n {
-                        // SAFETY: keys t0+j..t0+j+8 < key_hi ≤ capacity rows of d; q row of d;
-                        // srow has TILE ≥ j + 8 slots.
-                        unsafe { S::dot8(qp, kp, d, srow[j..j + 8].as_mut_ptr()) };
-                    } else {
-                        for (jj, s) in srow.iter_mut().enumerate().take(n).skip(j) {
-                            // SAFETY: key t0+jj < key_hi, a row of d.
-                            *s = unsafe { S::dot(qp, kp.add((jj - j) * d), d) };
-                        }
-                    }
+        let (keys, values) = (&it.keys[t0 * rs..t1 * rs], &it.values[t0 * rs..t1 * rs]);
+        if E::PER == 1 {
+            tile::<S, E>(it, t0, t1, keys.as_ptr(), values.as_ptr(), acc, ml, sc);
+        } else {
+            // a block type: the tile's keys and values dequantized once, for every row of the
+            // item, then the f32 kernel
+            let (kt, vt) = kv.split_at_mut(TILE * d);
+            for (j, (k, v)) in keys
+                .chunks_exact(rs)
+                .zip(values.chunks_exact(rs))
+                .enumerate()
+            {
+                // SAFETY: a row of d values each; TILE rows of d in kt / vt.
+                unsafe {
+                    S::dequant(k.as_ptr(), d, kt[j * d..].as_mut_ptr());
+                    S::dequant(v.as_ptr(), d, vt[j * d..].as_mut_ptr());
                 }
             }
-            j += 8;
+            tile::<S, f32>(it, t0, t1, kt.as_ptr(), vt.as_ptr(), acc, ml, sc);
         }
-        // 2. online softmax update per row
+        t0 = t1;
+    }
+}
+
+/// Keys `t0..t1` of an item (at most [`TILE`]; rows of `d` values at `kp` / `vp`, of `F`):
+/// their scores, the online-softmax update and `acc += p · V` for every row of the item.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<S: Simd, F: KvElem>(
+    it: &Item<'_, impl Sized>,
+    t0: usize,
+    t1: usize,
+    kp: *const F,
+    vp: *const F,
+    acc: &mut [f32],
+    ml: &mut [f32],
+    sc: &mut [f32],
+) {
+    let d = it.d;
+    let rs = d / F::PER;
+    let n_rows = it.i1 - it.i0;
+    // visible keys of this tile for row il: t0..min(t1, start+i0+il+1)
+    let visible = |il: usize| (t1.min(it.start + it.i0 + il + 1)).saturating_sub(t0);
+    // 1. scores, eight keys at a time (keys outer so a block of K is reused by every row)
+    let mut j = 0;
+    while j < t1 - t0 {
+        // SAFETY: key t0 + j < t1, within the tile's rows at kp.
+        let kp = unsafe { kp.add(j * rs) };
         for g in 0..it.groups {
             for il in 0..n_rows {
                 let n = visible(il);
-                if n == 0 {
+                if j >= n {
                     continue;
                 }
                 let r = g * it.rb_size + il;
-                let srow = &mut sc[r * TILE..r * TILE + n];
-                srow.iter_mut().for_each(|s| *s *= it.scale);
-                let tile_max = srow.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let (m, l) = (ml[2 * r], ml[2 * r + 1]);
-                let m_new = m.max(tile_max);
-                let arow = &mut acc[r * d..(r + 1) * d];
-                let mut l = l;
-                if m_new > m && m != f32::NEG_INFINITY {
-                    let alpha = (m - m_new).exp();
-                    l *= alpha;
-                    arow.iter_mut().for_each(|a| *a *= alpha);
+                let qp = it.q[((it.head0 + g) * it.k + it.i0 + il) * d..].as_ptr();
+                let srow = &mut sc[r * TILE..(r + 1) * TILE];
+                if j + 8 <= n {
+                    // SAFETY: keys t0+j..t0+j+8 < t1, rows of d; q row of d; srow has
+                    // TILE ≥ j + 8 slots.
+                    unsafe { S::dot8(qp, kp, d, srow[j..j + 8].as_mut_ptr()) };
+                } else {
+                    for (jj, s) in srow.iter_mut().enumerate().take(n).skip(j) {
+                        // SAFETY: key t0+jj < t1, a row of d.
+                        *s = unsafe { S::dot(qp, kp.add((jj - j) * rs), d) };
+                    }
                 }
-                // SAFETY: srow has n elements.
-                l += unsafe { S::exp_sum(srow.as_mut_ptr(), n, m_new) };
-                ml[2 * r] = m_new;
-                ml[2 * r + 1] = l;
             }
         }
-        // 3. acc += p · V, rows outer: a row's accumulator stays in registers across the
-        // tile's keys (keys outer stored and reloaded it once per key: half the kernel's time
-        // at depth 4096 went to those stores)
-        let vp = it.values[t0 * d..].as_ptr();
+        j += 8;
+    }
+    // 2. online softmax update per row
+    for g in 0..it.groups {
         for il in 0..n_rows {
             let n = visible(il);
-            for g in 0..it.groups {
-                let r = g * it.rb_size + il;
-                let (a, p) = (
-                    acc[r * d..(r + 1) * d].as_mut_ptr(),
-                    sc[r * TILE..].as_ptr(),
-                );
-                // SAFETY: acc row of d; n ≤ TILE probabilities; keys t0..t0+n < key_hi, rows of d.
-                unsafe { S::pv(a, p, n, vp, d) };
+            if n == 0 {
+                continue;
             }
+            let r = g * it.rb_size + il;
+            let srow = &mut sc[r * TILE..r * TILE + n];
+            srow.iter_mut().for_each(|s| *s *= it.scale);
+            let tile_max = srow.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (m, l) = (ml[2 * r], ml[2 * r + 1]);
+            let m_new = m.max(tile_max);
+            let arow = &mut acc[r * d..(r + 1) * d];
+            let mut l = l;
+            if m_new > m && m != f32::NEG_INFINITY {
+                let alpha = (m - m_new).exp();
+                l *= alpha;
+                arow.iter_mut().for_each(|a| *a *= alpha);
+            }
+            // SAFETY: srow has n elements.
+            l += unsafe { S::exp_sum(srow.as_mut_ptr(), n, m_new) };
+            ml[2 * r] = m_new;
+            ml[2 * r + 1] = l;
         }
-        t0 = t1;
+    }
+    // 3. acc += p · V, rows outer: a row's accumulator stays in registers across the
+    // tile's keys (keys outer stored and reloaded it once per key: half the kernel's time
+    // at depth 4096 went to those stores)
+    for il in 0..n_rows {
+        let n = visible(il);
+        for g in 0..it.groups {
+            let r = g * it.rb_size + il;
+            let (a, p) = (
+                acc[r * d..(r + 1) * d].as_mut_ptr(),
+                sc[r * TILE..].as_ptr(),
+            );
+            // SAFETY: acc row of d; n ≤ TILE probabilities; keys t0..t0+n < t1, rows of d.
+            unsafe { S::pv(a, p, n, vp, d) };
+        }
     }
 }
 
@@ -480,25 +636,21 @@ struct Scalar;
 impl Simd for Scalar {
     #[inline(always)]
     unsafe fn dot<E: KvElem>(a: *const f32, b: *const E, d: usize) -> f32 {
-        // SAFETY: the caller guarantees d readable elements at each.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a, d),
-                std::slice::from_raw_parts(b, d),
-            )
-        };
+        // SAFETY: the caller guarantees d readable values at each.
+        let a = unsafe { std::slice::from_raw_parts(a, d) };
+        // SAFETY: c < d values of the row at b.
+        let y = |c: usize| unsafe { E::get(b, c) };
         // four partial sums, so the loop vectorises and rounds like the wide version
         let mut s = [0.0f32; 4];
-        let mut ca = a.chunks_exact(4);
-        let mut cb = b.chunks_exact(4);
-        for (x, y) in (&mut ca).zip(&mut cb) {
+        let body = d - d % 4;
+        for c in (0..body).step_by(4) {
             for t in 0..4 {
-                s[t] += x[t] * y[t].to_f32();
+                s[t] += a[c + t] * y(c + t);
             }
         }
         let mut tail = 0.0;
-        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-            tail += x * y.to_f32();
+        for (c, x) in a.iter().enumerate().skip(body) {
+            tail += x * y(c);
         }
         (s[0] + s[1]) + (s[2] + s[3]) + tail
     }
@@ -507,7 +659,7 @@ impl Simd for Scalar {
     unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32) {
         for t in 0..8 {
             // SAFETY: the caller guarantees 8 key rows and 8 output slots.
-            unsafe { *out.add(t) = Self::dot(q, keys.add(t * d), d) };
+            unsafe { *out.add(t) = Self::dot(q, keys.add(t * (d / E::PER)), d) };
         }
     }
 
@@ -525,18 +677,28 @@ impl Simd for Scalar {
 
     #[inline(always)]
     unsafe fn pv<E: KvElem>(acc: *mut f32, p: *const f32, n: usize, v: *const E, d: usize) {
-        // SAFETY: the caller guarantees d accumulators, n probabilities and n rows of d values.
-        let (acc, p, v) = unsafe {
+        // SAFETY: the caller guarantees d accumulators and n probabilities.
+        let (acc, p) = unsafe {
             (
                 std::slice::from_raw_parts_mut(acc, d),
                 std::slice::from_raw_parts(p, n),
-                std::slice::from_raw_parts(v, n * d),
             )
         };
-        for (&p, v) in p.iter().zip(v.chunks_exact(d)) {
-            acc.iter_mut()
-                .zip(v)
-                .for_each(|(a, v)| *a += p * v.to_f32());
+        for (j, &p) in p.iter().enumerate() {
+            // SAFETY: the caller guarantees n rows of d values at v.
+            let row = unsafe { v.add(j * (d / E::PER)) };
+            for (c, a) in acc.iter_mut().enumerate() {
+                // SAFETY: c < d.
+                *a += p * unsafe { E::get(row, c) };
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dequant<E: KvElem>(row: *const E, d: usize, out: *mut f32) {
+        for c in 0..d {
+            // SAFETY: the caller guarantees a row of d values and d output slots.
+            unsafe { *out.add(c) = E::get(row, c) };
         }
     }
 }
@@ -587,6 +749,27 @@ mod avx2 {
     pub(super) unsafe fn load_halves(p: *const u8) -> __m256 {
         // SAFETY: the caller guarantees 16 readable bytes and F16C.
         unsafe { _mm256_cvtph_ps((*(p as *const Unaligned<__m128i>)).0) }
+    }
+
+    /// Eight signed bytes at `p` (any alignment) widened to floats.
+    #[inline(always)]
+    pub(super) unsafe fn load_i8x8(p: *const u8) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable bytes and AVX2.
+        unsafe {
+            let v = (*(p as *const Unaligned<i64>)).0;
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(v)))
+        }
+    }
+
+    /// One IEEE half at `p` (any alignment) as a float in every lane (broadcast before the
+    /// conversion: a scalar insert would merge into, and wait for, whatever register it picks).
+    #[inline(always)]
+    pub(super) unsafe fn load_half8(p: *const u8) -> __m256 {
+        // SAFETY: the caller guarantees 2 readable bytes and F16C.
+        unsafe {
+            let bits = (*(p as *const Unaligned<u16>)).0;
+            _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
+        }
     }
 
     /// Unaligned store of 8 floats.
@@ -644,12 +827,12 @@ mod avx2 {
                 let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
                 let mut c = 0;
                 while c + 16 <= d {
-                    s0 = _mm256_fmadd_ps(load(a.add(c)), E::load8(b.add(c)), s0);
-                    s1 = _mm256_fmadd_ps(load(a.add(c + 8)), E::load8(b.add(c + 8)), s1);
+                    s0 = _mm256_fmadd_ps(load(a.add(c)), E::load8(b, c), s0);
+                    s1 = _mm256_fmadd_ps(load(a.add(c + 8)), E::load8(b, c + 8), s1);
                     c += 16;
                 }
                 if c < d {
-                    s0 = _mm256_fmadd_ps(load(a.add(c)), E::load8(b.add(c)), s0);
+                    s0 = _mm256_fmadd_ps(load(a.add(c)), E::load8(b, c), s0);
                 }
                 hsum(_mm256_add_ps(s0, s1))
             }
@@ -659,11 +842,12 @@ mod avx2 {
         unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32) {
             unsafe {
                 let mut a = [_mm256_setzero_ps(); 8];
+                let rs = d / E::PER;
                 let mut c = 0;
                 while c < d {
                     let qv = load(q.add(c));
                     for (t, a) in a.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(qv, E::load8(keys.add(t * d + c)), *a);
+                        *a = _mm256_fmadd_ps(qv, E::load8(keys.add(t * rs), c), *a);
                     }
                     c += 8;
                 }
@@ -713,6 +897,7 @@ mod avx2 {
         unsafe fn pv<E: KvElem>(acc: *mut f32, p: *const f32, n: usize, v: *const E, d: usize) {
             unsafe {
                 // 64 columns in eight registers, then 8 at a time
+                let rs = d / E::PER;
                 let mut c = 0;
                 while c + 64 <= d {
                     let mut a = [_mm256_setzero_ps(); 8];
@@ -721,9 +906,9 @@ mod avx2 {
                     }
                     for j in 0..n {
                         let pj = _mm256_broadcast_ss(&*p.add(j));
-                        let row = v.add(j * d + c);
+                        let row = v.add(j * rs);
                         for (i, a) in a.iter_mut().enumerate() {
-                            *a = _mm256_fmadd_ps(pj, E::load8(row.add(8 * i)), *a);
+                            *a = _mm256_fmadd_ps(pj, E::load8(row, c + 8 * i), *a);
                         }
                     }
                     for (i, a) in a.iter().enumerate() {
@@ -735,10 +920,26 @@ mod avx2 {
                     let mut a = load(acc.add(c));
                     for j in 0..n {
                         let pj = _mm256_broadcast_ss(&*p.add(j));
-                        a = _mm256_fmadd_ps(pj, E::load8(v.add(j * d + c)), a);
+                        a = _mm256_fmadd_ps(pj, E::load8(v.add(j * rs), c), a);
                     }
                     store(acc.add(c), a);
                     c += 8;
+                }
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn dequant<E: KvElem>(row: *const E, d: usize, out: *mut f32) {
+            unsafe {
+                let mut e = 0;
+                while e * E::PER < d {
+                    let s = E::scale8(row, e);
+                    let mut c = e * E::PER;
+                    while c < ((e + 1) * E::PER).min(d) {
+                        store(out.add(c), _mm256_mul_ps(E::load8(row, c), s));
+                        c += 8;
+                    }
+                    e += 1;
                 }
             }
         }
@@ -780,8 +981,9 @@ mod avx2 {
         acc: &mut [f32],
         ml: &mut [f32],
         sc: &mut [f32],
+        kv: &mut [f32],
     ) {
-        run_item::<Avx2, E>(it, acc, ml, sc)
+        run_item::<Avx2, E>(it, acc, ml, sc, kv)
     }
 }
 
@@ -1053,6 +1255,89 @@ mod tests {
                         .map(|(x, y)| (x - y).abs())
                         .fold(0.0f32, f32::max);
                     assert!(err <= 1e-5, "start {start} k {k}: {err}");
+                }
+            }
+        }
+    }
+
+    /// A `q8_0` cache gives exactly the output of an `f32` cache holding its dequantized values
+    /// (`d · q`, the one rounding, made as a tile is dequantized), on the vector and the portable
+    /// paths, for head sizes of one, two and four blocks; and that is the f64 reference's over
+    /// those values.
+    #[test]
+    fn q8_0_cache_equals_f32_cache_of_the_dequantized_values() {
+        for (nq, nkv, d) in [(6, 2, 64), (4, 1, 32), (8, 2, 128)] {
+            let shape = AttnShape {
+                n_heads: nq,
+                n_kv_heads: nkv,
+                head_dim: d,
+            };
+            for (start, k) in [(0, 1), (300, 1), (1000, 1), (21, 7), (90, 20)] {
+                let capacity = start + k + 3;
+                let q = fill(nq * k * d, 21 + start as u64);
+                let quantize = |v: Vec<f32>| -> (Vec<BlockQ8_0>, Vec<f32>) {
+                    let mut blocks = vec![BlockQ8_0::ZERO; v.len() / 32];
+                    for (b, x) in blocks.chunks_exact_mut(d / 32).zip(v.chunks_exact(d)) {
+                        BlockQ8_0::put_row(b, x);
+                    }
+                    let f = blocks
+                        .chunks_exact(d / 32)
+                        // SAFETY: c < d values of each row.
+                        .flat_map(|r| (0..d).map(|c| unsafe { BlockQ8_0::get(r.as_ptr(), c) }))
+                        .collect();
+                    (blocks, f)
+                };
+                let (k8, k32) = quantize(fill(nkv * capacity * d, 22));
+                let (v8, v32) = quantize(fill(nkv * capacity * d, 23));
+                assert_ne!(k32, fill(nkv * capacity * d, 22), "values were rounded");
+                let want = reference(&q, &k32, &v32, capacity, shape, start, k);
+                for threads in [1, 2, 3] {
+                    for scalar in [false, true] {
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .build()
+                            .unwrap();
+                        let mut scratch = AttnScratch::default();
+                        let mut a = vec![f32::NAN; k * nq * d];
+                        let mut b = a.clone();
+                        pool.install(|| {
+                            FORCE_SCALAR.with(|f| f.set(scalar));
+                            attend(
+                                &q,
+                                &k8,
+                                &v8,
+                                capacity,
+                                shape,
+                                start,
+                                k,
+                                &mut a,
+                                &mut scratch,
+                            );
+                            attend(
+                                &q,
+                                &k32,
+                                &v32,
+                                capacity,
+                                shape,
+                                start,
+                                k,
+                                &mut b,
+                                &mut scratch,
+                            );
+                            FORCE_SCALAR.with(|f| f.set(false));
+                        });
+                        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(
+                            same,
+                            "d {d} start {start} k {k} threads {threads} scalar {scalar}"
+                        );
+                        let err = a
+                            .iter()
+                            .zip(&want)
+                            .map(|(x, y)| (x - y).abs())
+                            .fold(0.0f32, f32::max);
+                        assert!(err <= 1e-5, "d {d} start {start} k {k}: {err}");
+                    }
                 }
             }
         }

@@ -39,11 +39,24 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Optio
 }
 
 fn quantize_q8_0_block(x: &[f32], out: &mut Vec<u8>) {
+    let (mut d, mut qs) = ([0u8; 2], [0i8; 32]);
+    q8_0_block(x, &mut d, &mut qs);
+    out.extend_from_slice(&d);
+    out.extend(qs.iter().map(|&q| q as u8));
+}
+
+/// One `q8_0` block of the 32 values `x`: the scale `max|x| / 127` as little-endian `f16` bits
+/// into `d`, `round(x / scale)` into `qs` (ggml's `quantize_row_q8_0_ref`; also the KV cache's
+/// `q8_0` type, `crate::model::cpu_attention::BlockQ8_0`).
+pub fn q8_0_block(x: &[f32], d: &mut [u8; 2], qs: &mut [i8; 32]) {
+    debug_assert_eq!(x.len(), 32);
     let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
-    out.extend(x.iter().map(|&v| (v * id).round() as i8 as u8));
+    let scale = amax / 127.0;
+    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+    *d = f16::from_f32(scale).to_le_bytes();
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = (v * id).round() as i8;
+    }
 }
 
 fn quantize_q4_0_block(x: &[f32], out: &mut Vec<u8>) {
