@@ -5,10 +5,12 @@
 //! A Q4_K product spends, per sub-block of 16 weight rows × 32 weights and activation row, 16
 //! `vpmaddubsw`, 14 `vpaddw`, 2 `vpmaddwd`, 2 `vcvtdq2ps` and 2 FMAs (36 vector operations, all
 //! needed for the exact i16 sums and the layout's float sequence), plus the weight unpacking
-//! shared by the rows. This measures each instruction's throughput alone (independent registers)
-//! and mixed, converts the cheapest mix into cycles per Q4_K unit (16 rows × 256 weights) and
-//! activation row, and compares `m` rows of that with the time a unit's 2368 bytes take to
-//! stream at each core's share of the measured read bandwidth.
+//! shared by the rows. This measures each instruction's throughput alone (independent registers),
+//! in pairs (which share pipes) and mixed, then the kernel's own sub-block body (two activation
+//! rows × 8 weight rows, as `q4k_x8` runs it, and with an integer scale chain for comparison),
+//! converts the body into cycles per Q4_K unit (16 rows × 256 weights) and activation row, and
+//! compares `m` rows of that with the time a unit's 2368 bytes take to stream at each core's
+//! share of the measured read bandwidth.
 //!
 //! Cycles come from a dependent chain of scalar adds (one per cycle) timed next to each test,
 //! so they follow the clock the vector code runs at. `cargo run -p specsweep-engine --example
@@ -100,21 +102,24 @@ mod probe {
             println!("| {what} | {c:.2} | {:.2} |", ops / c);
             ops / c
         };
-        row(
-            "8 vpmaddubsw",
-            8.0,
-            cycles!(
-                buf,
-                "vpmaddubsw ymm1, ymm0, ymm15",
-                "vpmaddubsw ymm2, ymm0, ymm15",
-                "vpmaddubsw ymm3, ymm0, ymm15",
-                "vpmaddubsw ymm4, ymm0, ymm15",
-                "vpmaddubsw ymm5, ymm0, ymm15",
-                "vpmaddubsw ymm6, ymm0, ymm15",
-                "vpmaddubsw ymm7, ymm0, ymm15",
-                "vpmaddubsw ymm8, ymm0, ymm15"
-            ),
-        );
+        // eight independent `vpmaddubsw`, then `$tail`
+        macro_rules! maddubs8 {
+            ($($tail:literal),* $(,)?) => {
+                cycles!(
+                    buf,
+                    "vpmaddubsw ymm1, ymm0, ymm15",
+                    "vpmaddubsw ymm2, ymm0, ymm15",
+                    "vpmaddubsw ymm3, ymm0, ymm15",
+                    "vpmaddubsw ymm4, ymm0, ymm15",
+                    "vpmaddubsw ymm5, ymm0, ymm15",
+                    "vpmaddubsw ymm6, ymm0, ymm15",
+                    "vpmaddubsw ymm7, ymm0, ymm15",
+                    "vpmaddubsw ymm8, ymm0, ymm15",
+                    $($tail),*
+                )
+            };
+        }
+        row("8 vpmaddubsw", 8.0, maddubs8!());
         row(
             "12 vpaddw (12 chains)",
             12.0,
@@ -200,16 +205,7 @@ mod probe {
         let mix = row(
             "8 vpmaddubsw + 8 vpaddw (4 chains)",
             16.0,
-            cycles!(
-                buf,
-                "vpmaddubsw ymm1, ymm0, ymm15",
-                "vpmaddubsw ymm2, ymm0, ymm15",
-                "vpmaddubsw ymm3, ymm0, ymm15",
-                "vpmaddubsw ymm4, ymm0, ymm15",
-                "vpmaddubsw ymm5, ymm0, ymm15",
-                "vpmaddubsw ymm6, ymm0, ymm15",
-                "vpmaddubsw ymm7, ymm0, ymm15",
-                "vpmaddubsw ymm8, ymm0, ymm15",
+            maddubs8!(
                 "vpaddw ymm10, ymm10, ymm1",
                 "vpaddw ymm11, ymm11, ymm2",
                 "vpaddw ymm12, ymm12, ymm3",
@@ -252,13 +248,153 @@ mod probe {
             ),
         );
 
-        // Q4_K per unit and activation row: 8 sub-blocks × 36 operations at the mix's rate
+        // which of them share pipes (each pair alone, independent registers)
+        row(
+            "8 vpmaddubsw + 4 vpmaddwd",
+            12.0,
+            maddubs8!(
+                "vpmaddwd ymm9, ymm0, ymm15",
+                "vpmaddwd ymm10, ymm0, ymm15",
+                "vpmaddwd ymm11, ymm0, ymm15",
+                "vpmaddwd ymm12, ymm0, ymm15"
+            ),
+        );
+        row(
+            "4 vpmaddwd + 4 vfmadd231ps",
+            8.0,
+            cycles!(
+                buf,
+                "vpmaddwd ymm1, ymm0, ymm15",
+                "vfmadd231ps ymm5, ymm0, ymm15",
+                "vpmaddwd ymm2, ymm0, ymm15",
+                "vfmadd231ps ymm6, ymm0, ymm15",
+                "vpmaddwd ymm3, ymm0, ymm15",
+                "vfmadd231ps ymm7, ymm0, ymm15",
+                "vpmaddwd ymm4, ymm0, ymm15",
+                "vfmadd231ps ymm8, ymm0, ymm15"
+            ),
+        );
+        row(
+            "4 vfmadd231ps + 4 vcvtdq2ps",
+            8.0,
+            cycles!(
+                buf,
+                "vfmadd231ps ymm1, ymm0, ymm15",
+                "vcvtdq2ps ymm5, ymm0",
+                "vfmadd231ps ymm2, ymm0, ymm15",
+                "vcvtdq2ps ymm6, ymm0",
+                "vfmadd231ps ymm3, ymm0, ymm15",
+                "vcvtdq2ps ymm7, ymm0",
+                "vfmadd231ps ymm4, ymm0, ymm15",
+                "vcvtdq2ps ymm8, ymm0"
+            ),
+        );
+        row(
+            "8 vpmaddubsw + 4 vcvtdq2ps",
+            12.0,
+            maddubs8!(
+                "vcvtdq2ps ymm9, ymm0",
+                "vcvtdq2ps ymm10, ymm0",
+                "vcvtdq2ps ymm11, ymm0",
+                "vcvtdq2ps ymm12, ymm0"
+            ),
+        );
+        // The kernel's own body: one half (8 weight rows) of a 32-weight sub-block for two
+        // activation rows (`x16_avx2::q4k_x8`'s pairs), its 8 weight registers held, and then
+        // `$tail`: the scale chain as the kernel runs it (vpmaddwd by ones, vcvtdq2ps, an FMA
+        // into the accumulator in memory) or as exact integers would (vpmaddwd by the scales,
+        // vpaddd). Cycles per iteration = cycles per (activation row, sub-block) of 16 rows.
+        macro_rules! q4k_body {
+            ($($tail:literal),+ $(,)?) => {
+                cycles!(
+                    buf,
+                    "vpbroadcastd ymm3, [{p} + 0]",
+                    "vpbroadcastd ymm4, [{p} + 64]",
+                    "vpmaddubsw ymm1, ymm8, ymm3",
+                    "vpmaddubsw ymm2, ymm8, ymm4",
+                    "vpbroadcastd ymm3, [{p} + 4]",
+                    "vpbroadcastd ymm4, [{p} + 68]",
+                    "vpmaddubsw ymm5, ymm9, ymm3",
+                    "vpmaddubsw ymm6, ymm9, ymm4",
+                    "vpaddw ymm1, ymm1, ymm5",
+                    "vpaddw ymm2, ymm2, ymm6",
+                    "vpbroadcastd ymm3, [{p} + 8]",
+                    "vpbroadcastd ymm4, [{p} + 72]",
+                    "vpmaddubsw ymm5, ymm10, ymm3",
+                    "vpmaddubsw ymm6, ymm10, ymm4",
+                    "vpaddw ymm1, ymm1, ymm5",
+                    "vpaddw ymm2, ymm2, ymm6",
+                    "vpbroadcastd ymm3, [{p} + 12]",
+                    "vpbroadcastd ymm4, [{p} + 76]",
+                    "vpmaddubsw ymm5, ymm11, ymm3",
+                    "vpmaddubsw ymm6, ymm11, ymm4",
+                    "vpaddw ymm1, ymm1, ymm5",
+                    "vpaddw ymm2, ymm2, ymm6",
+                    "vpbroadcastd ymm3, [{p} + 16]",
+                    "vpbroadcastd ymm4, [{p} + 80]",
+                    "vpmaddubsw ymm5, ymm12, ymm3",
+                    "vpmaddubsw ymm6, ymm12, ymm4",
+                    "vpaddw ymm1, ymm1, ymm5",
+                    "vpaddw ymm2, ymm2, ymm6",
+                    "vpbroadcastd ymm3, [{p} + 20]",
+                    "vpbroadcastd ymm4, [{p} + 84]",
+                    "vpmaddubsw ymm5, ymm13, ymm3",
+                    "vpmaddubsw ymm6, ymm13, ymm4",
+                    "vpaddw ymm1, ymm1, ymm5",
+                    "vpaddw ymm2, ymm2, ymm6",
+                    "vpbroadcastd ymm3, [{p} + 24]",
+                    "vpbroadcastd ymm4, [{p} + 88]",
+                    "vpmaddubsw ymm5, ymm14, ymm3",
+                    "vpmaddubsw ymm6, ymm14, ymm4",
+                    "vpaddw ymm1, ymm1, ymm5",
+                    "vpaddw ymm2, ymm2, ymm6",
+                    "vpbroadcastd ymm3, [{p} + 28]",
+                    "vpbroadcastd ymm4, [{p} + 92]",
+                    "vpmaddubsw ymm5, ymm15, ymm3",
+                    "vpmaddubsw ymm6, ymm15, ymm4",
+                    "vpaddw ymm1, ymm1, ymm5",
+                    "vpaddw ymm2, ymm2, ymm6",
+                    $($tail),+
+                )
+            };
+        }
+        let float_body = 36.0
+            / row(
+                "Q4_K sub-block body, 2 rows x 8 weight rows, float scale chain (the kernel's)",
+                36.0,
+                q4k_body!(
+                    "vpmaddwd ymm1, ymm1, ymm0",
+                    "vpmaddwd ymm2, ymm2, ymm0",
+                    "vcvtdq2ps ymm1, ymm1",
+                    "vcvtdq2ps ymm2, ymm2",
+                    "vfmadd231ps ymm7, ymm1, [{p} + 256]",
+                    "vmovaps [{p} + 256], ymm7",
+                    "vfmadd231ps ymm3, ymm2, [{p} + 288]",
+                    "vmovaps [{p} + 288], ymm3"
+                ),
+            );
+        row(
+            "the same body with an integer scale chain (not bit-identical: not used)",
+            34.0,
+            q4k_body!(
+                "vpmaddwd ymm1, ymm1, ymm0",
+                "vpmaddwd ymm2, ymm2, ymm0",
+                "vpaddd ymm7, ymm1, [{p} + 256]",
+                "vmovdqa [{p} + 256], ymm7",
+                "vpaddd ymm3, ymm2, [{p} + 288]",
+                "vmovdqa [{p} + 288], ymm3"
+            ),
+        );
+        // Q4_K per unit and activation row: 8 sub-blocks of the kernel's body
+        let body_row = 8.0 * float_body;
         let unit_row = 8.0 * 36.0 / mix;
         println!();
         println!(
             "Q4_K unit (16 rows x 256 weights), per activation row: 8 x 36 vector operations \
-             = {unit_row:.0} cycles at {mix:.2} per cycle (before unpacking the weights)"
+             = {unit_row:.0} cycles at the mix's {mix:.2} per cycle; 8 kernel bodies = \
+             {body_row:.0} cycles (before unpacking the weights)"
         );
+        let unit_row = body_row;
         match measure_read_bandwidth(256 << 20, 3, Some(threads)) {
             Ok(bw) => {
                 let per_core = bw.bytes_per_s / threads as f64;
