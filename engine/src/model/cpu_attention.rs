@@ -931,15 +931,13 @@ mod avx2 {
         #[inline(always)]
         unsafe fn dequant<E: KvElem>(row: *const E, d: usize, out: *mut f32) {
             unsafe {
-                let mut e = 0;
-                while e * E::PER < d {
-                    let s = E::scale8(row, e);
-                    let mut c = e * E::PER;
-                    while c < ((e + 1) * E::PER).min(d) {
-                        store(out.add(c), _mm256_mul_ps(E::load8(row, c), s));
-                        c += 8;
+                // element by element, each element's values at constant offsets in it
+                for e in 0..d / E::PER {
+                    let (el, o) = (row.add(e), out.add(e * E::PER));
+                    let s = E::scale8(el, 0);
+                    for c in (0..E::PER).step_by(8) {
+                        store(o.add(c), _mm256_mul_ps(E::load8(el, c), s));
                     }
-                    e += 1;
                 }
             }
         }
