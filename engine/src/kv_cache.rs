@@ -228,40 +228,39 @@ impl HostKv {
         assert_eq!(key.len(), self.kv_heads * n * d, "key rows");
         assert_eq!(value.len(), self.kv_heads * n * d, "value rows");
         assert!(start + n <= self.capacity, "write beyond the cache");
-        // rows of head h at positions start..start + n, from the source's rows of head h
+        if n == 0 {
+            return;
+        }
+        // each head's rows at positions start..start + n, from the source's rows of that head
         fn put<E: KvElem>(
             dst: &mut [E],
             src: &[f32],
-            h: usize,
             cap: usize,
             start: usize,
             n: usize,
             d: usize,
         ) {
             let rs = d / E::PER;
-            let dst = &mut dst[(h * cap + start) * rs..(h * cap + start + n) * rs];
-            for (row, x) in dst
-                .chunks_exact_mut(rs)
-                .zip(src[h * n * d..(h + 1) * n * d].chunks_exact(d))
-            {
-                E::put_row(row, x);
+            for (h, src) in src.chunks_exact(n * d).enumerate() {
+                let dst = &mut dst[(h * cap + start) * rs..(h * cap + start + n) * rs];
+                for (row, x) in dst.chunks_exact_mut(rs).zip(src.chunks_exact(d)) {
+                    E::put_row(row, x);
+                }
             }
         }
         let cap = self.capacity;
-        for h in 0..self.kv_heads {
-            match &mut self.buf {
-                HostBuf::F32 { k, v } => {
-                    put(k, key, h, cap, start, n, d);
-                    put(v, value, h, cap, start, n, d);
-                }
-                HostBuf::F16 { k, v } => {
-                    put(k, key, h, cap, start, n, d);
-                    put(v, value, h, cap, start, n, d);
-                }
-                HostBuf::Q8_0 { k, v } => {
-                    put(k, key, h, cap, start, n, d);
-                    put(v, value, h, cap, start, n, d);
-                }
+        match &mut self.buf {
+            HostBuf::F32 { k, v } => {
+                put(k, key, cap, start, n, d);
+                put(v, value, cap, start, n, d);
+            }
+            HostBuf::F16 { k, v } => {
+                put(k, key, cap, start, n, d);
+                put(v, value, cap, start, n, d);
+            }
+            HostBuf::Q8_0 { k, v } => {
+                put(k, key, cap, start, n, d);
+                put(v, value, cap, start, n, d);
             }
         }
     }

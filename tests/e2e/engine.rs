@@ -273,32 +273,36 @@ fn bench_reports_llama_bench_fields_and_the_roofline() {
     );
 }
 
-/// `--kv-type f32,f16` is a matrix axis (llama-bench's `-ctk/-ctv`): every test once per type,
-/// named in `type_k` / `type_v`, and the largest cache counted at the type's bytes.
+/// `--kv-type f32,f16,q8_0` is a matrix axis (llama-bench's `-ctk/-ctv`): every test once per
+/// type, named in `type_k` / `type_v`, and the largest cache counted at the type's bytes.
 #[test]
 fn bench_kv_type_is_an_axis() {
     let config = fixture("qwen3-tiny").join("config.json");
-    let got = ok_json(&[
-        "bench",
-        "--random",
-        s(&config),
-        "-p",
-        "8",
-        "-n",
-        "2",
-        "-d",
-        "0,16",
-        "-r",
-        "1",
-        "-v",
-        "2",
-        "--kv-type",
-        "f32,f16,q8_0",
-        "-o",
-        "json",
-        "--bandwidth-mib",
-        "8",
-    ]);
+    // pp8 and tg2 of the random qwen3-tiny at `depths` with `kv_types`, then `extra`
+    let bench = |depths: &str, kv_types: &str, extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--random",
+            s(&config),
+            "-p",
+            "8",
+            "-n",
+            "2",
+            "-d",
+            depths,
+            "-r",
+            "1",
+            "--kv-type",
+            kv_types,
+            "-o",
+            "json",
+            "--bandwidth-mib",
+            "8",
+        ];
+        args.extend_from_slice(extra);
+        ok_json(&args)
+    };
+    let got = bench("0,16", "f32,f16,q8_0", &["-v", "2"]);
     let rows: Vec<(String, u64, String)> = got
         .as_array()
         .unwrap()
@@ -330,25 +334,7 @@ fn bench_kv_type_is_an_axis() {
     let want_bytes = 2 * n("num_hidden_layers") * n("num_key_value_heads") * head_dim * 24 * 4;
     assert_eq!(got[0]["kv_cache_bytes"].as_u64(), Some(want_bytes));
     // the same cache in q8_0 alone: 34 bytes per 32 values
-    let q8 = ok_json(&[
-        "bench",
-        "--random",
-        s(&config),
-        "-p",
-        "8",
-        "-n",
-        "2",
-        "-d",
-        "16",
-        "-r",
-        "1",
-        "--kv-type",
-        "q8_0",
-        "-o",
-        "json",
-        "--bandwidth-mib",
-        "8",
-    ]);
+    let q8 = bench("16", "q8_0", &[]);
     assert_eq!(q8[0]["type_k"], "q8_0");
     assert_eq!(
         q8[0]["kv_cache_bytes"].as_u64(),

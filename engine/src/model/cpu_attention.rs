@@ -478,16 +478,17 @@ struct Item<'a, E> {
 /// without `copy_nonoverlapping`'s debug checks.
 ///
 /// # Safety (every method)
-/// The pointers address `d` values (or `n`; a cached row — `d / E::PER` elements — for `b`, eight
-/// consecutive rows for `dot8`'s keys and `n` for `pv`'s values).
+/// The pointers address `d` (or `n`, or `8·d` for `dot8`'s keys) valid values. `dot`, `dot8`
+/// and `pv` take one value per element (`E::PER = 1`: `f32`, `f16`; [`tile`] checks it); a block
+/// type reaches them dequantized (`dequant`, in [`run_item`]).
 trait Simd {
     /// `⟨a, b⟩` over `d` elements.
     unsafe fn dot<E: KvElem>(a: *const f32, b: *const E, d: usize) -> f32;
-    /// `out[t] = ⟨q, row t of keys⟩` for `t` in `0..8`.
+    /// `out[t] = ⟨q, keys[t·d..]⟩` for `t` in `0..8`.
     unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32);
     /// `x[j] = exp(x[j] − m)` for `j < n`; returns their sum.
     unsafe fn exp_sum(x: *mut f32, n: usize, m: f32) -> f32;
-    /// `acc[c] += p[j] · (value c of row j of v)` for `j` in `0..n`, ascending, for every `c < d` — each
+    /// `acc[c] += p[j] · v[j·d + c]` for `j` in `0..n`, ascending, for every `c < d` — each
     /// element's additions in key order, as one `acc += p·v` per key would make them.
     unsafe fn pv<E: KvElem>(acc: *mut f32, p: *const f32, n: usize, v: *const E, d: usize);
     /// `out[c]` = value `c` of the row at `row`, for `c < d` (a block type's values with their
@@ -540,7 +541,8 @@ fn run_item<S: Simd, E: KvElem>(
     }
 }
 
-/// Keys `t0..t1` of an item (at most [`TILE`]; rows of `d` values at `kp` / `vp`, of `F`):
+/// Keys `t0..t1` of an item (at most [`TILE`]; rows of `d` values at `kp` / `vp`, of `F`, one
+/// value per element):
 /// their scores, the online-softmax update and `acc += p · V` for every row of the item.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -554,8 +556,9 @@ fn tile<S: Simd, F: KvElem>(
     ml: &mut [f32],
     sc: &mut [f32],
 ) {
+    // (run_item instantiates this for block types too, in a branch it never takes)
+    debug_assert_eq!(F::PER, 1, "the kernels take one value per element");
     let d = it.d;
-    let rs = d / F::PER;
     let n_rows = it.i1 - it.i0;
     // visible keys of this tile for row il: t0..min(t1, start+i0+il+1)
     let visible = |il: usize| (t1.min(it.start + it.i0 + il + 1)).saturating_sub(t0);
@@ -563,7 +566,7 @@ fn tile<S: Simd, F: KvElem>(
     let mut j = 0;
     while j < t1 - t0 {
         // SAFETY: key t0 + j < t1, within the tile's rows at kp.
-        let kp = unsafe { kp.add(j * rs) };
+        let kp = unsafe { kp.add(j * d) };
         for g in 0..it.groups {
             for il in 0..n_rows {
                 let n = visible(il);
@@ -580,7 +583,7 @@ fn tile<S: Simd, F: KvElem>(
                 } else {
                     for (jj, s) in srow.iter_mut().enumerate().take(n).skip(j) {
                         // SAFETY: key t0+jj < t1, a row of d.
-                        *s = unsafe { S::dot(qp, kp.add((jj - j) * rs), d) };
+                        *s = unsafe { S::dot(qp, kp.add((jj - j) * d), d) };
                     }
                 }
             }
@@ -659,7 +662,7 @@ impl Simd for Scalar {
     unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32) {
         for t in 0..8 {
             // SAFETY: the caller guarantees 8 key rows and 8 output slots.
-            unsafe { *out.add(t) = Self::dot(q, keys.add(t * (d / E::PER)), d) };
+            unsafe { *out.add(t) = Self::dot(q, keys.add(t * d), d) };
         }
     }
 
@@ -686,7 +689,7 @@ impl Simd for Scalar {
         };
         for (j, &p) in p.iter().enumerate() {
             // SAFETY: the caller guarantees n rows of d values at v.
-            let row = unsafe { v.add(j * (d / E::PER)) };
+            let row = unsafe { v.add(j * d) };
             for (c, a) in acc.iter_mut().enumerate() {
                 // SAFETY: c < d.
                 *a += p * unsafe { E::get(row, c) };
@@ -842,12 +845,11 @@ mod avx2 {
         unsafe fn dot8<E: KvElem>(q: *const f32, keys: *const E, d: usize, out: *mut f32) {
             unsafe {
                 let mut a = [_mm256_setzero_ps(); 8];
-                let rs = d / E::PER;
                 let mut c = 0;
                 while c < d {
                     let qv = load(q.add(c));
                     for (t, a) in a.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(qv, E::load8(keys.add(t * rs), c), *a);
+                        *a = _mm256_fmadd_ps(qv, E::load8(keys.add(t * d), c), *a);
                     }
                     c += 8;
                 }
@@ -897,7 +899,6 @@ mod avx2 {
         unsafe fn pv<E: KvElem>(acc: *mut f32, p: *const f32, n: usize, v: *const E, d: usize) {
             unsafe {
                 // 64 columns in eight registers, then 8 at a time
-                let rs = d / E::PER;
                 let mut c = 0;
                 while c + 64 <= d {
                     let mut a = [_mm256_setzero_ps(); 8];
@@ -906,7 +907,7 @@ mod avx2 {
                     }
                     for j in 0..n {
                         let pj = _mm256_broadcast_ss(&*p.add(j));
-                        let row = v.add(j * rs);
+                        let row = v.add(j * d);
                         for (i, a) in a.iter_mut().enumerate() {
                             *a = _mm256_fmadd_ps(pj, E::load8(row, c + 8 * i), *a);
                         }
@@ -920,7 +921,7 @@ mod avx2 {
                     let mut a = load(acc.add(c));
                     for j in 0..n {
                         let pj = _mm256_broadcast_ss(&*p.add(j));
-                        a = _mm256_fmadd_ps(pj, E::load8(v.add(j * rs), c), a);
+                        a = _mm256_fmadd_ps(pj, E::load8(v.add(j * d), c), a);
                     }
                     store(acc.add(c), a);
                     c += 8;
@@ -1185,6 +1186,67 @@ mod tests {
         }
     }
 
+    /// A cache of `E` (keys `kc`, values `vc`) against an `f32` cache holding the values they
+    /// read back as (`k32`, `v32`): the same output bit for bit, on 1–3 threads and on the vector
+    /// and the portable paths, and within 1e-5 of the f64 reference over those values.
+    #[allow(clippy::too_many_arguments)]
+    fn assert_attends_like_f32<E: KvElem>(
+        shape: AttnShape,
+        start: usize,
+        k: usize,
+        q: &[f32],
+        (kc, vc): (&[E], &[E]),
+        (k32, v32): (&[f32], &[f32]),
+    ) {
+        let capacity = k32.len() / (shape.n_kv_heads * shape.head_dim);
+        let want = reference(q, k32, v32, capacity, shape, start, k);
+        for threads in [1, 2, 3] {
+            for scalar in [false, true] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut scratch = AttnScratch::default();
+                let mut a = vec![f32::NAN; k * shape.n_heads * shape.head_dim];
+                let mut b = a.clone();
+                pool.install(|| {
+                    FORCE_SCALAR.with(|f| f.set(scalar));
+                    attend(q, kc, vc, capacity, shape, start, k, &mut a, &mut scratch);
+                    attend(q, k32, v32, capacity, shape, start, k, &mut b, &mut scratch);
+                    FORCE_SCALAR.with(|f| f.set(false));
+                });
+                let what =
+                    format!("{shape:?} start {start} k {k} threads {threads} scalar {scalar}");
+                let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{what}");
+                let err = a
+                    .iter()
+                    .zip(&want)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(err <= 1e-5, "{what}: {err}");
+            }
+        }
+    }
+
+    /// A cache of `n` random values (`seed`) stored as `E`, rows of `d`, and the values it
+    /// reads back as.
+    fn stored<E: KvElem>(n: usize, d: usize, seed: u64) -> (Vec<E>, Vec<f32>) {
+        let mut rows = vec![E::ZERO; n / E::PER];
+        for (row, x) in rows
+            .chunks_exact_mut(d / E::PER)
+            .zip(fill(n, seed).chunks_exact(d))
+        {
+            E::put_row(row, x);
+        }
+        let back = rows
+            .chunks_exact(d / E::PER)
+            // SAFETY: c < d values of each row.
+            .flat_map(|r| (0..d).map(|c| unsafe { E::get(r.as_ptr(), c) }))
+            .collect();
+        (rows, back)
+    }
+
     /// An `f16` cache gives exactly the output of an `f32` cache holding the same rounded values
     /// (the widening is exact and everything after it is the `f32` arithmetic), on the vector and
     /// the portable paths; and that output is the f64 reference's over the rounded values.
@@ -1198,63 +1260,12 @@ mod tests {
         let d = shape.head_dim;
         for (start, k) in [(0, 1), (300, 1), (1000, 1), (21, 7), (90, 20)] {
             let capacity = start + k + 3;
+            let n = shape.n_kv_heads * capacity * d;
             let q = fill(shape.n_heads * k * d, 11 + start as u64);
-            let round = |v: Vec<f32>| -> (Vec<f16>, Vec<f32>) {
-                let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-                let f = h.iter().map(|x| x.to_f32()).collect();
-                (h, f)
-            };
-            let (k16, k32) = round(fill(shape.n_kv_heads * capacity * d, 12));
-            let (v16, v32) = round(fill(shape.n_kv_heads * capacity * d, 13));
-            let want = reference(&q, &k32, &v32, capacity, shape, start, k);
-            for threads in [1, 2, 3] {
-                for scalar in [false, true] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let mut scratch = AttnScratch::default();
-                    let mut a = vec![f32::NAN; k * shape.n_heads * d];
-                    let mut b = a.clone();
-                    pool.install(|| {
-                        FORCE_SCALAR.with(|f| f.set(scalar));
-                        attend(
-                            &q,
-                            &k16,
-                            &v16,
-                            capacity,
-                            shape,
-                            start,
-                            k,
-                            &mut a,
-                            &mut scratch,
-                        );
-                        attend(
-                            &q,
-                            &k32,
-                            &v32,
-                            capacity,
-                            shape,
-                            start,
-                            k,
-                            &mut b,
-                            &mut scratch,
-                        );
-                        FORCE_SCALAR.with(|f| f.set(false));
-                    });
-                    let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
-                    assert!(
-                        same,
-                        "start {start} k {k} threads {threads} scalar {scalar}"
-                    );
-                    let err = a
-                        .iter()
-                        .zip(&want)
-                        .map(|(x, y)| (x - y).abs())
-                        .fold(0.0f32, f32::max);
-                    assert!(err <= 1e-5, "start {start} k {k}: {err}");
-                }
-            }
+            let (k16, k32) = stored::<f16>(n, d, 12);
+            let (v16, v32) = stored::<f16>(n, d, 13);
+            assert_ne!(k32, fill(n, 12), "values were rounded");
+            assert_attends_like_f32(shape, start, k, &q, (&k16, &v16), (&k32, &v32));
         }
     }
 
@@ -1272,71 +1283,12 @@ mod tests {
             };
             for (start, k) in [(0, 1), (300, 1), (1000, 1), (21, 7), (90, 20)] {
                 let capacity = start + k + 3;
+                let n = nkv * capacity * d;
                 let q = fill(nq * k * d, 21 + start as u64);
-                let quantize = |v: Vec<f32>| -> (Vec<BlockQ8_0>, Vec<f32>) {
-                    let mut blocks = vec![BlockQ8_0::ZERO; v.len() / 32];
-                    for (b, x) in blocks.chunks_exact_mut(d / 32).zip(v.chunks_exact(d)) {
-                        BlockQ8_0::put_row(b, x);
-                    }
-                    let f = blocks
-                        .chunks_exact(d / 32)
-                        // SAFETY: c < d values of each row.
-                        .flat_map(|r| (0..d).map(|c| unsafe { BlockQ8_0::get(r.as_ptr(), c) }))
-                        .collect();
-                    (blocks, f)
-                };
-                let (k8, k32) = quantize(fill(nkv * capacity * d, 22));
-                let (v8, v32) = quantize(fill(nkv * capacity * d, 23));
-                assert_ne!(k32, fill(nkv * capacity * d, 22), "values were rounded");
-                let want = reference(&q, &k32, &v32, capacity, shape, start, k);
-                for threads in [1, 2, 3] {
-                    for scalar in [false, true] {
-                        let pool = rayon::ThreadPoolBuilder::new()
-                            .num_threads(threads)
-                            .build()
-                            .unwrap();
-                        let mut scratch = AttnScratch::default();
-                        let mut a = vec![f32::NAN; k * nq * d];
-                        let mut b = a.clone();
-                        pool.install(|| {
-                            FORCE_SCALAR.with(|f| f.set(scalar));
-                            attend(
-                                &q,
-                                &k8,
-                                &v8,
-                                capacity,
-                                shape,
-                                start,
-                                k,
-                                &mut a,
-                                &mut scratch,
-                            );
-                            attend(
-                                &q,
-                                &k32,
-                                &v32,
-                                capacity,
-                                shape,
-                                start,
-                                k,
-                                &mut b,
-                                &mut scratch,
-                            );
-                            FORCE_SCALAR.with(|f| f.set(false));
-                        });
-                        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
-                        assert!(
-                            same,
-                            "d {d} start {start} k {k} threads {threads} scalar {scalar}"
-                        );
-                        let err = a
-                            .iter()
-                            .zip(&want)
-                            .map(|(x, y)| (x - y).abs())
-                            .fold(0.0f32, f32::max);
-                        assert!(err <= 1e-5, "d {d} start {start} k {k}: {err}");
-                    }
-                }
+                let (k8, k32) = stored::<BlockQ8_0>(n, d, 22);
+                let (v8, v32) = stored::<BlockQ8_0>(n, d, 23);
+                assert_ne!(k32, fill(n, 22), "values were rounded");
+                assert_attends_like_f32(shape, start, k, &q, (&k8, &v8), (&k32, &v32));
             }
         }
     }
