@@ -450,7 +450,7 @@ pub fn matmul_many_with(
 }
 
 /// Rows `rows` (whole groups of 16) of an interleaved matrix: the VNNI kernels where the CPU has
-/// them, the portable reference elsewhere (an [`Isa`] chosen below the one the layout was made
+/// them, the AVX2 ones below that, the portable reference elsewhere (an [`Isa`] chosen below the one the layout was made
 /// for). Every one computes the same bits (`super::interleave`).
 ///
 /// # Safety
@@ -465,12 +465,11 @@ unsafe fn interleaved_rows(
     out: OutPtr,
 ) {
     let (format, cols, n_rows) = (w.format(), w.cols(), w.rows());
-    let k_quant = matches!(format, super::QuantFormat::Q4K | super::QuantFormat::Q6K);
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these families are only used once `Isa::detect` confirmed AVX-512 VNNI and
         // everything below it; the rest is forwarded from the caller.
-        Isa::Avx512Vnni | Isa::Amx if k_quant => unsafe {
+        Isa::Avx512Vnni | Isa::Amx if super::x16::takes(format) => unsafe {
             super::x16::rows_vnni(format, w.bytes(), cols, act, sums, m, rows, out.0, n_rows)
         },
         #[cfg(target_arch = "x86_64")]
@@ -511,16 +510,13 @@ unsafe fn interleaved_rows(
 }
 
 /// Whether the kernel family of this process ([`Isa::detect`]) has vector kernels for interleaved
-/// `format` matrices, so that loading a model interleaves them: on AVX-512 VNNI (and AMX) CPUs
-/// Q4_K / Q6_K (`super::x16`); on AVX2 CPUs those and Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1
-/// (`super::x16_avx2`). The 32-weight formats stay on ggml's rows on AVX-512 CPUs, whose
-/// row-major VNNI kernel for them was measured and the AVX2 interleaved one there was not.
+/// `format` matrices, so that loading a model interleaves them: Q4_K / Q6_K and Q8_0 / Q4_0 /
+/// Q4_1 / Q5_0 / Q5_1, on AVX-512 VNNI (and AMX) CPUs (`super::x16`) and on AVX2 CPUs
+/// (`super::x16_avx2`). AVX-512 CPUs without VNNI keep ggml's rows.
 pub(crate) fn interleaved_kernel(format: super::QuantFormat) -> bool {
     #[cfg(target_arch = "x86_64")]
     return match Isa::detect() {
-        Isa::Avx512Vnni | Isa::Amx => {
-            matches!(format, super::QuantFormat::Q4K | super::QuantFormat::Q6K)
-        }
+        Isa::Avx512Vnni | Isa::Amx => super::x16::takes(format),
         Isa::Avx2 => super::x16_avx2::takes(format),
         _ => false,
     };

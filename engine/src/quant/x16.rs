@@ -1,13 +1,19 @@
-//! AVX-512 VNNI kernels for the row-interleaved Q4_K / Q6_K layout (`super::interleave`): 16
-//! weight rows per vector, every activation row through one `vpdpbusd` per 64 weights with its 4
-//! bytes broadcast from memory, then the float operations of `super::interleave`'s module docs —
-//! bit-identical to the scalar reference whatever the number of activation rows. (AVX2 kernels of
-//! the same layouts, 8 rows per vector: `super::x16_avx2`.)
+//! AVX-512 VNNI kernels for the row-interleaved layouts — Q4_K / Q6_K (`super::interleave`) and
+//! Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 (`super::interleave32`): 16 weight rows per vector, every
+//! activation row through one `vpdpbusd` per 64 weights with its 4 bytes broadcast from memory,
+//! then the float operations of the layouts' module docs — bit-identical to the scalar references
+//! whatever the number of activation rows. (AVX2 kernels of the same layouts, 8 rows per vector:
+//! `super::x16_avx2`.)
 //!
 //! Per 16 rows × 256 weights: 32 chunk loads and ~96 nibble/bit operations shared by all
 //! activation rows, then per activation row 64 `vpdpbusd` plus 8 (Q4_K) or 16 (Q6_K) scale
 //! conversions and FMAs — about 5 (Q4_K) or 6 (Q6_K) operations per 256 weights and activation
 //! row, against ~14 on the row-major VNNI kernels (`super::avx512`), and no horizontal sums.
+//!
+//! The 32-weight formats (thirteenth round, a 2-core Intel Xeon with AVX-512 VNNI, no AMX): one
+//! thread, 8960 × 1536 (`quant_kernels`, CPU time, rows → x16) Q4_0 m = 1 1133 → 333 µs, Q4_1
+//! 1000 → 333, Q5_0 1333 → 400, Q5_1 1265 → 467, Q8_0 1000 → 533; at m = 9 T(9)/T(1) 3.7–4.4 →
+//! 1.5–2.4. SmolLM2-135M Q4_1 decode 130–138 → 332–370 tok/s; see ARCHITECTURE.md.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -15,6 +21,7 @@ use std::ops::Range;
 use super::avx2::{dispatch_m, loadu};
 use super::format::QuantFormat;
 use super::interleave::{GroupSums, ROWS, q4k, q6k, unit_bytes};
+use super::interleave32::{D, Layout, layout};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
 
@@ -39,6 +46,10 @@ pub(super) struct Acts {
 
 /// One kernel call's results: `[t][n]` for activation row `t` and weight row `n` of the group.
 pub(super) type Tile = [[f32; ROWS]; TILE_M];
+
+/// Whether the VNNI kernels here take interleaved `format` matrices: the same seven formats as
+/// the AVX2 ones.
+pub(crate) use super::x16_avx2::takes;
 
 /// The driver of every interleaved kernel: for each group of 16 rows in `rows` and each tile of
 /// at most [`TILE_M`] activation rows, `kernel(units, nb, acts, tm, tile)` fills `tile` for the
@@ -98,7 +109,7 @@ pub(super) unsafe fn for_each_tile(
 ///
 /// # Safety
 /// The CPU supports AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `data` is an interleaved `format`
-/// matrix (Q4_K or Q6_K) with `cols` columns and at least `rows.end` rows; `act` / `sums` hold
+/// matrix of a format [`takes`] accepts, with `cols` columns and at least `rows.end` rows; `act` / `sums` hold
 /// `m` rows of `cols`; `out` points to `m × n_rows` floats of which no other thread writes the
 /// elements of `rows`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -129,6 +140,11 @@ pub(crate) unsafe fn rows_vnni(
             |u, nb, a, tm, t| match format {
                 QuantFormat::Q4K => dispatch_m!(tm, q4k_x16, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, u, nb, a, t),
+                QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x16::<Q4_0>, u, nb, a, t),
+                QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x16::<Q4_1>, u, nb, a, t),
+                QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x16::<Q5_0>, u, nb, a, t),
+                QuantFormat::Q5_1 => dispatch_m!(tm, blocks32_x16::<Q5_1>, u, nb, a, t),
+                QuantFormat::Q8_0 => dispatch_m!(tm, blocks32_x16::<Q8_0>, u, nb, a, t),
                 _ => unreachable!("{format} has no VNNI interleaved kernel"),
             },
         )
@@ -277,6 +293,104 @@ unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
             for t in 0..M {
                 let s = _mm512_mul_ps(isf[t], d);
                 acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
+            }
+        }
+        for t in 0..M {
+            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        }
+    }
+}
+
+/// Formats of [`blocks32_x16`] (const-generic arguments).
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+const Q8_0: u8 = 4;
+
+/// The [`Layout`] of the 32-weight format `F`.
+const fn layout_of(f: u8) -> Layout {
+    let format = match f {
+        Q4_0 => QuantFormat::Q4_0,
+        Q4_1 => QuantFormat::Q4_1,
+        Q5_0 => QuantFormat::Q5_0,
+        Q5_1 => QuantFormat::Q5_1,
+        _ => QuantFormat::Q8_0,
+    };
+    match layout(format) {
+        Some(l) => l,
+        None => panic!("not a 32-weight format"),
+    }
+}
+
+/// 16 rows × `M` activation rows of an interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 matrix (`nb`
+/// units of 32 columns; `super::interleave32`): per unit the 8 weight registers (4 chunk loads
+/// split into nibbles, fifth bits merged under a 64-bit mask; Q8_0 its 8 chunks as they are) are
+/// decoded once, then each activation row takes 8 `vpdpbusd` from its `−OFF·Σa`, one
+/// conversion, the scale multiply and one FMA (two with a minimum term). `vpdpbusd` sums in i32,
+/// so Q8_0's stored `w + 128` needs no nibble split as on AVX2.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn blocks32_x16<const M: usize, const F: u8>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut Tile,
+) {
+    let l = const { layout_of(F) };
+    let m4 = _mm512_set1_epi8(0x0F);
+    let fifth = _mm512_set1_epi8(0x10);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [_mm512_setzero_ps(); M];
+    // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group (chunks of 64 bytes,
+    // masks of 8, f16 fields of 32); activation row t's block b spans t·cols + 32·b.., with
+    // scale, sum and Q8_1 sum t·nb + b.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * l.unit);
+            match l.unit {
+                544 => prefetch_part::<544, 1>(u, 0),
+                288 => prefetch_part::<288, 1>(u, 0),
+                320 => prefetch_part::<320, 1>(u, 0),
+                352 => prefetch_part::<352, 1>(u, 0),
+                _ => prefetch_part::<384, 1>(u, 0),
+            }
+            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(D)));
+            // w[c] holds columns 4c..4c + 4 of the 16 rows
+            let mut w = [zero; 8];
+            if l.bytes {
+                for c in 0..8 {
+                    w[c] = loadu::<__m512i, u8>(u.add(l.qs + 64 * c));
+                }
+            } else {
+                for i in 0..4 {
+                    let v = loadu::<__m512i, u8>(u.add(l.qs + 64 * i));
+                    w[i] = _mm512_and_si512(v, m4);
+                    w[4 + i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+                if let Some(qh) = l.qh {
+                    for c in 0..8 {
+                        let bits: __mmask64 = loadu::<u64, u8>(u.add(qh + 8 * c));
+                        w[c] = _mm512_or_si512(w[c], _mm512_maskz_mov_epi8(bits, fifth));
+                    }
+                }
+            }
+            let mins = l.m.map(|m| _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(m))));
+            for t in 0..M {
+                let x = a.qs.add(t * a.cols + 32 * b);
+                let mut c = if l.off != 0 {
+                    _mm512_set1_epi32(-l.off * *a.sum32.add(t * nb + b))
+                } else {
+                    zero
+                };
+                for k in 0..8 {
+                    c = _mm512_dpbusd_epi32(c, w[k], bcast4(x.add(4 * k)));
+                }
+                let s = _mm512_mul_ps(_mm512_cvtepi32_ps(c), d);
+                acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
+                if let Some(mv) = mins {
+                    acc[t] = _mm512_fmadd_ps(mv, _mm512_set1_ps(*a.s.add(t * nb + b)), acc[t]);
+                }
             }
         }
         for t in 0..M {

@@ -94,9 +94,9 @@ pub struct Args {
     /// (default: the best this CPU runs), to measure one family against another end to end.
     #[arg(long)]
     pub kernels: Option<String>,
-    /// Weight layout of Q4_K / Q6_K on the VNNI and AMX kernels: x16 (rows interleaved 16 at a
-    /// time, batch-invariant exact kernels; the default) | rows (ggml's row-major blocks), to
-    /// measure one against the other.
+    /// Weight layout of the block formats (Q4_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) on the AVX2,
+    /// VNNI and AMX kernels: x16 (rows interleaved 16 at a time, batch-invariant exact kernels;
+    /// the default) | rows (ggml's row-major blocks), to measure one against the other.
     #[arg(long, value_parser = ["x16", "rows"])]
     pub layout: Option<String>,
     /// Seed for random weights and input tokens.
@@ -119,7 +119,7 @@ pub struct BenchResult {
     pub device: String,
     /// CPU kernel family of the quantized products (`amx`, `avx512vnni`, ...).
     pub kernels: String,
-    /// Weight layout of the K-quant products: `x16` (interleaved) or `rows`.
+    /// Weight layout of the block-format products: `x16` (interleaved) or `rows`.
     pub layout: String,
     pub dtype: String,
     /// KV cache element type of keys / values (llama-bench's fields).
