@@ -82,14 +82,20 @@ pub(crate) mod q6k {
     pub(crate) const UNIT: usize = 3360;
 }
 
-/// Whether a `rows × cols` matrix of `format` can take the layout (Q4_K / Q6_K here, the
-/// 32-weight formats in `super::interleave32`).
+/// Whether `format` has an interleaved layout: Q4_K / Q6_K here, the 32-weight formats (Q8_0,
+/// Q4_0, Q4_1, Q5_0, Q5_1) in `super::interleave32`. The vector kernels (`super::x16`,
+/// `super::x16_avx2`) take every one of them.
+pub(crate) fn has_layout(format: QuantFormat) -> bool {
+    matches!(format, QuantFormat::Q4K | QuantFormat::Q6K) || interleave32::layout(format).is_some()
+}
+
+/// Whether a `rows × cols` matrix of `format` can take the layout ([`has_layout`], whole groups
+/// of 16 rows, whole blocks).
 pub(crate) fn supports(format: QuantFormat, rows: usize, cols: usize) -> bool {
-    let block = match format {
-        QuantFormat::Q4K | QuantFormat::Q6K => 256,
-        _ if interleave32::layout(format).is_some() => 32,
-        _ => return false,
-    };
+    if !has_layout(format) {
+        return false;
+    }
+    let block = format.block_elems();
     rows > 0 && rows.is_multiple_of(ROWS) && cols > 0 && cols.is_multiple_of(block)
 }
 

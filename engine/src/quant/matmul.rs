@@ -450,8 +450,9 @@ pub fn matmul_many_with(
 }
 
 /// Rows `rows` (whole groups of 16) of an interleaved matrix: the VNNI kernels where the CPU has
-/// them, the AVX2 ones below that, the portable reference elsewhere (an [`Isa`] chosen below the one the layout was made
-/// for). Every one computes the same bits (`super::interleave`).
+/// them, the AVX2 ones below that, the portable reference elsewhere (an [`Isa`] chosen below the
+/// one the layout was made for). Every one computes the same bits (`super::interleave`); every
+/// interleaved format has all three (`super::interleave::has_layout`).
 ///
 /// # Safety
 /// `out` points to `m × w.rows()` floats and no other thread writes these rows' elements.
@@ -469,13 +470,14 @@ unsafe fn interleaved_rows(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these families are only used once `Isa::detect` confirmed AVX-512 VNNI and
         // everything below it; the rest is forwarded from the caller.
-        Isa::Avx512Vnni | Isa::Amx if super::x16::takes(format) => unsafe {
+        Isa::Avx512Vnni | Isa::Amx => unsafe {
             super::x16::rows_vnni(format, w.bytes(), cols, act, sums, m, rows, out.0, n_rows)
         },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: every family but the scalar one implies AVX2, FMA and F16C (`Isa::best`); the
-        // format is one the kernels take; the rest is forwarded from the caller.
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx if super::x16_avx2::takes(format) => unsafe {
+        // SAFETY: every family but the scalar one implies AVX2, FMA and F16C (`Isa::best`); an
+        // interleaved matrix's format has a layout, which the kernels take; the rest is forwarded
+        // from the caller.
+        Isa::Avx2 | Isa::Avx512 => unsafe {
             super::x16_avx2::rows_avx2(format, w.bytes(), cols, act, sums, m, rows, out.0, n_rows)
         },
         // SAFETY: forwarded from the caller.
@@ -516,8 +518,7 @@ unsafe fn interleaved_rows(
 pub(crate) fn interleaved_kernel(format: super::QuantFormat) -> bool {
     #[cfg(target_arch = "x86_64")]
     return match Isa::detect() {
-        Isa::Avx512Vnni | Isa::Amx => super::x16::takes(format),
-        Isa::Avx2 => super::x16_avx2::takes(format),
+        Isa::Avx2 | Isa::Avx512Vnni | Isa::Amx => super::interleave::has_layout(format),
         _ => false,
     };
     #[cfg(not(target_arch = "x86_64"))]

@@ -21,7 +21,7 @@ use std::ops::Range;
 use super::avx2::{dispatch_m, loadu};
 use super::format::QuantFormat;
 use super::interleave::{GroupSums, ROWS, q4k, q6k, unit_bytes};
-use super::interleave32::{D, Layout, layout};
+use super::interleave32::{D, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
 
@@ -46,10 +46,6 @@ pub(super) struct Acts {
 
 /// One kernel call's results: `[t][n]` for activation row `t` and weight row `n` of the group.
 pub(super) type Tile = [[f32; ROWS]; TILE_M];
-
-/// Whether the VNNI kernels here take interleaved `format` matrices: the same seven formats as
-/// the AVX2 ones.
-pub(crate) use super::x16_avx2::takes;
 
 /// The driver of every interleaved kernel: for each group of 16 rows in `rows` and each tile of
 /// at most [`TILE_M`] activation rows, `kernel(units, nb, acts, tm, tile)` fills `tile` for the
@@ -109,8 +105,8 @@ pub(super) unsafe fn for_each_tile(
 ///
 /// # Safety
 /// The CPU supports AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `data` is an interleaved `format`
-/// matrix of a format [`takes`] accepts, with `cols` columns and at least `rows.end` rows; `act` / `sums` hold
-/// `m` rows of `cols`; `out` points to `m × n_rows` floats of which no other thread writes the
+/// matrix (any format with a layout: `super::interleave::has_layout`) with `cols` columns and at
+/// least `rows.end` rows; `act` / `sums` hold `m` rows of `cols`; `out` points to `m × n_rows` floats of which no other thread writes the
 /// elements of `rows`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
@@ -166,6 +162,19 @@ pub(super) fn prefetch_part<const UNIT: usize, const PARTS: usize>(u: *const u8,
             _mm_prefetch::<_MM_HINT_T1>(u.wrapping_add(3 * UNIT + 64 * line) as *const i8);
         }
         line += 1;
+    }
+}
+
+/// [`prefetch_part`] of a whole unit of a 32-weight layout (`unit` bytes: one of
+/// `super::interleave32`'s five sizes), so each size gets its constant line count.
+#[inline(always)]
+pub(super) fn prefetch_unit32(unit: usize, u: *const u8) {
+    match unit {
+        288 => prefetch_part::<288, 1>(u, 0),
+        320 => prefetch_part::<320, 1>(u, 0),
+        352 => prefetch_part::<352, 1>(u, 0),
+        384 => prefetch_part::<384, 1>(u, 0),
+        _ => prefetch_part::<544, 1>(u, 0),
     }
 }
 
@@ -301,28 +310,6 @@ unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
     }
 }
 
-/// Formats of [`blocks32_x16`] (const-generic arguments).
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q5_0: u8 = 2;
-const Q5_1: u8 = 3;
-const Q8_0: u8 = 4;
-
-/// The [`Layout`] of the 32-weight format `F`.
-const fn layout_of(f: u8) -> Layout {
-    let format = match f {
-        Q4_0 => QuantFormat::Q4_0,
-        Q4_1 => QuantFormat::Q4_1,
-        Q5_0 => QuantFormat::Q5_0,
-        Q5_1 => QuantFormat::Q5_1,
-        _ => QuantFormat::Q8_0,
-    };
-    match layout(format) {
-        Some(l) => l,
-        None => panic!("not a 32-weight format"),
-    }
-}
-
 /// 16 rows × `M` activation rows of an interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 matrix (`nb`
 /// units of 32 columns; `super::interleave32`): per unit the 8 weight registers (4 chunk loads
 /// split into nibbles, fifth bits merged under a 64-bit mask; Q8_0 its 8 chunks as they are) are
@@ -348,13 +335,7 @@ unsafe fn blocks32_x16<const M: usize, const F: u8>(
     unsafe {
         for b in 0..nb {
             let u = units.add(b * l.unit);
-            match l.unit {
-                544 => prefetch_part::<544, 1>(u, 0),
-                288 => prefetch_part::<288, 1>(u, 0),
-                320 => prefetch_part::<320, 1>(u, 0),
-                352 => prefetch_part::<352, 1>(u, 0),
-                _ => prefetch_part::<384, 1>(u, 0),
-            }
+            prefetch_unit32(l.unit, u);
             let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(D)));
             // w[c] holds columns 4c..4c + 4 of the 16 rows
             let mut w = [zero; 8];

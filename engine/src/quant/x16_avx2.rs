@@ -26,33 +26,19 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, fifth_bits, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, q4k, q6k};
-use super::interleave32::{D, Layout, layout};
+use super::interleave::{GroupSums, has_layout, q4k, q6k};
+use super::interleave32::{D, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
-use super::x16::{Acts, Tile, for_each_tile, prefetch_part};
+use super::x16::{Acts, Tile, for_each_tile, prefetch_part, prefetch_unit32};
 
 /// Weight rows per 256-bit register.
 const HALF: usize = 8;
 
-/// Whether these kernels take interleaved `format` matrices.
-pub(crate) fn takes(format: QuantFormat) -> bool {
-    matches!(
-        format,
-        QuantFormat::Q4K
-            | QuantFormat::Q6K
-            | QuantFormat::Q4_0
-            | QuantFormat::Q4_1
-            | QuantFormat::Q5_0
-            | QuantFormat::Q5_1
-            | QuantFormat::Q8_0
-    )
-}
-
 /// `out[t·n_rows + r]` for `r ∈ rows` (whole groups of 16) and `t < m`.
 ///
 /// # Safety
-/// The CPU supports AVX2, FMA and F16C; `format` is one [`takes`]; `data` is an interleaved
+/// The CPU supports AVX2, FMA and F16C; `format` is one with a layout ([`has_layout`]); `data` is an interleaved
 /// `format` matrix with `cols` columns and at least `rows.end` rows; `act` holds `m` rows of `cols`
 /// quantized in the format's activation blocks (256 for the K-quants, 32 otherwise) and `sums`
 /// their group sums; `out` points to `m × n_rows` floats of which no other thread writes the
@@ -70,7 +56,7 @@ pub(crate) unsafe fn rows_avx2(
     out: *mut f32,
     n_rows: usize,
 ) {
-    debug_assert!(takes(format));
+    debug_assert!(has_layout(format));
     // SAFETY: forwarded from the caller; the kernels read the group's units and the tile's rows.
     unsafe {
         for_each_tile(
@@ -283,28 +269,6 @@ unsafe fn q6k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
     }
 }
 
-/// Formats of [`blocks32_x8`] (const-generic arguments).
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q5_0: u8 = 2;
-const Q5_1: u8 = 3;
-const Q8_0: u8 = 4;
-
-/// The [`Layout`] of the 32-weight format `F`.
-const fn layout_of(f: u8) -> Layout {
-    let format = match f {
-        Q4_0 => QuantFormat::Q4_0,
-        Q4_1 => QuantFormat::Q4_1,
-        Q5_0 => QuantFormat::Q5_0,
-        Q5_1 => QuantFormat::Q5_1,
-        _ => QuantFormat::Q8_0,
-    };
-    match layout(format) {
-        Some(l) => l,
-        None => panic!("not a 32-weight format"),
-    }
-}
-
 /// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 /
 /// Q8_0 matrix (`nb` units of 32 columns; `super::interleave32`): per unit and half the 8 weight
 /// registers are decoded once, then each activation row takes 8 `vpmaddubsw`, two `vpmaddwd`,
@@ -328,13 +292,7 @@ unsafe fn blocks32_x8<const M: usize, const F: u8>(
     unsafe {
         for b in 0..nb {
             let u = units.add(b * l.unit);
-            match l.unit {
-                544 => prefetch_part::<544, 1>(u, 0),
-                288 => prefetch_part::<288, 1>(u, 0),
-                320 => prefetch_part::<320, 1>(u, 0),
-                352 => prefetch_part::<352, 1>(u, 0),
-                _ => prefetch_part::<384, 1>(u, 0),
-            }
+            prefetch_unit32(l.unit, u);
             for h in 0..2 {
                 let d = halves(u.add(D + 2 * HALF * h));
                 if l.bytes {
