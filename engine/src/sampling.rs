@@ -65,6 +65,29 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// The greedy token of `logits` and its probability under a softmax (T = 1) restricted to the
+/// `k` largest logits — what `probabilities(logits, top_k = k)` gives that token, in one pass
+/// over the vocabulary without materialising the distribution: the draft models' `p_min` test
+/// (llama.cpp's top-10 draft sampling), which runs for every drafted token.
+pub fn top_k_probability(logits: &[f32], k: usize) -> (u32, f32) {
+    let top = argmax(logits);
+    let Some(&max) = logits.get(top as usize) else {
+        return (0, 0.0);
+    };
+    // the k largest logits, descending (ties: any of equal value, the sum is the same)
+    let mut best: Vec<f32> = Vec::with_capacity(k + 1);
+    for &l in logits {
+        if best.len() == k && best.last().is_none_or(|&last| l.total_cmp(&last).is_le()) {
+            continue;
+        }
+        let at = best.partition_point(|&b| b.total_cmp(&l).is_ge());
+        best.insert(at, l);
+        best.truncate(k);
+    }
+    let sum: f32 = best.iter().map(|&l| (l - max).exp()).sum();
+    (top, if sum > 0.0 { 1.0 / sum } else { 0.0 })
+}
+
 /// `softmax(logits / temperature)`, computed stably.
 pub fn softmax_with_temperature(logits: &[f32], temperature: f32) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -226,6 +249,43 @@ mod tests {
 
     fn close(a: &[f32], b: &[f32]) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
+    }
+
+    #[test]
+    fn top_k_probability_is_the_filtered_softmax_of_the_argmax() {
+        let mut state = 11u64;
+        for trial in 0..40 {
+            let n = 3 + trial * 13;
+            // coarse values so ties sit at the k-th place, and a few very negative logits
+            let logits: Vec<f32> = (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 59) as f32 - 16.0) * if trial % 3 == 0 { 4.0 } else { 0.25 }
+                })
+                .collect();
+            for k in [1, 2, 10, n - 1, n, n + 5] {
+                let full = probabilities(
+                    &logits,
+                    &Sampling::Sample {
+                        temperature: 1.0,
+                        top_k: Some(k),
+                        top_p: None,
+                        seed: 0,
+                    },
+                );
+                let (tok, p) = top_k_probability(&logits, k);
+                assert_eq!(tok, argmax(&logits), "trial {trial} k {k}");
+                let want = full[tok as usize];
+                assert!(
+                    (p - want).abs() <= 1e-6 * want.max(1e-30) + 1e-7,
+                    "trial {trial} k {k}: {p} vs {want}"
+                );
+            }
+        }
+        assert_eq!(top_k_probability(&[], 10), (0, 0.0));
+        assert_eq!(top_k_probability(&[2.0, 2.0], 1), (0, 1.0));
     }
 
     #[test]

@@ -69,6 +69,11 @@ pub struct GroupStats {
     pub acceptance: Option<Acceptance>,
     /// Ratio of median decode tok/s over the paired baseline, with a paired bootstrap CI.
     pub speedup: Option<Estimate>,
+    /// Ratio of the paired baseline's median end-to-end request time over this cell's (prompt,
+    /// drafting and decoding: what a user waits for), with a paired bootstrap CI — unlike
+    /// `speedup` it cannot move by shifting work between the prompt phase and decoding. `None`
+    /// without a baseline or when a record lacks its end-to-end time.
+    pub e2e_speedup: Option<Estimate>,
     /// Requests compared with their paired baseline, and how many of them diverged.
     pub outputs_checked: u64,
     pub outputs_diverged: u64,
@@ -102,6 +107,7 @@ fn requests_frame(requests: &[RequestRecord]) -> Result<DataFrame> {
     let (mut cell, mut category, mut prompt) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rep, mut base) = (Vec::new(), Vec::new());
     let (mut decode, mut prefill, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
+    let mut e2e = Vec::new();
     let (mut rounds, mut drafted, mut accepted) = (Vec::new(), Vec::new(), Vec::new());
     let mut identical = Vec::new();
     for (i, r) in requests.iter().enumerate() {
@@ -114,6 +120,7 @@ fn requests_frame(requests: &[RequestRecord]) -> Result<DataFrame> {
         decode.push(r.decode_tok_per_s);
         prefill.push(r.prefill_tok_per_s);
         ttft.push(r.ttft_ms);
+        e2e.push(r.e2e_ms);
         rounds.push(r.spec.as_ref().map(|s| s.rounds));
         drafted.push(r.spec.as_ref().map(|s| s.drafted));
         accepted.push(r.spec.as_ref().map(|s| s.accepted));
@@ -129,6 +136,7 @@ fn requests_frame(requests: &[RequestRecord]) -> Result<DataFrame> {
         Column::new("decode".into(), decode),
         Column::new("prefill".into(), prefill),
         Column::new("ttft".into(), ttft),
+        Column::new("e2e".into(), e2e),
         Column::new("rounds".into(), rounds),
         Column::new("drafted".into(), drafted),
         Column::new("accepted".into(), accepted),
@@ -260,6 +268,7 @@ fn aggregate_level(
         col("prompt_id"),
         col("repetition"),
         col("decode").alias("b_decode"),
+        col("e2e").alias("b_e2e"),
     ]);
     let pairs = requests
         .clone()
@@ -275,16 +284,26 @@ fn aggregate_level(
         .agg([
             col("decode").implode(true).alias("spec"),
             col("b_decode").implode(true).alias("base"),
+            col("e2e").implode(true).alias("spec_e2e"),
+            col("b_e2e").implode(true).alias("base_e2e"),
         ])
         .collect()
         .map_err(pe("pairing speculative requests with their baselines"))?;
-    let mut speedups: HashMap<Key, Estimate> = HashMap::new();
-    for ((key, spec), base) in keys(&pairs, by_category)?
+    // (decode speedup, end-to-end speedup); the latter only where every pair has both times
+    let mut speedups: HashMap<Key, (Estimate, Option<Estimate>)> = HashMap::new();
+    for ((((key, spec), base), spec_e2e), base_e2e) in keys(&pairs, by_category)?
         .into_iter()
         .zip(float_lists(&pairs, "spec")?)
         .zip(float_lists(&pairs, "base")?)
+        .zip(float_lists(&pairs, "spec_e2e")?)
+        .zip(float_lists(&pairs, "base_e2e")?)
     {
-        speedups.insert(key, stats::paired_ratio_of_medians(&spec, &base, cfg));
+        let timed = spec_e2e.iter().chain(&base_e2e).all(|&t| t > 0.0);
+        let e2e = timed.then(|| stats::paired_ratio_of_medians(&base_e2e, &spec_e2e, cfg));
+        speedups.insert(
+            key,
+            (stats::paired_ratio_of_medians(&spec, &base, cfg), e2e),
+        );
     }
 
     // Per-position acceptance.
@@ -359,7 +378,8 @@ fn aggregate_level(
                 max: stats::max(&itl),
             },
             acceptance,
-            speedup: speedups.get(&key).copied(),
+            speedup: speedups.get(&key).map(|s| s.0),
+            e2e_speedup: speedups.get(&key).and_then(|s| s.1),
             outputs_checked: checked[i],
             outputs_diverged: diverged[i],
             cell_id: key.0,
@@ -417,6 +437,7 @@ fn empty_group(cell_id: &str, config: &CellConfig, base: Option<String>) -> Grou
         },
         acceptance: None,
         speedup: None,
+        e2e_speedup: None,
         outputs_checked: 0,
         outputs_diverged: 0,
     }
@@ -511,7 +532,7 @@ mod tests {
             decode_tok_per_s: decode,
             ttft_ms: 100.0,
             itl_ms: vec![decode, decode * 2.0],
-            e2e_ms: 0.0,
+            e2e_ms: 100.0 + 4000.0 / decode,
             output_token_ids: vec![1, 2, 3, 4],
             output_identical: spec.as_ref().map(|_| prompt != "chat-1"),
             first_divergence: None,
@@ -598,6 +619,13 @@ mod tests {
         let spec = &s.cells[2];
         // Speedup: median(30, 30, 60) / median(10, 20, 30) = 30 / 20.
         assert_eq!(spec.speedup.map(|e| e.point), Some(1.5));
+        // End to end: median(500, 300, 233.3) / median(233.3, 233.3, 166.7) = 300 / 233.3.
+        let e2e = spec.e2e_speedup.expect("e2e speedup").point;
+        assert!(
+            (e2e - 300.0 / (100.0 + 4000.0 / 30.0)).abs() < 1e-12,
+            "{e2e}"
+        );
+        assert!(base.e2e_speedup.is_none());
         let acc = spec.acceptance.as_ref().expect("acceptance");
         assert_eq!((acc.accepted, acc.drafted, acc.rounds), (8, 18, 10));
         assert_eq!(acc.rate, stats::wilson(8, 18, 0.95));

@@ -104,6 +104,9 @@ pub fn summary_frame(summary: &Summary) -> Result<DataFrame> {
         o("speedup", &|g| g.speedup.map(|e| e.point)),
         o("speedup_lo", &|g| g.speedup.map(|e| e.lo)),
         o("speedup_hi", &|g| g.speedup.map(|e| e.hi)),
+        o("e2e_speedup", &|g| g.e2e_speedup.map(|e| e.point)),
+        o("e2e_speedup_lo", &|g| g.e2e_speedup.map(|e| e.lo)),
+        o("e2e_speedup_hi", &|g| g.e2e_speedup.map(|e| e.hi)),
         u("outputs_checked", &|g| g.outputs_checked),
         u("outputs_diverged", &|g| g.outputs_diverged),
     ]);

@@ -93,7 +93,8 @@ pub fn render_html(
     out.push_str(
         "<p class=\"note\">Medians with bootstrap 95 % CIs; acceptance with Wilson 95 % \
          intervals; speedup = ratio of median decode tok/s over the paired baseline (paired \
-         bootstrap CI); τ = mean acceptance length.</p>\n",
+         bootstrap CI); e2e speedup = ratio of the baseline's median request time (prompt + \
+         decoding) over the cell's; τ = mean acceptance length.</p>\n",
     );
     for (title, svg) in charts {
         out.push_str(&format!(

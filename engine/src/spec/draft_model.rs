@@ -1,9 +1,13 @@
 //! `draft`: speculative decoding with a second, smaller model of the same vocabulary
 //! (Leviathan et al. 2023; llama.cpp `draft-simple`, shared/reference/speculation.md §1.0, §1.5).
 //!
-//! The draft model keeps its own cache. Before each round it catches up on the tokens the target
-//! accepted since the last round (the longest common prefix with its cache is kept), then drafts
-//! token by token. Greedy drafting follows llama.cpp: the top candidate of a top-10 softmax, and
+//! The draft model keeps its own cache. It processes the prompt in the request's prompt phase,
+//! when the target has (`process` on the prompt batch: llama.cpp's server mirrors every target
+//! batch on the draft, and `examples/speculative` evaluates the prompt on both models before its
+//! decode timer starts), so the prompt counts in the time to first token, not in decoding. Before
+//! each round it catches up on the tokens the target accepted since the last round (the longest
+//! common prefix with its cache is kept) in the same forward as the round's first draft step,
+//! then drafts token by token. Greedy drafting follows llama.cpp: the top candidate of a top-10 softmax, and
 //! drafting stops before a token whose probability is below `draft_p_min` (per token, not
 //! cumulative) or at `draft_max`; a draft shorter than `draft_min` is dropped. When the loop
 //! verifies with rejection sampling the drafter instead samples each token from its own
@@ -17,7 +21,7 @@ use rand::rngs::StdRng;
 use super::run::Target;
 use super::verify::draw;
 use super::{Draft, Drafter};
-use crate::sampling::{Sampling, argmax, probabilities};
+use crate::sampling::{Sampling, probabilities, top_k_probability};
 use crate::{EngineError, Result};
 
 /// llama.cpp's hard-coded top-k of draft sampling (`LLAMA_DRAFT_TOP_K` in later builds).
@@ -65,16 +69,7 @@ impl DraftChooser {
     pub fn choose(&mut self, row: &[f32]) -> (u32, f32, Option<Vec<f32>>) {
         match self.sampling {
             Sampling::Greedy => {
-                let top = argmax(row);
-                let p = probabilities(
-                    row,
-                    &Sampling::Sample {
-                        temperature: 1.0,
-                        top_k: Some(DRAFT_TOP_K),
-                        top_p: None,
-                        seed: 0,
-                    },
-                )[top as usize];
+                let (top, p) = top_k_probability(row, DRAFT_TOP_K);
                 (top, p, None)
             }
             s => {
@@ -215,6 +210,17 @@ impl<M: Target> Drafter for DraftModel<M> {
         }
         Ok(())
     }
+
+    fn process(&mut self, batch: &[u32], _hidden: Option<&[f32]>) -> Result<()> {
+        // Only the prompt (the first batch after `begin`), and only when a round's catch-up token
+        // still fits after it; later batches are caught up lazily by `draft`, in one forward with
+        // the round's first draft step, which a separate forward here would cost again.
+        if self.cached.is_empty() && !batch.is_empty() && batch.len() < self.model.capacity() {
+            self.model.prefill(batch, false)?;
+            self.cached.extend_from_slice(batch);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +256,35 @@ mod tests {
         assert_eq!(d.model().len(), 7);
         d.accept(1).unwrap();
         assert_eq!(d.model().len(), 5);
+    }
+
+    #[test]
+    fn the_prompt_is_processed_in_the_prompt_phase_and_each_round_catches_up_once() {
+        let mut target = MockModel::target(32, 7);
+        let prompt = [1, 2, 3, 4, 5];
+        let expected = crate::spec::mock::plain_greedy(&mut target, &prompt, 4);
+        let mut d = DraftModel::new(
+            MockModel::draft(32, 7, 0.0),
+            params(0, 2, 0.0),
+            DraftChooser::greedy(),
+        );
+        d.begin(&prompt).unwrap();
+        d.process(&prompt, None).unwrap();
+        assert_eq!((d.model().len(), d.model().forwards), (5, 1));
+        // the round: one forward over the first generated token, one over the first draft
+        let mut history = prompt.to_vec();
+        history.push(expected[0]);
+        let draft = d.draft(&history, 2).unwrap();
+        assert_eq!(draft.tokens, expected[1..3].to_vec());
+        assert_eq!((d.model().len(), d.model().forwards), (7, 3));
+        // the kept tokens are not processed again until the next round's catch-up
+        d.accept(2).unwrap();
+        d.process(&expected[..3], None).unwrap();
+        assert_eq!((d.model().len(), d.model().forwards), (7, 3));
+        // a new request starts from an empty cache and processes its prompt again
+        d.begin(&prompt[..2]).unwrap();
+        d.process(&prompt[..2], None).unwrap();
+        assert_eq!((d.model().len(), d.model().forwards), (2, 4));
     }
 
     #[test]
