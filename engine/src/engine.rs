@@ -393,7 +393,7 @@ impl Engine {
         Ok(KvCache::new(layers, capacity))
     }
 
-    /// An error naming why this engine cannot keep a cache of `kv_type` (`q8_0` on a GPU
+    /// An error naming why this engine cannot keep a cache of `kv_type` (a block type on a GPU
     /// backend, or with a head size that is not whole blocks).
     fn check_kv_type(&self, kv_type: KvType) -> Result<()> {
         let host = match &self.model {

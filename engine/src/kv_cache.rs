@@ -9,15 +9,18 @@
 //!
 //! The element type is the cache's own choice ([`KvType`], llama.cpp's `--cache-type-k/-v`):
 //! `f32` by default — the reference numerics, what the logit-parity tests compare — `f16`,
-//! llama.cpp's default, at half the bytes held and read at depth, or `q8_0` (CPU only), ggml's
-//! 8-bit blocks of 32 with an `f16` scale, at 34 bytes per 32 values. Values are rounded once, when
-//! written; the attention reads them widened to `f32`.
+//! llama.cpp's default, at half the bytes held and read at depth, or (CPU only) ggml's blocks of
+//! 32 values: `q8_0` (8-bit, 34 bytes), `q4_0` (4-bit, 18 bytes) and `q4_1` (4-bit with a
+//! minimum, 20 bytes). Values are rounded once, when written; the attention reads them widened
+//! to `f32`.
 
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 use half::f16;
 
 use crate::error::{EngineError, Result};
-use crate::model::cpu_attention::{AttnScratch, AttnShape, BlockQ8_0, KvElem, attend};
+use crate::model::cpu_attention::{
+    AttnScratch, AttnShape, BlockQ4_0, BlockQ4_1, BlockQ8_0, KvElem, attend,
+};
 
 /// Element type of a KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -31,11 +34,23 @@ pub enum KvType {
     /// per 32 values, `-ctk q8_0 -ctv q8_0`). The CPU backend's host caches only; `head_dim` must
     /// be a multiple of 32.
     Q8_0,
+    /// ggml's `q4_0`: blocks of 32 4-bit values `d · (q − 8)` with an `f16` scale (18 bytes per
+    /// 32 values, `-ctk q4_0 -ctv q4_0`). Host caches only, as `q8_0`.
+    Q4_0,
+    /// ggml's `q4_1`: blocks of 32 4-bit values `d · q + m` with `f16` scale and minimum (20
+    /// bytes per 32 values, `-ctk q4_1 -ctv q4_1`). Host caches only, as `q8_0`.
+    Q4_1,
 }
 
 impl KvType {
     /// Every type, in the order help texts list them.
-    pub const ALL: [KvType; 3] = [KvType::F32, KvType::F16, KvType::Q8_0];
+    pub const ALL: [KvType; 5] = [
+        KvType::F32,
+        KvType::F16,
+        KvType::Q8_0,
+        KvType::Q4_0,
+        KvType::Q4_1,
+    ];
 
     /// Bytes of one cached row of `head_dim` values (one head, one position; K or V).
     pub fn row_bytes(self, head_dim: usize) -> usize {
@@ -43,6 +58,8 @@ impl KvType {
             KvType::F32 => 4 * head_dim,
             KvType::F16 => 2 * head_dim,
             KvType::Q8_0 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ8_0>(),
+            KvType::Q4_0 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ4_0>(),
+            KvType::Q4_1 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ4_1>(),
         }
     }
 
@@ -51,16 +68,15 @@ impl KvType {
     pub fn unsupported(self, head_dim: usize, host: bool) -> Option<String> {
         match self {
             KvType::F32 | KvType::F16 => None,
-            KvType::Q8_0 if !host => Some(
-                "KV cache type q8_0 is kept by the CPU backend only (its attention kernel reads \
-                 the blocks); use f16 or f32 on a GPU backend"
-                    .into(),
-            ),
-            KvType::Q8_0 if !head_dim.is_multiple_of(32) => Some(format!(
-                "KV cache type q8_0 needs a head_dim that is a multiple of 32 (blocks of 32 \
+            block if !host => Some(format!(
+                "KV cache type {block} is kept by the CPU backend only (its attention kernel \
+                 reads the blocks); use f16 or f32 on a GPU backend"
+            )),
+            block if !head_dim.is_multiple_of(32) => Some(format!(
+                "KV cache type {block} needs a head_dim that is a multiple of 32 (blocks of 32 \
                  values); this model's is {head_dim}"
             )),
-            KvType::Q8_0 => None,
+            _ => None,
         }
     }
 
@@ -82,6 +98,8 @@ impl std::fmt::Display for KvType {
             KvType::F32 => "f32",
             KvType::F16 => "f16",
             KvType::Q8_0 => "q8_0",
+            KvType::Q4_0 => "q4_0",
+            KvType::Q4_1 => "q4_1",
         })
     }
 }
@@ -94,8 +112,10 @@ impl std::str::FromStr for KvType {
             "f32" => Ok(KvType::F32),
             "f16" => Ok(KvType::F16),
             "q8_0" => Ok(KvType::Q8_0),
+            "q4_0" => Ok(KvType::Q4_0),
+            "q4_1" => Ok(KvType::Q4_1),
             _ => Err(format!(
-                "unknown KV cache type `{s}` (expected f32, f16 or q8_0)"
+                "unknown KV cache type `{s}` (expected f32, f16, q8_0, q4_0 or q4_1)"
             )),
         }
     }
@@ -116,6 +136,28 @@ enum HostBuf {
         k: Vec<BlockQ8_0>,
         v: Vec<BlockQ8_0>,
     },
+    Q4_0 {
+        k: Vec<BlockQ4_0>,
+        v: Vec<BlockQ4_0>,
+    },
+    Q4_1 {
+        k: Vec<BlockQ4_1>,
+        v: Vec<BlockQ4_1>,
+    },
+}
+
+/// `$body` with `$k` / `$v` bound to the K / V buffers of whichever element type `$buf` (a
+/// [`HostBuf`], by value or reference) holds — one instantiation of a generic body per type.
+macro_rules! with_buffers {
+    ($buf:expr, |$k:ident, $v:ident| $body:expr) => {
+        match $buf {
+            HostBuf::F32 { k: $k, v: $v } => $body,
+            HostBuf::F16 { k: $k, v: $v } => $body,
+            HostBuf::Q8_0 { k: $k, v: $v } => $body,
+            HostBuf::Q4_0 { k: $k, v: $v } => $body,
+            HostBuf::Q4_1 { k: $k, v: $v } => $body,
+        }
+    };
 }
 
 thread_local! {
@@ -149,30 +191,39 @@ impl HostKv {
     /// Zeroed K/V of `kv_type` for `capacity` positions.
     ///
     /// # Panics
-    /// For `q8_0` with a `head_dim` that is not a multiple of 32 ([`KvType::unsupported`]; the
-    /// engine checks it before making a cache).
+    /// For a block type with a `head_dim` that is not a multiple of 32 ([`KvType::unsupported`];
+    /// the engine checks it before making a cache).
     pub fn new(kv_heads: usize, capacity: usize, head_dim: usize, kv_type: KvType) -> Self {
         if let Some(why) = kv_type.unsupported(head_dim, true) {
             panic!("{why}");
         }
         let capacity = capacity.max(1);
-        fn zeroed<E: KvElem>(n: usize) -> Vec<E> {
-            vec![E::ZERO; n]
-        }
         let n = kv_heads * capacity * head_dim;
+        // n values of K and of V, as elements of E
+        fn zeroed<E: KvElem>(n: usize) -> (Vec<E>, Vec<E>) {
+            (vec![E::ZERO; n / E::PER], vec![E::ZERO; n / E::PER])
+        }
         let buf = match kv_type {
-            KvType::F32 => HostBuf::F32 {
-                k: zeroed(n),
-                v: zeroed(n),
-            },
-            KvType::F16 => HostBuf::F16 {
-                k: zeroed(n),
-                v: zeroed(n),
-            },
-            KvType::Q8_0 => HostBuf::Q8_0 {
-                k: zeroed(n / 32),
-                v: zeroed(n / 32),
-            },
+            KvType::F32 => {
+                let (k, v) = zeroed(n);
+                HostBuf::F32 { k, v }
+            }
+            KvType::F16 => {
+                let (k, v) = zeroed(n);
+                HostBuf::F16 { k, v }
+            }
+            KvType::Q8_0 => {
+                let (k, v) = zeroed(n);
+                HostBuf::Q8_0 { k, v }
+            }
+            KvType::Q4_0 => {
+                let (k, v) = zeroed(n);
+                HostBuf::Q4_0 { k, v }
+            }
+            KvType::Q4_1 => {
+                let (k, v) = zeroed(n);
+                HostBuf::Q4_1 { k, v }
+            }
         };
         Self {
             kv_heads,
@@ -193,6 +244,8 @@ impl HostKv {
             HostBuf::F32 { .. } => KvType::F32,
             HostBuf::F16 { .. } => KvType::F16,
             HostBuf::Q8_0 { .. } => KvType::Q8_0,
+            HostBuf::Q4_0 { .. } => KvType::Q4_0,
+            HostBuf::Q4_1 { .. } => KvType::Q4_1,
         }
     }
 
@@ -210,11 +263,10 @@ impl HostKv {
             out
         }
         let (h, cap, d) = (self.kv_heads, self.capacity, self.head_dim);
-        match &self.buf {
-            HostBuf::F32 { k, v } => (gather(k, h, cap, len, d), gather(v, h, cap, len, d)),
-            HostBuf::F16 { k, v } => (gather(k, h, cap, len, d), gather(v, h, cap, len, d)),
-            HostBuf::Q8_0 { k, v } => (gather(k, h, cap, len, d), gather(v, h, cap, len, d)),
-        }
+        with_buffers!(&self.buf, |k, v| (
+            gather(k, h, cap, len, d),
+            gather(v, h, cap, len, d)
+        ))
     }
 
     /// Write `n` positions at `start..start+n` from `key`/`value` laid out
@@ -249,20 +301,10 @@ impl HostKv {
             }
         }
         let cap = self.capacity;
-        match &mut self.buf {
-            HostBuf::F32 { k, v } => {
-                put(k, key, cap, start, n, d);
-                put(v, value, cap, start, n, d);
-            }
-            HostBuf::F16 { k, v } => {
-                put(k, key, cap, start, n, d);
-                put(v, value, cap, start, n, d);
-            }
-            HostBuf::Q8_0 { k, v } => {
-                put(k, key, cap, start, n, d);
-                put(v, value, cap, start, n, d);
-            }
-        }
+        with_buffers!(&mut self.buf, |k, v| {
+            put(k, key, cap, start, n, d);
+            put(v, value, cap, start, n, d);
+        })
     }
 
     /// Causal attention of `k` query rows at `start..start+k` (`q`: `[n_heads][k][head_dim]`)
@@ -276,16 +318,10 @@ impl HostKv {
         };
         let capacity = self.capacity;
         let buf = &self.buf;
-        let mut run = |scratch: &mut AttnScratch| match buf {
-            HostBuf::F32 { k: keys, v } => {
-                attend(q, keys, v, capacity, shape, start, k, out, scratch)
-            }
-            HostBuf::F16 { k: keys, v } => {
-                attend(q, keys, v, capacity, shape, start, k, out, scratch)
-            }
-            HostBuf::Q8_0 { k: keys, v } => {
-                attend(q, keys, v, capacity, shape, start, k, out, scratch)
-            }
+        let mut run = |scratch: &mut AttnScratch| {
+            with_buffers!(buf, |keys, v| attend(
+                q, keys, v, capacity, shape, start, k, out, scratch
+            ))
         };
         // A rayon worker waiting inside `attend` may steal another forward's attention job; that
         // nested call gets buffers of its own instead of a double borrow.
@@ -328,8 +364,8 @@ impl<B: Backend> LayerCache<B> {
     /// computing in `dtype`: held in `dtype` for an `f32` cache type, in `f16` for `f16`.
     ///
     /// # Panics
-    /// For `q8_0`, which only host caches hold ([`KvType::unsupported`]; the engine checks it
-    /// before making a cache).
+    /// For the block types, which only host caches hold ([`KvType::unsupported`]; the engine
+    /// checks it before making a cache).
     pub fn new(
         kv_heads: usize,
         capacity: usize,
@@ -342,12 +378,9 @@ impl<B: Backend> LayerCache<B> {
         let store = match kv_type {
             KvType::F32 => dtype,
             KvType::F16 => DType::F16,
-            KvType::Q8_0 => panic!(
-                "{}",
-                KvType::Q8_0
-                    .unsupported(head_dim, false)
-                    .unwrap_or_default()
-            ),
+            block @ (KvType::Q8_0 | KvType::Q4_0 | KvType::Q4_1) => {
+                panic!("{}", block.unsupported(head_dim, false).unwrap_or_default())
+            }
         };
         Self {
             storage: Storage::Device {
@@ -659,8 +692,13 @@ mod tests {
         assert_eq!("F16".parse::<KvType>(), Ok(KvType::F16));
         assert_eq!("f32".parse::<KvType>(), Ok(KvType::F32));
         assert_eq!("Q8_0".parse::<KvType>(), Ok(KvType::Q8_0));
-        let err = "q4_0".parse::<KvType>().unwrap_err();
-        assert!(err.contains("q4_0") && err.contains("q8_0"), "{err}");
+        assert_eq!("q4_0".parse::<KvType>(), Ok(KvType::Q4_0));
+        assert_eq!("Q4_1".parse::<KvType>(), Ok(KvType::Q4_1));
+        for t in KvType::ALL {
+            assert_eq!(t.to_string().parse::<KvType>(), Ok(t));
+        }
+        let err = "q5_0".parse::<KvType>().unwrap_err();
+        assert!(err.contains("q5_0") && err.contains("q4_1"), "{err}");
         // Qwen2.5-Coder-1.5B: 28 layers, 2 KV heads of 128, 2048 positions
         assert_eq!(KvType::F16.cache_bytes(28, 2, 128, 2048), 58_720_256);
         assert_eq!(KvType::F32.cache_bytes(28, 2, 128, 2048), 2 * 58_720_256);
@@ -670,6 +708,13 @@ mod tests {
             58_720_256 / 32 * 17
         );
         assert_eq!(KvType::Q8_0.row_bytes(128), 4 * 34);
+        assert_eq!(KvType::Q4_0.row_bytes(128), 4 * 18);
+        assert_eq!(KvType::Q4_1.row_bytes(64), 2 * 20);
+        for block in [KvType::Q4_0, KvType::Q4_1] {
+            assert!(block.unsupported(64, true).is_none());
+            assert!(block.unsupported(48, true).unwrap().contains("48"));
+            assert!(block.unsupported(64, false).unwrap().contains("CPU"));
+        }
         assert!(KvType::Q8_0.unsupported(128, true).is_none());
         let why = KvType::Q8_0.unsupported(80, true).unwrap();
         assert!(why.contains("head_dim") && why.contains("80"), "{why}");
@@ -678,12 +723,44 @@ mod tests {
         assert!(KvType::F16.unsupported(20, false).is_none());
     }
 
-    /// A `q8_0` host cache holds each written row as ggml's blocks — byte for byte what the
-    /// weight quantizer (`quantize_row_q8_0_ref`'s rounding) makes of it — and reads back their
-    /// dequantized values; rows written in one call and one at a time are the same blocks.
+    /// A `q8_0` / `q4_0` / `q4_1` host cache holds each written row as ggml's blocks — byte for
+    /// byte what the weight quantizer (`quantize_row_q*_ref`'s rounding) makes of it — and reads
+    /// back their dequantized values (the GGUF dequantizer's, which matches gguf-py); rows
+    /// written in one call and one at a time are the same blocks.
     #[test]
-    fn q8_0_cache_holds_ggml_blocks_of_each_row() {
-        use crate::quant::{QuantFormat, dequantize_into, quantize_into};
+    fn block_caches_hold_ggml_blocks_of_each_row() {
+        use crate::quant::QuantFormat;
+        // a block's bytes as ggml lays them out
+        fn bytes<E: KvElem>(blocks: &[E]) -> Vec<u8> {
+            let n = std::mem::size_of_val(blocks);
+            // SAFETY: the block types are `repr(C)` byte arrays (alignment 1, no padding).
+            unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const u8, n) }.to_vec()
+        }
+        for (kv_type, format, step) in [
+            (KvType::Q8_0, QuantFormat::Q8_0, 1.0 / 127.0),
+            // q4_0's grid is [−8d, 7d]: the clamped end of the range is off by a whole step
+            (KvType::Q4_0, QuantFormat::Q4_0, 2.0 / 8.0),
+            (KvType::Q4_1, QuantFormat::Q4_1, 2.0 / 15.0),
+        ] {
+            holds_ggml_blocks(kv_type, format, step, |buf| match buf {
+                HostBuf::Q8_0 { k, v } => (bytes(k), bytes(v)),
+                HostBuf::Q4_0 { k, v } => (bytes(k), bytes(v)),
+                HostBuf::Q4_1 { k, v } => (bytes(k), bytes(v)),
+                _ => panic!("{kv_type} holds blocks"),
+            });
+        }
+    }
+
+    /// The check of [`block_caches_hold_ggml_blocks_of_each_row`] for one type: `held` gives a
+    /// buffer's K and V bytes; values must lie within `step · max|x|` (half a quantization step
+    /// and some) of the written ones.
+    fn holds_ggml_blocks(
+        kv_type: KvType,
+        format: crate::quant::QuantFormat,
+        step: f32,
+        held: impl Fn(&HostBuf) -> (Vec<u8>, Vec<u8>),
+    ) {
+        use crate::quant::{dequantize_into, quantize_into};
         let (heads, d, cap) = (2, 64, 6);
         let row = |h: usize, p: usize| -> Vec<f32> {
             (0..d)
@@ -696,29 +773,26 @@ mod tests {
                 .flat_map(|h| range.clone().flat_map(move |p| row(h, p)))
                 .collect()
         };
-        let mut batch = HostKv::new(heads, cap, d, KvType::Q8_0);
+        let mut batch = HostKv::new(heads, cap, d, kv_type);
         batch.write(1, 3, &src(1..4), &src(1..4));
-        let mut single = HostKv::new(heads, cap, d, KvType::Q8_0);
+        let mut single = HostKv::new(heads, cap, d, kv_type);
         for p in 1..4 {
             single.write(p, 1, &src(p..p + 1), &src(p..p + 1));
         }
-        let (HostBuf::Q8_0 { k: kb, .. }, HostBuf::Q8_0 { k: ks, v: vs }) =
-            (&batch.buf, &single.buf)
-        else {
-            panic!("q8_0 buffers")
-        };
-        assert_eq!(kb, ks);
-        assert_eq!(ks, vs);
+        let ((kb, _), (ks, vs)) = (held(&batch.buf), held(&single.buf));
+        assert_eq!(kb, ks, "{kv_type}");
+        assert_eq!(ks, vs, "{kv_type}");
+        let row_bytes = kv_type.row_bytes(d);
         for h in 0..heads {
             for p in 1..4 {
                 let mut ggml = Vec::new();
-                quantize_into(QuantFormat::Q8_0, &row(h, p), &mut ggml).unwrap();
-                let at = (h * cap + p) * (d / 32);
-                let held: Vec<u8> = ks[at..at + d / 32]
-                    .iter()
-                    .flat_map(|b| b.d.into_iter().chain(b.qs.iter().map(|&q| q as u8)))
-                    .collect();
-                assert_eq!(held, ggml, "head {h} position {p}");
+                quantize_into(format, &row(h, p), &mut ggml).unwrap();
+                let at = (h * cap + p) * row_bytes;
+                assert_eq!(
+                    ks[at..at + row_bytes],
+                    ggml,
+                    "{kv_type} head {h} position {p}"
+                );
             }
         }
         let (keys, _) = single.prefix_f32(4);
@@ -727,16 +801,19 @@ mod tests {
                 let mut want = vec![0.0f32; d];
                 if p > 0 {
                     let mut ggml = Vec::new();
-                    quantize_into(QuantFormat::Q8_0, &row(h, p), &mut ggml).unwrap();
-                    dequantize_into(QuantFormat::Q8_0, &ggml, &mut want);
+                    quantize_into(format, &row(h, p), &mut ggml).unwrap();
+                    dequantize_into(format, &ggml, &mut want);
                 }
                 let got = &keys[(h * 4 + p) * d..(h * 4 + p + 1) * d];
-                assert_eq!(got, &want[..], "head {h} position {p}");
+                assert_eq!(got, &want[..], "{kv_type} head {h} position {p}");
                 // within half a step of the written values
                 if p > 0 {
                     let amax = row(h, p).iter().fold(0.0f32, |a, x| a.max(x.abs()));
                     for (g, x) in got.iter().zip(row(h, p)) {
-                        assert!((g - x).abs() <= amax / 127.0 * 0.51 + 1e-3 * amax);
+                        assert!(
+                            (g - x).abs() <= amax * step * 0.51 + 1e-3 * amax,
+                            "{kv_type}"
+                        );
                     }
                 }
             }

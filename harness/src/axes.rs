@@ -73,7 +73,7 @@ pub const AXES: &[AxisDef] = &[
         name: "kv_type",
         kind: AxisKind::Str,
         modes: None,
-        help: "KV cache element type: f32 (absent; the reference numerics), f16 (llama.cpp's default) or q8_0 (ggml's 8-bit blocks of 32, CPU only, head_dim a multiple of 32)",
+        help: "KV cache element type: f32 (absent; the reference numerics), f16 (llama.cpp's default), or ggml's blocks of 32 (CPU only, head_dim a multiple of 32): q8_0, q4_0, q4_1",
     },
     AxisDef {
         name: "threads",

@@ -406,12 +406,13 @@ mod tests {
         let e = expand_text("[axes]\nmodel = [\"m\"]\n[[include]]\ndraft_max = 3\n").unwrap_err();
         assert_eq!(e.key, "include[0].draft_max");
         let e =
-            expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f16\", \"q4_0\"]\n").unwrap_err();
+            expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f16\", \"q5_0\"]\n").unwrap_err();
         assert_eq!(e.key, "kv_type");
-        assert!(e.to_string().contains("q4_0"), "{e}");
-        let cells =
-            expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f32\", \"f16\", \"q8_0\"]\n")
-                .unwrap();
-        assert_eq!(cells.len(), 3);
+        assert!(e.to_string().contains("q5_0"), "{e}");
+        let cells = expand_text(
+            "[axes]\nmodel = [\"m\"]\nkv_type = [\"f32\", \"f16\", \"q8_0\", \"q4_0\", \"q4_1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cells.len(), 5);
     }
 }

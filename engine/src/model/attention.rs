@@ -208,7 +208,7 @@ mod tests {
                 .collect(),
         };
         let capacity = 16;
-        // the types burn's cache holds too (q8_0 is the host kernel's alone)
+        // the types burn's cache holds too (the block types are the host kernel's alone)
         for kv_type in [KvType::F32, KvType::F16] {
             let mut burn_cache = LayerCache::<B>::new(nkv, capacity, d, &dev, DType::F32, kv_type);
             let mut host_cache =

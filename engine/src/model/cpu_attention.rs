@@ -19,8 +19,9 @@
 //! key dot products at once and a polynomial `exp`; the portable fallback has the same structure.
 //! All scratch lives in [`AttnScratch`], which grows once and is reused for every token.
 //!
-//! The cache may hold `f32` or IEEE `f16` elements, or ggml's `q8_0` blocks ([`KvElem`];
-//! llama.cpp's `-ctk/-ctv f16` default and its `q8_0`): an `f16` key or value is widened to `f32`
+//! The cache may hold `f32` or IEEE `f16` elements, or ggml's `q8_0`, `q4_0` or `q4_1` blocks
+//! ([`KvElem`]; llama.cpp's `-ctk/-ctv f16` default and those types; the 4-bit blocks as the
+//! `q8_0` one below, with their own value rule): an `f16` key or value is widened to `f32`
 //! as it is loaded (`vcvtph2ps`, exact), and every operation after that is the `f32` one, so
 //! attention over an `f16` cache equals attention over an `f32` cache holding the same rounded
 //! values, bit for bit. A `q8_0` row is `head_dim / 32` blocks of 32 int8 values and an `f16`
@@ -69,6 +70,20 @@ pub trait KvElem: Copy + Send + Sync + 'static {
         let _ = (row, e);
         // SAFETY: AVX enabled in the caller.
         unsafe { std::arch::x86_64::_mm256_set1_ps(1.0) }
+    }
+    /// Whether a value is `scale · lane + min` (rounded after the product and after the sum, as
+    /// ggml dequantizes) rather than `scale · lane`.
+    const HAS_MIN: bool = false;
+    /// The minimum of element `e` in every lane, when [`KvElem::HAS_MIN`].
+    ///
+    /// # Safety
+    /// As [`KvElem::scale8`].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn min8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        let _ = (row, e);
+        // SAFETY: AVX enabled in the caller.
+        unsafe { std::arch::x86_64::_mm256_setzero_ps() }
     }
 }
 
@@ -169,6 +184,130 @@ impl KvElem for BlockQ8_0 {
     unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
         // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
         unsafe { avx2::load_half8(row.add(e) as *const u8) }
+    }
+}
+
+/// One block of ggml's `q4_0` (`-ctk/-ctv q4_0`): 32 values `d · (q − 8)`, `q` in 0..=15 —
+/// value `j < 16` in the low nibble of `qs[j]`, value `j + 16` in its high nibble — with an `f16`
+/// scale, 18 bytes; quantized as `quantize_row_q4_0_ref` (`crate::quant::q4_0_block`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct BlockQ4_0 {
+    /// The scale's `f16` bits, little-endian.
+    pub d: [u8; 2],
+    pub qs: [u8; 16],
+}
+
+/// Nibble `j` (0..32) of a `q4_0` / `q4_1` block's packed values.
+#[inline(always)]
+fn nibble(qs: &[u8; 16], j: usize) -> u8 {
+    if j < 16 {
+        qs[j] & 0x0F
+    } else {
+        qs[j - 16] >> 4
+    }
+}
+
+impl KvElem for BlockQ4_0 {
+    const PER: usize = 32;
+    const ZERO: Self = BlockQ4_0 {
+        d: [0; 2],
+        qs: [0; 16],
+    };
+
+    fn put_row(dst: &mut [Self], src: &[f32]) {
+        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
+            crate::quant::q4_0_block(x, &mut b.d, &mut b.qs);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn get(row: *const Self, c: usize) -> f32 {
+        // SAFETY: forwarded (value c lies in block c / 32 of the row).
+        let b = unsafe { &*row.add(c / 32) };
+        f16::from_le_bytes(b.d).to_f32() * f32::from(nibble(&b.qs, c % 32) as i8 - 8)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded: block c / 32 exists; values c..c + 8 are 8 nibbles of the same half.
+        unsafe {
+            let qs = (row.add(c / 32) as *const u8).add(2);
+            avx2::load_nibbles8(qs.add(c % 16), c % 32 >= 16, 8)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
+        unsafe { avx2::load_half8(row.add(e) as *const u8) }
+    }
+}
+
+/// One block of ggml's `q4_1` (`-ctk/-ctv q4_1`): 32 values `d · q + m` (ggml's dequantization:
+/// a product, then a sum), `q` in 0..=15 packed as in [`BlockQ4_0`], with `f16` scale and
+/// minimum, 20 bytes;
+/// quantized as `quantize_row_q4_1_ref` (`crate::quant::q4_1_block`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct BlockQ4_1 {
+    /// The scale's `f16` bits, little-endian.
+    pub d: [u8; 2],
+    /// The minimum's `f16` bits, little-endian.
+    pub m: [u8; 2],
+    pub qs: [u8; 16],
+}
+
+impl KvElem for BlockQ4_1 {
+    const PER: usize = 32;
+    const ZERO: Self = BlockQ4_1 {
+        d: [0; 2],
+        m: [0; 2],
+        qs: [0; 16],
+    };
+    const HAS_MIN: bool = true;
+
+    fn put_row(dst: &mut [Self], src: &[f32]) {
+        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
+            crate::quant::q4_1_block(x, &mut b.d, &mut b.m, &mut b.qs);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn get(row: *const Self, c: usize) -> f32 {
+        // SAFETY: forwarded (value c lies in block c / 32 of the row).
+        let b = unsafe { &*row.add(c / 32) };
+        let (d, m) = (
+            f16::from_le_bytes(b.d).to_f32(),
+            f16::from_le_bytes(b.m).to_f32(),
+        );
+        d * f32::from(nibble(&b.qs, c % 32)) + m
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: as for `BlockQ4_0`, the packed values 4 bytes into the block.
+        unsafe {
+            let qs = (row.add(c / 32) as *const u8).add(4);
+            avx2::load_nibbles8(qs.add(c % 16), c % 32 >= 16, 0)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
+        unsafe { avx2::load_half8(row.add(e) as *const u8) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn min8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: as `scale8`, the minimum 2 bytes into the block.
+        unsafe { avx2::load_half8((row.add(e) as *const u8).add(2)) }
     }
 }
 
@@ -764,6 +903,21 @@ mod avx2 {
         }
     }
 
+    /// Eight 4-bit values as floats minus `offset`: the low nibbles of the 8 bytes at `p`, or
+    /// their high nibbles when `high` (a `q4_0` / `q4_1` block's values `c..c + 8`).
+    #[inline(always)]
+    pub(super) unsafe fn load_nibbles8(p: *const u8, high: bool, offset: i32) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable bytes and AVX2.
+        unsafe {
+            let mut v = _mm_cvtsi64_si128((*(p as *const Unaligned<i64>)).0);
+            if high {
+                v = _mm_srli_epi16::<4>(v);
+            }
+            let q = _mm256_cvtepu8_epi32(_mm_and_si128(v, _mm_set1_epi8(0x0F)));
+            _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(offset)))
+        }
+    }
+
     /// One IEEE half at `p` (any alignment) as a float in every lane (broadcast before the
     /// conversion: a scalar insert would merge into, and wait for, whatever register it picks).
     #[inline(always)]
@@ -936,8 +1090,10 @@ mod avx2 {
                 for e in 0..d / E::PER {
                     let (el, o) = (row.add(e), out.add(e * E::PER));
                     let s = E::scale8(el, 0);
+                    let m = E::min8(el, 0);
                     for c in (0..E::PER).step_by(8) {
-                        store(o.add(c), _mm256_mul_ps(E::load8(el, c), s));
+                        let v = _mm256_mul_ps(E::load8(el, c), s);
+                        store(o.add(c), if E::HAS_MIN { _mm256_add_ps(v, m) } else { v });
                     }
                 }
             }
@@ -1269,12 +1425,18 @@ mod tests {
         }
     }
 
-    /// A `q8_0` cache gives exactly the output of an `f32` cache holding its dequantized values
-    /// (`d · q`, the one rounding, made as a tile is dequantized), on the vector and the portable
-    /// paths, for head sizes of one, two and four blocks; and that is the f64 reference's over
-    /// those values.
+    /// A `q8_0` / `q4_0` / `q4_1` cache gives exactly the output of an `f32` cache holding its
+    /// dequantized values (`d · q`, `d · (q − 8)`, `d · q + m`, made as a tile is dequantized),
+    /// on the vector and the portable paths, for head sizes of one, two and four blocks; and that
+    /// is the f64 reference's over those values.
     #[test]
-    fn q8_0_cache_equals_f32_cache_of_the_dequantized_values() {
+    fn block_caches_equal_f32_caches_of_the_dequantized_values() {
+        block_cache_attends_like_f32::<BlockQ8_0>();
+        block_cache_attends_like_f32::<BlockQ4_0>();
+        block_cache_attends_like_f32::<BlockQ4_1>();
+    }
+
+    fn block_cache_attends_like_f32<E: KvElem>() {
         for (nq, nkv, d) in [(6, 2, 64), (4, 1, 32), (8, 2, 128)] {
             let shape = AttnShape {
                 n_heads: nq,
@@ -1285,8 +1447,8 @@ mod tests {
                 let capacity = start + k + 3;
                 let n = nkv * capacity * d;
                 let q = fill(nq * k * d, 21 + start as u64);
-                let (k8, k32) = stored::<BlockQ8_0>(n, d, 22);
-                let (v8, v32) = stored::<BlockQ8_0>(n, d, 23);
+                let (k8, k32) = stored::<E>(n, d, 22);
+                let (v8, v32) = stored::<E>(n, d, 23);
                 assert_ne!(k32, fill(n, 22), "values were rounded");
                 assert_attends_like_f32(shape, start, k, &q, (&k8, &v8), (&k32, &v32));
             }

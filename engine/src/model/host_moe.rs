@@ -173,7 +173,7 @@ mod tests {
             "qwen3moe-4e",
         ]
         .into_iter()
-        // the types a backend (device) cache can hold too; q8_0 is host-only
+        // the types a backend (device) cache can hold too; the block types are host-only
         .flat_map(|n| [KvType::F32, KvType::F16].map(|t| (n, t)))
         {
             let (host, backend) = (load(name, true), load(name, false));

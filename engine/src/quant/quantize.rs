@@ -60,26 +60,53 @@ pub fn q8_0_block(x: &[f32], d: &mut [u8; 2], qs: &mut [i8; 32]) {
 }
 
 fn quantize_q4_0_block(x: &[f32], out: &mut Vec<u8>) {
-    // The signed value of largest magnitude maps to −8, so the grid covers [−8d, 7d] around it.
+    let (mut d, mut qs) = ([0u8; 2], [0u8; 16]);
+    q4_0_block(x, &mut d, &mut qs);
+    out.extend_from_slice(&d);
+    out.extend_from_slice(&qs);
+}
+
+/// One `q4_0` block of the 32 values `x` (ggml's `quantize_row_q4_0_ref`): the signed value of
+/// largest magnitude maps to −8, so the grid covers [−8d, 7d] around it; `d` as little-endian
+/// `f16` bits, value `j` in the low nibble of `qs[j]` and value `j + 16` in its high nibble
+/// (also the KV cache's `q4_0` type, `crate::model::cpu_attention::BlockQ4_0`).
+pub fn q4_0_block(x: &[f32], d: &mut [u8; 2], qs: &mut [u8; 16]) {
+    debug_assert_eq!(x.len(), 32);
     let max = x
         .iter()
         .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-    let d = max / -8.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    let scale = max / -8.0;
+    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+    *d = f16::from_f32(scale).to_le_bytes();
     let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
-    out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+    for (j, b) in qs.iter_mut().enumerate() {
+        *b = q(x[j]) | (q(x[j + 16]) << 4);
+    }
 }
 
 fn quantize_q4_1_block(x: &[f32], out: &mut Vec<u8>) {
+    let (mut d, mut m, mut qs) = ([0u8; 2], [0u8; 2], [0u8; 16]);
+    q4_1_block(x, &mut d, &mut m, &mut qs);
+    out.extend_from_slice(&d);
+    out.extend_from_slice(&m);
+    out.extend_from_slice(&qs);
+}
+
+/// One `q4_1` block of the 32 values `x` (ggml's `quantize_row_q4_1_ref`): `d = (max − min) / 15`
+/// and the minimum `m` as little-endian `f16` bits, `q = round((x − min) / d)` packed as in
+/// [`q4_0_block`] (also the KV cache's `q4_1` type, `crate::model::cpu_attention::BlockQ4_1`).
+pub fn q4_1_block(x: &[f32], d: &mut [u8; 2], m: &mut [u8; 2], qs: &mut [u8; 16]) {
+    debug_assert_eq!(x.len(), 32);
     let min = x.iter().copied().fold(f32::INFINITY, f32::min);
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let d = (max - min) / 15.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
-    out.extend_from_slice(&f16::from_f32(min).to_le_bytes());
+    let scale = (max - min) / 15.0;
+    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+    *d = f16::from_f32(scale).to_le_bytes();
+    *m = f16::from_f32(min).to_le_bytes();
     let q = |v: f32| (((v - min) * id + 0.5) as i8).min(15) as u8;
-    out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+    for (j, b) in qs.iter_mut().enumerate() {
+        *b = q(x[j]) | (q(x[j + 16]) << 4);
+    }
 }
 
 /// Activation rows quantized to 8-bit blocks for the integer kernels, as ggml's `block_q8_1`

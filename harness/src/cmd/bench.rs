@@ -103,8 +103,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// KV cache element types, as llama-bench's `-ctk/-ctv` (one type for K and V): f32 (the
-    /// reference numerics) | f16 (llama.cpp's default) | q8_0 (ggml's 8-bit blocks of 32, CPU
-    /// only); a list forms a matrix axis.
+    /// reference numerics) | f16 (llama.cpp's default) | q8_0 | q4_0 | q4_1 (ggml's blocks of 32,
+    /// CPU only); a list forms a matrix axis.
     #[arg(long = "kv-type", value_delimiter = ',', default_value = "f32")]
     pub kv_type: Vec<String>,
     /// Bytes of the buffer read to measure memory bandwidth (MiB).

@@ -36,8 +36,8 @@ pub struct DeviceOpts {
     #[arg(long)]
     pub quant: Option<String>,
     /// KV cache element type: f32 (the reference numerics) | f16 (half the cache bytes; llama.cpp's
-    /// default `-ctk/-ctv f16`) | q8_0 (ggml's 8-bit blocks of 32, 17/64 of f32's bytes; CPU
-    /// only, head_dim a multiple of 32).
+    /// default `-ctk/-ctv f16`) | q8_0 | q4_0 | q4_1 (ggml's blocks of 32: 34 / 18 / 20 bytes
+    /// per 32 values against f32's 128; CPU only, head_dim a multiple of 32).
     #[arg(long, default_value = "f32")]
     pub kv_type: String,
 }
