@@ -71,8 +71,8 @@ pub trait KvElem: Copy + Send + Sync + 'static {
         // SAFETY: AVX enabled in the caller.
         unsafe { std::arch::x86_64::_mm256_set1_ps(1.0) }
     }
-    /// Whether a value is `scale · lane + min` (rounded after the product and after the sum, as
-    /// ggml dequantizes) rather than `scale · lane`.
+    /// Whether a value is `scale · lane + min` rather than `scale · lane` (the product of an `f16`
+    /// scale and a small integer lane is exact in `f32`, so the sum is the one rounding).
     const HAS_MIN: bool = false;
     /// The minimum of element `e` in every lane, when [`KvElem::HAS_MIN`].
     ///
@@ -246,9 +246,9 @@ impl KvElem for BlockQ4_0 {
     }
 }
 
-/// One block of ggml's `q4_1` (`-ctk/-ctv q4_1`): 32 values `d · q + m` (ggml's dequantization:
-/// a product, then a sum), `q` in 0..=15 packed as in [`BlockQ4_0`], with `f16` scale and
-/// minimum, 20 bytes;
+/// One block of ggml's `q4_1` (`-ctk/-ctv q4_1`): 32 values `d · q + m` (`d · q` exact, one
+/// rounding in the sum, as ggml's and gguf-py's dequantization), `q` in 0..=15 packed as in
+/// [`BlockQ4_0`], with `f16` scale and minimum, 20 bytes;
 /// quantized as `quantize_row_q4_1_ref` (`crate::quant::q4_1_block`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
