@@ -6,7 +6,7 @@
 #
 # Runs both tools with the same test matrix (pp128, tg64 at depths 0 and 2048,
 # 2 threads, 3 repetitions, an f16 KV cache as llama-bench's default; override with
-# P, N, D, T, R and KV (f16 | f32 | q8_0 | q4_0 | q4_1: llama-bench -ctk/-ctv, specsweep --kv-type;
+# P, N, D, T, R and KV (f16 | f32 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1: llama-bench -ctk/-ctv, specsweep --kv-type;
 # q8_0 adds llama-bench -fa 1, which a quantized V cache needs) env vars), then joins the JSON outputs on (n_prompt, n_gen, n_depth) and prints a
 # markdown table: llama.cpp avg_ts, specsweep avg_ts and specsweep/llama.cpp ratio.
 # The specsweep binary is ${SPECSWEEP:-/var/tmp/specsweep-target/debug/specsweep}.
@@ -28,8 +28,8 @@ R=${R:-3}
 KV=${KV:-f16}
 case "$KV" in
   f16|f32) FA=() ;;
-  q8_0|q4_0|q4_1) FA=(-fa 1) ;;
-  *) echo "error: KV must be f16, f32, q8_0, q4_0 or q4_1, got: $KV" >&2; exit 2 ;;
+  q8_0|q4_0|q4_1|q5_0|q5_1) FA=(-fa 1) ;;
+  *) echo "error: KV must be f16, f32, q8_0, q4_0, q4_1, q5_0 or q5_1, got: $KV" >&2; exit 2 ;;
 esac
 
 [ -x "$LLAMA_BENCH" ] || { echo "error: llama-bench binary not executable: $LLAMA_BENCH" >&2; exit 2; }

@@ -1,4 +1,5 @@
-"""Quantized-block test vectors (issue #3): tests/fixtures/quant/<TYPE>.bin + <TYPE>.json.
+"""Quantized-block test vectors (issue #3): tests/fixtures/quant/<TYPE>.bin + <TYPE>.json, and
+quantizer test vectors (issue #8): tests/fixtures/quantize/<TYPE>.json.
 
 For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
 a few blocks of random bytes are written, with every f16 scale field overwritten by a random
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-from gguf.quants import dequantize
+from gguf.quants import dequantize, quantize
 
 # type -> (number of blocks, byte offsets of its f16 fields, which of them are signed scales)
 LAYOUT = {
@@ -69,3 +70,50 @@ def gen_quant(out_root: Path) -> None:
         }
         (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
         print(f"quant/{name}: {n_blocks} blocks, {n_elements} values")
+
+
+# the block formats specsweep quantizes to (its quantization axis and KV cache types)
+QUANTIZE_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
+QUANTIZE_SEED = 11
+
+
+def quantize_inputs(rng: np.random.Generator) -> np.ndarray:
+    """Seven blocks of 32 float32 values: normal; normal with magnitudes over six decades; all
+    zeros; a tie of the largest magnitude (+2 and -2, the first must win) with values on a coarse
+    grid; a constant block (q4_1 / q5_1 scale 0); and two blocks whose values land exactly on
+    rounding boundaries: -16 with the half-integers -15.5 .. 14.5 (q5_0's and q5_1's scale is 1,
+    so x / d + 16.5 and (x - min) / d + 0.5 are integers), and -16 with the odd integers (q4_0's
+    scale is 2, so x / d + 8.5 is an integer)."""
+    normal = rng.standard_normal(32)
+    wide = rng.standard_normal(32) * 10.0 ** rng.uniform(-3.0, 3.0, 32)
+    zeros = np.zeros(32)
+    ties = np.round(rng.uniform(-2.0, 2.0, 32) * 4.0) / 4.0
+    ties[5], ties[17] = 2.0, -2.0
+    constant = np.full(32, 0.75)
+    halves = np.concatenate([[-16.0], np.arange(-15.5, 15.0, 1.0)])
+    odds = np.concatenate([[-16.0], np.arange(-15.0, 16.0, 2.0), np.arange(-13.0, 16.0, 2.0)])
+    blocks = [normal, wide, zeros, ties, constant, halves, odds]
+    if any(b.shape != (32,) for b in blocks):
+        raise RuntimeError("every input block must hold 32 values")
+    return np.concatenate(blocks).astype(np.float32)
+
+
+def gen_quantize(out_root: Path) -> None:
+    out = out_root / "quantize"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    rng = np.random.default_rng(QUANTIZE_SEED)
+    values = quantize_inputs(rng)
+    for name in QUANTIZE_TYPES:
+        qtype = GGMLQuantizationType[name]
+        blocks = quantize(values.reshape(1, -1), qtype).reshape(-1)
+        doc = {
+            "type": name,
+            "input": [float(v) for v in values],
+            "blocks_hex": blocks.tobytes().hex(),
+            "notes": "blocks_hex = gguf-py (PyPI gguf) gguf.quants.quantize of input (float32), "
+            "a NumPy port of ggml's quantize_row_*_ref",
+        }
+        (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+        print(f"quantize/{name}: {values.size} values, {blocks.size} bytes")

@@ -53,7 +53,7 @@ GROUPS = {
     "moe": ["qwen3moe-tiny", "qwen3moe-nonorm", "qwen3moe-4e", "qwen2moe-tiny"],
     "mtp": ["qwen3-mtp-tiny"],
     "gguf": ["gguf"],
-    "quant": ["quant"],
+    "quant": ["quant", "quantize"],
 }
 
 
@@ -93,6 +93,7 @@ def main() -> int:
         "qwen3-mtp-tiny": lambda: mtp.gen_qwen3_mtp_tiny(tok, out),
         "gguf": lambda: ggufx.gen_gguf(out, args.llama_cpp),
         "quant": lambda: quant.gen_quant(out),
+        "quantize": lambda: quant.gen_quantize(out),
         "default": lambda: default.gen_default(common.build_tokenizer(DEFAULT_VOCAB, rich=True), out),
     }
     for name in wanted:

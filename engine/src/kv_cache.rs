@@ -10,8 +10,8 @@
 //! The element type is the cache's own choice ([`KvType`], llama.cpp's `--cache-type-k/-v`):
 //! `f32` by default — the reference numerics, what the logit-parity tests compare — `f16`,
 //! llama.cpp's default, at half the bytes held and read at depth, or (CPU only) ggml's blocks of
-//! 32 values: `q8_0` (8-bit, 34 bytes), `q4_0` (4-bit, 18 bytes) and `q4_1` (4-bit with a
-//! minimum, 20 bytes). Values are rounded once, when written; the attention reads them widened
+//! 32 values: `q8_0` (8-bit, 34 bytes), `q4_0` / `q5_0` (4/5-bit, 18 / 22 bytes) and `q4_1` /
+//! `q5_1` (4/5-bit with a minimum, 20 / 24 bytes). Values are rounded once, when written; the attention reads them widened
 //! to `f32`.
 
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
@@ -19,7 +19,7 @@ use half::f16;
 
 use crate::error::{EngineError, Result};
 use crate::model::cpu_attention::{
-    AttnScratch, AttnShape, BlockQ4_0, BlockQ4_1, BlockQ8_0, KvElem, attend,
+    AttnScratch, AttnShape, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, KvElem, attend,
 };
 
 /// Element type of a KV cache.
@@ -40,16 +40,24 @@ pub enum KvType {
     /// ggml's `q4_1`: blocks of 32 4-bit values `d · q + m` with `f16` scale and minimum (20
     /// bytes per 32 values, `-ctk q4_1 -ctv q4_1`). Host caches only, as `q8_0`.
     Q4_1,
+    /// ggml's `q5_0`: blocks of 32 5-bit values `d · (q − 16)` with an `f16` scale (22 bytes per
+    /// 32 values, `-ctk q5_0 -ctv q5_0`). Host caches only, as `q8_0`.
+    Q5_0,
+    /// ggml's `q5_1`: blocks of 32 5-bit values `d · q + m` with `f16` scale and minimum (24
+    /// bytes per 32 values, `-ctk q5_1 -ctv q5_1`). Host caches only, as `q8_0`.
+    Q5_1,
 }
 
 impl KvType {
     /// Every type, in the order help texts list them.
-    pub const ALL: [KvType; 5] = [
+    pub const ALL: [KvType; 7] = [
         KvType::F32,
         KvType::F16,
         KvType::Q8_0,
         KvType::Q4_0,
         KvType::Q4_1,
+        KvType::Q5_0,
+        KvType::Q5_1,
     ];
 
     /// Bytes of one cached row of `head_dim` values (one head, one position; K or V).
@@ -60,6 +68,8 @@ impl KvType {
             KvType::Q8_0 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ8_0>(),
             KvType::Q4_0 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ4_0>(),
             KvType::Q4_1 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ4_1>(),
+            KvType::Q5_0 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ5_0>(),
+            KvType::Q5_1 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ5_1>(),
         }
     }
 
@@ -100,6 +110,8 @@ impl std::fmt::Display for KvType {
             KvType::Q8_0 => "q8_0",
             KvType::Q4_0 => "q4_0",
             KvType::Q4_1 => "q4_1",
+            KvType::Q5_0 => "q5_0",
+            KvType::Q5_1 => "q5_1",
         })
     }
 }
@@ -114,8 +126,10 @@ impl std::str::FromStr for KvType {
             "q8_0" => Ok(KvType::Q8_0),
             "q4_0" => Ok(KvType::Q4_0),
             "q4_1" => Ok(KvType::Q4_1),
+            "q5_0" => Ok(KvType::Q5_0),
+            "q5_1" => Ok(KvType::Q5_1),
             _ => Err(format!(
-                "unknown KV cache type `{s}` (expected f32, f16, q8_0, q4_0 or q4_1)"
+                "unknown KV cache type `{s}` (expected f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1)"
             )),
         }
     }
@@ -144,6 +158,14 @@ enum HostBuf {
         k: Vec<BlockQ4_1>,
         v: Vec<BlockQ4_1>,
     },
+    Q5_0 {
+        k: Vec<BlockQ5_0>,
+        v: Vec<BlockQ5_0>,
+    },
+    Q5_1 {
+        k: Vec<BlockQ5_1>,
+        v: Vec<BlockQ5_1>,
+    },
 }
 
 /// `$body` with `$k` / `$v` bound to the K / V buffers of whichever element type `$buf` (a
@@ -156,6 +178,8 @@ macro_rules! with_buffers {
             HostBuf::Q8_0 { k: $k, v: $v } => $body,
             HostBuf::Q4_0 { k: $k, v: $v } => $body,
             HostBuf::Q4_1 { k: $k, v: $v } => $body,
+            HostBuf::Q5_0 { k: $k, v: $v } => $body,
+            HostBuf::Q5_1 { k: $k, v: $v } => $body,
         }
     };
 }
@@ -224,6 +248,14 @@ impl HostKv {
                 let (k, v) = zeroed(n);
                 HostBuf::Q4_1 { k, v }
             }
+            KvType::Q5_0 => {
+                let (k, v) = zeroed(n);
+                HostBuf::Q5_0 { k, v }
+            }
+            KvType::Q5_1 => {
+                let (k, v) = zeroed(n);
+                HostBuf::Q5_1 { k, v }
+            }
         };
         Self {
             kv_heads,
@@ -246,6 +278,8 @@ impl HostKv {
             HostBuf::Q8_0 { .. } => KvType::Q8_0,
             HostBuf::Q4_0 { .. } => KvType::Q4_0,
             HostBuf::Q4_1 { .. } => KvType::Q4_1,
+            HostBuf::Q5_0 { .. } => KvType::Q5_0,
+            HostBuf::Q5_1 { .. } => KvType::Q5_1,
         }
     }
 
@@ -378,7 +412,7 @@ impl<B: Backend> LayerCache<B> {
         let store = match kv_type {
             KvType::F32 => dtype,
             KvType::F16 => DType::F16,
-            block @ (KvType::Q8_0 | KvType::Q4_0 | KvType::Q4_1) => {
+            block => {
                 panic!("{}", block.unsupported(head_dim, false).unwrap_or_default())
             }
         };
@@ -697,8 +731,8 @@ mod tests {
         for t in KvType::ALL {
             assert_eq!(t.to_string().parse::<KvType>(), Ok(t));
         }
-        let err = "q5_0".parse::<KvType>().unwrap_err();
-        assert!(err.contains("q5_0") && err.contains("q4_1"), "{err}");
+        let err = "iq4_nl".parse::<KvType>().unwrap_err();
+        assert!(err.contains("iq4_nl") && err.contains("q5_1"), "{err}");
         // Qwen2.5-Coder-1.5B: 28 layers, 2 KV heads of 128, 2048 positions
         assert_eq!(KvType::F16.cache_bytes(28, 2, 128, 2048), 58_720_256);
         assert_eq!(KvType::F32.cache_bytes(28, 2, 128, 2048), 2 * 58_720_256);
@@ -710,7 +744,9 @@ mod tests {
         assert_eq!(KvType::Q8_0.row_bytes(128), 4 * 34);
         assert_eq!(KvType::Q4_0.row_bytes(128), 4 * 18);
         assert_eq!(KvType::Q4_1.row_bytes(64), 2 * 20);
-        for block in [KvType::Q4_0, KvType::Q4_1] {
+        assert_eq!(KvType::Q5_0.row_bytes(64), 2 * 22);
+        assert_eq!(KvType::Q5_1.row_bytes(32), 24);
+        for block in [KvType::Q4_0, KvType::Q4_1, KvType::Q5_0, KvType::Q5_1] {
             assert!(block.unsupported(64, true).is_none());
             assert!(block.unsupported(48, true).unwrap().contains("48"));
             assert!(block.unsupported(64, false).unwrap().contains("CPU"));
@@ -723,10 +759,10 @@ mod tests {
         assert!(KvType::F16.unsupported(20, false).is_none());
     }
 
-    /// A `q8_0` / `q4_0` / `q4_1` host cache holds each written row as ggml's blocks — byte for
-    /// byte what the weight quantizer (`quantize_row_q*_ref`'s rounding) makes of it — and reads
-    /// back their dequantized values (the GGUF dequantizer's, which matches gguf-py); rows
-    /// written in one call and one at a time are the same blocks.
+    /// A `q8_0` / `q4_0` / `q4_1` / `q5_0` / `q5_1` host cache holds each written row as ggml's
+    /// blocks — byte for byte what the weight quantizer (`quantize_row_q*_ref`'s rounding) makes
+    /// of it — and reads back their dequantized values (the GGUF dequantizer's, which matches
+    /// gguf-py); rows written in one call and one at a time are the same blocks.
     #[test]
     fn block_caches_hold_ggml_blocks_of_each_row() {
         use crate::quant::QuantFormat;
@@ -741,11 +777,15 @@ mod tests {
             // q4_0's grid is [−8d, 7d]: the clamped end of the range is off by a whole step
             (KvType::Q4_0, QuantFormat::Q4_0, 2.0 / 8.0),
             (KvType::Q4_1, QuantFormat::Q4_1, 2.0 / 15.0),
+            (KvType::Q5_0, QuantFormat::Q5_0, 2.0 / 16.0),
+            (KvType::Q5_1, QuantFormat::Q5_1, 2.0 / 31.0),
         ] {
             holds_ggml_blocks(kv_type, format, step, |buf| match buf {
                 HostBuf::Q8_0 { k, v } => (bytes(k), bytes(v)),
                 HostBuf::Q4_0 { k, v } => (bytes(k), bytes(v)),
                 HostBuf::Q4_1 { k, v } => (bytes(k), bytes(v)),
+                HostBuf::Q5_0 { k, v } => (bytes(k), bytes(v)),
+                HostBuf::Q5_1 { k, v } => (bytes(k), bytes(v)),
                 _ => panic!("{kv_type} holds blocks"),
             });
         }

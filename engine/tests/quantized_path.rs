@@ -6,7 +6,7 @@
 //!
 //! - f32 / f16 / bf16 kernels multiply f32 activations: logits within 1e-4 and free-running greedy
 //!   output token-identical.
-//! - Block formats (q8_0 / q4_0 / q4_1) round activations to 8 bits per block of 32, exactly as
+//! - Block formats (q8_0 / q4_0 / q4_1 / q5_0 / q5_1) round activations to 8 bits per block of 32, exactly as
 //!   llama.cpp does. On these random tiny models (initializer range 0.2, hidden size 64) that moves
 //!   logits by up to 13 % of the row's largest logit (measured: llama-tiny q8_0 12.8 %, the 192-wide
 //!   `default` 3.3 %), while top-2 logits are often closer, so free-running greedy text can part ways
@@ -110,7 +110,13 @@ fn dense_format_kernels_match_the_f32_model_exactly() {
 #[test]
 fn block_format_kernels_decode_like_the_dequantized_f32_model() {
     for name in DENSE_FIXTURES {
-        for format in [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1] {
+        for format in [
+            QuantFormat::Q8_0,
+            QuantFormat::Q4_0,
+            QuantFormat::Q4_1,
+            QuantFormat::Q5_0,
+            QuantFormat::Q5_1,
+        ] {
             let kernels = load(name, format, QuantPath::Kernels);
             let reference = load(name, format, QuantPath::DequantizedF32);
             assert_decodes_like(&kernels, &reference, &format!("{name} {format}"));

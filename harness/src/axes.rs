@@ -67,13 +67,13 @@ pub const AXES: &[AxisDef] = &[
         name: "quant",
         kind: AxisKind::Str,
         modes: None,
-        help: "weights: native (a .gguf file's own blocks on the CPU kernels), q8_0, q4_0, q4_1, f32-kernel, f16-kernel, bf16-kernel (CPU kernels), f32, f16, bf16 (burn dense); absent = native for .gguf on the cpu, f32 otherwise",
+        help: "weights: native (a .gguf file's own blocks on the CPU kernels), q8_0, q4_0, q4_1, q5_0, q5_1, f32-kernel, f16-kernel, bf16-kernel (CPU kernels), f32, f16, bf16 (burn dense); absent = native for .gguf on the cpu, f32 otherwise",
     },
     AxisDef {
         name: "kv_type",
         kind: AxisKind::Str,
         modes: None,
-        help: "KV cache element type: f32 (absent; the reference numerics), f16 (llama.cpp's default), or ggml's blocks of 32 (CPU only, head_dim a multiple of 32): q8_0, q4_0, q4_1",
+        help: "KV cache element type: f32 (absent; the reference numerics), f16 (llama.cpp's default), or ggml's blocks of 32 (CPU only, head_dim a multiple of 32): q8_0, q4_0, q4_1, q5_0, q5_1",
     },
     AxisDef {
         name: "threads",

@@ -406,9 +406,9 @@ mod tests {
         let e = expand_text("[axes]\nmodel = [\"m\"]\n[[include]]\ndraft_max = 3\n").unwrap_err();
         assert_eq!(e.key, "include[0].draft_max");
         let e =
-            expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f16\", \"q5_0\"]\n").unwrap_err();
+            expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f16\", \"iq4_nl\"]\n").unwrap_err();
         assert_eq!(e.key, "kv_type");
-        assert!(e.to_string().contains("q5_0"), "{e}");
+        assert!(e.to_string().contains("iq4_nl"), "{e}");
         let cells = expand_text(
             "[axes]\nmodel = [\"m\"]\nkv_type = [\"f32\", \"f16\", \"q8_0\", \"q4_0\", \"q4_1\"]\n",
         )

@@ -123,12 +123,12 @@ fn greedy_speculative_output_equals_plain_greedy_for_every_mode() {
     }
 }
 
-/// With an `f16`, `q8_0`, `q4_0` or `q4_1` KV cache (`--kv-type`, also the draft model's and the
+/// With an `f16`, `q8_0`, `q4_0`, `q4_1`, `q5_0` or `q5_1` KV cache (`--kv-type`, also the draft model's and the
 /// MTP head's) the speculative output is still plain greedy decoding's over the same cache type,
 /// token for token: a verify writes and reads the same rounded rows a step at a time would.
 #[test]
 fn greedy_speculative_output_with_a_rounded_cache_equals_plain_greedy() {
-    for kv in ["f16", "q8_0", "q4_0", "q4_1"] {
+    for kv in ["f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] {
         let kv_flags = ["--kv-type", kv];
         for prompt in PROMPTS {
             let plain = generate("default", prompt, 48, &kv_flags);
@@ -151,9 +151,9 @@ fn greedy_speculative_output_with_a_rounded_cache_equals_plain_greedy() {
             "--prompt",
             "hi",
             "--kv-type",
-            "q5_0",
+            "iq4_nl",
         ],
-        &["--kv-type", "q5_0"],
+        &["--kv-type", "iq4_nl"],
     );
     // q8_0 blocks are 32 values of one head's row: llama-tiny's heads are 16 wide
     check_error(

@@ -19,10 +19,10 @@
 //! key dot products at once and a polynomial `exp`; the portable fallback has the same structure.
 //! All scratch lives in [`AttnScratch`], which grows once and is reused for every token.
 //!
-//! The cache may hold `f32` or IEEE `f16` elements, or ggml's `q8_0`, `q4_0` or `q4_1` blocks
-//! ([`KvElem`]; llama.cpp's `-ctk/-ctv f16` default and those types; the 4-bit blocks as the
-//! `q8_0` one below, with their own value rule): an `f16` key or value is widened to `f32`
-//! as it is loaded (`vcvtph2ps`, exact), and every operation after that is the `f32` one, so
+//! The cache may hold `f32` or IEEE `f16` elements, or ggml's `q8_0`, `q4_0`, `q4_1`, `q5_0` or
+//! `q5_1` blocks ([`KvElem`]; llama.cpp's `-ctk/-ctv f16` default and those types; the 4/5-bit
+//! blocks as the `q8_0` one below, with their own value rule): an `f16` key or value is widened
+//! to `f32` as it is loaded (`vcvtph2ps`, exact), and every operation after that is the `f32` one, so
 //! attention over an `f16` cache equals attention over an `f32` cache holding the same rounded
 //! values, bit for bit. A `q8_0` row is `head_dim / 32` blocks of 32 int8 values and an `f16`
 //! scale: an item dequantizes each tile of [`TILE`] keys and values once (`scale · q`, one
@@ -293,6 +293,135 @@ impl KvElem for BlockQ4_1 {
         unsafe {
             let qs = (row.add(c / 32) as *const u8).add(4);
             avx2::load_nibbles8(qs.add(c % 16), c % 32 >= 16, 0)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
+        unsafe { avx2::load_half8(row.add(e) as *const u8) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn min8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: as `scale8`, the minimum 2 bytes into the block.
+        unsafe { avx2::load_half8((row.add(e) as *const u8).add(2)) }
+    }
+}
+
+/// The fifth bit of value `j` (0..32) of a `q5_0` / `q5_1` block.
+#[inline(always)]
+fn fifth_bit(qh: &[u8; 4], j: usize) -> u8 {
+    (((u32::from_le_bytes(*qh) >> j) & 1) << 4) as u8
+}
+
+/// One block of ggml's `q5_0` (`-ctk/-ctv q5_0`): 32 values `d · (q − 16)`, `q` in 0..=31 — its
+/// low 4 bits packed as in [`BlockQ4_0`], its fifth bit as bit `j` of the little-endian `qh` —
+/// with an `f16` scale, 22 bytes; quantized as `quantize_row_q5_0_ref`
+/// (`crate::quant::q5_0_block`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct BlockQ5_0 {
+    /// The scale's `f16` bits, little-endian.
+    pub d: [u8; 2],
+    pub qh: [u8; 4],
+    pub qs: [u8; 16],
+}
+
+impl KvElem for BlockQ5_0 {
+    const PER: usize = 32;
+    const ZERO: Self = BlockQ5_0 {
+        d: [0; 2],
+        qh: [0; 4],
+        qs: [0; 16],
+    };
+
+    fn put_row(dst: &mut [Self], src: &[f32]) {
+        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
+            crate::quant::q5_0_block(x, &mut b.d, &mut b.qh, &mut b.qs);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn get(row: *const Self, c: usize) -> f32 {
+        // SAFETY: forwarded (value c lies in block c / 32 of the row).
+        let b = unsafe { &*row.add(c / 32) };
+        let q = nibble(&b.qs, c % 32) | fifth_bit(&b.qh, c % 32);
+        f16::from_le_bytes(b.d).to_f32() * f32::from(q as i8 - 16)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded: block c / 32 exists; values c..c + 8 are 8 nibbles of the same half
+        // and the 8 bits of qh byte (c % 32) / 8.
+        unsafe {
+            let b = &*row.add(c / 32);
+            let j = c % 32;
+            avx2::load_q5x8(b.qs.as_ptr().add(j % 16), j >= 16, b.qh[j / 8], 16)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
+        unsafe { avx2::load_half8(row.add(e) as *const u8) }
+    }
+}
+
+/// One block of ggml's `q5_1` (`-ctk/-ctv q5_1`): 32 values `d · q + m` (`d · q` exact, one
+/// rounding in the sum), `q` in 0..=31 packed as in [`BlockQ5_0`], with `f16` scale and minimum,
+/// 24 bytes; quantized as `quantize_row_q5_1_ref` (`crate::quant::q5_1_block`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct BlockQ5_1 {
+    /// The scale's `f16` bits, little-endian.
+    pub d: [u8; 2],
+    /// The minimum's `f16` bits, little-endian.
+    pub m: [u8; 2],
+    pub qh: [u8; 4],
+    pub qs: [u8; 16],
+}
+
+impl KvElem for BlockQ5_1 {
+    const PER: usize = 32;
+    const ZERO: Self = BlockQ5_1 {
+        d: [0; 2],
+        m: [0; 2],
+        qh: [0; 4],
+        qs: [0; 16],
+    };
+    const HAS_MIN: bool = true;
+
+    fn put_row(dst: &mut [Self], src: &[f32]) {
+        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
+            crate::quant::q5_1_block(x, &mut b.d, &mut b.m, &mut b.qh, &mut b.qs);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn get(row: *const Self, c: usize) -> f32 {
+        // SAFETY: forwarded (value c lies in block c / 32 of the row).
+        let b = unsafe { &*row.add(c / 32) };
+        let q = nibble(&b.qs, c % 32) | fifth_bit(&b.qh, c % 32);
+        let (d, m) = (
+            f16::from_le_bytes(b.d).to_f32(),
+            f16::from_le_bytes(b.m).to_f32(),
+        );
+        d * f32::from(q) + m
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: as for `BlockQ5_0`.
+        unsafe {
+            let b = &*row.add(c / 32);
+            let j = c % 32;
+            avx2::load_q5x8(b.qs.as_ptr().add(j % 16), j >= 16, b.qh[j / 8], 0)
         }
     }
 
@@ -903,17 +1032,42 @@ mod avx2 {
         }
     }
 
-    /// Eight 4-bit values as floats minus `offset`: the low nibbles of the 8 bytes at `p`, or
-    /// their high nibbles when `high` (a `q4_0` / `q4_1` block's values `c..c + 8`).
+    /// The low nibbles of the 8 bytes at `p`, or their high nibbles when `high`, as 8 lanes.
     #[inline(always)]
-    pub(super) unsafe fn load_nibbles8(p: *const u8, high: bool, offset: i32) -> __m256 {
+    unsafe fn nibbles8(p: *const u8, high: bool) -> __m256i {
         // SAFETY: the caller guarantees 8 readable bytes and AVX2.
         unsafe {
             let mut v = _mm_cvtsi64_si128((*(p as *const Unaligned<i64>)).0);
             if high {
                 v = _mm_srli_epi16::<4>(v);
             }
-            let q = _mm256_cvtepu8_epi32(_mm_and_si128(v, _mm_set1_epi8(0x0F)));
+            _mm256_cvtepu8_epi32(_mm_and_si128(v, _mm_set1_epi8(0x0F)))
+        }
+    }
+
+    /// Eight 4-bit values as floats minus `offset`: [`nibbles8`] (a `q4_0` / `q4_1` block's
+    /// values `c..c + 8`).
+    #[inline(always)]
+    pub(super) unsafe fn load_nibbles8(p: *const u8, high: bool, offset: i32) -> __m256 {
+        // SAFETY: forwarded.
+        unsafe {
+            let q = nibbles8(p, high);
+            _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(offset)))
+        }
+    }
+
+    /// Eight 5-bit values as floats minus `offset`: [`nibbles8`] with bit `i` of `fifth` as
+    /// lane `i`'s bit 4 (a `q5_0` / `q5_1` block's values `c..c + 8`).
+    #[inline(always)]
+    pub(super) unsafe fn load_q5x8(p: *const u8, high: bool, fifth: u8, offset: i32) -> __m256 {
+        // SAFETY: forwarded.
+        unsafe {
+            let bits = _mm256_srlv_epi32(
+                _mm256_set1_epi32(i32::from(fifth)),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            );
+            let high_bit = _mm256_slli_epi32::<4>(_mm256_and_si256(bits, _mm256_set1_epi32(1)));
+            let q = _mm256_or_si256(nibbles8(p, high), high_bit);
             _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(offset)))
         }
     }
@@ -1425,8 +1579,9 @@ mod tests {
         }
     }
 
-    /// A `q8_0` / `q4_0` / `q4_1` cache gives exactly the output of an `f32` cache holding its
-    /// dequantized values (`d · q`, `d · (q − 8)`, `d · q + m`, made as a tile is dequantized),
+    /// A `q8_0` / `q4_0` / `q4_1` / `q5_0` / `q5_1` cache gives exactly the output of an `f32`
+    /// cache holding its dequantized values (`d · q`, `d · (q − 8)`, `d · q + m`, `d · (q − 16)`,
+    /// made as a tile is dequantized),
     /// on the vector and the portable paths, for head sizes of one, two and four blocks; and that
     /// is the f64 reference's over those values.
     #[test]
@@ -1434,6 +1589,8 @@ mod tests {
         block_cache_attends_like_f32::<BlockQ8_0>();
         block_cache_attends_like_f32::<BlockQ4_0>();
         block_cache_attends_like_f32::<BlockQ4_1>();
+        block_cache_attends_like_f32::<BlockQ5_0>();
+        block_cache_attends_like_f32::<BlockQ5_1>();
     }
 
     fn block_cache_attends_like_f32<E: KvElem>() {

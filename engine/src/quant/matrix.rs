@@ -141,7 +141,7 @@ impl QuantMatrix {
         let mut data = Vec::with_capacity(format.bytes_for(rows, cols));
         quantize_into(format, values, &mut data).ok_or_else(|| {
             EngineError::Invalid(format!(
-                "tensor `{tensor}`: cannot quantize to {format} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+                "tensor `{tensor}`: cannot quantize to {format} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)"
             ))
         })?;
         Ok(QuantMatrix {

@@ -44,7 +44,9 @@ pub use matmul::{
 };
 pub(crate) use matrix::release_pages;
 pub use matrix::{QuantMatrix, kernel_cols_ok, kernel_layout, set_interleaving};
-pub use quantize::{ActBlocks, q4_0_block, q4_1_block, q8_0_block, quantize_into};
+pub use quantize::{
+    ActBlocks, q4_0_block, q4_1_block, q5_0_block, q5_1_block, q8_0_block, quantize_into,
+};
 pub use team::Team;
 pub(crate) use team::{current_threads as team_threads, for_each as team_for_each};
 

@@ -1,11 +1,13 @@
 //! Quantizers from f32 to the formats of the "quantization axis" (f32 / f16 / bf16 / q8_0 / q4_0 /
-//! q4_1), so any checkpoint can be run quantized, and the 8-bit activation blocks the integer
-//! kernels multiply with.
+//! q4_1 / q5_0 / q5_1), so any checkpoint can be run quantized, and the 8-bit activation blocks
+//! the integer kernels multiply with.
 //!
 //! The weight quantizers are ggml's reference ones (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`,
-//! `quantize_row_q4_1_ref` in llama.cpp `ggml-quants.c`): round-to-nearest with one scale per block
-//! of 32, so a model quantized here is bit-identical to one quantized by `llama-quantize` without an
-//! importance matrix. K-quants are only loaded from GGUF files, never produced here.
+//! `quantize_row_q4_1_ref`, `quantize_row_q5_0_ref`, `quantize_row_q5_1_ref` in llama.cpp
+//! `ggml-quants.c`): round-to-nearest with one scale per block of 32, so a model quantized here is
+//! bit-identical to one quantized by `llama-quantize` without an importance matrix (checked
+//! against gguf-py's ports of them on tests/fixtures/quantize). K-quants are only loaded from GGUF
+//! files, never produced here.
 
 use half::{bf16, f16};
 
@@ -29,11 +31,17 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Optio
         QuantFormat::Q8_0 => x.chunks_exact(32).for_each(|b| quantize_q8_0_block(b, out)),
         QuantFormat::Q4_0 => x.chunks_exact(32).for_each(|b| quantize_q4_0_block(b, out)),
         QuantFormat::Q4_1 => x.chunks_exact(32).for_each(|b| quantize_q4_1_block(b, out)),
-        QuantFormat::Q5_0
-        | QuantFormat::Q5_1
-        | QuantFormat::Q4K
-        | QuantFormat::Q5K
-        | QuantFormat::Q6K => return None,
+        QuantFormat::Q5_0 => x.chunks_exact(32).for_each(|b| {
+            let (mut d, mut qh, mut qs) = ([0u8; 2], [0u8; 4], [0u8; 16]);
+            q5_0_block(b, &mut d, &mut qh, &mut qs);
+            out.extend(d.into_iter().chain(qh).chain(qs));
+        }),
+        QuantFormat::Q5_1 => x.chunks_exact(32).for_each(|b| {
+            let (mut d, mut m, mut qh, mut qs) = ([0u8; 2], [0u8; 2], [0u8; 4], [0u8; 16]);
+            q5_1_block(b, &mut d, &mut m, &mut qh, &mut qs);
+            out.extend(d.into_iter().chain(m).chain(qh).chain(qs));
+        }),
+        QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K => return None,
     }
     Some(())
 }
@@ -107,6 +115,57 @@ pub fn q4_1_block(x: &[f32], d: &mut [u8; 2], m: &mut [u8; 2], qs: &mut [u8; 16]
     for (j, b) in qs.iter_mut().enumerate() {
         *b = q(x[j]) | (q(x[j + 16]) << 4);
     }
+}
+
+/// Pack 32 five-bit values as ggml's Q5 blocks do: the low 4 bits as [`q4_0_block`] packs them,
+/// the fifth bit of value `j` as bit `j` of the little-endian `qh`.
+fn pack_q5(q: &[u8; 32], qh: &mut [u8; 4], qs: &mut [u8; 16]) {
+    let mut high = 0u32;
+    for (j, &v) in q.iter().enumerate() {
+        high |= u32::from(v >> 4) << j;
+    }
+    *qh = high.to_le_bytes();
+    for (j, b) in qs.iter_mut().enumerate() {
+        *b = (q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4);
+    }
+}
+
+/// One `q5_0` block of the 32 values `x` (ggml's `quantize_row_q5_0_ref`): the signed value of
+/// largest magnitude maps to −16, `q = min(31, trunc(x / d + 16.5))`; `d` as little-endian `f16`
+/// bits, the values packed by [`pack_q5`] (also the KV cache's `q5_0` type,
+/// `crate::model::cpu_attention::BlockQ5_0`).
+pub fn q5_0_block(x: &[f32], d: &mut [u8; 2], qh: &mut [u8; 4], qs: &mut [u8; 16]) {
+    debug_assert_eq!(x.len(), 32);
+    let max = x
+        .iter()
+        .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let scale = max / -16.0;
+    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+    *d = f16::from_f32(scale).to_le_bytes();
+    let q = std::array::from_fn(|j| ((x[j] * id + 16.5) as i8).min(31) as u8);
+    pack_q5(&q, qh, qs);
+}
+
+/// One `q5_1` block of the 32 values `x` (ggml's `quantize_row_q5_1_ref`): `d = (max − min) /
+/// 31`, `q = trunc((x − min) / d + 0.5)`; `d` and the minimum `m` as little-endian `f16` bits,
+/// the values packed by [`pack_q5`] (also the KV cache's `q5_1` type,
+/// `crate::model::cpu_attention::BlockQ5_1`).
+pub fn q5_1_block(
+    x: &[f32],
+    d: &mut [u8; 2],
+    m: &mut [u8; 2],
+    qh: &mut [u8; 4],
+    qs: &mut [u8; 16],
+) {
+    debug_assert_eq!(x.len(), 32);
+    let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let scale = (max - min) / 31.0;
+    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+    *d = f16::from_f32(scale).to_le_bytes();
+    *m = f16::from_f32(min).to_le_bytes();
+    let q = std::array::from_fn(|j| (((x[j] - min) * id + 0.5) as u8).min(31));
+    pack_q5(&q, qh, qs);
 }
 
 /// Activation rows quantized to 8-bit blocks for the integer kernels, as ggml's `block_q8_1`
@@ -335,6 +394,8 @@ mod tests {
             (QuantFormat::Q8_0, 127.0),
             (QuantFormat::Q4_0, 4.0),
             (QuantFormat::Q4_1, 7.5),
+            (QuantFormat::Q5_0, 8.0),
+            (QuantFormat::Q5_1, 15.5),
         ] {
             let mut bytes = Vec::new();
             quantize_into(format, &x, &mut bytes).expect("quantizer exists");
@@ -344,7 +405,7 @@ mod tests {
             for (xb, yb) in x.chunks(32).zip(y.chunks(32)) {
                 let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
                 let span = match format {
-                    QuantFormat::Q4_1 => {
+                    QuantFormat::Q4_1 | QuantFormat::Q5_1 => {
                         xb.iter().copied().fold(f32::MIN, f32::max)
                             - xb.iter().copied().fold(f32::MAX, f32::min)
                     }

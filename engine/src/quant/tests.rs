@@ -323,6 +323,45 @@ fn amx_is_detected_where_the_kernel_reports_it() {
     }
 }
 
+/// The quantizers give gguf-py's bytes (its NumPy ports of ggml's `quantize_row_*_ref`) for every
+/// format they produce, on inputs with ties, zeros, constant blocks and six decades of magnitude
+/// (tests/fixtures/quantize).
+#[test]
+fn quantizers_give_gguf_py_blocks() {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quantize");
+    let formats = [
+        QuantFormat::Q8_0,
+        QuantFormat::Q4_0,
+        QuantFormat::Q4_1,
+        QuantFormat::Q5_0,
+        QuantFormat::Q5_1,
+    ];
+    for format in formats {
+        let path = dir.join(format!("{}.json", format.name()));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("json");
+        let input: Vec<f32> = json["input"]
+            .as_array()
+            .expect("input")
+            .iter()
+            .map(|v| v.as_f64().expect("number") as f32)
+            .collect();
+        let hex = json["blocks_hex"].as_str().expect("blocks_hex");
+        let want: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let mut got = Vec::new();
+        quantize_into(format, &input, &mut got).expect("a quantizer");
+        assert_eq!(got.len(), want.len(), "{format}");
+        let bb = format.block_bytes();
+        for (b, (g, w)) in got.chunks(bb).zip(want.chunks(bb)).enumerate() {
+            assert_eq!(g, w, "{format} block {b}");
+        }
+    }
+}
+
 #[test]
 fn fixture_blocks_multiply_like_gguf_py_values() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quant");

@@ -7,9 +7,10 @@
 //! decode timer starts), so the prompt counts in the time to first token, not in decoding. Before
 //! each round it catches up on the tokens the target accepted since the last round (the longest
 //! common prefix with its cache is kept) in the same forward as the round's first draft step,
-//! then drafts token by token. Greedy drafting follows llama.cpp: the top candidate of a top-10 softmax, and
-//! drafting stops before a token whose probability is below `draft_p_min` (per token, not
-//! cumulative) or at `draft_max`; a draft shorter than `draft_min` is dropped. When the loop
+//! then drafts token by token. Greedy drafting follows llama.cpp: the top candidate of a top-10
+//! softmax (its probability found in one pass, `sampling::top_k_probability`), and drafting stops
+//! before a token whose probability is below `draft_p_min` (per token, not cumulative) or at
+//! `draft_max`; a draft shorter than `draft_min` is dropped. When the loop
 //! verifies with rejection sampling the drafter instead samples each token from its own
 //! distribution q under the request's sampler and returns q with the draft (the Leviathan rule
 //! needs d ~ q); the p_min test then uses q(d). After a round that accepted a tokens the cache is

@@ -81,7 +81,7 @@ pub struct Args {
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Weights: `native` (a GGUF file's own blocks on the quantized CPU kernels; the default for
-    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 | f32-kernel | f16-kernel | bf16-kernel (kernels), or
+    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | f32-kernel | f16-kernel | bf16-kernel (kernels), or
     /// f32 | f16 | bf16 (burn's dense path; the default otherwise).
     #[arg(long)]
     pub quant: Option<String>,
@@ -103,7 +103,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// KV cache element types, as llama-bench's `-ctk/-ctv` (one type for K and V): f32 (the
-    /// reference numerics) | f16 (llama.cpp's default) | q8_0 | q4_0 | q4_1 (ggml's blocks of 32,
+    /// reference numerics) | f16 (llama.cpp's default) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 (ggml's blocks of
     /// CPU only); a list forms a matrix axis.
     #[arg(long = "kv-type", value_delimiter = ',', default_value = "f32")]
     pub kv_type: Vec<String>,

@@ -31,13 +31,14 @@ pub struct DeviceOpts {
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Weights: `native` (a GGUF file's own blocks on the quantized CPU kernels — the default for
-    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 (quantized at load, on the kernels), f32-kernel |
+    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 | q5_0 | q5_1 (quantized at load, on the kernels),
+    /// f32-kernel |
     /// f16-kernel | bf16-kernel, or f32 | f16 | bf16 (burn's dense path).
     #[arg(long)]
     pub quant: Option<String>,
     /// KV cache element type: f32 (the reference numerics) | f16 (half the cache bytes; llama.cpp's
-    /// default `-ctk/-ctv f16`) | q8_0 | q4_0 | q4_1 (ggml's blocks of 32: 34 / 18 / 20 bytes
-    /// per 32 values against f32's 128; CPU only, head_dim a multiple of 32).
+    /// default `-ctk/-ctv f16`) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 (ggml's blocks of 32: 34 / 18 /
+    /// 20 / 22 / 24 bytes per 32 values against f32's 128; CPU only, head_dim a multiple of 32).
     #[arg(long, default_value = "f32")]
     pub kv_type: String,
 }
@@ -48,7 +49,7 @@ pub enum QuantChoice {
     /// burn's dense path with tensors of this dtype (`f32`, `f16`, `bf16`).
     Dense(DType),
     /// The quantized CPU kernels: the file's own blocks (`native`) or a format applied at load
-    /// (`q8_0`, `q4_0`, `q4_1`, with `q8` and `q4` as aliases; `f32-kernel`, `f16-kernel`,
+    /// (`q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, with `q8` and `q4` as aliases; `f32-kernel`, `f16-kernel`,
     /// `bf16-kernel` for the dense formats on the same kernels).
     Kernels(WeightQuant),
 }
