@@ -2,6 +2,7 @@
 //! and a CI gate. Depends on neither the engine nor the harness: its only input is [`schema`].
 
 pub mod aggregate;
+pub mod agreement;
 pub mod baseline;
 pub mod chart;
 pub mod compare;

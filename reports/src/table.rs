@@ -258,11 +258,59 @@ pub fn position_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table> 
     })
 }
 
+/// Output agreement of cells with a smaller KV cache type (`crate::agreement`), when the run has
+/// any.
+pub fn agreement_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table> {
+    if summary.kv_agreement.is_empty() {
+        return None;
+    }
+    let mut columns = cols.varying.clone();
+    columns.extend(
+        [
+            "against",
+            "pairs",
+            "identical",
+            "common prefix median / min (tokens)",
+            "reference tokens",
+        ]
+        .map(String::from),
+    );
+    let rows = summary
+        .kv_agreement
+        .iter()
+        .map(|a| {
+            let mut row: Vec<String> = cols
+                .varying
+                .iter()
+                .map(|k| show_value(a.config.get(k)))
+                .collect();
+            row.extend([
+                a.reference.clone(),
+                a.pairs.to_string(),
+                a.identical.to_string(),
+                format!(
+                    "{} / {}",
+                    num(a.common_prefix_median, 1),
+                    a.common_prefix_min
+                ),
+                num(a.reference_tokens_median, 1),
+            ]);
+            row
+        })
+        .collect();
+    Some(Table {
+        title: "Output agreement across KV cache types (greedy, plain decoding)".into(),
+        columns,
+        rows,
+    })
+}
+
 /// Every table of a summary, and the constant configuration keys.
 pub fn tables(summary: &Summary) -> (ConfigColumns, Vec<Table>) {
     let cols = config_columns(summary.cells.iter().map(|g| &g.config));
     let mut out = vec![cell_table(summary, &cols), category_table(summary, &cols)];
     out.extend(position_table(summary, &cols));
+    out.extend(agreement_table(summary, &cols));
     (cols, out)
 }
 

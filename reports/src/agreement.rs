@@ -1,0 +1,240 @@
+//! Output agreement across KV cache types: is the text still the same?
+//!
+//! The `identical` column pairs a speculative cell with its plain cell of the same configuration,
+//! so it proves the speculation lossless but says nothing about a smaller KV cache changing the
+//! text itself (on Qwen2.5-Coder-1.5B every 4- and 5-bit cache breaks greedy output, in
+//! llama.cpp too). Here every greedy plain cell whose `kv_type` is not the most precise one in
+//! the run is paired, request by request (same prompt, same repetition), with its *reference*:
+//! the cell of the same configuration with the most precise `kv_type` present (f32, then f16,
+//! q8_0, q5_1, q5_0, q4_1, q4_0; an absent `kv_type` is f32). Per cell: how many outputs are
+//! identical to the reference's, and how many tokens the two share before they part.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::load::Run;
+use crate::schema::{CellConfig, RequestRecord};
+use crate::stats;
+
+/// KV cache types from the most precise down.
+const PRECISION: [&str; 7] = ["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"];
+
+/// One cell's agreement with its reference cell.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Agreement {
+    pub cell_id: String,
+    pub config: CellConfig,
+    /// The reference cell's `kv_type`.
+    pub reference: String,
+    /// Requests paired with a reference request.
+    pub pairs: u64,
+    /// Pairs whose output tokens are identical.
+    pub identical: u64,
+    /// Median and minimum, over the pairs, of the tokens the two outputs share from the start.
+    pub common_prefix_median: f64,
+    pub common_prefix_min: u64,
+    /// Median output length of the reference's requests (what a full agreement would reach).
+    pub reference_tokens_median: f64,
+}
+
+/// The cell's KV cache type (`f32` when the configuration does not name one).
+fn kv_type(config: &CellConfig) -> &str {
+    config
+        .get("kv_type")
+        .and_then(Value::as_str)
+        .unwrap_or("f32")
+}
+
+fn rank(kv: &str) -> usize {
+    PRECISION
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case(kv))
+        .unwrap_or(PRECISION.len())
+}
+
+/// Greedy and without speculation (whose outputs equal the plain cell's, checked elsewhere).
+fn is_plain_greedy(config: &CellConfig) -> bool {
+    let plain = matches!(
+        config.get("spec").and_then(Value::as_str),
+        None | Some("none")
+    );
+    let greedy = config
+        .get("temperature")
+        .and_then(Value::as_f64)
+        .is_none_or(|t| t == 0.0);
+    plain && greedy
+}
+
+/// The configuration without its `kv_type`: cells equal here differ only in the cache type.
+fn without_kv(config: &CellConfig) -> String {
+    let mut c = config.clone();
+    c.remove("kv_type");
+    serde_json::to_string(&c).unwrap_or_default()
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> u64 {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count() as u64
+}
+
+/// Every greedy plain cell with a more precise sibling, against the most precise one, in the
+/// order of `run.requests`' first appearance of each cell.
+pub fn kv_agreement(run: &Run) -> Vec<Agreement> {
+    // cell id → (config, requests by (prompt, repetition)), in first-appearance order
+    let mut cells: Vec<(&str, &CellConfig)> = Vec::new();
+    let mut requests: BTreeMap<&str, BTreeMap<(&str, u32), &RequestRecord>> = BTreeMap::new();
+    for r in &run.requests {
+        let config = &r.key.cell;
+        if !is_plain_greedy(config) {
+            continue;
+        }
+        let id = r.key.cell_id.as_str();
+        if !requests.contains_key(id) {
+            cells.push((id, config));
+        }
+        requests
+            .entry(id)
+            .or_default()
+            .insert((r.prompt_id.as_str(), r.key.repetition), r);
+    }
+    // per configuration without kv_type: the most precise cell present
+    let mut reference: BTreeMap<String, (&str, &CellConfig)> = BTreeMap::new();
+    for &(id, config) in &cells {
+        let slot = reference.entry(without_kv(config)).or_insert((id, config));
+        if rank(kv_type(config)) < rank(kv_type(slot.1)) {
+            *slot = (id, config);
+        }
+    }
+    let mut out = Vec::new();
+    for &(id, config) in &cells {
+        let Some(&(ref_id, ref_config)) = reference.get(&without_kv(config)) else {
+            continue;
+        };
+        if ref_id == id || rank(kv_type(config)) == rank(kv_type(ref_config)) {
+            continue;
+        }
+        let (mine, theirs) = (&requests[id], &requests[ref_id]);
+        let mut prefixes = Vec::new();
+        let mut lengths = Vec::new();
+        let mut identical = 0;
+        for (key, r) in mine {
+            let Some(base) = theirs.get(key) else {
+                continue;
+            };
+            let shared = common_prefix(&r.output_token_ids, &base.output_token_ids);
+            if r.output_token_ids == base.output_token_ids {
+                identical += 1;
+            }
+            prefixes.push(shared as f64);
+            lengths.push(base.output_token_ids.len() as f64);
+        }
+        if prefixes.is_empty() {
+            continue;
+        }
+        out.push(Agreement {
+            cell_id: id.to_string(),
+            config: config.clone(),
+            reference: kv_type(ref_config).to_string(),
+            pairs: prefixes.len() as u64,
+            identical,
+            common_prefix_median: stats::median(&prefixes),
+            common_prefix_min: prefixes.iter().fold(f64::INFINITY, |m, &p| m.min(p)) as u64,
+            reference_tokens_median: stats::median(&lengths),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Manifest, RecordKey};
+    use serde_json::json;
+
+    fn request(kv: Option<&str>, spec: &str, prompt: &str, rep: u32, out: &[u32]) -> RequestRecord {
+        let mut cell = CellConfig::new();
+        cell.insert("model".into(), json!("m"));
+        cell.insert("spec".into(), json!(spec));
+        cell.insert("temperature".into(), json!(0.0));
+        if let Some(kv) = kv {
+            cell.insert("kv_type".into(), json!(kv));
+        }
+        RequestRecord {
+            key: RecordKey {
+                schema_version: 1,
+                sweep: "t".into(),
+                cell_id: format!("{}-{spec}", kv.unwrap_or("none")),
+                cell,
+                repetition: rep,
+                baseline_cell_id: None,
+            },
+            prompt_id: prompt.into(),
+            category: "c".into(),
+            suite: "s".into(),
+            suite_sha256: String::new(),
+            prompt_tokens: 3,
+            output_tokens: out.len() as u64,
+            prefill_tok_per_s: 1.0,
+            decode_tok_per_s: 1.0,
+            ttft_ms: 1.0,
+            itl_ms: vec![],
+            e2e_ms: 1.0,
+            output_token_ids: out.to_vec(),
+            output_identical: None,
+            first_divergence: None,
+            spec: None,
+            experts: None,
+            peak_rss_bytes: 0,
+        }
+    }
+
+    fn run(requests: Vec<RequestRecord>) -> Run {
+        Run {
+            dir: "t".into(),
+            manifest: Manifest::default(),
+            requests,
+            failures: vec![],
+        }
+    }
+
+    #[test]
+    fn cells_are_compared_with_the_most_precise_cache_type_present() {
+        let base = [1, 2, 3, 4, 5, 6];
+        let got = kv_agreement(&run(vec![
+            request(Some("q8_0"), "none", "a", 0, &base),
+            request(Some("q8_0"), "none", "b", 0, &[7, 8, 9]),
+            request(Some("f16"), "none", "a", 0, &base),
+            request(Some("f16"), "none", "b", 0, &[7, 8, 9, 10]),
+            request(Some("q4_0"), "none", "a", 0, &[1, 2, 9, 9, 9, 9]),
+            request(Some("q4_0"), "none", "b", 0, &[3]),
+            // no reference request for this one: not paired
+            request(Some("q4_0"), "none", "c", 0, &[3]),
+            // speculative cells are the plain cells' business
+            request(Some("q4_0"), "ngram-simple", "a", 0, &[1]),
+        ]));
+        let by: BTreeMap<&str, &Agreement> = got.iter().map(|a| (a.cell_id.as_str(), a)).collect();
+        assert_eq!(by.len(), 2, "{got:?}");
+        let q8 = by["q8_0-none"];
+        assert_eq!(
+            (q8.reference.as_str(), q8.pairs, q8.identical),
+            ("f16", 2, 1)
+        );
+        // prefixes 6 and 3 → median 4.5, min 3; reference lengths 6 and 4
+        assert_eq!((q8.common_prefix_median, q8.common_prefix_min), (4.5, 3));
+        assert_eq!(q8.reference_tokens_median, 5.0);
+        let q4 = by["q4_0-none"];
+        assert_eq!((q4.pairs, q4.identical, q4.common_prefix_min), (2, 0, 0));
+        assert_eq!(q4.common_prefix_median, 1.0);
+    }
+
+    #[test]
+    fn an_absent_kv_type_is_the_f32_reference_and_lone_types_give_nothing() {
+        let got = kv_agreement(&run(vec![
+            request(None, "none", "a", 0, &[1, 2]),
+            request(Some("f16"), "none", "a", 0, &[1, 2]),
+        ]));
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].reference.as_str(), got[0].identical), ("f32", 1));
+        assert!(kv_agreement(&run(vec![request(Some("q4_0"), "none", "a", 0, &[1])])).is_empty());
+    }
+}
