@@ -94,8 +94,9 @@ pub struct Summary {
     pub cells: Vec<GroupStats>,
     /// One row per (cell, category), sorted by configuration then category.
     pub categories: Vec<GroupStats>,
-    /// Greedy plain cells against the same configuration with a more precise KV cache type.
-    pub kv_agreement: Vec<crate::agreement::Agreement>,
+    /// Greedy plain cells against the same configuration at the most precise `quant` and
+    /// `kv_type` present (`crate::agreement`).
+    pub agreement: Vec<crate::agreement::Agreement>,
 }
 
 fn pe(context: &'static str) -> impl Fn(PolarsError) -> ReportError {
@@ -478,13 +479,13 @@ pub fn aggregate(run: &Run, cfg: &Bootstrap) -> Result<Summary> {
     };
     cells.sort_by(order);
     categories.sort_by(order);
-    let mut kv_agreement = crate::agreement::kv_agreement(run);
-    kv_agreement.sort_by(|a, b| config_order(&a.config, &b.config));
+    let mut agreement = crate::agreement::precision_agreement(run);
+    agreement.sort_by(|a, b| config_order(&a.config, &b.config));
     Ok(Summary {
         sweep: run.manifest.sweep.clone(),
         cells,
         categories,
-        kv_agreement,
+        agreement,
     })
 }
 

@@ -1,13 +1,16 @@
-//! Output agreement across KV cache types: is the text still the same?
+//! Output agreement across precision settings: is the text still the same?
 //!
 //! The `identical` column pairs a speculative cell with its plain cell of the same configuration,
-//! so it proves the speculation lossless but says nothing about a smaller KV cache changing the
-//! text itself (on Qwen2.5-Coder-1.5B every 4- and 5-bit cache breaks greedy output, in
-//! llama.cpp too). Here every greedy plain cell whose `kv_type` is not the most precise one in
-//! the run is paired, request by request (same prompt, same repetition), with its *reference*:
-//! the cell of the same configuration with the most precise `kv_type` present (f32, then f16,
-//! q8_0, q5_1, q5_0, q4_1, q4_0; an absent `kv_type` is f32). Per cell: how many outputs are
-//! identical to the reference's, and how many tokens the two share before they part.
+//! so it proves the speculation lossless but says nothing about quantized weights or a smaller
+//! KV cache changing the text itself (on Qwen2.5-Coder-1.5B every 4- and 5-bit KV cache breaks
+//! greedy output, in llama.cpp too). Here every greedy plain cell that is not at the most precise
+//! `quant` and `kv_type` present in its group — the cells whose configurations differ only in
+//! those two keys — is paired, request by request (same prompt, same repetition), with the
+//! group's *reference*: its most precise cell (`quant` ranked f32, f32-kernel, f16, f16-kernel,
+//! bf16, bf16-kernel, q8_0, native, q5_1, q5_0, q4_1, q4_0, then anything else; `kv_type` f32,
+//! f16, q8_0, q5_1, q5_0, q4_1, q4_0, an absent one being f32; `quant` compared first). Per
+//! cell: how many outputs are identical to the reference's, and how many tokens the two share
+//! before they part.
 
 use std::collections::BTreeMap;
 
@@ -17,15 +20,40 @@ use crate::load::Run;
 use crate::schema::{CellConfig, RequestRecord};
 use crate::stats;
 
-/// KV cache types from the most precise down.
-const PRECISION: [&str; 7] = ["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"];
+/// The precision axes, each with its values from the most precise down and the value an absent
+/// key stands for (`None`: ranked after every listed value).
+const AXES: [(&str, &[&str], Option<&str>); 2] = [
+    (
+        "quant",
+        &[
+            "f32",
+            "f32-kernel",
+            "f16",
+            "f16-kernel",
+            "bf16",
+            "bf16-kernel",
+            "q8_0",
+            "native",
+            "q5_1",
+            "q5_0",
+            "q4_1",
+            "q4_0",
+        ],
+        None,
+    ),
+    (
+        "kv_type",
+        &["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"],
+        Some("f32"),
+    ),
+];
 
 /// One cell's agreement with its reference cell.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Agreement {
     pub cell_id: String,
     pub config: CellConfig,
-    /// The reference cell's `kv_type`.
+    /// The reference's precision settings that differ from this cell's (`kv_type=f16`).
     pub reference: String,
     /// Requests paired with a reference request.
     pub pairs: u64,
@@ -38,19 +66,29 @@ pub struct Agreement {
     pub reference_tokens_median: f64,
 }
 
-/// The cell's KV cache type (`f32` when the configuration does not name one).
-fn kv_type(config: &CellConfig) -> &str {
-    config
-        .get("kv_type")
-        .and_then(Value::as_str)
-        .unwrap_or("f32")
+/// A precision axis's value in `config` (its stand-in when absent).
+fn value<'a>(config: &'a CellConfig, axis: &str, absent: Option<&'a str>) -> Option<&'a str> {
+    config.get(axis).and_then(Value::as_str).or(absent)
 }
 
-fn rank(kv: &str) -> usize {
-    PRECISION
-        .iter()
-        .position(|p| p.eq_ignore_ascii_case(kv))
-        .unwrap_or(PRECISION.len())
+/// The cell's rank on each precision axis (lower is more precise).
+fn ranks(config: &CellConfig) -> [usize; 2] {
+    AXES.map(|(axis, order, absent)| {
+        value(config, axis, absent)
+            .and_then(|v| order.iter().position(|p| p.eq_ignore_ascii_case(v)))
+            .unwrap_or(order.len())
+    })
+}
+
+/// `axis=value` for each precision axis on which `reference` differs from `config`.
+fn differing(reference: &CellConfig, config: &CellConfig) -> String {
+    AXES.iter()
+        .filter_map(|&(axis, _, absent)| {
+            let r = value(reference, axis, absent);
+            (r != value(config, axis, absent)).then(|| format!("{axis}={}", r.unwrap_or("-")))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Greedy and without speculation (whose outputs equal the plain cell's, checked elsewhere).
@@ -66,10 +104,12 @@ fn is_plain_greedy(config: &CellConfig) -> bool {
     plain && greedy
 }
 
-/// The configuration without its `kv_type`: cells equal here differ only in the cache type.
-fn without_kv(config: &CellConfig) -> String {
+/// The configuration without its precision axes: cells equal here differ only in those.
+fn group(config: &CellConfig) -> String {
     let mut c = config.clone();
-    c.remove("kv_type");
+    for (axis, _, _) in AXES {
+        c.remove(axis);
+    }
     serde_json::to_string(&c).unwrap_or_default()
 }
 
@@ -77,9 +117,9 @@ fn common_prefix(a: &[u32], b: &[u32]) -> u64 {
     a.iter().zip(b).take_while(|(x, y)| x == y).count() as u64
 }
 
-/// Every greedy plain cell with a more precise sibling, against the most precise one, in the
-/// order of `run.requests`' first appearance of each cell.
-pub fn kv_agreement(run: &Run) -> Vec<Agreement> {
+/// Every greedy plain cell with a more precise sibling, against its group's most precise cell,
+/// in the order of `run.requests`' first appearance of each cell.
+pub fn precision_agreement(run: &Run) -> Vec<Agreement> {
     // cell id → (config, requests by (prompt, repetition)), in first-appearance order
     let mut cells: Vec<(&str, &CellConfig)> = Vec::new();
     let mut requests: BTreeMap<&str, BTreeMap<(&str, u32), &RequestRecord>> = BTreeMap::new();
@@ -97,20 +137,20 @@ pub fn kv_agreement(run: &Run) -> Vec<Agreement> {
             .or_default()
             .insert((r.prompt_id.as_str(), r.key.repetition), r);
     }
-    // per configuration without kv_type: the most precise cell present
+    // per group: the most precise cell present (`quant` first, then `kv_type`)
     let mut reference: BTreeMap<String, (&str, &CellConfig)> = BTreeMap::new();
     for &(id, config) in &cells {
-        let slot = reference.entry(without_kv(config)).or_insert((id, config));
-        if rank(kv_type(config)) < rank(kv_type(slot.1)) {
+        let slot = reference.entry(group(config)).or_insert((id, config));
+        if ranks(config) < ranks(slot.1) {
             *slot = (id, config);
         }
     }
     let mut out = Vec::new();
     for &(id, config) in &cells {
-        let Some(&(ref_id, ref_config)) = reference.get(&without_kv(config)) else {
+        let Some(&(ref_id, ref_config)) = reference.get(&group(config)) else {
             continue;
         };
-        if ref_id == id || rank(kv_type(config)) == rank(kv_type(ref_config)) {
+        if ref_id == id || ranks(config) == ranks(ref_config) {
             continue;
         }
         let (mine, theirs) = (&requests[id], &requests[ref_id]);
@@ -134,7 +174,7 @@ pub fn kv_agreement(run: &Run) -> Vec<Agreement> {
         out.push(Agreement {
             cell_id: id.to_string(),
             config: config.clone(),
-            reference: kv_type(ref_config).to_string(),
+            reference: differing(ref_config, config),
             pairs: prefixes.len() as u64,
             identical,
             common_prefix_median: stats::median(&prefixes),
@@ -152,6 +192,17 @@ mod tests {
     use serde_json::json;
 
     fn request(kv: Option<&str>, spec: &str, prompt: &str, rep: u32, out: &[u32]) -> RequestRecord {
+        with_quant(None, kv, spec, prompt, rep, out)
+    }
+
+    fn with_quant(
+        quant: Option<&str>,
+        kv: Option<&str>,
+        spec: &str,
+        prompt: &str,
+        rep: u32,
+        out: &[u32],
+    ) -> RequestRecord {
         let mut cell = CellConfig::new();
         cell.insert("model".into(), json!("m"));
         cell.insert("spec".into(), json!(spec));
@@ -159,11 +210,14 @@ mod tests {
         if let Some(kv) = kv {
             cell.insert("kv_type".into(), json!(kv));
         }
+        if let Some(q) = quant {
+            cell.insert("quant".into(), json!(q));
+        }
         RequestRecord {
             key: RecordKey {
                 schema_version: 1,
                 sweep: "t".into(),
-                cell_id: format!("{}-{spec}", kv.unwrap_or("none")),
+                cell_id: format!("{}-{}-{spec}", quant.unwrap_or("-"), kv.unwrap_or("none")),
                 cell,
                 repetition: rep,
                 baseline_cell_id: None,
@@ -200,7 +254,7 @@ mod tests {
     #[test]
     fn cells_are_compared_with_the_most_precise_cache_type_present() {
         let base = [1, 2, 3, 4, 5, 6];
-        let got = kv_agreement(&run(vec![
+        let got = precision_agreement(&run(vec![
             request(Some("q8_0"), "none", "a", 0, &base),
             request(Some("q8_0"), "none", "b", 0, &[7, 8, 9]),
             request(Some("f16"), "none", "a", 0, &base),
@@ -214,27 +268,53 @@ mod tests {
         ]));
         let by: BTreeMap<&str, &Agreement> = got.iter().map(|a| (a.cell_id.as_str(), a)).collect();
         assert_eq!(by.len(), 2, "{got:?}");
-        let q8 = by["q8_0-none"];
+        let q8 = by["--q8_0-none"];
         assert_eq!(
             (q8.reference.as_str(), q8.pairs, q8.identical),
-            ("f16", 2, 1)
+            ("kv_type=f16", 2, 1)
         );
         // prefixes 6 and 3 → median 4.5, min 3; reference lengths 6 and 4
         assert_eq!((q8.common_prefix_median, q8.common_prefix_min), (4.5, 3));
         assert_eq!(q8.reference_tokens_median, 5.0);
-        let q4 = by["q4_0-none"];
+        let q4 = by["--q4_0-none"];
         assert_eq!((q4.pairs, q4.identical, q4.common_prefix_min), (2, 0, 0));
         assert_eq!(q4.common_prefix_median, 1.0);
     }
 
     #[test]
     fn an_absent_kv_type_is_the_f32_reference_and_lone_types_give_nothing() {
-        let got = kv_agreement(&run(vec![
+        let got = precision_agreement(&run(vec![
             request(None, "none", "a", 0, &[1, 2]),
             request(Some("f16"), "none", "a", 0, &[1, 2]),
         ]));
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].reference.as_str(), got[0].identical), ("f32", 1));
-        assert!(kv_agreement(&run(vec![request(Some("q4_0"), "none", "a", 0, &[1])])).is_empty());
+        assert_eq!(
+            (got[0].reference.as_str(), got[0].identical),
+            ("kv_type=f32", 1)
+        );
+        let lone = run(vec![request(Some("q4_0"), "none", "a", 0, &[1])]);
+        assert!(precision_agreement(&lone).is_empty());
+    }
+
+    /// Weights and cache together: the reference is the most precise `quant`, then `kv_type`.
+    #[test]
+    fn quant_is_an_axis_too_and_ranks_before_the_cache_type() {
+        let got = precision_agreement(&run(vec![
+            with_quant(Some("native"), Some("f16"), "none", "a", 0, &[1, 2, 3]),
+            with_quant(Some("f32"), Some("f16"), "none", "a", 0, &[1, 2, 4]),
+            with_quant(Some("f32"), Some("q8_0"), "none", "a", 0, &[1, 2, 4]),
+            with_quant(Some("q4_0"), Some("q8_0"), "none", "a", 0, &[5]),
+        ]));
+        let by: BTreeMap<&str, &Agreement> = got.iter().map(|a| (a.cell_id.as_str(), a)).collect();
+        assert_eq!(by.len(), 3, "{got:?}");
+        let native = by["native-f16-none"];
+        assert_eq!(
+            (native.reference.as_str(), native.common_prefix_min),
+            ("quant=f32", 2)
+        );
+        let q8 = by["f32-q8_0-none"];
+        assert_eq!((q8.reference.as_str(), q8.identical), ("kv_type=f16", 1));
+        let q4 = by["q4_0-q8_0-none"];
+        assert_eq!(q4.reference, "quant=f32 kv_type=f16");
     }
 }

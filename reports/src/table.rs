@@ -258,10 +258,10 @@ pub fn position_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table> 
     })
 }
 
-/// Output agreement of cells with a smaller KV cache type (`crate::agreement`), when the run has
-/// any.
+/// Output agreement of cells at less precise weights or KV cache (`crate::agreement`), when the
+/// run has any.
 pub fn agreement_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table> {
-    if summary.kv_agreement.is_empty() {
+    if summary.agreement.is_empty() {
         return None;
     }
     let mut columns = cols.varying.clone();
@@ -276,7 +276,7 @@ pub fn agreement_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table>
         .map(String::from),
     );
     let rows = summary
-        .kv_agreement
+        .agreement
         .iter()
         .map(|a| {
             let mut row: Vec<String> = cols
@@ -299,7 +299,8 @@ pub fn agreement_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table>
         })
         .collect();
     Some(Table {
-        title: "Output agreement across KV cache types (greedy, plain decoding)".into(),
+        title: "Output agreement across weight and KV cache precision (greedy, plain decoding)"
+            .into(),
         columns,
         rows,
     })
