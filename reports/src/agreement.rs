@@ -296,6 +296,42 @@ mod tests {
         assert!(precision_agreement(&lone).is_empty());
     }
 
+    /// The summary carries the agreement rows, and the export puts them on the cell's row.
+    #[test]
+    fn the_summary_and_its_export_carry_the_agreement() {
+        let r = run(vec![
+            request(Some("f16"), "none", "a", 0, &[1, 2, 3]),
+            request(Some("q8_0"), "none", "a", 0, &[1, 2, 4]),
+        ]);
+        let cfg = crate::stats::Bootstrap {
+            resamples: 50,
+            ..Default::default()
+        };
+        let summary = crate::aggregate::aggregate(&r, &cfg).expect("aggregate");
+        assert_eq!(summary.agreement.len(), 1);
+        let frame = crate::export::summary_frame(&summary).expect("frame");
+        let ids = frame
+            .column("cell_id")
+            .expect("cell_id")
+            .str()
+            .expect("str");
+        let category = frame
+            .column("category")
+            .expect("category")
+            .str()
+            .expect("str");
+        let prefix = frame
+            .column("agreement_common_prefix_median")
+            .expect("column")
+            .f64()
+            .expect("f64");
+        for i in 0..frame.height() {
+            let cell_row = category.get(i).is_none();
+            let want = (ids.get(i) == Some("--q8_0-none") && cell_row).then_some(2.0);
+            assert_eq!(prefix.get(i), want, "row {i}");
+        }
+    }
+
     /// Weights and cache together: the reference is the most precise `quant`, then `kv_type`.
     #[test]
     fn quant_is_an_axis_too_and_ranks_before_the_cache_type() {

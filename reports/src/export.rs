@@ -1,6 +1,7 @@
 //! Machine-readable exports of a summary: one flat polars frame (one row per cell and per
-//! cell × category, every statistic its own column, every configuration key a `cfg.` column),
-//! written with polars' CSV, JSON and Parquet writers.
+//! cell × category, every statistic its own column, every configuration key a `cfg.` column, the
+//! cell rows' output agreement as `agreement_*` columns), written with polars' CSV, JSON and
+//! Parquet writers.
 
 use std::fs::File;
 use std::path::Path;
@@ -109,6 +110,36 @@ pub fn summary_frame(summary: &Summary) -> Result<DataFrame> {
         o("e2e_speedup_hi", &|g| g.e2e_speedup.map(|e| e.hi)),
         u("outputs_checked", &|g| g.outputs_checked),
         u("outputs_diverged", &|g| g.outputs_diverged),
+    ]);
+    // the cell's agreement with its group's most precise setting (cell rows that have one)
+    let agreement = |g: &GroupStats| {
+        g.category
+            .is_none()
+            .then(|| summary.agreement.iter().find(|a| a.cell_id == g.cell_id))?
+    };
+    columns.push(Column::new(
+        "agreement_reference".into(),
+        rows.iter()
+            .map(|g| agreement(g).map(|a| a.reference.clone()))
+            .collect::<Vec<_>>(),
+    ));
+    let a = |name: &str, get: &dyn Fn(&crate::agreement::Agreement) -> f64| {
+        Column::new(
+            name.into(),
+            rows.iter()
+                .map(|g| agreement(g).map(get))
+                .collect::<Vec<Option<f64>>>(),
+        )
+    };
+    columns.extend([
+        a("agreement_pairs", &|x| x.pairs as f64),
+        a("agreement_identical", &|x| x.identical as f64),
+        a("agreement_common_prefix_median", &|x| {
+            x.common_prefix_median
+        }),
+        a("agreement_common_prefix_min", &|x| {
+            x.common_prefix_min as f64
+        }),
     ]);
     columns.push(Column::new(
         "acceptance_per_position".into(),

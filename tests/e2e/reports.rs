@@ -130,6 +130,8 @@ fn report_writes_every_format_and_every_chart() {
         "decode_tok_per_s_median_lo",
         "itl_ms_p99",
         "speedup_hi",
+        "e2e_speedup",
+        "agreement_common_prefix_median",
     ] {
         assert!(
             header.split(',').any(|c| c == column),
