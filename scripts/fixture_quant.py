@@ -40,11 +40,16 @@ def random_f16(rng: np.random.Generator, signed: bool) -> np.ndarray:
     return np.array([sign * mag], dtype=np.float16)
 
 
+def fresh_dir(path: Path) -> Path:
+    """`path` as a new, empty directory (whatever it held is removed)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir()
+    return path
+
+
 def gen_quant(out_root: Path) -> None:
-    out = out_root / "quant"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir()
+    out = fresh_dir(out_root / "quant")
     rng = np.random.default_rng(SEED)
     for name, (n_blocks, f16_offsets, signed) in LAYOUT.items():
         qtype = GGMLQuantizationType[name]
@@ -99,10 +104,7 @@ def quantize_inputs(rng: np.random.Generator) -> np.ndarray:
 
 
 def gen_quantize(out_root: Path) -> None:
-    out = out_root / "quantize"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir()
+    out = fresh_dir(out_root / "quantize")
     rng = np.random.default_rng(QUANTIZE_SEED)
     values = quantize_inputs(rng)
     for name in QUANTIZE_TYPES:

@@ -138,34 +138,13 @@ impl std::str::FromStr for KvType {
 /// Host K and V of one layer in one element type.
 #[derive(Clone)]
 enum HostBuf {
-    F32 {
-        k: Vec<f32>,
-        v: Vec<f32>,
-    },
-    F16 {
-        k: Vec<f16>,
-        v: Vec<f16>,
-    },
-    Q8_0 {
-        k: Vec<BlockQ8_0>,
-        v: Vec<BlockQ8_0>,
-    },
-    Q4_0 {
-        k: Vec<BlockQ4_0>,
-        v: Vec<BlockQ4_0>,
-    },
-    Q4_1 {
-        k: Vec<BlockQ4_1>,
-        v: Vec<BlockQ4_1>,
-    },
-    Q5_0 {
-        k: Vec<BlockQ5_0>,
-        v: Vec<BlockQ5_0>,
-    },
-    Q5_1 {
-        k: Vec<BlockQ5_1>,
-        v: Vec<BlockQ5_1>,
-    },
+    F32(Vec<f32>, Vec<f32>),
+    F16(Vec<f16>, Vec<f16>),
+    Q8_0(Vec<BlockQ8_0>, Vec<BlockQ8_0>),
+    Q4_0(Vec<BlockQ4_0>, Vec<BlockQ4_0>),
+    Q4_1(Vec<BlockQ4_1>, Vec<BlockQ4_1>),
+    Q5_0(Vec<BlockQ5_0>, Vec<BlockQ5_0>),
+    Q5_1(Vec<BlockQ5_1>, Vec<BlockQ5_1>),
 }
 
 /// `$body` with `$k` / `$v` bound to the K / V buffers of whichever element type `$buf` (a
@@ -173,13 +152,13 @@ enum HostBuf {
 macro_rules! with_buffers {
     ($buf:expr, |$k:ident, $v:ident| $body:expr) => {
         match $buf {
-            HostBuf::F32 { k: $k, v: $v } => $body,
-            HostBuf::F16 { k: $k, v: $v } => $body,
-            HostBuf::Q8_0 { k: $k, v: $v } => $body,
-            HostBuf::Q4_0 { k: $k, v: $v } => $body,
-            HostBuf::Q4_1 { k: $k, v: $v } => $body,
-            HostBuf::Q5_0 { k: $k, v: $v } => $body,
-            HostBuf::Q5_1 { k: $k, v: $v } => $body,
+            HostBuf::F32($k, $v) => $body,
+            HostBuf::F16($k, $v) => $body,
+            HostBuf::Q8_0($k, $v) => $body,
+            HostBuf::Q4_0($k, $v) => $body,
+            HostBuf::Q4_1($k, $v) => $body,
+            HostBuf::Q5_0($k, $v) => $body,
+            HostBuf::Q5_1($k, $v) => $body,
         }
     };
 }
@@ -223,39 +202,18 @@ impl HostKv {
         }
         let capacity = capacity.max(1);
         let n = kv_heads * capacity * head_dim;
-        // n values of K and of V, as elements of E
-        fn zeroed<E: KvElem>(n: usize) -> (Vec<E>, Vec<E>) {
-            (vec![E::ZERO; n / E::PER], vec![E::ZERO; n / E::PER])
+        // n values of K and of V, as elements of E, in the variant `buf`
+        fn zeroed<E: KvElem>(n: usize, buf: fn(Vec<E>, Vec<E>) -> HostBuf) -> HostBuf {
+            buf(vec![E::ZERO; n / E::PER], vec![E::ZERO; n / E::PER])
         }
         let buf = match kv_type {
-            KvType::F32 => {
-                let (k, v) = zeroed(n);
-                HostBuf::F32 { k, v }
-            }
-            KvType::F16 => {
-                let (k, v) = zeroed(n);
-                HostBuf::F16 { k, v }
-            }
-            KvType::Q8_0 => {
-                let (k, v) = zeroed(n);
-                HostBuf::Q8_0 { k, v }
-            }
-            KvType::Q4_0 => {
-                let (k, v) = zeroed(n);
-                HostBuf::Q4_0 { k, v }
-            }
-            KvType::Q4_1 => {
-                let (k, v) = zeroed(n);
-                HostBuf::Q4_1 { k, v }
-            }
-            KvType::Q5_0 => {
-                let (k, v) = zeroed(n);
-                HostBuf::Q5_0 { k, v }
-            }
-            KvType::Q5_1 => {
-                let (k, v) = zeroed(n);
-                HostBuf::Q5_1 { k, v }
-            }
+            KvType::F32 => zeroed(n, HostBuf::F32),
+            KvType::F16 => zeroed(n, HostBuf::F16),
+            KvType::Q8_0 => zeroed(n, HostBuf::Q8_0),
+            KvType::Q4_0 => zeroed(n, HostBuf::Q4_0),
+            KvType::Q4_1 => zeroed(n, HostBuf::Q4_1),
+            KvType::Q5_0 => zeroed(n, HostBuf::Q5_0),
+            KvType::Q5_1 => zeroed(n, HostBuf::Q5_1),
         };
         Self {
             kv_heads,
@@ -273,13 +231,13 @@ impl HostKv {
     /// The element type.
     pub fn kv_type(&self) -> KvType {
         match self.buf {
-            HostBuf::F32 { .. } => KvType::F32,
-            HostBuf::F16 { .. } => KvType::F16,
-            HostBuf::Q8_0 { .. } => KvType::Q8_0,
-            HostBuf::Q4_0 { .. } => KvType::Q4_0,
-            HostBuf::Q4_1 { .. } => KvType::Q4_1,
-            HostBuf::Q5_0 { .. } => KvType::Q5_0,
-            HostBuf::Q5_1 { .. } => KvType::Q5_1,
+            HostBuf::F32(..) => KvType::F32,
+            HostBuf::F16(..) => KvType::F16,
+            HostBuf::Q8_0(..) => KvType::Q8_0,
+            HostBuf::Q4_0(..) => KvType::Q4_0,
+            HostBuf::Q4_1(..) => KvType::Q4_1,
+            HostBuf::Q5_0(..) => KvType::Q5_0,
+            HostBuf::Q5_1(..) => KvType::Q5_1,
         }
     }
 
@@ -287,12 +245,11 @@ impl HostKv {
     pub fn prefix_f32(&self, len: usize) -> (Vec<f32>, Vec<f32>) {
         fn gather<E: KvElem>(src: &[E], h: usize, cap: usize, len: usize, d: usize) -> Vec<f32> {
             let rs = d / E::PER;
-            let mut out = Vec::with_capacity(h * len * d);
-            for head in 0..h {
-                for row in src[head * cap * rs..(head * cap + len) * rs].chunks_exact(rs) {
-                    // SAFETY: c < d values of the row.
-                    out.extend((0..d).map(|c| unsafe { E::get(row.as_ptr(), c) }));
-                }
+            let mut out = vec![0.0; h * len * d];
+            let rows = (0..h)
+                .flat_map(|head| src[head * cap * rs..(head * cap + len) * rs].chunks_exact(rs));
+            for (row, o) in rows.zip(out.chunks_exact_mut(d)) {
+                E::to_f32(row, o);
             }
             out
         }
@@ -766,11 +723,11 @@ mod tests {
     #[test]
     fn block_caches_hold_ggml_blocks_of_each_row() {
         use crate::quant::QuantFormat;
-        // a block's bytes as ggml lays them out
-        fn bytes<E: KvElem>(blocks: &[E]) -> Vec<u8> {
-            let n = std::mem::size_of_val(blocks);
-            // SAFETY: the block types are `repr(C)` byte arrays (alignment 1, no padding).
-            unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const u8, n) }.to_vec()
+        // the blocks' bytes, as ggml lays them out
+        fn bytes<const F: u8, const B: usize>(
+            blocks: &[crate::model::cpu_attention::Block32<F, B>],
+        ) -> Vec<u8> {
+            blocks.iter().flat_map(|b| b.0).collect()
         }
         for (kv_type, format, step) in [
             (KvType::Q8_0, QuantFormat::Q8_0, 1.0 / 127.0),
@@ -781,11 +738,11 @@ mod tests {
             (KvType::Q5_1, QuantFormat::Q5_1, 2.0 / 31.0),
         ] {
             holds_ggml_blocks(kv_type, format, step, |buf| match buf {
-                HostBuf::Q8_0 { k, v } => (bytes(k), bytes(v)),
-                HostBuf::Q4_0 { k, v } => (bytes(k), bytes(v)),
-                HostBuf::Q4_1 { k, v } => (bytes(k), bytes(v)),
-                HostBuf::Q5_0 { k, v } => (bytes(k), bytes(v)),
-                HostBuf::Q5_1 { k, v } => (bytes(k), bytes(v)),
+                HostBuf::Q8_0(k, v) => (bytes(k), bytes(v)),
+                HostBuf::Q4_0(k, v) => (bytes(k), bytes(v)),
+                HostBuf::Q4_1(k, v) => (bytes(k), bytes(v)),
+                HostBuf::Q5_0(k, v) => (bytes(k), bytes(v)),
+                HostBuf::Q5_1(k, v) => (bytes(k), bytes(v)),
                 _ => panic!("{kv_type} holds blocks"),
             });
         }

@@ -251,6 +251,14 @@ mod tests {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
     }
 
+    /// The next state of a 64-bit LCG (Knuth's MMIX constants): cheap test values.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *state
+    }
+
     #[test]
     fn top_k_probability_is_the_filtered_softmax_of_the_argmax() {
         let mut state = 11u64;
@@ -259,10 +267,8 @@ mod tests {
             // coarse values so ties sit at the k-th place, and a few very negative logits
             let logits: Vec<f32> = (0..n)
                 .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 59) as f32 - 16.0) * if trial % 3 == 0 { 4.0 } else { 0.25 }
+                    ((lcg(&mut state) >> 59) as f32 - 16.0)
+                        * if trial % 3 == 0 { 4.0 } else { 0.25 }
                 })
                 .collect();
             for k in [1, 2, 10, n - 1, n, n + 5] {
@@ -301,12 +307,7 @@ mod tests {
         for trial in 0..50 {
             let n = 5 + trial * 7;
             let p: Vec<f32> = (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 60) as f32 + 1.0) / 16.0
-                })
+                .map(|_| ((lcg(&mut state) >> 60) as f32 + 1.0) / 16.0)
                 .collect();
             for k in [1, 2, n / 3, n - 1] {
                 let mut got = p.clone();

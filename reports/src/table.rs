@@ -111,10 +111,10 @@ fn identical(g: &GroupStats) -> String {
     }
 }
 
-fn config_cells(g: &GroupStats, cols: &ConfigColumns) -> Vec<String> {
+fn config_cells(config: &CellConfig, cols: &ConfigColumns) -> Vec<String> {
     cols.varying
         .iter()
-        .map(|k| show_value(g.config.get(k)))
+        .map(|k| show_value(config.get(k)))
         .collect()
 }
 
@@ -144,7 +144,7 @@ pub fn cell_table(summary: &Summary, cols: &ConfigColumns) -> Table {
         .cells
         .iter()
         .map(|g| {
-            let mut row = config_cells(g, cols);
+            let mut row = config_cells(&g.config, cols);
             let acc = g.acceptance.as_ref();
             row.extend([
                 g.requests.to_string(),
@@ -199,7 +199,7 @@ pub fn category_table(summary: &Summary, cols: &ConfigColumns) -> Table {
         .categories
         .iter()
         .map(|g| {
-            let mut row = config_cells(g, cols);
+            let mut row = config_cells(&g.config, cols);
             let acc = g.acceptance.as_ref();
             row.extend([
                 g.category.clone().unwrap_or_default(),
@@ -241,7 +241,7 @@ pub fn position_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table> 
     let rows = spec
         .iter()
         .map(|g| {
-            let mut row = config_cells(g, cols);
+            let mut row = config_cells(&g.config, cols);
             let rates = g
                 .acceptance
                 .as_ref()
@@ -279,11 +279,7 @@ pub fn agreement_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table>
         .agreement
         .iter()
         .map(|a| {
-            let mut row: Vec<String> = cols
-                .varying
-                .iter()
-                .map(|k| show_value(a.config.get(k)))
-                .collect();
+            let mut row = config_cells(&a.config, cols);
             row.extend([
                 a.reference.clone(),
                 a.pairs.to_string(),

@@ -35,10 +35,13 @@
 use half::f16;
 use rayon::prelude::*;
 
+use crate::quant::QuantFormat;
+use crate::quant::interleave32 as iq;
+
 /// An element type the cache may store: widened to `f32` as it is read.
 ///
 /// A cached row of `head_dim` values is `head_dim / PER` elements: one value per element for
-/// `f32` / `f16`, a block of 32 for [`BlockQ8_0`]. Values are addressed by their index `c` in
+/// `f32` / `f16`, a block of 32 for [`Block32`]. Values are addressed by their index `c` in
 /// the row, so the kernel never sees how a row is packed.
 pub trait KvElem: Copy + Send + Sync + 'static {
     /// Values per element (a row's `head_dim` is a multiple of it).
@@ -52,6 +55,13 @@ pub trait KvElem: Copy + Send + Sync + 'static {
     /// # Safety
     /// `row` addresses a row of more than `c` values.
     unsafe fn get(row: *const Self, c: usize) -> f32;
+    /// The values of one row (`out.len() = row.len() · PER`), as `f32`.
+    fn to_f32(row: &[Self], out: &mut [f32]) {
+        for (c, o) in out.iter_mut().enumerate() {
+            // SAFETY: c < row.len() · PER values.
+            *o = unsafe { Self::get(row.as_ptr(), c) };
+        }
+    }
     /// Values `c..c + 8` of the row at `row` as `f32` lanes, `c` a multiple of 8 — before their
     /// block's [`KvElem::scale8`] when `PER > 1` (a value is `scale · lane`).
     ///
@@ -133,166 +143,88 @@ impl KvElem for f16 {
     }
 }
 
-/// One block of ggml's `q8_0` (llama.cpp's `-ctk/-ctv q8_0`): 32 values `d · q` with a shared
-/// `f16` scale `d = max|x| / 127` and `q = round(x / d)` in −127..=127, 34 bytes — the layout and
-/// rounding of `quantize_row_q8_0_ref`, shared with the weight quantizer (`crate::quant`).
+/// One ggml block of 32 values in the 32-weight format numbered `F`
+/// (`crate::quant::interleave32`'s `Q8_0` … `Q5_1`), its `BYTES` exactly as ggml lays them out —
+/// llama.cpp's `-ctk/-ctv q8_0 | q4_0 | q4_1 | q5_0 | q5_1`. Written by the weight quantizer
+/// (`crate::quant::quantize_block`, ggml's `quantize_row_*_ref`), read back by the GGUF
+/// dequantizer (`crate::quant::dequantize_into`) on the portable path and 8 values at a time on
+/// the vector path: `d · q` (q8_0), `d · (q − H)` (q4_0 / q5_0, H = 8 / 16) or `d · q + m` (q4_1 /
+/// q5_1). The product of an `f16` scale and a small integer is exact in `f32`, so a value has at
+/// most one rounding (the sum of the minimum ones), on either path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct BlockQ8_0 {
-    /// The scale's `f16` bits, little-endian (bytes, so the block has alignment 1).
-    pub d: [u8; 2],
-    pub qs: [i8; 32],
-}
+#[repr(transparent)]
+pub struct Block32<const F: u8, const BYTES: usize>(pub [u8; BYTES]);
 
-impl BlockQ8_0 {
-    /// The scale as `f32`.
-    #[inline(always)]
-    fn scale(&self) -> f32 {
-        f16::from_le_bytes(self.d).to_f32()
+/// ggml's `q8_0`: an `f16` scale and 32 int8 values, 34 bytes.
+pub type BlockQ8_0 = Block32<{ iq::Q8_0 }, 34>;
+/// ggml's `q4_0`: an `f16` scale and 32 nibbles, 18 bytes.
+pub type BlockQ4_0 = Block32<{ iq::Q4_0 }, 18>;
+/// ggml's `q4_1`: `f16` scale and minimum and 32 nibbles, 20 bytes.
+pub type BlockQ4_1 = Block32<{ iq::Q4_1 }, 20>;
+/// ggml's `q5_0`: an `f16` scale, 32 fifth bits and 32 nibbles, 22 bytes.
+pub type BlockQ5_0 = Block32<{ iq::Q5_0 }, 22>;
+/// ggml's `q5_1`: `f16` scale and minimum, 32 fifth bits and 32 nibbles, 24 bytes.
+pub type BlockQ5_1 = Block32<{ iq::Q5_1 }, 24>;
+
+impl<const F: u8, const BYTES: usize> Block32<F, BYTES> {
+    const FORMAT: QuantFormat = iq::format_of(F);
+    /// Byte offsets of (`m`, `qh`, values) in the block.
+    const FIELDS: (usize, usize, usize) = iq::ggml_fields(Self::FORMAT);
+    /// The integer subtracted from a stored nibble value (`H`; 0 for the minimum formats).
+    const OFFSET: i32 = iq::layout_of(F).off;
+
+    /// The bytes of `blocks`.
+    fn bytes(blocks: &[Self]) -> &[u8] {
+        // SAFETY: `repr(transparent)` over `[u8; BYTES]`: the blocks are their bytes.
+        unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const u8, BYTES * blocks.len()) }
     }
 }
 
-impl KvElem for BlockQ8_0 {
+impl<const F: u8, const BYTES: usize> KvElem for Block32<F, BYTES> {
     const PER: usize = 32;
-    const ZERO: Self = BlockQ8_0 {
-        d: [0; 2],
-        qs: [0; 32],
-    };
+    const ZERO: Self = Self([0; BYTES]);
+    const HAS_MIN: bool = Self::FIELDS.0 != 0;
 
     fn put_row(dst: &mut [Self], src: &[f32]) {
         for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
-            crate::quant::q8_0_block(x, &mut b.d, &mut b.qs);
+            crate::quant::quantize_block(Self::FORMAT, x, &mut b.0);
         }
+    }
+
+    fn to_f32(row: &[Self], out: &mut [f32]) {
+        crate::quant::dequantize_into(Self::FORMAT, Self::bytes(row), out);
     }
 
     #[inline(always)]
     unsafe fn get(row: *const Self, c: usize) -> f32 {
+        // (the kernels read blocks through `to_f32` and `load8`; this serves generic code only)
+        let mut values = [0.0f32; 32];
         // SAFETY: forwarded (value c lies in block c / 32 of the row).
-        let b = unsafe { &*row.add(c / 32) };
-        b.scale() * f32::from(b.qs[c % 32])
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded: block c / 32 exists and holds values c..c + 8 (c a multiple of 8).
-        unsafe { avx2::load_i8x8((row.add(c / 32) as *const u8).add(2 + c % 32)) }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
-        unsafe { avx2::load_half8(row.add(e) as *const u8) }
-    }
-}
-
-/// One block of ggml's `q4_0` (`-ctk/-ctv q4_0`): 32 values `d · (q − 8)`, `q` in 0..=15 —
-/// value `j < 16` in the low nibble of `qs[j]`, value `j + 16` in its high nibble — with an `f16`
-/// scale, 18 bytes; quantized as `quantize_row_q4_0_ref` (`crate::quant::q4_0_block`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct BlockQ4_0 {
-    /// The scale's `f16` bits, little-endian.
-    pub d: [u8; 2],
-    pub qs: [u8; 16],
-}
-
-/// Nibble `j` (0..32) of a `q4_0` / `q4_1` block's packed values.
-#[inline(always)]
-fn nibble(qs: &[u8; 16], j: usize) -> u8 {
-    if j < 16 {
-        qs[j] & 0x0F
-    } else {
-        qs[j - 16] >> 4
-    }
-}
-
-impl KvElem for BlockQ4_0 {
-    const PER: usize = 32;
-    const ZERO: Self = BlockQ4_0 {
-        d: [0; 2],
-        qs: [0; 16],
-    };
-
-    fn put_row(dst: &mut [Self], src: &[f32]) {
-        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
-            crate::quant::q4_0_block(x, &mut b.d, &mut b.qs);
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn get(row: *const Self, c: usize) -> f32 {
-        // SAFETY: forwarded (value c lies in block c / 32 of the row).
-        let b = unsafe { &*row.add(c / 32) };
-        f16::from_le_bytes(b.d).to_f32() * f32::from(nibble(&b.qs, c % 32) as i8 - 8)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded: block c / 32 exists; values c..c + 8 are 8 nibbles of the same half.
-        unsafe {
-            let qs = (row.add(c / 32) as *const u8).add(2);
-            avx2::load_nibbles8(qs.add(c % 16), c % 32 >= 16, 8)
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
-        unsafe { avx2::load_half8(row.add(e) as *const u8) }
-    }
-}
-
-/// One block of ggml's `q4_1` (`-ctk/-ctv q4_1`): 32 values `d · q + m` (`d · q` exact, one
-/// rounding in the sum, as ggml's and gguf-py's dequantization), `q` in 0..=15 packed as in
-/// [`BlockQ4_0`], with `f16` scale and minimum, 20 bytes;
-/// quantized as `quantize_row_q4_1_ref` (`crate::quant::q4_1_block`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct BlockQ4_1 {
-    /// The scale's `f16` bits, little-endian.
-    pub d: [u8; 2],
-    /// The minimum's `f16` bits, little-endian.
-    pub m: [u8; 2],
-    pub qs: [u8; 16],
-}
-
-impl KvElem for BlockQ4_1 {
-    const PER: usize = 32;
-    const ZERO: Self = BlockQ4_1 {
-        d: [0; 2],
-        m: [0; 2],
-        qs: [0; 16],
-    };
-    const HAS_MIN: bool = true;
-
-    fn put_row(dst: &mut [Self], src: &[f32]) {
-        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
-            crate::quant::q4_1_block(x, &mut b.d, &mut b.m, &mut b.qs);
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn get(row: *const Self, c: usize) -> f32 {
-        // SAFETY: forwarded (value c lies in block c / 32 of the row).
-        let b = unsafe { &*row.add(c / 32) };
-        let (d, m) = (
-            f16::from_le_bytes(b.d).to_f32(),
-            f16::from_le_bytes(b.m).to_f32(),
+        Self::to_f32(
+            std::slice::from_ref(unsafe { &*row.add(c / 32) }),
+            &mut values,
         );
-        d * f32::from(nibble(&b.qs, c % 32)) + m
+        values[c % 32]
     }
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: as for `BlockQ4_0`, the packed values 4 bytes into the block.
+        let (_, qh_at, qs_at) = Self::FIELDS;
+        // SAFETY: forwarded: block c / 32 exists; values c..c + 8 (c a multiple of 8) are 8
+        // bytes of it (q8_0), or 8 nibbles of one half and, for the Q5 formats, the 8 bits of
+        // `qh` byte (c % 32) / 8.
         unsafe {
-            let qs = (row.add(c / 32) as *const u8).add(4);
-            avx2::load_nibbles8(qs.add(c % 16), c % 32 >= 16, 0)
+            let b = row.add(c / 32) as *const u8;
+            let j = c % 32;
+            if Self::FORMAT == QuantFormat::Q8_0 {
+                avx2::load_i8x8(b.add(qs_at + j))
+            } else if qh_at != 0 {
+                let fifth = *b.add(qh_at + j / 8);
+                avx2::load_q5x8(b.add(qs_at + j % 16), j >= 16, fifth, Self::OFFSET)
+            } else {
+                avx2::load_nibbles8(b.add(qs_at + j % 16), j >= 16, Self::OFFSET)
+            }
         }
     }
 
@@ -306,137 +238,8 @@ impl KvElem for BlockQ4_1 {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn min8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: as `scale8`, the minimum 2 bytes into the block.
-        unsafe { avx2::load_half8((row.add(e) as *const u8).add(2)) }
-    }
-}
-
-/// The fifth bit of value `j` (0..32) of a `q5_0` / `q5_1` block.
-#[inline(always)]
-fn fifth_bit(qh: &[u8; 4], j: usize) -> u8 {
-    (((u32::from_le_bytes(*qh) >> j) & 1) << 4) as u8
-}
-
-/// One block of ggml's `q5_0` (`-ctk/-ctv q5_0`): 32 values `d · (q − 16)`, `q` in 0..=31 — its
-/// low 4 bits packed as in [`BlockQ4_0`], its fifth bit as bit `j` of the little-endian `qh` —
-/// with an `f16` scale, 22 bytes; quantized as `quantize_row_q5_0_ref`
-/// (`crate::quant::q5_0_block`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct BlockQ5_0 {
-    /// The scale's `f16` bits, little-endian.
-    pub d: [u8; 2],
-    pub qh: [u8; 4],
-    pub qs: [u8; 16],
-}
-
-impl KvElem for BlockQ5_0 {
-    const PER: usize = 32;
-    const ZERO: Self = BlockQ5_0 {
-        d: [0; 2],
-        qh: [0; 4],
-        qs: [0; 16],
-    };
-
-    fn put_row(dst: &mut [Self], src: &[f32]) {
-        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
-            crate::quant::q5_0_block(x, &mut b.d, &mut b.qh, &mut b.qs);
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn get(row: *const Self, c: usize) -> f32 {
-        // SAFETY: forwarded (value c lies in block c / 32 of the row).
-        let b = unsafe { &*row.add(c / 32) };
-        let q = nibble(&b.qs, c % 32) | fifth_bit(&b.qh, c % 32);
-        f16::from_le_bytes(b.d).to_f32() * f32::from(q as i8 - 16)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded: block c / 32 exists; values c..c + 8 are 8 nibbles of the same half
-        // and the 8 bits of qh byte (c % 32) / 8.
-        unsafe {
-            let b = &*row.add(c / 32);
-            let j = c % 32;
-            avx2::load_q5x8(b.qs.as_ptr().add(j % 16), j >= 16, b.qh[j / 8], 16)
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
-        unsafe { avx2::load_half8(row.add(e) as *const u8) }
-    }
-}
-
-/// One block of ggml's `q5_1` (`-ctk/-ctv q5_1`): 32 values `d · q + m` (`d · q` exact, one
-/// rounding in the sum), `q` in 0..=31 packed as in [`BlockQ5_0`], with `f16` scale and minimum,
-/// 24 bytes; quantized as `quantize_row_q5_1_ref` (`crate::quant::q5_1_block`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct BlockQ5_1 {
-    /// The scale's `f16` bits, little-endian.
-    pub d: [u8; 2],
-    /// The minimum's `f16` bits, little-endian.
-    pub m: [u8; 2],
-    pub qh: [u8; 4],
-    pub qs: [u8; 16],
-}
-
-impl KvElem for BlockQ5_1 {
-    const PER: usize = 32;
-    const ZERO: Self = BlockQ5_1 {
-        d: [0; 2],
-        m: [0; 2],
-        qh: [0; 4],
-        qs: [0; 16],
-    };
-    const HAS_MIN: bool = true;
-
-    fn put_row(dst: &mut [Self], src: &[f32]) {
-        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
-            crate::quant::q5_1_block(x, &mut b.d, &mut b.m, &mut b.qh, &mut b.qs);
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn get(row: *const Self, c: usize) -> f32 {
-        // SAFETY: forwarded (value c lies in block c / 32 of the row).
-        let b = unsafe { &*row.add(c / 32) };
-        let q = nibble(&b.qs, c % 32) | fifth_bit(&b.qh, c % 32);
-        let (d, m) = (
-            f16::from_le_bytes(b.d).to_f32(),
-            f16::from_le_bytes(b.m).to_f32(),
-        );
-        d * f32::from(q) + m
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: as for `BlockQ5_0`.
-        unsafe {
-            let b = &*row.add(c / 32);
-            let j = c % 32;
-            avx2::load_q5x8(b.qs.as_ptr().add(j % 16), j >= 16, b.qh[j / 8], 0)
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
-        unsafe { avx2::load_half8(row.add(e) as *const u8) }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn min8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
-        // SAFETY: as `scale8`, the minimum 2 bytes into the block.
-        unsafe { avx2::load_half8((row.add(e) as *const u8).add(2)) }
+        // SAFETY: as `scale8`, the minimum at its offset in the block (only when HAS_MIN).
+        unsafe { avx2::load_half8((row.add(e) as *const u8).add(Self::FIELDS.0)) }
     }
 }
 
@@ -967,10 +770,14 @@ impl Simd for Scalar {
 
     #[inline(always)]
     unsafe fn dequant<E: KvElem>(row: *const E, d: usize, out: *mut f32) {
-        for c in 0..d {
-            // SAFETY: the caller guarantees a row of d values and d output slots.
-            unsafe { *out.add(c) = E::get(row, c) };
-        }
+        // SAFETY: the caller guarantees a row of d values and d output slots.
+        let (row, out) = unsafe {
+            (
+                std::slice::from_raw_parts(row, d / E::PER),
+                std::slice::from_raw_parts_mut(out, d),
+            )
+        };
+        E::to_f32(row, out);
     }
 }
 
@@ -1551,8 +1358,11 @@ mod tests {
         }
         let back = rows
             .chunks_exact(d / E::PER)
-            // SAFETY: c < d values of each row.
-            .flat_map(|r| (0..d).map(|c| unsafe { E::get(r.as_ptr(), c) }))
+            .flat_map(|r| {
+                let mut values = vec![0.0f32; d];
+                E::to_f32(r, &mut values);
+                values
+            })
             .collect();
         (rows, back)
     }

@@ -93,30 +93,36 @@ pub(crate) const fn layout(format: QuantFormat) -> Option<Layout> {
 }
 
 /// The 32-weight formats as const-generic arguments of the vector kernels (`super::x16`,
-/// `super::x16_avx2`), which read their [`Layout`] through [`layout_of`].
-pub(super) const Q4_0: u8 = 0;
-pub(super) const Q4_1: u8 = 1;
-pub(super) const Q5_0: u8 = 2;
-pub(super) const Q5_1: u8 = 3;
-pub(super) const Q8_0: u8 = 4;
+/// `super::x16_avx2`), which read their [`Layout`] through [`layout_of`], and of the KV cache's
+/// blocks (`crate::model::cpu_attention::Block32`).
+pub(crate) const Q4_0: u8 = 0;
+pub(crate) const Q4_1: u8 = 1;
+pub(crate) const Q5_0: u8 = 2;
+pub(crate) const Q5_1: u8 = 3;
+pub(crate) const Q8_0: u8 = 4;
 
-/// The [`Layout`] of the format numbered `f` ([`Q4_0`] … [`Q8_0`]), at compile time.
-pub(super) const fn layout_of(f: u8) -> Layout {
-    let format = match f {
+/// The format numbered `f` ([`Q4_0`] … [`Q8_0`]).
+pub(crate) const fn format_of(f: u8) -> QuantFormat {
+    match f {
         Q4_0 => QuantFormat::Q4_0,
         Q4_1 => QuantFormat::Q4_1,
         Q5_0 => QuantFormat::Q5_0,
         Q5_1 => QuantFormat::Q5_1,
         _ => QuantFormat::Q8_0,
-    };
-    match layout(format) {
+    }
+}
+
+/// The [`Layout`] of the format numbered `f` ([`Q4_0`] … [`Q8_0`]), at compile time.
+pub(crate) const fn layout_of(f: u8) -> Layout {
+    match layout(format_of(f)) {
         Some(l) => l,
         None => panic!("not a 32-weight format"),
     }
 }
 
-/// Byte offsets in a ggml block of `format`: (`m`, `qh`, weights).
-fn ggml_fields(format: QuantFormat) -> (usize, usize, usize) {
+/// Byte offsets in a ggml block of a 32-weight `format`, after its `f16` scale at 0: (`m`, `qh`,
+/// weights), 0 for a field the format lacks.
+pub(crate) const fn ggml_fields(format: QuantFormat) -> (usize, usize, usize) {
     match format {
         QuantFormat::Q8_0 | QuantFormat::Q4_0 => (0, 0, 2),
         QuantFormat::Q4_1 => (2, 0, 4),

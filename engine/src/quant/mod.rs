@@ -24,7 +24,7 @@ mod avx512;
 mod dequant;
 mod format;
 mod interleave;
-mod interleave32;
+pub(crate) mod interleave32;
 mod linear;
 mod matmul;
 mod matrix;
@@ -44,9 +44,7 @@ pub use matmul::{
 };
 pub(crate) use matrix::release_pages;
 pub use matrix::{QuantMatrix, kernel_cols_ok, kernel_layout, set_interleaving};
-pub use quantize::{
-    ActBlocks, q4_0_block, q4_1_block, q5_0_block, q5_1_block, q8_0_block, quantize_into,
-};
+pub use quantize::{ActBlocks, quantize_block, quantize_into};
 pub use team::Team;
 pub(crate) use team::{current_threads as team_threads, for_each as team_for_each};
 

@@ -28,144 +28,100 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Optio
         QuantFormat::Bf16 => x
             .iter()
             .for_each(|&v| out.extend_from_slice(&bf16::from_f32(v).to_le_bytes())),
-        QuantFormat::Q8_0 => x.chunks_exact(32).for_each(|b| quantize_q8_0_block(b, out)),
-        QuantFormat::Q4_0 => x.chunks_exact(32).for_each(|b| quantize_q4_0_block(b, out)),
-        QuantFormat::Q4_1 => x.chunks_exact(32).for_each(|b| quantize_q4_1_block(b, out)),
-        QuantFormat::Q5_0 => x.chunks_exact(32).for_each(|b| {
-            let (mut d, mut qh, mut qs) = ([0u8; 2], [0u8; 4], [0u8; 16]);
-            q5_0_block(b, &mut d, &mut qh, &mut qs);
-            out.extend(d.into_iter().chain(qh).chain(qs));
-        }),
-        QuantFormat::Q5_1 => x.chunks_exact(32).for_each(|b| {
-            let (mut d, mut m, mut qh, mut qs) = ([0u8; 2], [0u8; 2], [0u8; 4], [0u8; 16]);
-            q5_1_block(b, &mut d, &mut m, &mut qh, &mut qs);
-            out.extend(d.into_iter().chain(m).chain(qh).chain(qs));
+        QuantFormat::Q8_0
+        | QuantFormat::Q4_0
+        | QuantFormat::Q4_1
+        | QuantFormat::Q5_0
+        | QuantFormat::Q5_1 => x.chunks_exact(32).for_each(|b| {
+            let at = out.len();
+            out.resize(at + format.block_bytes(), 0);
+            quantize_block(format, b, &mut out[at..]);
         }),
         QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K => return None,
     }
     Some(())
 }
 
-fn quantize_q8_0_block(x: &[f32], out: &mut Vec<u8>) {
-    let (mut d, mut qs) = ([0u8; 2], [0i8; 32]);
-    q8_0_block(x, &mut d, &mut qs);
-    out.extend_from_slice(&d);
-    out.extend(qs.iter().map(|&q| q as u8));
-}
-
-/// One `q8_0` block of the 32 values `x`: the scale `max|x| / 127` as little-endian `f16` bits
-/// into `d`, `round(x / scale)` into `qs` (ggml's `quantize_row_q8_0_ref`; also the KV cache's
-/// `q8_0` type, `crate::model::cpu_attention::BlockQ8_0`).
-pub fn q8_0_block(x: &[f32], d: &mut [u8; 2], qs: &mut [i8; 32]) {
-    debug_assert_eq!(x.len(), 32);
-    let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    let scale = amax / 127.0;
-    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-    *d = f16::from_f32(scale).to_le_bytes();
-    for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * id).round() as i8;
+/// One ggml block of the 32 values `x` in `format` (Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1) into `out`
+/// (its `block_bytes`), as ggml's `quantize_row_*_ref` makes it — the weight quantizer's blocks
+/// and the KV cache's (`crate::model::cpu_attention::Block32`):
+/// - Q8_0: `d = max|x| / 127`, `q = round(x / d)`;
+/// - Q4_0 / Q5_0: the signed value of largest magnitude (the first, on ties) maps to `−H` (H = 8
+///   / 16), `d = max / −H`, `q = min(2H − 1, trunc(x / d + H + 0.5))`;
+/// - Q4_1 / Q5_1: `d = (max − min) / L` (L = 15 / 31), `q = min(L, trunc((x − min) / d + 0.5))`,
+///   the minimum stored beside `d`;
+///
+/// `d` (and `m`) as little-endian `f16` bits; 4-bit values `j` and `j + 16` share byte `j`'s low
+/// and high nibble, the fifth bit of value `j` is bit `j` of the little-endian `qh`.
+///
+/// # Panics
+/// For any other format, or when `x` is not 32 values or `out` not one block.
+pub fn quantize_block(format: QuantFormat, x: &[f32], out: &mut [u8]) {
+    assert!(
+        x.len() == 32 && out.len() == format.block_bytes(),
+        "one {format} block"
+    );
+    let (m_at, qh_at, qs_at) = super::interleave32::ggml_fields(format);
+    let signed_max = || {
+        x.iter()
+            .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m })
+    };
+    let range = || {
+        let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+        (min, x.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+    };
+    let inverse = |d: f32| if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut q = [0u8; 32];
+    let (d, bits) = match format {
+        QuantFormat::Q8_0 => {
+            let d = x.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.0;
+            let id = inverse(d);
+            for (o, &v) in out[qs_at..qs_at + 32].iter_mut().zip(x) {
+                *o = (v * id).round() as i8 as u8;
+            }
+            (d, 8)
+        }
+        QuantFormat::Q4_0 | QuantFormat::Q5_0 => {
+            let (half, top) = if format == QuantFormat::Q4_0 {
+                (8.0, 15)
+            } else {
+                (16.0, 31)
+            };
+            let d = signed_max() / -half;
+            let id = inverse(d);
+            for (o, &v) in q.iter_mut().zip(x) {
+                *o = ((v * id + (half + 0.5)) as i8).min(top) as u8;
+            }
+            (d, if top == 15 { 4 } else { 5 })
+        }
+        QuantFormat::Q4_1 | QuantFormat::Q5_1 => {
+            let levels = if format == QuantFormat::Q4_1 {
+                15u8
+            } else {
+                31
+            };
+            let (min, max) = range();
+            let d = (max - min) / f32::from(levels);
+            let id = inverse(d);
+            for (o, &v) in q.iter_mut().zip(x) {
+                *o = (((v - min) * id + 0.5) as u8).min(levels);
+            }
+            out[m_at..m_at + 2].copy_from_slice(&f16::from_f32(min).to_le_bytes());
+            (d, if levels == 15 { 4 } else { 5 })
+        }
+        _ => panic!("{format} has no block quantizer"),
+    };
+    out[0..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+    if bits == 8 {
+        return;
     }
-}
-
-fn quantize_q4_0_block(x: &[f32], out: &mut Vec<u8>) {
-    let (mut d, mut qs) = ([0u8; 2], [0u8; 16]);
-    q4_0_block(x, &mut d, &mut qs);
-    out.extend_from_slice(&d);
-    out.extend_from_slice(&qs);
-}
-
-/// One `q4_0` block of the 32 values `x` (ggml's `quantize_row_q4_0_ref`): the signed value of
-/// largest magnitude maps to −8, so the grid covers [−8d, 7d] around it; `d` as little-endian
-/// `f16` bits, value `j` in the low nibble of `qs[j]` and value `j + 16` in its high nibble
-/// (also the KV cache's `q4_0` type, `crate::model::cpu_attention::BlockQ4_0`).
-pub fn q4_0_block(x: &[f32], d: &mut [u8; 2], qs: &mut [u8; 16]) {
-    debug_assert_eq!(x.len(), 32);
-    let max = x
-        .iter()
-        .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-    let scale = max / -8.0;
-    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-    *d = f16::from_f32(scale).to_le_bytes();
-    let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
-    for (j, b) in qs.iter_mut().enumerate() {
-        *b = q(x[j]) | (q(x[j + 16]) << 4);
+    for j in 0..16 {
+        out[qs_at + j] = (q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4);
     }
-}
-
-fn quantize_q4_1_block(x: &[f32], out: &mut Vec<u8>) {
-    let (mut d, mut m, mut qs) = ([0u8; 2], [0u8; 2], [0u8; 16]);
-    q4_1_block(x, &mut d, &mut m, &mut qs);
-    out.extend_from_slice(&d);
-    out.extend_from_slice(&m);
-    out.extend_from_slice(&qs);
-}
-
-/// One `q4_1` block of the 32 values `x` (ggml's `quantize_row_q4_1_ref`): `d = (max − min) / 15`
-/// and the minimum `m` as little-endian `f16` bits, `q = round((x − min) / d)` packed as in
-/// [`q4_0_block`] (also the KV cache's `q4_1` type, `crate::model::cpu_attention::BlockQ4_1`).
-pub fn q4_1_block(x: &[f32], d: &mut [u8; 2], m: &mut [u8; 2], qs: &mut [u8; 16]) {
-    debug_assert_eq!(x.len(), 32);
-    let min = x.iter().copied().fold(f32::INFINITY, f32::min);
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let scale = (max - min) / 15.0;
-    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-    *d = f16::from_f32(scale).to_le_bytes();
-    *m = f16::from_f32(min).to_le_bytes();
-    let q = |v: f32| (((v - min) * id + 0.5) as i8).min(15) as u8;
-    for (j, b) in qs.iter_mut().enumerate() {
-        *b = q(x[j]) | (q(x[j + 16]) << 4);
+    if bits == 5 {
+        let high = (0..32).fold(0u32, |h, j| h | u32::from(q[j] >> 4) << j);
+        out[qh_at..qh_at + 4].copy_from_slice(&high.to_le_bytes());
     }
-}
-
-/// Pack 32 five-bit values as ggml's Q5 blocks do: the low 4 bits as [`q4_0_block`] packs them,
-/// the fifth bit of value `j` as bit `j` of the little-endian `qh`.
-fn pack_q5(q: &[u8; 32], qh: &mut [u8; 4], qs: &mut [u8; 16]) {
-    let mut high = 0u32;
-    for (j, &v) in q.iter().enumerate() {
-        high |= u32::from(v >> 4) << j;
-    }
-    *qh = high.to_le_bytes();
-    for (j, b) in qs.iter_mut().enumerate() {
-        *b = (q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4);
-    }
-}
-
-/// One `q5_0` block of the 32 values `x` (ggml's `quantize_row_q5_0_ref`): the signed value of
-/// largest magnitude maps to −16, `q = min(31, trunc(x / d + 16.5))`; `d` as little-endian `f16`
-/// bits, the values packed by [`pack_q5`] (also the KV cache's `q5_0` type,
-/// `crate::model::cpu_attention::BlockQ5_0`).
-pub fn q5_0_block(x: &[f32], d: &mut [u8; 2], qh: &mut [u8; 4], qs: &mut [u8; 16]) {
-    debug_assert_eq!(x.len(), 32);
-    let max = x
-        .iter()
-        .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-    let scale = max / -16.0;
-    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-    *d = f16::from_f32(scale).to_le_bytes();
-    let q = std::array::from_fn(|j| ((x[j] * id + 16.5) as i8).min(31) as u8);
-    pack_q5(&q, qh, qs);
-}
-
-/// One `q5_1` block of the 32 values `x` (ggml's `quantize_row_q5_1_ref`): `d = (max − min) /
-/// 31`, `q = trunc((x − min) / d + 0.5)`; `d` and the minimum `m` as little-endian `f16` bits,
-/// the values packed by [`pack_q5`] (also the KV cache's `q5_1` type,
-/// `crate::model::cpu_attention::BlockQ5_1`).
-pub fn q5_1_block(
-    x: &[f32],
-    d: &mut [u8; 2],
-    m: &mut [u8; 2],
-    qh: &mut [u8; 4],
-    qs: &mut [u8; 16],
-) {
-    debug_assert_eq!(x.len(), 32);
-    let min = x.iter().copied().fold(f32::INFINITY, f32::min);
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let scale = (max - min) / 31.0;
-    let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-    *d = f16::from_f32(scale).to_le_bytes();
-    *m = f16::from_f32(min).to_le_bytes();
-    let q = std::array::from_fn(|j| (((x[j] - min) * id + 0.5) as u8).min(31));
-    pack_q5(&q, qh, qs);
 }
 
 /// Activation rows quantized to 8-bit blocks for the integer kernels, as ggml's `block_q8_1`

@@ -323,13 +323,28 @@ fn amx_is_detected_where_the_kernel_reports_it() {
     }
 }
 
+/// A fixture document (`tests/fixtures/<dir>/<name>.json`) and its float array `key`.
+fn fixture_json(dir: &str, name: &str, key: &str) -> (serde_json::Value, Vec<f32>) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(dir)
+        .join(format!("{name}.json"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("fixture json")).expect("json");
+    let floats = json[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} in {}", path.display()))
+        .iter()
+        .map(|v| v.as_f64().expect("number") as f32)
+        .collect();
+    (json, floats)
+}
+
 /// The quantizers give gguf-py's bytes (its NumPy ports of ggml's `quantize_row_*_ref`) for every
 /// format they produce, on inputs with ties, zeros, constant blocks and six decades of magnitude
 /// (tests/fixtures/quantize).
 #[test]
 fn quantizers_give_gguf_py_blocks() {
-    let dir =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quantize");
     let formats = [
         QuantFormat::Q8_0,
         QuantFormat::Q4_0,
@@ -338,15 +353,7 @@ fn quantizers_give_gguf_py_blocks() {
         QuantFormat::Q5_1,
     ];
     for format in formats {
-        let path = dir.join(format!("{}.json", format.name()));
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("json");
-        let input: Vec<f32> = json["input"]
-            .as_array()
-            .expect("input")
-            .iter()
-            .map(|v| v.as_f64().expect("number") as f32)
-            .collect();
+        let (json, input) = fixture_json("quantize", format.name(), "input");
         let hex = json["blocks_hex"].as_str().expect("blocks_hex");
         let want: Vec<u8> = (0..hex.len())
             .step_by(2)
@@ -370,17 +377,9 @@ fn fixture_blocks_multiply_like_gguf_py_values() {
         .into_iter()
         .filter(|f| f.is_block_quantized())
     {
-        let stem = dir.join(format.name());
-        let bytes = std::fs::read(stem.with_extension("bin")).expect("fixture bin");
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(stem.with_extension("json")).expect("json"))
-                .expect("json");
-        let values: Vec<f32> = json["values"]
-            .as_array()
-            .expect("values")
-            .iter()
-            .map(|v| v.as_f64().expect("number") as f32)
-            .collect();
+        let bytes =
+            std::fs::read(dir.join(format.name()).with_extension("bin")).expect("fixture bin");
+        let (_, values) = fixture_json("quant", format.name(), "values");
         let cols = values.len();
         let w =
             QuantMatrix::from_raw(format.name(), format, 1, cols, bytes).expect("fixture geometry");
