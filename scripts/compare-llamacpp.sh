@@ -26,11 +26,17 @@ D=${D:-0,2048}
 T=${T:-2}
 R=${R:-3}
 KV=${KV:-f16}
-case "$KV" in
-  f16|f32) FA=() ;;
-  q8_0|q4_0|q4_1|q5_0|q5_1) FA=(-fa 1) ;;
-  *) echo "error: KV must be f16, f32, q8_0, q4_0, q4_1, q5_0 or q5_1, got: $KV" >&2; exit 2 ;;
-esac
+# KV is one type for K and V, or K/V (q8_0/q4_0: llama-bench -ctk q8_0 -ctv q4_0)
+CTK=${KV%%/*}
+CTV=${KV#*/}
+FA=()
+for t in "$CTK" "$CTV"; do
+  case "$t" in
+    f16|f32) ;;
+    q8_0|q4_0|q4_1|q5_0|q5_1) FA=(-fa 1) ;;  # llama.cpp quantizes a V cache only with flash attention
+    *) echo "error: KV must be f16, f32, q8_0, q4_0, q4_1, q5_0 or q5_1, or K/V of two of them, got: $KV" >&2; exit 2 ;;
+  esac
+done
 
 [ -x "$LLAMA_BENCH" ] || { echo "error: llama-bench binary not executable: $LLAMA_BENCH" >&2; exit 2; }
 [ -x "$SPECSWEEP" ] || { echo "error: specsweep binary not executable: $SPECSWEEP" >&2; exit 2; }
@@ -39,15 +45,15 @@ esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "# llama.cpp: $LLAMA_BENCH -m $MODEL -t $T -p $P -n $N -d $D -r $R -ctk $KV -ctv $KV ${FA[*]} -o json" >&2
-"$LLAMA_BENCH" -m "$MODEL" -t "$T" -p "$P" -n "$N" -d "$D" -r "$R" -ctk "$KV" -ctv "$KV" "${FA[@]}" -o json >"$tmp/llama.json"
+echo "# llama.cpp: $LLAMA_BENCH -m $MODEL -t $T -p $P -n $N -d $D -r $R -ctk $CTK -ctv $CTV ${FA[*]} -o json" >&2
+"$LLAMA_BENCH" -m "$MODEL" -t "$T" -p "$P" -n "$N" -d "$D" -r "$R" -ctk "$CTK" -ctv "$CTV" "${FA[@]}" -o json >"$tmp/llama.json"
 echo "# specsweep: $SPECSWEEP bench --model $MODEL -p $P -n $N -d $D -t $T -r $R --kv-type $KV -o json $*" >&2
 "$SPECSWEEP" bench --model "$MODEL" -p "$P" -n "$N" -d "$D" -t "$T" -r "$R" --kv-type "$KV" -o json "$@" >"$tmp/specsweep.json"
 
-python3 - "$tmp/llama.json" "$tmp/specsweep.json" "$MODEL" "$*" "$KV" <<'PY'
+python3 - "$tmp/llama.json" "$tmp/specsweep.json" "$MODEL" "$*" "$CTK" "$CTV" <<'PY'
 import json, sys
 
-llama_path, spec_path, model, extra, kv = sys.argv[1:6]
+llama_path, spec_path, model, extra, ctk, ctv = sys.argv[1:7]
 
 def load(path, tool):
     try:
@@ -58,8 +64,9 @@ def load(path, tool):
     out = {}
     for r in rows:
         key = (int(r["n_prompt"]), int(r["n_gen"]), int(r.get("n_depth", 0)))
-        if r.get("type_k", kv) != kv:
-            sys.exit(f"error: {tool} ran a {r.get('type_k')} KV cache, expected {kv}")
+        got = (r.get("type_k", ctk), r.get("type_v", ctv))
+        if got != (ctk, ctv):
+            sys.exit(f"error: {tool} ran a {got[0]}/{got[1]} (K/V) cache, expected {ctk}/{ctv}")
         out[key] = r
     return out
 
@@ -71,7 +78,8 @@ def name(key):
     t = f"pp{p}" if p and not n else f"tg{n}" if n and not p else f"pp{p}+tg{n}"
     return f"{t} @ d{d}"
 
-print(f"\nmodel: `{model}`  KV cache: {kv} (both)  specsweep flags: `{extra or '(none)'}`\n")
+kv = f"{ctk} (K and V)" if ctk == ctv else f"K {ctk}, V {ctv}"
+print(f"\nmodel: `{model}`  KV cache: {kv}  specsweep flags: `{extra or '(none)'}`\n")
 print("| test | llama.cpp t/s | specsweep t/s | specsweep / llama.cpp |")
 print("|---|---:|---:|---:|")
 for key in sorted(set(llama) | set(spec), key=lambda k: (k[2], k[1] != 0, k[0], k[1])):

@@ -19,7 +19,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
 use crate::error::{EngineError, Result};
-use crate::kv_cache::{CacheLayers, KvCache, KvType, LayerCache};
+use crate::kv_cache::{CacheLayers, KvCache, KvTypes, LayerCache};
 use crate::model::Model;
 use crate::safetensors::SafetensorsSource;
 use crate::tokenizer::Tokenizer;
@@ -79,9 +79,10 @@ pub struct LoadOptions {
     /// (`crate::quant`) — the file's own blocks (`Native`) or a format applied at load. `None`:
     /// dense `dtype` tensors multiplied by burn.
     pub quant: Option<crate::quant::WeightQuant>,
-    /// Element type of the KV caches [`Engine::new_cache`] makes (`f32` by default; `f16` as
-    /// llama.cpp's `-ctk/-ctv f16`). [`Engine::new_cache_with`] picks one per cache.
-    pub kv_type: KvType,
+    /// Element types of the K and V of the caches [`Engine::new_cache`] makes (`f32` by default;
+    /// `f16` as llama.cpp's `-ctk f16 -ctv f16`; `q8_0/q4_0` as `-ctk q8_0 -ctv q4_0`).
+    /// [`Engine::new_cache_with`] picks them per cache.
+    pub kv_type: KvTypes,
 }
 
 /// Which logit rows a forward returns.
@@ -145,7 +146,7 @@ pub struct Engine {
     team: Option<Arc<crate::quant::Team>>,
     model: Models,
     origin: PathBuf,
-    kv_type: KvType,
+    kv_type: KvTypes,
 }
 
 impl std::fmt::Debug for Engine {
@@ -370,13 +371,14 @@ impl Engine {
         self.new_cache_with(capacity, self.kv_type)
     }
 
-    /// The element type of the caches [`Engine::new_cache`] makes.
-    pub fn kv_type(&self) -> KvType {
+    /// The element types of the caches [`Engine::new_cache`] makes.
+    pub fn kv_type(&self) -> KvTypes {
         self.kv_type
     }
 
     /// A KV cache of `kv_type` preallocated for `capacity` positions.
-    pub fn new_cache_with(&self, capacity: usize, kv_type: KvType) -> Result<KvCache> {
+    pub fn new_cache_with(&self, capacity: usize, kv_type: impl Into<KvTypes>) -> Result<KvCache> {
+        let kv_type = kv_type.into();
         if capacity == 0 {
             return Err(EngineError::Invalid(
                 "kv cache capacity must be positive".into(),
@@ -395,7 +397,7 @@ impl Engine {
 
     /// An error naming why this engine cannot keep a cache of `kv_type` (a block type on a GPU
     /// backend, or with a head size that is not whole blocks).
-    fn check_kv_type(&self, kv_type: KvType) -> Result<()> {
+    fn check_kv_type(&self, kv_type: KvTypes) -> Result<()> {
         let host = match &self.model {
             Models::Flex(m) => m.host_kv,
             #[cfg(feature = "wgpu")]

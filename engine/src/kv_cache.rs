@@ -89,17 +89,6 @@ impl KvType {
             _ => None,
         }
     }
-
-    /// Bytes of a cache for `capacity` positions of a model with this KV shape (K and V).
-    pub fn cache_bytes(
-        self,
-        layers: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        capacity: usize,
-    ) -> u64 {
-        (2 * layers * kv_heads * capacity * self.row_bytes(head_dim)) as u64
-    }
 }
 
 impl std::fmt::Display for KvType {
@@ -135,78 +124,107 @@ impl std::str::FromStr for KvType {
     }
 }
 
-/// Host K and V of one layer in one element type.
-#[derive(Clone)]
-enum HostBuf {
-    F32(Vec<f32>, Vec<f32>),
-    F16(Vec<f16>, Vec<f16>),
-    Q8_0(Vec<BlockQ8_0>, Vec<BlockQ8_0>),
-    Q4_0(Vec<BlockQ4_0>, Vec<BlockQ4_0>),
-    Q4_1(Vec<BlockQ4_1>, Vec<BlockQ4_1>),
-    Q5_0(Vec<BlockQ5_0>, Vec<BlockQ5_0>),
-    Q5_1(Vec<BlockQ5_1>, Vec<BlockQ5_1>),
+/// The element types of a cache's K and V (llama.cpp's `-ctk` / `-ctv`), written `T` when
+/// they are equal and `K/V` when not (`q8_0/q4_0`: 8-bit keys, 4-bit values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct KvTypes {
+    pub k: KvType,
+    pub v: KvType,
 }
 
-/// `$body` with `$k` / `$v` bound to the K / V buffers of whichever element type `$buf` (a
-/// [`HostBuf`], by value or reference) holds — one instantiation of a generic body per type.
-macro_rules! with_buffers {
-    ($buf:expr, |$k:ident, $v:ident| $body:expr) => {
+impl From<KvType> for KvTypes {
+    fn from(t: KvType) -> Self {
+        KvTypes { k: t, v: t }
+    }
+}
+
+impl KvTypes {
+    /// Why a model with `head_dim` cannot keep K or V in its type (see
+    /// [`KvType::unsupported`]), or `None` when it can.
+    pub fn unsupported(self, head_dim: usize, host: bool) -> Option<String> {
+        let k = self.k.unsupported(head_dim, host);
+        k.or_else(|| self.v.unsupported(head_dim, host))
+    }
+
+    /// Bytes of a cache for `capacity` positions of a model with this KV shape (K and V).
+    pub fn cache_bytes(
+        self,
+        layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        capacity: usize,
+    ) -> u64 {
+        let row = self.k.row_bytes(head_dim) + self.v.row_bytes(head_dim);
+        (layers * kv_heads * capacity * row) as u64
+    }
+}
+
+impl std::fmt::Display for KvTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.k == self.v {
+            write!(f, "{}", self.k)
+        } else {
+            write!(f, "{}/{}", self.k, self.v)
+        }
+    }
+}
+
+impl std::str::FromStr for KvTypes {
+    type Err = String;
+
+    /// `T` (K and V) or `K/V`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.split_once('/') {
+            None => s.parse::<KvType>().map(KvTypes::from),
+            Some((k, v)) => {
+                let part = |t: &str, which: &str| {
+                    t.parse::<KvType>()
+                        .map_err(|e| format!("in `{s}` (K/V), the {which} type: {e}"))
+                };
+                Ok(KvTypes {
+                    k: part(k, "K")?,
+                    v: part(v, "V")?,
+                })
+            }
+        }
+    }
+}
+
+/// The host rows of one layer's K or V, in one element type.
+#[derive(Clone)]
+enum HostBuf {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Q8_0(Vec<BlockQ8_0>),
+    Q4_0(Vec<BlockQ4_0>),
+    Q4_1(Vec<BlockQ4_1>),
+    Q5_0(Vec<BlockQ5_0>),
+    Q5_1(Vec<BlockQ5_1>),
+}
+
+/// `$body` with `$rows` bound to the elements of whichever type `$buf` (a [`HostBuf`], by value
+/// or reference) holds — one instantiation of a generic body per type.
+macro_rules! with_rows {
+    ($buf:expr, |$rows:ident| $body:expr) => {
         match $buf {
-            HostBuf::F32($k, $v) => $body,
-            HostBuf::F16($k, $v) => $body,
-            HostBuf::Q8_0($k, $v) => $body,
-            HostBuf::Q4_0($k, $v) => $body,
-            HostBuf::Q4_1($k, $v) => $body,
-            HostBuf::Q5_0($k, $v) => $body,
-            HostBuf::Q5_1($k, $v) => $body,
+            HostBuf::F32($rows) => $body,
+            HostBuf::F16($rows) => $body,
+            HostBuf::Q8_0($rows) => $body,
+            HostBuf::Q4_0($rows) => $body,
+            HostBuf::Q4_1($rows) => $body,
+            HostBuf::Q5_0($rows) => $body,
+            HostBuf::Q5_1($rows) => $body,
         }
     };
 }
 
-thread_local! {
-    /// The attention kernel's reusable buffers, one set per calling thread and shared by every
-    /// layer (a forward runs its layers one after another). Per layer, a 128-token prefill of
-    /// SmolLM2-135M kept 20 MiB of them alive across its 30 layers — a fifth of the model.
-    static SCRATCH: std::cell::RefCell<AttnScratch> = std::cell::RefCell::default();
-}
-
-/// One layer's K and V on the host, `[kv_heads][capacity][head_dim]` values each (rows of
-/// `head_dim / 32` blocks for `q8_0`).
-pub struct HostKv {
-    kv_heads: usize,
-    capacity: usize,
-    head_dim: usize,
-    buf: HostBuf,
-}
-
-impl std::fmt::Debug for HostKv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostKv")
-            .field("kv_heads", &self.kv_heads)
-            .field("capacity", &self.capacity)
-            .field("head_dim", &self.head_dim)
-            .field("kv_type", &self.kv_type())
-            .finish_non_exhaustive()
-    }
-}
-
-impl HostKv {
-    /// Zeroed K/V of `kv_type` for `capacity` positions.
-    ///
-    /// # Panics
-    /// For a block type with a `head_dim` that is not a multiple of 32 ([`KvType::unsupported`];
-    /// the engine checks it before making a cache).
-    pub fn new(kv_heads: usize, capacity: usize, head_dim: usize, kv_type: KvType) -> Self {
-        if let Some(why) = kv_type.unsupported(head_dim, true) {
-            panic!("{why}");
+impl HostBuf {
+    /// `n` zero values of `kv_type`.
+    fn zeroed(kv_type: KvType, n: usize) -> Self {
+        fn zeroed<E: KvElem>(n: usize, buf: fn(Vec<E>) -> HostBuf) -> HostBuf {
+            buf(vec![E::ZERO; n / E::PER])
         }
-        let capacity = capacity.max(1);
-        let n = kv_heads * capacity * head_dim;
-        // n values of K and of V, as elements of E, in the variant `buf`
-        fn zeroed<E: KvElem>(n: usize, buf: fn(Vec<E>, Vec<E>) -> HostBuf) -> HostBuf {
-            buf(vec![E::ZERO; n / E::PER], vec![E::ZERO; n / E::PER])
-        }
-        let buf = match kv_type {
+        match kv_type {
             KvType::F32 => zeroed(n, HostBuf::F32),
             KvType::F16 => zeroed(n, HostBuf::F16),
             KvType::Q8_0 => zeroed(n, HostBuf::Q8_0),
@@ -214,35 +232,25 @@ impl HostKv {
             KvType::Q4_1 => zeroed(n, HostBuf::Q4_1),
             KvType::Q5_0 => zeroed(n, HostBuf::Q5_0),
             KvType::Q5_1 => zeroed(n, HostBuf::Q5_1),
-        };
-        Self {
-            kv_heads,
-            capacity,
-            head_dim,
-            buf,
         }
-    }
-
-    /// Positions the buffers hold.
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// The element type.
-    pub fn kv_type(&self) -> KvType {
-        match self.buf {
-            HostBuf::F32(..) => KvType::F32,
-            HostBuf::F16(..) => KvType::F16,
-            HostBuf::Q8_0(..) => KvType::Q8_0,
-            HostBuf::Q4_0(..) => KvType::Q4_0,
-            HostBuf::Q4_1(..) => KvType::Q4_1,
-            HostBuf::Q5_0(..) => KvType::Q5_0,
-            HostBuf::Q5_1(..) => KvType::Q5_1,
+    fn kv_type(&self) -> KvType {
+        match self {
+            HostBuf::F32(_) => KvType::F32,
+            HostBuf::F16(_) => KvType::F16,
+            HostBuf::Q8_0(_) => KvType::Q8_0,
+            HostBuf::Q4_0(_) => KvType::Q4_0,
+            HostBuf::Q4_1(_) => KvType::Q4_1,
+            HostBuf::Q5_0(_) => KvType::Q5_0,
+            HostBuf::Q5_1(_) => KvType::Q5_1,
         }
     }
 
-    /// Keys and values of positions `0..len` as `f32`, `[kv_heads][len][head_dim]` each.
-    pub fn prefix_f32(&self, len: usize) -> (Vec<f32>, Vec<f32>) {
+    /// Positions `0..len` of every head as `f32`, `[heads][len][d]`, from rows of `d` values at
+    /// `cap` positions per head.
+    fn prefix_f32(&self, heads: usize, cap: usize, len: usize, d: usize) -> Vec<f32> {
         fn gather<E: KvElem>(src: &[E], h: usize, cap: usize, len: usize, d: usize) -> Vec<f32> {
             let rs = d / E::PER;
             let mut out = vec![0.0; h * len * d];
@@ -253,28 +261,12 @@ impl HostKv {
             }
             out
         }
-        let (h, cap, d) = (self.kv_heads, self.capacity, self.head_dim);
-        with_buffers!(&self.buf, |k, v| (
-            gather(k, h, cap, len, d),
-            gather(v, h, cap, len, d)
-        ))
+        with_rows!(self, |rows| gather(rows, heads, cap, len, d))
     }
 
-    /// Write `n` positions at `start..start+n` from `key`/`value` laid out
-    /// `[kv_heads][n][head_dim]` (a `[kv_heads, n, head_dim]` tensor's data).
-    ///
-    /// # Panics
-    /// When the lengths do not match or the positions exceed the capacity (the caller checks
-    /// [`KvCache`]'s capacity first).
-    pub fn write(&mut self, start: usize, n: usize, key: &[f32], value: &[f32]) {
-        let d = self.head_dim;
-        assert_eq!(key.len(), self.kv_heads * n * d, "key rows");
-        assert_eq!(value.len(), self.kv_heads * n * d, "value rows");
-        assert!(start + n <= self.capacity, "write beyond the cache");
-        if n == 0 {
-            return;
-        }
-        // each head's rows at positions start..start + n, from the source's rows of that head
+    /// Rows of `d` values for positions `start..start + n` of every head (`cap` positions per
+    /// head) from `src`, `[heads][n][d]`.
+    fn put(&mut self, src: &[f32], cap: usize, start: usize, n: usize, d: usize) {
         fn put<E: KvElem>(
             dst: &mut [E],
             src: &[f32],
@@ -291,11 +283,97 @@ impl HostKv {
                 }
             }
         }
-        let cap = self.capacity;
-        with_buffers!(&mut self.buf, |k, v| {
-            put(k, key, cap, start, n, d);
-            put(v, value, cap, start, n, d);
-        })
+        with_rows!(self, |rows| put(rows, src, cap, start, n, d))
+    }
+}
+
+thread_local! {
+    /// The attention kernel's reusable buffers, one set per calling thread and shared by every
+    /// layer (a forward runs its layers one after another). Per layer, a 128-token prefill of
+    /// SmolLM2-135M kept 20 MiB of them alive across its 30 layers — a fifth of the model.
+    static SCRATCH: std::cell::RefCell<AttnScratch> = std::cell::RefCell::default();
+}
+
+/// One layer's K and V on the host, `[kv_heads][capacity][head_dim]` values each (rows of
+/// `head_dim / 32` blocks for the block types), each in its own element type.
+pub struct HostKv {
+    kv_heads: usize,
+    capacity: usize,
+    head_dim: usize,
+    k: HostBuf,
+    v: HostBuf,
+}
+
+impl std::fmt::Debug for HostKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostKv")
+            .field("kv_heads", &self.kv_heads)
+            .field("capacity", &self.capacity)
+            .field("head_dim", &self.head_dim)
+            .field("kv_type", &self.kv_type())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostKv {
+    /// Zeroed K and V of `types` for `capacity` positions.
+    ///
+    /// # Panics
+    /// For a block type with a `head_dim` that is not a multiple of 32 ([`KvTypes::unsupported`];
+    /// the engine checks it before making a cache).
+    pub fn new(kv_heads: usize, capacity: usize, head_dim: usize, types: KvTypes) -> Self {
+        if let Some(why) = types.unsupported(head_dim, true) {
+            panic!("{why}");
+        }
+        let capacity = capacity.max(1);
+        let n = kv_heads * capacity * head_dim;
+        Self {
+            kv_heads,
+            capacity,
+            head_dim,
+            k: HostBuf::zeroed(types.k, n),
+            v: HostBuf::zeroed(types.v, n),
+        }
+    }
+
+    /// Positions the buffers hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The element types of K and V.
+    pub fn kv_type(&self) -> KvTypes {
+        KvTypes {
+            k: self.k.kv_type(),
+            v: self.v.kv_type(),
+        }
+    }
+
+    /// Keys and values of positions `0..len` as `f32`, `[kv_heads][len][head_dim]` each.
+    pub fn prefix_f32(&self, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let (h, cap, d) = (self.kv_heads, self.capacity, self.head_dim);
+        (
+            self.k.prefix_f32(h, cap, len, d),
+            self.v.prefix_f32(h, cap, len, d),
+        )
+    }
+
+    /// Write `n` positions at `start..start+n` from `key`/`value` laid out
+    /// `[kv_heads][n][head_dim]` (a `[kv_heads, n, head_dim]` tensor's data).
+    ///
+    /// # Panics
+    /// When the lengths do not match or the positions exceed the capacity (the caller checks
+    /// [`KvCache`]'s capacity first).
+    pub fn write(&mut self, start: usize, n: usize, key: &[f32], value: &[f32]) {
+        let d = self.head_dim;
+        assert_eq!(key.len(), self.kv_heads * n * d, "key rows");
+        assert_eq!(value.len(), self.kv_heads * n * d, "value rows");
+        assert!(start + n <= self.capacity, "write beyond the cache");
+        if n == 0 {
+            return;
+        }
+        self.k.put(key, self.capacity, start, n, d);
+        self.v.put(value, self.capacity, start, n, d);
     }
 
     /// Causal attention of `k` query rows at `start..start+k` (`q`: `[n_heads][k][head_dim]`)
@@ -308,11 +386,12 @@ impl HostKv {
             head_dim: self.head_dim,
         };
         let capacity = self.capacity;
-        let buf = &self.buf;
+        let (kb, vb) = (&self.k, &self.v);
+        // one instantiation per (K, V) pair of element types
         let mut run = |scratch: &mut AttnScratch| {
-            with_buffers!(buf, |keys, v| attend(
-                q, keys, v, capacity, shape, start, k, out, scratch
-            ))
+            with_rows!(kb, |keys| with_rows!(vb, |values| attend(
+                q, keys, values, capacity, shape, start, k, out, scratch
+            )))
         };
         // A rayon worker waiting inside `attend` may steal another forward's attention job; that
         // nested call gets buffers of its own instead of a double borrow.
@@ -328,12 +407,12 @@ impl HostKv {
 enum Storage<B: Backend> {
     // `Option` so a write can take ownership (keeping the buffer uniquely owned, hence updated in
     // place) and put it back.
-    /// The tensors are held in `store` (the cache's type) and read back as `compute` (the
-    /// model's dtype); the two are equal unless an `f16` cache serves an `f32` / `bf16` model.
+    /// The tensors are held in `store` (K's and V's type) and read back as `compute` (the
+    /// model's dtype); they are equal unless an `f16` cache serves an `f32` / `bf16` model.
     Device {
         k: Option<Tensor<B, 3>>,
         v: Option<Tensor<B, 3>>,
-        store: DType,
+        store: [DType; 2],
         compute: DType,
     },
     /// Host buffers (CPU backend); `device`/`dtype` serve [`LayerCache::prefix`].
@@ -363,27 +442,27 @@ impl<B: Backend> LayerCache<B> {
         head_dim: usize,
         device: &B::Device,
         dtype: DType,
-        kv_type: KvType,
+        types: KvTypes,
     ) -> Self {
         let shape = [kv_heads, capacity.max(1), head_dim];
-        let store = match kv_type {
+        let store = [types.k, types.v].map(|t| match t {
             KvType::F32 => dtype,
             KvType::F16 => DType::F16,
             block => {
                 panic!("{}", block.unsupported(head_dim, false).unwrap_or_default())
             }
-        };
+        });
         Self {
             storage: Storage::Device {
-                k: Some(Tensor::zeros(shape, (device, store))),
-                v: Some(Tensor::zeros(shape, (device, store))),
+                k: Some(Tensor::zeros(shape, (device, store[0]))),
+                v: Some(Tensor::zeros(shape, (device, store[1]))),
                 store,
                 compute: dtype,
             },
         }
     }
 
-    /// Zeroed host K/V (`[kv_heads][capacity][head_dim]` of `kv_type`), attended by the CPU
+    /// Zeroed host K/V (`[kv_heads][capacity][head_dim]` of `types`), attended by the CPU
     /// kernel. `device`/`dtype` are those of the model's tensors.
     pub fn new_host(
         kv_heads: usize,
@@ -391,11 +470,11 @@ impl<B: Backend> LayerCache<B> {
         head_dim: usize,
         device: &B::Device,
         dtype: DType,
-        kv_type: KvType,
+        types: KvTypes,
     ) -> Self {
         Self {
             storage: Storage::Host {
-                kv: HostKv::new(kv_heads, capacity, head_dim, kv_type),
+                kv: HostKv::new(kv_heads, capacity, head_dim, types),
                 device: device.clone(),
                 dtype,
             },
@@ -429,12 +508,14 @@ impl<B: Backend> LayerCache<B> {
                 compute,
             } => {
                 let range = [0..h, start..start + n, 0..d];
-                let stored = |t: Tensor<B, 3>| if store == compute { t } else { t.cast(*store) };
+                let stored = |t: Tensor<B, 3>, store: DType| {
+                    if store == *compute { t } else { t.cast(store) }
+                };
                 if let Some(t) = k.take() {
-                    *k = Some(t.slice_assign(range.clone(), stored(key)));
+                    *k = Some(t.slice_assign(range.clone(), stored(key, store[0])));
                 }
                 if let Some(t) = v.take() {
-                    *v = Some(t.slice_assign(range, stored(value)));
+                    *v = Some(t.slice_assign(range, stored(value, store[1])));
                 }
             }
             Storage::Host { kv, .. } => {
@@ -453,19 +534,19 @@ impl<B: Backend> LayerCache<B> {
                 store,
                 compute,
             } => {
-                let view = |t: &Option<Tensor<B, 3>>| {
+                let view = |t: &Option<Tensor<B, 3>>, store: DType| {
                     let t = t
                         .as_ref()
                         .expect("layer cache holds its tensors between writes");
                     let [h, _, d] = t.dims();
                     let t = t.clone().slice([0..h, 0..len, 0..d]);
-                    if store == compute {
+                    if store == *compute {
                         t
                     } else {
                         t.cast(*compute)
                     }
                 };
-                (view(k), view(v))
+                (view(k, store[0]), view(v, store[1]))
             }
             Storage::Host { kv, device, dtype } => {
                 let (h, d) = (kv.kv_heads, kv.head_dim);
@@ -595,7 +676,7 @@ mod tests {
     #[test]
     fn writes_land_at_their_positions() {
         let dev = Default::default();
-        let mut layer = LayerCache::<Flex>::new(1, 4, 2, &dev, DType::F32, KvType::F32);
+        let mut layer = LayerCache::<Flex>::new(1, 4, 2, &dev, DType::F32, KvType::F32.into());
         let kv = |v: Vec<f32>| Tensor::<Flex, 3>::from_data(TensorData::new(v, [1, 2, 2]), &dev);
         layer.write(
             1,
@@ -616,7 +697,7 @@ mod tests {
     #[test]
     fn host_writes_land_at_their_positions_and_read_back_as_tensors() {
         let dev = Default::default();
-        let mut layer = LayerCache::<Flex>::new_host(2, 4, 2, &dev, DType::F32, KvType::F32);
+        let mut layer = LayerCache::<Flex>::new_host(2, 4, 2, &dev, DType::F32, KvType::F32.into());
         let kv = |v: Vec<f32>| Tensor::<Flex, 3>::from_data(TensorData::new(v, [2, 1, 2]), &dev);
         layer.write(
             2,
@@ -638,7 +719,7 @@ mod tests {
             vec![0.0, 0.0, 0.0, 0.0, 5.0, 6.0, 0.0, 0.0, 0.0, 0.0, 7.0, 8.0]
         );
         assert!(
-            LayerCache::<Flex>::new(1, 4, 2, &dev, DType::F32, KvType::F32)
+            LayerCache::<Flex>::new(1, 4, 2, &dev, DType::F32, KvType::F32.into())
                 .host()
                 .is_none()
         );
@@ -666,7 +747,7 @@ mod tests {
                 } else {
                     LayerCache::<Flex>::new
                 };
-                let mut layer = new(1, 3, 2, &dev, DType::F32, kv_type);
+                let mut layer = new(1, 3, 2, &dev, DType::F32, kv_type.into());
                 layer.write(1, kv(&vals), kv(&vals));
                 let (k, v) = layer.prefix(3);
                 for t in [k, v] {
@@ -691,13 +772,14 @@ mod tests {
         let err = "iq4_nl".parse::<KvType>().unwrap_err();
         assert!(err.contains("iq4_nl") && err.contains("q5_1"), "{err}");
         // Qwen2.5-Coder-1.5B: 28 layers, 2 KV heads of 128, 2048 positions
-        assert_eq!(KvType::F16.cache_bytes(28, 2, 128, 2048), 58_720_256);
-        assert_eq!(KvType::F32.cache_bytes(28, 2, 128, 2048), 2 * 58_720_256);
+        let bytes = |t: KvTypes| t.cache_bytes(28, 2, 128, 2048);
+        assert_eq!(bytes(KvType::F16.into()), 58_720_256);
+        assert_eq!(bytes(KvType::F32.into()), 2 * 58_720_256);
         // 34 bytes per 32 values: 17/32 of f16's
-        assert_eq!(
-            KvType::Q8_0.cache_bytes(28, 2, 128, 2048),
-            58_720_256 / 32 * 17
-        );
+        assert_eq!(bytes(KvType::Q8_0.into()), 58_720_256 / 32 * 17);
+        // 8-bit keys, 4-bit values: (34 + 18) / 2 bytes per 32 values
+        let q8_q4 = "q8_0/q4_0".parse::<KvTypes>().unwrap();
+        assert_eq!(bytes(q8_q4), 58_720_256 / 64 * 26);
         assert_eq!(KvType::Q8_0.row_bytes(128), 4 * 34);
         assert_eq!(KvType::Q4_0.row_bytes(128), 4 * 18);
         assert_eq!(KvType::Q4_1.row_bytes(64), 2 * 20);
@@ -714,6 +796,72 @@ mod tests {
         let why = KvType::Q8_0.unsupported(128, false).unwrap();
         assert!(why.contains("CPU"), "{why}");
         assert!(KvType::F16.unsupported(20, false).is_none());
+    }
+
+    /// `T` is K and V alike, `K/V` each its own; the written form parses back; a bad half is
+    /// named.
+    #[test]
+    fn kv_type_pairs_parse_print_and_check_both_halves() {
+        let pair = |k, v| KvTypes { k, v };
+        assert_eq!("q8_0".parse(), Ok(KvTypes::from(KvType::Q8_0)));
+        assert_eq!("Q8_0/q4_0".parse(), Ok(pair(KvType::Q8_0, KvType::Q4_0)));
+        assert_eq!("f16/f16".parse::<KvTypes>().unwrap().to_string(), "f16");
+        for k in KvType::ALL {
+            for v in KvType::ALL {
+                let t = pair(k, v);
+                assert_eq!(t.to_string().parse(), Ok(t));
+                assert_eq!(t.to_string().contains('/'), k != v);
+            }
+        }
+        for bad in ["q8_0/iq4_nl", "q8_0/", "/q4_0", "q8_0/q4_0/f16"] {
+            let err = bad.parse::<KvTypes>().unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+        let err = "iq4_nl/q4_0".parse::<KvTypes>().unwrap_err();
+        assert!(err.contains("K type") && err.contains("iq4_nl"), "{err}");
+        let err = "q8_0/iq4_nl".parse::<KvTypes>().unwrap_err();
+        assert!(err.contains("V type"), "{err}");
+        // a block type on either side is refused where blocks are
+        let why = pair(KvType::F16, KvType::Q4_0)
+            .unsupported(128, false)
+            .unwrap();
+        assert!(why.contains("q4_0") && why.contains("CPU"), "{why}");
+        let why = pair(KvType::Q8_0, KvType::F16)
+            .unsupported(80, true)
+            .unwrap();
+        assert!(why.contains("q8_0") && why.contains("80"), "{why}");
+        assert!(
+            pair(KvType::F32, KvType::F16)
+                .unsupported(80, false)
+                .is_none()
+        );
+    }
+
+    /// A cache of different K and V types holds each half exactly as a cache of that one type
+    /// does, and reads back each half's own values.
+    #[test]
+    fn mixed_caches_keep_each_half_in_its_own_type() {
+        let (heads, d, cap) = (2, 64, 5);
+        let src: Vec<f32> = (0..heads * 3 * d)
+            .map(|i| ((i * 37) as f32 * 0.11).sin() * 3.0)
+            .collect();
+        let val: Vec<f32> = src.iter().map(|x| x * -0.5 + 0.25).collect();
+        let written = |t: KvTypes| {
+            let mut kv = HostKv::new(heads, cap, d, t);
+            kv.write(1, 3, &src, &val);
+            assert_eq!(kv.kv_type(), t);
+            kv.prefix_f32(4)
+        };
+        for (k, v) in [
+            (KvType::Q8_0, KvType::Q4_0),
+            (KvType::F16, KvType::Q5_1),
+            (KvType::Q4_1, KvType::F32),
+        ] {
+            let (mk, mv) = written(KvTypes { k, v });
+            assert_eq!(mk, written(k.into()).0, "{k}/{v} keys");
+            assert_eq!(mv, written(v.into()).1, "{k}/{v} values");
+            assert_ne!(mk, written(v.into()).0, "{k}/{v}: the halves differ");
+        }
     }
 
     /// A `q8_0` / `q4_0` / `q4_1` / `q5_0` / `q5_1` host cache holds each written row as ggml's
@@ -738,24 +886,24 @@ mod tests {
             (KvType::Q5_1, QuantFormat::Q5_1, 2.0 / 31.0),
         ] {
             holds_ggml_blocks(kv_type, format, step, |buf| match buf {
-                HostBuf::Q8_0(k, v) => (bytes(k), bytes(v)),
-                HostBuf::Q4_0(k, v) => (bytes(k), bytes(v)),
-                HostBuf::Q4_1(k, v) => (bytes(k), bytes(v)),
-                HostBuf::Q5_0(k, v) => (bytes(k), bytes(v)),
-                HostBuf::Q5_1(k, v) => (bytes(k), bytes(v)),
+                HostBuf::Q8_0(rows) => bytes(rows),
+                HostBuf::Q4_0(rows) => bytes(rows),
+                HostBuf::Q4_1(rows) => bytes(rows),
+                HostBuf::Q5_0(rows) => bytes(rows),
+                HostBuf::Q5_1(rows) => bytes(rows),
                 _ => panic!("{kv_type} holds blocks"),
             });
         }
     }
 
     /// The check of [`block_caches_hold_ggml_blocks_of_each_row`] for one type: `held` gives a
-    /// buffer's K and V bytes; values must lie within `step · max|x|` (half a quantization step
+    /// buffer's bytes (K's or V's); values must lie within `step · max|x|` (half a quantization step
     /// and some) of the written ones.
     fn holds_ggml_blocks(
         kv_type: KvType,
         format: crate::quant::QuantFormat,
         step: f32,
-        held: impl Fn(&HostBuf) -> (Vec<u8>, Vec<u8>),
+        held: impl Fn(&HostBuf) -> Vec<u8>,
     ) {
         use crate::quant::{dequantize_into, quantize_into};
         let (heads, d, cap) = (2, 64, 6);
@@ -770,13 +918,13 @@ mod tests {
                 .flat_map(|h| range.clone().flat_map(move |p| row(h, p)))
                 .collect()
         };
-        let mut batch = HostKv::new(heads, cap, d, kv_type);
+        let mut batch = HostKv::new(heads, cap, d, kv_type.into());
         batch.write(1, 3, &src(1..4), &src(1..4));
-        let mut single = HostKv::new(heads, cap, d, kv_type);
+        let mut single = HostKv::new(heads, cap, d, kv_type.into());
         for p in 1..4 {
             single.write(p, 1, &src(p..p + 1), &src(p..p + 1));
         }
-        let ((kb, _), (ks, vs)) = (held(&batch.buf), held(&single.buf));
+        let (kb, ks, vs) = (held(&batch.k), held(&single.k), held(&single.v));
         assert_eq!(kb, ks, "{kv_type}");
         assert_eq!(ks, vs, "{kv_type}");
         let row_bytes = kv_type.row_bytes(d);

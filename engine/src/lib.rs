@@ -26,6 +26,6 @@ pub use device::DeviceSpec;
 pub use engine::{DType, Engine, ForwardOutput, LoadOptions, LogitRows};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateOptions, Generation, StopReason, generate};
-pub use kv_cache::{KvCache, KvType};
+pub use kv_cache::{KvCache, KvType, KvTypes};
 pub use sampling::{Sampler, Sampling};
 pub use tokenizer::Tokenizer;

@@ -223,7 +223,7 @@ fn validate(config: &CellConfig) -> Result<(), (String, String)> {
         .and_then(Value::as_str)
         .unwrap_or(CONTROL_MODE);
     if let Some(t) = config.get("kv_type").and_then(Value::as_str)
-        && let Err(e) = t.parse::<specsweep_engine::KvType>()
+        && let Err(e) = t.parse::<specsweep_engine::KvTypes>()
     {
         return Err(("kv_type".into(), e));
     }
@@ -409,10 +409,16 @@ mod tests {
             expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f16\", \"iq4_nl\"]\n").unwrap_err();
         assert_eq!(e.key, "kv_type");
         assert!(e.to_string().contains("iq4_nl"), "{e}");
+        let e = expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"q8_0/q3_k\"]\n").unwrap_err();
+        assert_eq!(e.key, "kv_type");
+        assert!(
+            e.to_string().contains("q3_k") && e.to_string().contains("V type"),
+            "{e}"
+        );
         let cells = expand_text(
-            "[axes]\nmodel = [\"m\"]\nkv_type = [\"f32\", \"f16\", \"q8_0\", \"q4_0\", \"q4_1\"]\n",
+            "[axes]\nmodel = [\"m\"]\nkv_type = [\"f32\", \"f16\", \"q8_0\", \"q4_0\", \"q4_1\", \"q8_0/q4_0\"]\n",
         )
         .unwrap();
-        assert_eq!(cells.len(), 5);
+        assert_eq!(cells.len(), 6);
     }
 }

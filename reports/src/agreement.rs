@@ -8,7 +8,8 @@
 //! those two keys — is paired, request by request (same prompt, same repetition), with the
 //! group's *reference*: its most precise cell (`quant` ranked f32, f32-kernel, f16, f16-kernel,
 //! bf16, bf16-kernel, q8_0, native, q5_1, q5_0, q4_1, q4_0, then anything else; `kv_type` f32,
-//! f16, q8_0, q5_1, q5_0, q4_1, q4_0, an absent one being f32; `quant` compared first). Per
+//! f16, q8_0, q5_1, q5_0, q4_1, q4_0, an absent one being f32, a `K/V` pair by the sum of its
+//! halves' places; `quant` compared first). Per
 //! cell: how many outputs are identical to the reference's, and how many tokens the two share
 //! before they part.
 
@@ -71,12 +72,24 @@ fn value<'a>(config: &'a CellConfig, axis: &str, absent: Option<&'a str>) -> Opt
     config.get(axis).and_then(Value::as_str).or(absent)
 }
 
-/// The cell's rank on each precision axis (lower is more precise).
+/// The cell's rank on each precision axis (lower is more precise): a value's position in its
+/// order, counted for K and V alike; a `K/V` pair of cache types ranks as the sum of its halves'
+/// positions (`q8_0/q4_0` between `q8_0` and `q4_0`).
 fn ranks(config: &CellConfig) -> [usize; 2] {
     AXES.map(|(axis, order, absent)| {
-        value(config, axis, absent)
-            .and_then(|v| order.iter().position(|p| p.eq_ignore_ascii_case(v)))
-            .unwrap_or(order.len())
+        let position = |v: &str| {
+            order
+                .iter()
+                .position(|p| p.eq_ignore_ascii_case(v))
+                .unwrap_or(order.len())
+        };
+        match value(config, axis, absent) {
+            None => 2 * order.len(),
+            Some(v) => match v.split_once('/') {
+                Some((k, v)) => position(k) + position(v),
+                None => 2 * position(v),
+            },
+        }
     })
 }
 
@@ -279,6 +292,39 @@ mod tests {
         let q4 = by["--q4_0-none"];
         assert_eq!((q4.pairs, q4.identical, q4.common_prefix_min), (2, 0, 0));
         assert_eq!(q4.common_prefix_median, 1.0);
+    }
+
+    /// A `K/V` pair ranks between its halves: `f16` is the reference of `q8_0/q4_0`, and
+    /// `q8_0/q4_0` that of `q4_0` when no uniform type above it is there.
+    #[test]
+    fn kv_pairs_rank_between_their_halves() {
+        let got = precision_agreement(&run(vec![
+            request(Some("q8_0/q4_0"), "none", "a", 0, &[1, 2, 3]),
+            request(Some("f16"), "none", "a", 0, &[1, 2, 4]),
+            request(Some("q4_0"), "none", "a", 0, &[1, 9, 9]),
+        ]));
+        let refs: Vec<(&str, &str)> = got
+            .iter()
+            .map(|a| (a.cell_id.as_str(), a.reference.as_str()))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("--q8_0/q4_0-none", "kv_type=f16"),
+                ("--q4_0-none", "kv_type=f16")
+            ]
+        );
+        assert_eq!(got[0].common_prefix_median, 2.0);
+        let got = precision_agreement(&run(vec![
+            request(Some("q4_0"), "none", "a", 0, &[1, 9, 9]),
+            request(Some("q4_0/q8_0"), "none", "a", 0, &[1, 2, 3]),
+        ]));
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].cell_id.as_str(), got[0].reference.as_str()),
+            ("--q4_0-none", "kv_type=q4_0/q8_0")
+        );
+        assert!(ranks(&got[0].config)[1] > 2 * 2);
     }
 
     #[test]

@@ -349,6 +349,23 @@ fn bench_kv_type_is_an_axis() {
             Some(want_bytes / 4 / 32 * bytes)
         );
     }
+    // K/V of different types (`-ctk q8_0 -ctv q4_0`): each half at its own bytes, 34 + 18 per
+    // 32 values of K and V; f16/f32 is half f16, half f32
+    // (kv_cache_bytes is the run's largest cache: one type pair per run)
+    let (a, b) = (
+        &bench("16", "q8_0/q4_0", &[])[0],
+        &bench("16", "f16/f32", &[])[0],
+    );
+    assert_eq!(
+        (&a["type_k"], &a["type_v"]),
+        (&"q8_0".into(), &"q4_0".into())
+    );
+    assert_eq!(
+        a["kv_cache_bytes"].as_u64(),
+        Some(want_bytes / 8 / 32 * (34 + 18))
+    );
+    assert_eq!((&b["type_k"], &b["type_v"]), (&"f16".into(), &"f32".into()));
+    assert_eq!(b["kv_cache_bytes"].as_u64(), Some(want_bytes / 8 * (2 + 4)));
     check_error(
         &[
             "bench",
@@ -362,6 +379,20 @@ fn bench_kv_type_is_an_axis() {
             "iq4_nl",
         ],
         &["--kv-type", "iq4_nl"],
+    );
+    check_error(
+        &[
+            "bench",
+            "--random",
+            s(&config),
+            "-p",
+            "8",
+            "-n",
+            "0",
+            "--kv-type",
+            "q8_0/iq4_nl",
+        ],
+        &["--kv-type", "q8_0/iq4_nl", "V type"],
     );
     // q8_0 blocks need heads of whole blocks: llama-tiny's are 16 wide
     check_error(

@@ -123,12 +123,22 @@ fn greedy_speculative_output_equals_plain_greedy_for_every_mode() {
     }
 }
 
-/// With an `f16`, `q8_0`, `q4_0`, `q4_1`, `q5_0` or `q5_1` KV cache (`--kv-type`, also the draft model's and the
-/// MTP head's) the speculative output is still plain greedy decoding's over the same cache type,
-/// token for token: a verify writes and reads the same rounded rows a step at a time would.
+/// With an `f16`, `q8_0`, `q4_0`, `q4_1`, `q5_0` or `q5_1` KV cache, or different K and V types
+/// (`q8_0/q4_0`, `f16/q5_1`; `--kv-type`, also the draft model's and the MTP head's) the
+/// speculative output is still plain greedy decoding's over the same cache type, token for
+/// token: a verify writes and reads the same rounded rows a step at a time would.
 #[test]
 fn greedy_speculative_output_with_a_rounded_cache_equals_plain_greedy() {
-    for kv in ["f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] {
+    for kv in [
+        "f16",
+        "q8_0",
+        "q4_0",
+        "q4_1",
+        "q5_0",
+        "q5_1",
+        "q8_0/q4_0",
+        "f16/q5_1",
+    ] {
         let kv_flags = ["--kv-type", kv];
         for prompt in PROMPTS {
             let plain = generate("default", prompt, 48, &kv_flags);
@@ -167,6 +177,19 @@ fn greedy_speculative_output_with_a_rounded_cache_equals_plain_greedy() {
             "q8_0",
         ],
         &["q8_0", "head_dim", "16", "llama-tiny"],
+    );
+    // a block type for V alone is refused the same way
+    check_error(
+        &[
+            "generate",
+            "-m",
+            fixture("llama-tiny").to_str().unwrap(),
+            "--prompt",
+            "hi",
+            "--kv-type",
+            "f16/q4_0",
+        ],
+        &["q4_0", "head_dim", "16", "llama-tiny"],
     );
 }
 

@@ -160,7 +160,7 @@ mod tests {
         Tensor::from_data(TensorData::new(w, [rows, cols]), &Default::default())
     }
 
-    use crate::kv_cache::KvType;
+    use crate::kv_cache::{KvType, KvTypes};
 
     /// RoPE tables and the additive causal mask, as `Model::attention_inputs` builds them.
     fn inputs(rope: &Rope, groups: usize, start: usize, k: usize) -> AttentionInputs<B> {
@@ -208,8 +208,14 @@ mod tests {
                 .collect(),
         };
         let capacity = 16;
-        // the types burn's cache holds too (the block types are the host kernel's alone)
-        for kv_type in [KvType::F32, KvType::F16] {
+        // the types burn's cache holds too (the block types are the host kernel's alone), for K
+        // and V alike and each way round
+        let (f32_, f16_) = (KvType::F32, KvType::F16);
+        for kv_type in [(f32_, f32_), (f16_, f16_), (f16_, f32_), (f32_, f16_)] {
+            let kv_type = KvTypes {
+                k: kv_type.0,
+                v: kv_type.1,
+            };
             let mut burn_cache = LayerCache::<B>::new(nkv, capacity, d, &dev, DType::F32, kv_type);
             let mut host_cache =
                 LayerCache::<B>::new_host(nkv, capacity, d, &dev, DType::F32, kv_type);

@@ -364,18 +364,19 @@ impl Plan {
 ///
 /// # Layouts
 /// - `q`: `[n_heads][k][head_dim]` (the roped `[heads, k, d]` tensor's data)
-/// - `keys`, `values`: `[n_kv_heads][capacity][head_dim / E::PER]` elements (rows of `head_dim`
-///   values, [`KvElem`]), positions `0..start+k` filled
+/// - `keys`, `values`: `[n_kv_heads][capacity][head_dim / K::PER]` elements of `K` and
+///   `[…][head_dim / V::PER]` of `V` (rows of `head_dim` values, [`KvElem`]; llama.cpp's
+///   `-ctk` / `-ctv` may differ), positions `0..start+k` filled
 /// - `out`: `[k][n_heads·head_dim]` (what `o_proj` takes)
 ///
 /// # Panics
 /// When the slices do not have the lengths above or `n_heads` is not a multiple of `n_kv_heads`
 /// (internal invariants: the attention block derives every length from the model config).
 #[allow(clippy::too_many_arguments)]
-pub fn attend<E: KvElem>(
+pub fn attend<K: KvElem, V: KvElem>(
     q: &[f32],
-    keys: &[E],
-    values: &[E],
+    keys: &[K],
+    values: &[V],
     capacity: usize,
     shape: AttnShape,
     start: usize,
@@ -393,12 +394,12 @@ pub fn attend<E: KvElem>(
     assert_eq!(out.len(), k * nq * d, "output length");
     assert!(start + k <= capacity, "positions beyond the cache");
     assert!(
-        d % E::PER == 0,
+        d % K::PER == 0 && d % V::PER == 0,
         "head_dim {d} is not a whole number of cache blocks"
     );
-    // elements per cached row
-    let rs = d / E::PER;
-    assert!(keys.len() >= nkv * capacity * rs && values.len() >= nkv * capacity * rs);
+    // elements per cached row of K and of V
+    let (rk, rv) = (d / K::PER, d / V::PER);
+    assert!(keys.len() >= nkv * capacity * rk && values.len() >= nkv * capacity * rv);
     if k == 0 {
         return;
     }
@@ -409,7 +410,11 @@ pub fn attend<E: KvElem>(
     ensure(&mut scratch.ml, items * rows * 2);
     ensure(&mut scratch.scores, items * rows * TILE);
     // a block type's tile of K and V, dequantized, per item
-    let kv_len = if E::PER > 1 { 2 * TILE * d } else { 0 };
+    let kv_len = if K::PER > 1 || V::PER > 1 {
+        2 * TILE * d
+    } else {
+        0
+    };
     ensure(&mut scratch.tiles, items * kv_len);
     let isa = Isa::detect(d);
     let scale = 1.0 / (d as f32).sqrt();
@@ -436,8 +441,8 @@ pub fn attend<E: KvElem>(
         let i1 = (i0 + plan.rb_size).min(k);
         let item = Item {
             q,
-            keys: &keys[h * capacity * rs..(h + 1) * capacity * rs],
-            values: &values[h * capacity * rs..(h + 1) * capacity * rs],
+            keys: &keys[h * capacity * rk..(h + 1) * capacity * rk],
+            values: &values[h * capacity * rv..(h + 1) * capacity * rv],
             d,
             k,
             scale,
@@ -456,7 +461,7 @@ pub fn attend<E: KvElem>(
             // SAFETY: `Isa::detect` returned Avx2 only after run-time detection of AVX2, FMA
             // and F16C, and only for head_dim a multiple of 8.
             Isa::Avx2 => unsafe { item_avx2(&item, acc, ml, sc, kv) },
-            Isa::Scalar => run_item::<Scalar, E>(&item, acc, ml, sc, kv),
+            Isa::Scalar => run_item::<Scalar, K, V>(&item, acc, ml, sc, kv),
         }
     });
 
@@ -524,11 +529,11 @@ impl Isa {
 }
 
 /// One item's inputs (see the module doc).
-struct Item<'a, E> {
+struct Item<'a, K, V> {
     q: &'a [f32],
     /// This KV head's `[capacity][d]` keys and values.
-    keys: &'a [E],
-    values: &'a [E],
+    keys: &'a [K],
+    values: &'a [V],
     d: usize,
     k: usize,
     scale: f32,
@@ -570,65 +575,77 @@ trait Simd {
 /// The item loop, generic over the primitives (inlined into [`item_avx2`] so the intrinsics are
 /// compiled with its target features).
 #[inline(always)]
-fn run_item<S: Simd, E: KvElem>(
-    it: &Item<'_, E>,
+fn run_item<S: Simd, K: KvElem, V: KvElem>(
+    it: &Item<'_, K, V>,
     acc: &mut [f32],
     ml: &mut [f32],
     sc: &mut [f32],
     kv: &mut [f32],
 ) {
     let d = it.d;
-    // elements per cached row
-    let rs = d / E::PER;
+    // elements per cached row of K and of V
+    let (rk, rv) = (d / K::PER, d / V::PER);
     acc.fill(0.0);
     for pair in ml.chunks_exact_mut(2) {
         pair[0] = f32::NEG_INFINITY;
         pair[1] = 0.0;
     }
+    // a block type's rows of the tile dequantized once, for every row of the item, into `out`
+    // (TILE rows of d); the f32 kernel then reads them
+    fn widen<S: Simd, E: KvElem>(rows: &[E], d: usize, out: &mut [f32]) -> *const f32 {
+        for (j, row) in rows.chunks_exact(d / E::PER).enumerate() {
+            // SAFETY: a row of d values; TILE ≥ j + 1 rows of d in `out`.
+            unsafe { S::dequant(row.as_ptr(), d, out[j * d..].as_mut_ptr()) };
+        }
+        out.as_ptr()
+    }
     let mut t0 = it.key_lo;
     while t0 < it.key_hi {
         let t1 = (t0 + TILE).min(it.key_hi);
-        let (keys, values) = (&it.keys[t0 * rs..t1 * rs], &it.values[t0 * rs..t1 * rs]);
-        if E::PER == 1 {
-            tile::<S, E>(it, t0, t1, keys.as_ptr(), values.as_ptr(), acc, ml, sc);
-        } else {
-            // a block type: the tile's keys and values dequantized once, for every row of the
-            // item, then the f32 kernel
-            let (kt, vt) = kv.split_at_mut(TILE * d);
-            for (j, (k, v)) in keys
-                .chunks_exact(rs)
-                .zip(values.chunks_exact(rs))
-                .enumerate()
-            {
-                // SAFETY: a row of d values each; TILE rows of d in kt / vt.
-                unsafe {
-                    S::dequant(k.as_ptr(), d, kt[j * d..].as_mut_ptr());
-                    S::dequant(v.as_ptr(), d, vt[j * d..].as_mut_ptr());
-                }
+        let (keys, values) = (&it.keys[t0 * rk..t1 * rk], &it.values[t0 * rv..t1 * rv]);
+        let (kt, vt) = kv.split_at_mut(kv.len() / 2);
+        let (kp, vp) = (keys.as_ptr(), values.as_ptr());
+        // per-element types are read in place, block types through their dequantized tile
+        match (K::PER > 1, V::PER > 1) {
+            (false, false) => tile::<S, K, V>(it, t0, t1, kp, vp, acc, ml, sc),
+            (true, false) => {
+                let kp = widen::<S, K>(keys, d, kt);
+                tile::<S, f32, V>(it, t0, t1, kp, vp, acc, ml, sc)
             }
-            tile::<S, f32>(it, t0, t1, kt.as_ptr(), vt.as_ptr(), acc, ml, sc);
+            (false, true) => {
+                let vp = widen::<S, V>(values, d, vt);
+                tile::<S, K, f32>(it, t0, t1, kp, vp, acc, ml, sc)
+            }
+            (true, true) => {
+                let (kp, vp) = (widen::<S, K>(keys, d, kt), widen::<S, V>(values, d, vt));
+                tile::<S, f32, f32>(it, t0, t1, kp, vp, acc, ml, sc)
+            }
         }
         t0 = t1;
     }
 }
 
-/// Keys `t0..t1` of an item (at most [`TILE`]; rows of `d` values at `kp` / `vp`, of `F`, one
-/// value per element):
+/// Keys `t0..t1` of an item (at most [`TILE`]; rows of `d` values at `kp` of `FK` / `vp` of
+/// `FV`, one value per element):
 /// their scores, the online-softmax update and `acc += p · V` for every row of the item.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile<S: Simd, F: KvElem>(
-    it: &Item<'_, impl Sized>,
+fn tile<S: Simd, FK: KvElem, FV: KvElem>(
+    it: &Item<'_, impl Sized, impl Sized>,
     t0: usize,
     t1: usize,
-    kp: *const F,
-    vp: *const F,
+    kp: *const FK,
+    vp: *const FV,
     acc: &mut [f32],
     ml: &mut [f32],
     sc: &mut [f32],
 ) {
     // (run_item instantiates this for block types too, in a branch it never takes)
-    debug_assert_eq!(F::PER, 1, "the kernels take one value per element");
+    debug_assert_eq!(
+        (FK::PER, FV::PER),
+        (1, 1),
+        "the kernels take one value per element"
+    );
     let d = it.d;
     let n_rows = it.i1 - it.i0;
     // visible keys of this tile for row il: t0..min(t1, start+i0+il+1)
@@ -1092,14 +1109,14 @@ mod avx2 {
     /// # Safety
     /// The CPU supports AVX2, FMA and F16C and `d` is a multiple of 8.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn item_avx2<E: KvElem>(
-        it: &Item<'_, E>,
+    pub(super) unsafe fn item_avx2<K: KvElem, V: KvElem>(
+        it: &Item<'_, K, V>,
         acc: &mut [f32],
         ml: &mut [f32],
         sc: &mut [f32],
         kv: &mut [f32],
     ) {
-        run_item::<Avx2, E>(it, acc, ml, sc, kv)
+        run_item::<Avx2, K, V>(it, acc, ml, sc, kv)
     }
 }
 
@@ -1303,16 +1320,17 @@ mod tests {
         }
     }
 
-    /// A cache of `E` (keys `kc`, values `vc`) against an `f32` cache holding the values they
-    /// read back as (`k32`, `v32`): the same output bit for bit, on 1–3 threads and on the vector
-    /// and the portable paths, and within 1e-5 of the f64 reference over those values.
+    /// A cache of keys `kc` (`K`) and values `vc` (`V`) against an `f32` cache holding the
+    /// values they read back as (`k32`, `v32`): the same output bit for bit, on 1–3 threads and
+    /// on the vector and the portable paths, and within 1e-5 of the f64 reference over those
+    /// values.
     #[allow(clippy::too_many_arguments)]
-    fn assert_attends_like_f32<E: KvElem>(
+    fn assert_attends_like_f32<K: KvElem, V: KvElem>(
         shape: AttnShape,
         start: usize,
         k: usize,
         q: &[f32],
-        (kc, vc): (&[E], &[E]),
+        (kc, vc): (&[K], &[V]),
         (k32, v32): (&[f32], &[f32]),
     ) {
         let capacity = k32.len() / (shape.n_kv_heads * shape.head_dim);
@@ -1418,6 +1436,37 @@ mod tests {
                 let (v8, v32) = stored::<E>(n, d, 23);
                 assert_ne!(k32, fill(n, 22), "values were rounded");
                 assert_attends_like_f32(shape, start, k, &q, (&k8, &v8), (&k32, &v32));
+            }
+        }
+    }
+
+    /// Keys and values of different types (llama.cpp's `-ctk` ≠ `-ctv`: per-element or block
+    /// types, either way round) give exactly the output of an `f32` cache holding the values
+    /// each half reads back as, on the vector and the portable paths.
+    #[test]
+    fn mixed_caches_equal_f32_caches_of_each_halfs_values() {
+        mixed_cache_attends_like_f32::<BlockQ8_0, BlockQ4_0>();
+        mixed_cache_attends_like_f32::<BlockQ4_0, BlockQ8_0>();
+        mixed_cache_attends_like_f32::<f16, BlockQ5_1>();
+        mixed_cache_attends_like_f32::<BlockQ4_1, f16>();
+        mixed_cache_attends_like_f32::<f16, f32>();
+        mixed_cache_attends_like_f32::<f32, BlockQ5_0>();
+    }
+
+    fn mixed_cache_attends_like_f32<K: KvElem, V: KvElem>() {
+        for (nq, nkv, d) in [(6, 2, 64), (8, 2, 128)] {
+            let shape = AttnShape {
+                n_heads: nq,
+                n_kv_heads: nkv,
+                head_dim: d,
+            };
+            for (start, k) in [(0, 1), (300, 1), (21, 7), (90, 20)] {
+                let capacity = start + k + 3;
+                let n = nkv * capacity * d;
+                let q = fill(nq * k * d, 31 + start as u64);
+                let (kc, k32) = stored::<K>(n, d, 32);
+                let (vc, v32) = stored::<V>(n, d, 33);
+                assert_attends_like_f32(shape, start, k, &q, (&kc, &vc), (&k32, &v32));
             }
         }
     }

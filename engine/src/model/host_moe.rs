@@ -181,7 +181,10 @@ mod tests {
                 host.layers.iter().any(|l| matches!(l.ffn, Ffn::Sparse(_))),
                 "{name} has sparse layers"
             );
-            let (mut hc, mut bc) = (host.new_cache(16, kv_type), backend.new_cache(16, kv_type));
+            let (mut hc, mut bc) = (
+                host.new_cache(16, kv_type.into()),
+                backend.new_cache(16, kv_type.into()),
+            );
             assert!(
                 crate::model::host::ready(&host, &hc),
                 "{name}: host path taken"

@@ -10,7 +10,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::kv_cache::{KvType, LayerCache};
+use crate::kv_cache::{KvTypes, LayerCache};
 use crate::model::attention::AttentionInputs;
 use crate::model::moe::{SparseMoe, is_sparse_layer};
 use crate::model::mtp::MtpModule;
@@ -309,7 +309,7 @@ impl<B: Backend> Model<B> {
         &self,
         n_layers: usize,
         capacity: usize,
-        kv_type: KvType,
+        kv_type: KvTypes,
     ) -> Vec<LayerCache<B>> {
         let c = &self.config;
         let new = if self.host_kv {
@@ -332,7 +332,7 @@ impl<B: Backend> Model<B> {
     }
 
     /// Fresh per-layer caches for `capacity` positions.
-    pub fn new_cache(&self, capacity: usize, kv_type: KvType) -> Vec<LayerCache<B>> {
+    pub fn new_cache(&self, capacity: usize, kv_type: KvTypes) -> Vec<LayerCache<B>> {
         self.new_cache_layers(self.config.num_hidden_layers, capacity, kv_type)
     }
 

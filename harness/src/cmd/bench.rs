@@ -14,7 +14,7 @@ use anyhow::Context;
 use specsweep_engine::quant::Isa;
 use specsweep_engine::random::{RandomWeights, resolve_config};
 use specsweep_engine::roofline::measure_device_bandwidth;
-use specsweep_engine::{Engine, KvCache, KvType};
+use specsweep_engine::{Engine, KvCache, KvTypes};
 
 use super::model_opts::DeviceOpts;
 
@@ -102,9 +102,10 @@ pub struct Args {
     /// Seed for random weights and input tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// KV cache element types, as llama-bench's `-ctk/-ctv` (one type for K and V): f32 (the
-    /// reference numerics) | f16 (llama.cpp's default) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 (ggml's blocks of
-    /// CPU only); a list forms a matrix axis.
+    /// KV cache element types, as llama-bench's `-ctk/-ctv`: f32 (the reference numerics) | f16
+    /// (llama.cpp's default) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 (ggml's blocks of 32, CPU only)
+    /// for K and V alike, or `K/V` (`q8_0/q4_0`: `-ctk q8_0 -ctv q4_0`); a list forms a matrix
+    /// axis.
     #[arg(long = "kv-type", value_delimiter = ',', default_value = "f32")]
     pub kv_type: Vec<String>,
     /// Bytes of the buffer read to measure memory bandwidth (MiB).
@@ -307,16 +308,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .kv_type
         .iter()
         .map(|t| {
-            t.parse::<KvType>()
+            t.parse::<KvTypes>()
                 .map_err(|e| anyhow::anyhow!("--kv-type: {e}"))
         })
-        .collect::<anyhow::Result<Vec<KvType>>>()?;
+        .collect::<anyhow::Result<Vec<KvTypes>>>()?;
     let device = DeviceOpts {
         device: args.device.clone(),
         threads: None,
         dtype: args.dtype.clone(),
         quant: args.quant.clone(),
-        kv_type: KvType::default().to_string(),
+        kv_type: KvTypes::default().to_string(),
     };
     let thread_list: Vec<Option<usize>> = if args.threads.is_empty() {
         vec![None]
@@ -369,7 +370,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let weight_bytes = engine.weight_bytes_per_token();
         let held_bytes = engine.weight_bytes();
         let file_bytes = model_path.as_deref().and_then(weights_file_bytes);
-        let kv_bytes = |kv: KvType, capacity: usize| {
+        let kv_bytes = |kv: KvTypes, capacity: usize| {
             let c = engine.config();
             kv.cache_bytes(
                 c.num_hidden_layers,
@@ -381,7 +382,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let first_result = results.len();
         let mut max_kv = 0u64;
         let row =
-            |kv: KvType, test: String, n_prompt, n_gen, n_depth, samples: Vec<(f64, u128)>| {
+            |kv: KvTypes, test: String, n_prompt, n_gen, n_depth, samples: Vec<(f64, u128)>| {
                 let ts: Vec<f64> = samples.iter().map(|s| s.0).collect();
                 let (avg_ts, stddev_ts) = mean_std(&ts);
                 let roof = bandwidth
@@ -393,8 +394,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     kernels: Isa::detect().name().to_string(),
                     layout: specsweep_engine::quant::kernel_layout().to_string(),
                     dtype: choice.label(),
-                    type_k: kv.to_string(),
-                    type_v: kv.to_string(),
+                    type_k: kv.k.to_string(),
+                    type_v: kv.v.to_string(),
                     test,
                     n_prompt,
                     n_gen,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use specsweep_engine::quant::{QuantFormat, WeightQuant};
-use specsweep_engine::{DType, DeviceSpec, Engine, KvType, LoadOptions};
+use specsweep_engine::{DType, DeviceSpec, Engine, KvTypes, LoadOptions};
 
 /// Where and how to load the model.
 #[derive(Debug, Clone, clap::Args)]
@@ -38,7 +38,8 @@ pub struct DeviceOpts {
     pub quant: Option<String>,
     /// KV cache element type: f32 (the reference numerics) | f16 (half the cache bytes; llama.cpp's
     /// default `-ctk/-ctv f16`) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 (ggml's blocks of 32: 34 / 18 /
-    /// 20 / 22 / 24 bytes per 32 values against f32's 128; CPU only, head_dim a multiple of 32).
+    /// 20 / 22 / 24 bytes per 32 values against f32's 128; CPU only, head_dim a multiple of 32);
+    /// `K/V` for different key and value types (`q8_0/q4_0` = `-ctk q8_0 -ctv q4_0`).
     #[arg(long, default_value = "f32")]
     pub kv_type: String,
 }
@@ -131,7 +132,7 @@ impl DeviceOpts {
     }
 
     /// The `--kv-type` value, parsed.
-    pub fn kv_type(&self) -> anyhow::Result<KvType> {
+    pub fn kv_type(&self) -> anyhow::Result<KvTypes> {
         self.kv_type
             .parse()
             .map_err(|e: String| anyhow::anyhow!("--kv-type: {e}"))
