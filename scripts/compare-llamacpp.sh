@@ -6,8 +6,9 @@
 #
 # Runs both tools with the same test matrix (pp128, tg64 at depths 0 and 2048,
 # 2 threads, 3 repetitions, an f16 KV cache as llama-bench's default; override with
-# P, N, D, T, R and KV (f16 | f32 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1: llama-bench -ctk/-ctv, specsweep --kv-type;
-# q8_0 adds llama-bench -fa 1, which a quantized V cache needs) env vars), then joins the JSON outputs on (n_prompt, n_gen, n_depth) and prints a
+# P, N, D, T, R and KV (f16 | f32 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl: llama-bench -ctk/-ctv,
+# specsweep --kv-type; K/V such as q8_0/q4_0 for different key and value types; a block type adds
+# llama-bench -fa 1, which a quantized V cache needs) env vars), then joins the JSON outputs on (n_prompt, n_gen, n_depth) and prints a
 # markdown table: llama.cpp avg_ts, specsweep avg_ts and specsweep/llama.cpp ratio.
 # The specsweep binary is ${SPECSWEEP:-/var/tmp/specsweep-target/debug/specsweep}.
 set -euo pipefail
@@ -33,8 +34,8 @@ FA=()
 for t in "$CTK" "$CTV"; do
   case "$t" in
     f16|f32) ;;
-    q8_0|q4_0|q4_1|q5_0|q5_1) FA=(-fa 1) ;;  # llama.cpp quantizes a V cache only with flash attention
-    *) echo "error: KV must be f16, f32, q8_0, q4_0, q4_1, q5_0 or q5_1, or K/V of two of them, got: $KV" >&2; exit 2 ;;
+    q8_0|q4_0|q4_1|q5_0|q5_1|iq4_nl) FA=(-fa 1) ;;  # llama.cpp quantizes a V cache only with flash attention
+    *) echo "error: KV must be f16, f32, q8_0, q4_0, q4_1, q5_0, q5_1 or iq4_nl, or K/V of two of them, got: $KV" >&2; exit 2 ;;
   esac
 done
 

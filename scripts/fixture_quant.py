@@ -1,6 +1,12 @@
 """Quantized-block test vectors (issue #3): tests/fixtures/quant/<TYPE>.bin + <TYPE>.json, and
 quantizer test vectors (issue #8): tests/fixtures/quantize/<TYPE>.json.
 
+IQ4_NL (a KV cache type) has no quantizer in gguf-py: its blocks come from llama.cpp's own
+`quantize_row_iq4_nl_ref` (what its CPU backend applies when writing an iq4_nl KV cache), called
+through ctypes from a llama.cpp build's libggml-base.so named by the LIBGGML_BASE environment
+variable (build llama.cpp outside this repository, see scripts/compare-llamacpp.sh), with
+gguf-py's dequantized values beside them.
+
 For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
 a few blocks of random bytes are written, with every f16 scale field overwritten by a random
 finite f16 (so the blocks are valid: no inf/NaN scales), next to the float32 values that gguf-py's
@@ -11,7 +17,9 @@ qs[128]; block_q6_K: ql[128], qh[64], scales[16], d; ...).
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -103,6 +111,43 @@ def quantize_inputs(rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(blocks).astype(np.float32)
 
 
+# ggml's kvalues_iq4nl
+IQ4_NL_GRID = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+
+
+def iq4_nl_inputs(rng: np.random.Generator) -> np.ndarray:
+    """quantize_inputs without its all-zero block (ggml leaves a zero block's nibbles as whatever
+    its index buffer last held: only its values, all 0, are defined), plus a block that puts every
+    value exactly on a level or halfway between two, and a zero (-127 first, so the first scale
+    is 1: the halfway values are ties, which ggml's best_index_int8 gives the upper level)."""
+    base = quantize_inputs(rng).reshape(-1, 32)
+    grid = np.array(IQ4_NL_GRID, dtype=np.float64)
+    halfway = (grid[:-1] + grid[1:]) / 2.0
+    exact = np.concatenate([[-127.0], grid[1:], halfway, [0.0]])
+    blocks = [b for b in base if b.any()] + [exact]
+    if any(b.shape != (32,) for b in blocks):
+        raise RuntimeError("every input block must hold 32 values")
+    return np.concatenate(blocks).astype(np.float32)
+
+
+def llamacpp_iq4_nl(values: np.ndarray) -> bytes:
+    """llama.cpp's quantize_row_iq4_nl_ref of `values` (float32, a multiple of 32)."""
+    lib_path = os.environ.get("LIBGGML_BASE")
+    if not lib_path:
+        raise RuntimeError(
+            "IQ4_NL: set LIBGGML_BASE to a llama.cpp build's libggml-base.so (its quantizer is the "
+            "reference; gguf-py has none)"
+        )
+    lib = ctypes.CDLL(lib_path)
+    fn = lib.quantize_row_iq4_nl_ref
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    fn.restype = None
+    x = np.ascontiguousarray(values, dtype=np.float32)
+    out = np.zeros(x.size // 32 * 18, dtype=np.uint8)
+    fn(x.ctypes.data, out.ctypes.data, x.size)
+    return out.tobytes()
+
+
 def gen_quantize(out_root: Path) -> None:
     out = fresh_dir(out_root / "quantize")
     rng = np.random.default_rng(QUANTIZE_SEED)
@@ -119,3 +164,16 @@ def gen_quantize(out_root: Path) -> None:
         }
         (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
         print(f"quantize/{name}: {values.size} values, {blocks.size} bytes")
+    values = iq4_nl_inputs(np.random.default_rng(QUANTIZE_SEED))
+    blocks = llamacpp_iq4_nl(values)
+    back = dequantize(np.frombuffer(blocks, dtype=np.uint8), GGMLQuantizationType.IQ4_NL)
+    doc = {
+        "type": "IQ4_NL",
+        "input": [float(v) for v in values],
+        "blocks_hex": blocks.hex(),
+        "values": [float(v) for v in back.astype(np.float32)],
+        "notes": "blocks_hex = llama.cpp's quantize_row_iq4_nl_ref (libggml-base.so, ctypes) of "
+        "input (float32); values = gguf-py (PyPI gguf) gguf.quants.dequantize of those blocks",
+    }
+    (out / "IQ4_NL.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    print(f"quantize/IQ4_NL: {values.size} values, {len(blocks)} bytes")

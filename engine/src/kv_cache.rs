@@ -7,19 +7,21 @@
 //! tensor) or, for the CPU backend, in host vectors read by
 //! [`cpu_attention::attend`](crate::model::cpu_attention::attend) ([`HostKv`], issue #8).
 //!
-//! The element type is the cache's own choice ([`KvType`], llama.cpp's `--cache-type-k/-v`):
-//! `f32` by default — the reference numerics, what the logit-parity tests compare — `f16`,
-//! llama.cpp's default, at half the bytes held and read at depth, or (CPU only) ggml's blocks of
-//! 32 values: `q8_0` (8-bit, 34 bytes), `q4_0` / `q5_0` (4/5-bit, 18 / 22 bytes) and `q4_1` /
-//! `q5_1` (4/5-bit with a minimum, 20 / 24 bytes). Values are rounded once, when written; the attention reads them widened
-//! to `f32`.
+//! The element types are the cache's own choice, one for K and one for V ([`KvTypes`] of two
+//! [`KvType`]s, llama.cpp's `--cache-type-k` / `--cache-type-v`): `f32` by default — the reference
+//! numerics, what the logit-parity tests compare — `f16`, llama.cpp's default, at half the bytes
+//! held and read at depth, or (CPU only) ggml's blocks of 32 values: `q8_0` (8-bit, 34 bytes),
+//! `q4_0` / `q5_0` (4/5-bit, 18 / 22 bytes), `q4_1` / `q5_1` (4/5-bit with a minimum, 20 / 24
+//! bytes) and `iq4_nl` (4-bit indices into a non-linear grid, 18 bytes). Values are rounded
+//! once, when written; the attention reads them widened to `f32`.
 
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 use half::f16;
 
 use crate::error::{EngineError, Result};
 use crate::model::cpu_attention::{
-    AttnScratch, AttnShape, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, KvElem, attend,
+    AttnScratch, AttnShape, BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+    KvElem, attend,
 };
 
 /// Element type of a KV cache.
@@ -46,11 +48,15 @@ pub enum KvType {
     /// ggml's `q5_1`: blocks of 32 5-bit values `d · q + m` with `f16` scale and minimum (24
     /// bytes per 32 values, `-ctk q5_1 -ctv q5_1`). Host caches only, as `q8_0`.
     Q5_1,
+    /// ggml's `iq4_nl`: blocks of 32 4-bit indices into a fixed non-linear grid of 16 levels with
+    /// an `f16` scale (18 bytes per 32 values, `-ctk iq4_nl -ctv iq4_nl`), quantized as
+    /// llama.cpp's CPU backend writes its cache. Host caches only, as `q8_0`.
+    Iq4Nl,
 }
 
 impl KvType {
     /// Every type, in the order help texts list them.
-    pub const ALL: [KvType; 7] = [
+    pub const ALL: [KvType; 8] = [
         KvType::F32,
         KvType::F16,
         KvType::Q8_0,
@@ -58,6 +64,7 @@ impl KvType {
         KvType::Q4_1,
         KvType::Q5_0,
         KvType::Q5_1,
+        KvType::Iq4Nl,
     ];
 
     /// Bytes of one cached row of `head_dim` values (one head, one position; K or V).
@@ -70,6 +77,7 @@ impl KvType {
             KvType::Q4_1 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ4_1>(),
             KvType::Q5_0 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ5_0>(),
             KvType::Q5_1 => head_dim.div_ceil(32) * std::mem::size_of::<BlockQ5_1>(),
+            KvType::Iq4Nl => head_dim.div_ceil(32) * std::mem::size_of::<BlockIq4Nl>(),
         }
     }
 
@@ -101,6 +109,7 @@ impl std::fmt::Display for KvType {
             KvType::Q4_1 => "q4_1",
             KvType::Q5_0 => "q5_0",
             KvType::Q5_1 => "q5_1",
+            KvType::Iq4Nl => "iq4_nl",
         })
     }
 }
@@ -117,8 +126,10 @@ impl std::str::FromStr for KvType {
             "q4_1" => Ok(KvType::Q4_1),
             "q5_0" => Ok(KvType::Q5_0),
             "q5_1" => Ok(KvType::Q5_1),
+            "iq4_nl" => Ok(KvType::Iq4Nl),
             _ => Err(format!(
-                "unknown KV cache type `{s}` (expected f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1)"
+                "unknown KV cache type `{s}` (expected f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1 or \
+                 iq4_nl)"
             )),
         }
     }
@@ -200,6 +211,7 @@ enum HostBuf {
     Q4_1(Vec<BlockQ4_1>),
     Q5_0(Vec<BlockQ5_0>),
     Q5_1(Vec<BlockQ5_1>),
+    Iq4Nl(Vec<BlockIq4Nl>),
 }
 
 /// `$body` with `$rows` bound to the elements of whichever type `$buf` (a [`HostBuf`], by value
@@ -214,6 +226,7 @@ macro_rules! with_rows {
             HostBuf::Q4_1($rows) => $body,
             HostBuf::Q5_0($rows) => $body,
             HostBuf::Q5_1($rows) => $body,
+            HostBuf::Iq4Nl($rows) => $body,
         }
     };
 }
@@ -232,6 +245,7 @@ impl HostBuf {
             KvType::Q4_1 => zeroed(n, HostBuf::Q4_1),
             KvType::Q5_0 => zeroed(n, HostBuf::Q5_0),
             KvType::Q5_1 => zeroed(n, HostBuf::Q5_1),
+            KvType::Iq4Nl => zeroed(n, HostBuf::Iq4Nl),
         }
     }
 
@@ -245,6 +259,7 @@ impl HostBuf {
             HostBuf::Q4_1(_) => KvType::Q4_1,
             HostBuf::Q5_0(_) => KvType::Q5_0,
             HostBuf::Q5_1(_) => KvType::Q5_1,
+            HostBuf::Iq4Nl(_) => KvType::Iq4Nl,
         }
     }
 
@@ -769,8 +784,8 @@ mod tests {
         for t in KvType::ALL {
             assert_eq!(t.to_string().parse::<KvType>(), Ok(t));
         }
-        let err = "iq4_nl".parse::<KvType>().unwrap_err();
-        assert!(err.contains("iq4_nl") && err.contains("q5_1"), "{err}");
+        let err = "iq4_xs".parse::<KvType>().unwrap_err();
+        assert!(err.contains("iq4_xs") && err.contains("iq4_nl"), "{err}");
         // Qwen2.5-Coder-1.5B: 28 layers, 2 KV heads of 128, 2048 positions
         let bytes = |t: KvTypes| t.cache_bytes(28, 2, 128, 2048);
         assert_eq!(bytes(KvType::F16.into()), 58_720_256);
@@ -785,7 +800,14 @@ mod tests {
         assert_eq!(KvType::Q4_1.row_bytes(64), 2 * 20);
         assert_eq!(KvType::Q5_0.row_bytes(64), 2 * 22);
         assert_eq!(KvType::Q5_1.row_bytes(32), 24);
-        for block in [KvType::Q4_0, KvType::Q4_1, KvType::Q5_0, KvType::Q5_1] {
+        assert_eq!(KvType::Iq4Nl.row_bytes(64), 2 * 18);
+        for block in [
+            KvType::Q4_0,
+            KvType::Q4_1,
+            KvType::Q5_0,
+            KvType::Q5_1,
+            KvType::Iq4Nl,
+        ] {
             assert!(block.unsupported(64, true).is_none());
             assert!(block.unsupported(48, true).unwrap().contains("48"));
             assert!(block.unsupported(64, false).unwrap().contains("CPU"));
@@ -813,13 +835,13 @@ mod tests {
                 assert_eq!(t.to_string().contains('/'), k != v);
             }
         }
-        for bad in ["q8_0/iq4_nl", "q8_0/", "/q4_0", "q8_0/q4_0/f16"] {
+        for bad in ["q8_0/iq4_xs", "q8_0/", "/q4_0", "q8_0/q4_0/f16"] {
             let err = bad.parse::<KvTypes>().unwrap_err();
             assert!(err.contains(bad), "{bad}: {err}");
         }
-        let err = "iq4_nl/q4_0".parse::<KvTypes>().unwrap_err();
-        assert!(err.contains("K type") && err.contains("iq4_nl"), "{err}");
-        let err = "q8_0/iq4_nl".parse::<KvTypes>().unwrap_err();
+        let err = "iq4_xs/q4_0".parse::<KvTypes>().unwrap_err();
+        assert!(err.contains("K type") && err.contains("iq4_xs"), "{err}");
+        let err = "q8_0/iq4_xs".parse::<KvTypes>().unwrap_err();
         assert!(err.contains("V type"), "{err}");
         // a block type on either side is refused where blocks are
         let why = pair(KvType::F16, KvType::Q4_0)
@@ -885,7 +907,15 @@ mod tests {
             (KvType::Q5_0, QuantFormat::Q5_0, 2.0 / 16.0),
             (KvType::Q5_1, QuantFormat::Q5_1, 2.0 / 31.0),
         ] {
-            holds_ggml_blocks(kv_type, format, step, |buf| match buf {
+            let codec = (
+                |x: &[f32]| {
+                    let mut out = Vec::new();
+                    crate::quant::quantize_into(format, x, &mut out).unwrap();
+                    out
+                },
+                |b: &[u8], out: &mut [f32]| crate::quant::dequantize_into(format, b, out),
+            );
+            holds_ggml_blocks(kv_type, codec, step, |buf| match buf {
                 HostBuf::Q8_0(rows) => bytes(rows),
                 HostBuf::Q4_0(rows) => bytes(rows),
                 HostBuf::Q4_1(rows) => bytes(rows),
@@ -894,6 +924,27 @@ mod tests {
                 _ => panic!("{kv_type} holds blocks"),
             });
         }
+        // iq4_nl: llama.cpp's blocks (quant::iq4_nl, checked against its library's bytes); a
+        // value within half the widest gap of its 16 levels, or the clamp at the top one
+        use crate::quant::iq4_nl;
+        let codec = (
+            |x: &[f32]| {
+                let mut out = vec![0u8; x.len() / 32 * iq4_nl::BLOCK_BYTES];
+                for (x, b) in x.chunks(32).zip(out.chunks_mut(iq4_nl::BLOCK_BYTES)) {
+                    iq4_nl::quantize_block(x, b);
+                }
+                out
+            },
+            |b: &[u8], out: &mut [f32]| {
+                for (b, o) in b.chunks(iq4_nl::BLOCK_BYTES).zip(out.chunks_mut(32)) {
+                    iq4_nl::dequantize_block(b, o);
+                }
+            },
+        );
+        holds_ggml_blocks(KvType::Iq4Nl, codec, 2.0 * 14.0 / 127.0, |buf| match buf {
+            HostBuf::Iq4Nl(rows) => rows.iter().flat_map(|b| b.0).collect(),
+            _ => panic!("iq4_nl holds blocks"),
+        });
     }
 
     /// The check of [`block_caches_hold_ggml_blocks_of_each_row`] for one type: `held` gives a
@@ -901,11 +952,10 @@ mod tests {
     /// and some) of the written ones.
     fn holds_ggml_blocks(
         kv_type: KvType,
-        format: crate::quant::QuantFormat,
+        (quantize, dequantize): (impl Fn(&[f32]) -> Vec<u8>, impl Fn(&[u8], &mut [f32])),
         step: f32,
         held: impl Fn(&HostBuf) -> Vec<u8>,
     ) {
-        use crate::quant::{dequantize_into, quantize_into};
         let (heads, d, cap) = (2, 64, 6);
         let row = |h: usize, p: usize| -> Vec<f32> {
             (0..d)
@@ -930,8 +980,7 @@ mod tests {
         let row_bytes = kv_type.row_bytes(d);
         for h in 0..heads {
             for p in 1..4 {
-                let mut ggml = Vec::new();
-                quantize_into(format, &row(h, p), &mut ggml).unwrap();
+                let ggml = quantize(&row(h, p));
                 let at = (h * cap + p) * row_bytes;
                 assert_eq!(
                     ks[at..at + row_bytes],
@@ -945,9 +994,7 @@ mod tests {
             for p in 0..4 {
                 let mut want = vec![0.0f32; d];
                 if p > 0 {
-                    let mut ggml = Vec::new();
-                    quantize_into(format, &row(h, p), &mut ggml).unwrap();
-                    dequantize_into(format, &ggml, &mut want);
+                    dequantize(&quantize(&row(h, p)), &mut want);
                 }
                 let got = &keys[(h * 4 + p) * d..(h * 4 + p + 1) * d];
                 assert_eq!(got, &want[..], "{kv_type} head {h} position {p}");

@@ -73,7 +73,7 @@ pub const AXES: &[AxisDef] = &[
         name: "kv_type",
         kind: AxisKind::Str,
         modes: None,
-        help: "KV cache element type: f32 (absent; the reference numerics), f16 (llama.cpp's default), or ggml's blocks of 32 (CPU only, head_dim a multiple of 32): q8_0, q4_0, q4_1, q5_0, q5_1; K/V for different key and value types (q8_0/q4_0 = llama.cpp's -ctk q8_0 -ctv q4_0)",
+        help: "KV cache element type: f32 (absent; the reference numerics), f16 (llama.cpp's default), or ggml's blocks of 32 (CPU only, head_dim a multiple of 32): q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl; K/V for different key and value types (q8_0/q4_0 = llama.cpp's -ctk q8_0 -ctv q4_0)",
     },
     AxisDef {
         name: "threads",

@@ -406,9 +406,9 @@ mod tests {
         let e = expand_text("[axes]\nmodel = [\"m\"]\n[[include]]\ndraft_max = 3\n").unwrap_err();
         assert_eq!(e.key, "include[0].draft_max");
         let e =
-            expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f16\", \"iq4_nl\"]\n").unwrap_err();
+            expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"f16\", \"iq4_xs\"]\n").unwrap_err();
         assert_eq!(e.key, "kv_type");
-        assert!(e.to_string().contains("iq4_nl"), "{e}");
+        assert!(e.to_string().contains("iq4_xs"), "{e}");
         let e = expand_text("[axes]\nmodel = [\"m\"]\nkv_type = [\"q8_0/q3_k\"]\n").unwrap_err();
         assert_eq!(e.key, "kv_type");
         assert!(

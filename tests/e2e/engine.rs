@@ -273,7 +273,7 @@ fn bench_reports_llama_bench_fields_and_the_roofline() {
     );
 }
 
-/// `--kv-type f32,f16,q8_0,q4_0,q4_1,q5_0,q5_1` is a matrix axis (llama-bench's `-ctk/-ctv`): every test once per
+/// `--kv-type f32,f16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl` is a matrix axis (llama-bench's `-ctk/-ctv`): every test once per
 /// type, named in `type_k` / `type_v`, and the largest cache counted at the type's bytes.
 #[test]
 fn bench_kv_type_is_an_axis() {
@@ -302,7 +302,11 @@ fn bench_kv_type_is_an_axis() {
         args.extend_from_slice(extra);
         ok_json(&args)
     };
-    let got = bench("0,16", "f32,f16,q8_0,q4_0,q4_1,q5_0,q5_1", &["-v", "2"]);
+    let got = bench(
+        "0,16",
+        "f32,f16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl",
+        &["-v", "2"],
+    );
     let rows: Vec<(String, u64, String)> = got
         .as_array()
         .unwrap()
@@ -318,7 +322,9 @@ fn bench_kv_type_is_an_axis() {
         .collect();
     let mut want = Vec::new();
     for d in [0, 16] {
-        for t in ["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] {
+        for t in [
+            "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl",
+        ] {
             for test in ["pp8", "tg2", "verify1", "verify3"] {
                 want.push((test.to_string(), d, t.to_string()));
             }
@@ -340,8 +346,14 @@ fn bench_kv_type_is_an_axis() {
         q8[0]["kv_cache_bytes"].as_u64(),
         Some(want_bytes / 4 / 32 * 34)
     );
-    // q4_0 / q4_1 / q5_0 / q5_1: 18 / 20 / 22 / 24 bytes per 32 values
-    for (t, bytes) in [("q4_0", 18), ("q4_1", 20), ("q5_0", 22), ("q5_1", 24)] {
+    // q4_0 / q4_1 / q5_0 / q5_1 / iq4_nl: 18 / 20 / 22 / 24 / 18 bytes per 32 values
+    for (t, bytes) in [
+        ("q4_0", 18),
+        ("q4_1", 20),
+        ("q5_0", 22),
+        ("q5_1", 24),
+        ("iq4_nl", 18),
+    ] {
         let q4 = bench("16", t, &[]);
         assert_eq!(q4[0]["type_v"], t);
         assert_eq!(
@@ -376,9 +388,9 @@ fn bench_kv_type_is_an_axis() {
             "-n",
             "0",
             "--kv-type",
-            "iq4_nl",
+            "iq4_xs",
         ],
-        &["--kv-type", "iq4_nl"],
+        &["--kv-type", "iq4_xs"],
     );
     check_error(
         &[
@@ -390,9 +402,9 @@ fn bench_kv_type_is_an_axis() {
             "-n",
             "0",
             "--kv-type",
-            "q8_0/iq4_nl",
+            "q8_0/iq4_xs",
         ],
-        &["--kv-type", "q8_0/iq4_nl", "V type"],
+        &["--kv-type", "q8_0/iq4_xs", "V type"],
     );
     // q8_0 blocks need heads of whole blocks: llama-tiny's are 16 wide
     check_error(

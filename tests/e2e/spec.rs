@@ -136,8 +136,10 @@ fn greedy_speculative_output_with_a_rounded_cache_equals_plain_greedy() {
         "q4_1",
         "q5_0",
         "q5_1",
+        "iq4_nl",
         "q8_0/q4_0",
         "f16/q5_1",
+        "q8_0/iq4_nl",
     ] {
         let kv_flags = ["--kv-type", kv];
         for prompt in PROMPTS {
@@ -161,9 +163,9 @@ fn greedy_speculative_output_with_a_rounded_cache_equals_plain_greedy() {
             "--prompt",
             "hi",
             "--kv-type",
-            "iq4_nl",
+            "iq4_xs",
         ],
-        &["--kv-type", "iq4_nl"],
+        &["--kv-type", "iq4_xs"],
     );
     // q8_0 blocks are 32 values of one head's row: llama-tiny's heads are 16 wide
     check_error(

@@ -37,6 +37,7 @@ use rayon::prelude::*;
 
 use crate::quant::QuantFormat;
 use crate::quant::interleave32 as iq;
+use crate::quant::iq4_nl;
 
 /// An element type the cache may store: widened to `f32` as it is read.
 ///
@@ -240,6 +241,56 @@ impl<const F: u8, const BYTES: usize> KvElem for Block32<F, BYTES> {
     unsafe fn min8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
         // SAFETY: as `scale8`, the minimum at its offset in the block (only when HAS_MIN).
         unsafe { avx2::load_half8((row.add(e) as *const u8).add(Self::FIELDS.0)) }
+    }
+}
+
+/// ggml's `iq4_nl`: an `f16` scale and 32 4-bit indices into a fixed non-linear grid of 16
+/// levels (`crate::quant::iq4_nl`), 18 bytes; a value is `d · GRID[q]`, exact in `f32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct BlockIq4Nl(pub [u8; iq4_nl::BLOCK_BYTES]);
+
+impl KvElem for BlockIq4Nl {
+    const PER: usize = 32;
+    const ZERO: Self = Self([0; iq4_nl::BLOCK_BYTES]);
+
+    fn put_row(dst: &mut [Self], src: &[f32]) {
+        for (b, x) in dst.iter_mut().zip(src.chunks_exact(32)) {
+            iq4_nl::quantize_block(x, &mut b.0);
+        }
+    }
+
+    fn to_f32(row: &[Self], out: &mut [f32]) {
+        for (b, o) in row.iter().zip(out.chunks_exact_mut(32)) {
+            iq4_nl::dequantize_block(&b.0, o);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn get(row: *const Self, c: usize) -> f32 {
+        let mut values = [0.0f32; 32];
+        // SAFETY: forwarded (value c lies in block c / 32 of the row).
+        iq4_nl::dequantize_block(unsafe { &(*row.add(c / 32)).0 }, &mut values);
+        values[c % 32]
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(row: *const Self, c: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded: block c / 32 exists; values c..c + 8 (c a multiple of 8) are 8
+        // nibbles of one half of its 16 index bytes, which follow the 2-byte scale.
+        unsafe {
+            let b = row.add(c / 32) as *const u8;
+            let j = c % 32;
+            avx2::load_iq4_nl8(b.add(2 + j % 16), j >= 16)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn scale8(row: *const Self, e: usize) -> std::arch::x86_64::__m256 {
+        // SAFETY: forwarded (element e of the row exists; F16C enabled in the caller).
+        unsafe { avx2::load_half8(row.add(e) as *const u8) }
     }
 }
 
@@ -880,6 +931,25 @@ mod avx2 {
         }
     }
 
+    /// Eight `iq4_nl` levels as floats: [`nibbles8`] looked up in the 16-level grid (two 8-lane
+    /// permutes, picked by the index's bit 3).
+    #[inline(always)]
+    pub(super) unsafe fn load_iq4_nl8(p: *const u8, high: bool) -> __m256 {
+        let g = crate::quant::iq4_nl::GRID.map(f32::from);
+        // SAFETY: forwarded.
+        unsafe {
+            let q = nibbles8(p, high);
+            let lo = _mm256_setr_ps(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]);
+            let hi = _mm256_setr_ps(g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+            let upper = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(q));
+            _mm256_blendv_ps(
+                _mm256_permutevar8x32_ps(lo, q),
+                _mm256_permutevar8x32_ps(hi, q),
+                upper,
+            )
+        }
+    }
+
     /// Eight 5-bit values as floats minus `offset`: [`nibbles8`] with bit `i` of `fifth` as
     /// lane `i`'s bit 4 (a `q5_0` / `q5_1` block's values `c..c + 8`).
     #[inline(always)]
@@ -1419,6 +1489,7 @@ mod tests {
         block_cache_attends_like_f32::<BlockQ4_1>();
         block_cache_attends_like_f32::<BlockQ5_0>();
         block_cache_attends_like_f32::<BlockQ5_1>();
+        block_cache_attends_like_f32::<BlockIq4Nl>();
     }
 
     fn block_cache_attends_like_f32<E: KvElem>() {
@@ -1451,6 +1522,7 @@ mod tests {
         mixed_cache_attends_like_f32::<BlockQ4_1, f16>();
         mixed_cache_attends_like_f32::<f16, f32>();
         mixed_cache_attends_like_f32::<f32, BlockQ5_0>();
+        mixed_cache_attends_like_f32::<BlockQ8_0, BlockIq4Nl>();
     }
 
     fn mixed_cache_attends_like_f32<K: KvElem, V: KvElem>() {

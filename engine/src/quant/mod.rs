@@ -25,6 +25,7 @@ mod dequant;
 mod format;
 mod interleave;
 pub(crate) mod interleave32;
+pub mod iq4_nl;
 mod linear;
 mod matmul;
 mod matrix;

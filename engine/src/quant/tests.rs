@@ -369,6 +369,30 @@ fn quantizers_give_gguf_py_blocks() {
     }
 }
 
+/// The `iq4_nl` quantizer gives llama.cpp's own blocks (`quantize_row_iq4_nl_ref`, from its
+/// library: gguf-py has no quantizer for it) on the same kinds of inputs plus a block of exact
+/// levels and ties, and the blocks read back as gguf-py's dequantized values.
+#[test]
+fn iq4_nl_quantizer_gives_llamacpp_blocks_and_gguf_py_values() {
+    use super::iq4_nl::{BLOCK_BYTES, dequantize_block, quantize_block};
+    let (json, input) = fixture_json("quantize", "IQ4_NL", "input");
+    let (_, values) = fixture_json("quantize", "IQ4_NL", "values");
+    let hex = json["blocks_hex"].as_str().expect("blocks_hex");
+    let want: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    assert_eq!(want.len(), input.len() / 32 * BLOCK_BYTES);
+    for (b, (x, w)) in input.chunks(32).zip(want.chunks(BLOCK_BYTES)).enumerate() {
+        let mut got = [0u8; BLOCK_BYTES];
+        quantize_block(x, &mut got);
+        assert_eq!(&got[..], w, "iq4_nl block {b}");
+        let mut back = [0.0f32; 32];
+        dequantize_block(w, &mut back);
+        assert_eq!(&back[..], &values[b * 32..(b + 1) * 32], "iq4_nl block {b}");
+    }
+}
+
 #[test]
 fn fixture_blocks_multiply_like_gguf_py_values() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quant");

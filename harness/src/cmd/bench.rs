@@ -103,7 +103,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// KV cache element types, as llama-bench's `-ctk/-ctv`: f32 (the reference numerics) | f16
-    /// (llama.cpp's default) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 (ggml's blocks of 32, CPU only)
+    /// (llama.cpp's default) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl (ggml's blocks of 32, CPU
+    /// only)
     /// for K and V alike, or `K/V` (`q8_0/q4_0`: `-ctk q8_0 -ctv q4_0`); a list forms a matrix
     /// axis.
     #[arg(long = "kv-type", value_delimiter = ',', default_value = "f32")]

@@ -37,8 +37,9 @@ pub struct DeviceOpts {
     #[arg(long)]
     pub quant: Option<String>,
     /// KV cache element type: f32 (the reference numerics) | f16 (half the cache bytes; llama.cpp's
-    /// default `-ctk/-ctv f16`) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 (ggml's blocks of 32: 34 / 18 /
-    /// 20 / 22 / 24 bytes per 32 values against f32's 128; CPU only, head_dim a multiple of 32);
+    /// default `-ctk/-ctv f16`) | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl (ggml's blocks of 32:
+    /// 34 / 18 / 20 / 22 / 24 / 18 bytes per 32 values against f32's 128; CPU only, head_dim a
+    /// multiple of 32);
     /// `K/V` for different key and value types (`q8_0/q4_0` = `-ctk q8_0 -ctv q4_0`).
     #[arg(long, default_value = "f32")]
     pub kv_type: String,
