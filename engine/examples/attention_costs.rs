@@ -1,7 +1,7 @@
 //! Cost of the CPU attention kernel (`model::cpu_attention::attend`) at depth, in CPU time of one
 //! thread (`/proc/thread-self/schedstat`), so A/B runs survive a shared machine.
 //!
-//! For each head shape and cache element type (`f32`, `f16`, `q8_0`, `q4_0`, `q5_1`) it times `k` query rows against `depth` cached
+//! For each head shape and cache element type (`f32`, `f16`, `q8_0`, `q4_0`, `q5_1`, `iq4_nl`) it times `k` query rows against `depth` cached
 //! keys (random values: the time does not depend on them) and prints µs per call and the
 //! multiply-adds per nanosecond of the `q·Kᵀ` and `p·V` products.
 //!
@@ -10,7 +10,9 @@
 //! SmolLM2-135M (9 / 3 of 64), as `benches/attention.rs`. Best of 5 runs of ~0.2 s each.
 
 use half::f16;
-use specsweep_engine::model::cpu_attention::{AttnShape, BlockQ4_0, BlockQ5_1, BlockQ8_0, KvElem};
+use specsweep_engine::model::cpu_attention::{
+    AttnShape, BlockIq4Nl, BlockQ4_0, BlockQ5_1, BlockQ8_0, KvElem,
+};
 
 #[path = "../benches/common/attention_case.rs"]
 mod attention_case;
@@ -65,6 +67,7 @@ fn main() {
                     ("q8_0", time::<BlockQ8_0>(shape, depth, k)),
                     ("q4_0", time::<BlockQ4_0>(shape, depth, k)),
                     ("q5_1", time::<BlockQ5_1>(shape, depth, k)),
+                    ("iq4_nl", time::<BlockIq4Nl>(shape, depth, k)),
                 ]
                 .map(|(t, (us, rate))| format!("{t} {us:8.1} us ({rate:.1} MAC/ns)"));
                 println!(

@@ -378,34 +378,22 @@ fn bench_kv_type_is_an_axis() {
     );
     assert_eq!((&b["type_k"], &b["type_v"]), (&"f16".into(), &"f32".into()));
     assert_eq!(b["kv_cache_bytes"].as_u64(), Some(want_bytes / 8 * (2 + 4)));
-    check_error(
-        &[
-            "bench",
-            "--random",
-            s(&config),
-            "-p",
-            "8",
-            "-n",
-            "0",
-            "--kv-type",
-            "iq4_xs",
-        ],
-        &["--kv-type", "iq4_xs"],
-    );
-    check_error(
-        &[
-            "bench",
-            "--random",
-            s(&config),
-            "-p",
-            "8",
-            "-n",
-            "0",
-            "--kv-type",
-            "q8_0/iq4_xs",
-        ],
-        &["--kv-type", "q8_0/iq4_xs", "V type"],
-    );
+    for (kv, named) in [("iq4_xs", "unknown"), ("q8_0/iq4_xs", "V type")] {
+        check_error(
+            &[
+                "bench",
+                "--random",
+                s(&config),
+                "-p",
+                "8",
+                "-n",
+                "0",
+                "--kv-type",
+                kv,
+            ],
+            &["--kv-type", kv, named],
+        );
+    }
     // q8_0 blocks need heads of whole blocks: llama-tiny's are 16 wide
     check_error(
         &[

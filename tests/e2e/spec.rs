@@ -167,32 +167,22 @@ fn greedy_speculative_output_with_a_rounded_cache_equals_plain_greedy() {
         ],
         &["--kv-type", "iq4_xs"],
     );
-    // q8_0 blocks are 32 values of one head's row: llama-tiny's heads are 16 wide
-    check_error(
-        &[
-            "generate",
-            "-m",
-            fixture("llama-tiny").to_str().unwrap(),
-            "--prompt",
-            "hi",
-            "--kv-type",
-            "q8_0",
-        ],
-        &["q8_0", "head_dim", "16", "llama-tiny"],
-    );
-    // a block type for V alone is refused the same way
-    check_error(
-        &[
-            "generate",
-            "-m",
-            fixture("llama-tiny").to_str().unwrap(),
-            "--prompt",
-            "hi",
-            "--kv-type",
-            "f16/q4_0",
-        ],
-        &["q4_0", "head_dim", "16", "llama-tiny"],
-    );
+    // q8_0 blocks are 32 values of one head's row: llama-tiny's heads are 16 wide; a block type
+    // for V alone is refused the same way
+    for (kv, block) in [("q8_0", "q8_0"), ("f16/q4_0", "q4_0")] {
+        check_error(
+            &[
+                "generate",
+                "-m",
+                fixture("llama-tiny").to_str().unwrap(),
+                "--prompt",
+                "hi",
+                "--kv-type",
+                kv,
+            ],
+            &[block, "head_dim", "16", "llama-tiny"],
+        );
+    }
 }
 
 #[test]

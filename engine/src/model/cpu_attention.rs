@@ -642,7 +642,9 @@ fn run_item<S: Simd, K: KvElem, V: KvElem>(
         pair[1] = 0.0;
     }
     // a block type's rows of the tile dequantized once, for every row of the item, into `out`
-    // (TILE rows of d); the f32 kernel then reads them
+    // (TILE rows of d); the f32 kernel then reads them. Inlined, as everything under
+    // `item_avx2`: a call would compile the vector dequantization without AVX2.
+    #[inline(always)]
     fn widen<S: Simd, E: KvElem>(rows: &[E], d: usize, out: &mut [f32]) -> *const f32 {
         for (j, row) in rows.chunks_exact(d / E::PER).enumerate() {
             // SAFETY: a row of d values; TILE ≥ j + 1 rows of d in `out`.
