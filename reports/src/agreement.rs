@@ -2,8 +2,8 @@
 //!
 //! The `identical` column pairs a speculative cell with its plain cell of the same configuration,
 //! so it proves the speculation lossless but says nothing about quantized weights or a smaller
-//! KV cache changing the text itself (on Qwen2.5-Coder-1.5B every 4- and 5-bit KV cache breaks
-//! greedy output, in llama.cpp too). Here every greedy plain cell that is not at the most precise
+//! KV cache changing the text itself (on Qwen2.5-Coder-1.5B 4- and 5-bit keys break greedy output,
+//! in llama.cpp too, while 4-bit values keep it). Here every greedy plain cell that is not at the most precise
 //! `quant` and `kv_type` present in its group — the cells whose configurations differ only in
 //! those two keys — is paired, request by request (same prompt, same repetition), with the
 //! group's *reference*: its most precise cell (`quant` ranked f32, f32-kernel, f16, f16-kernel,
@@ -67,6 +67,9 @@ pub struct Agreement {
     pub common_prefix_min: u64,
     /// Median output length of the reference's requests (what a full agreement would reach).
     pub reference_tokens_median: f64,
+    /// Median output length of this cell's paired requests: a text that parts at token 0 may be
+    /// another fluent answer or one that stops after a few tokens.
+    pub tokens_median: f64,
 }
 
 /// A precision axis's value in `config` (its stand-in when absent).
@@ -171,6 +174,7 @@ pub fn precision_agreement(run: &Run) -> Vec<Agreement> {
         let (mine, theirs) = (&requests[id], &requests[ref_id]);
         let mut prefixes = Vec::new();
         let mut lengths = Vec::new();
+        let mut own = Vec::new();
         let mut identical = 0;
         for (key, r) in mine {
             let Some(base) = theirs.get(key) else {
@@ -182,6 +186,7 @@ pub fn precision_agreement(run: &Run) -> Vec<Agreement> {
             }
             prefixes.push(shared as f64);
             lengths.push(base.output_token_ids.len() as f64);
+            own.push(r.output_token_ids.len() as f64);
         }
         if prefixes.is_empty() {
             continue;
@@ -195,6 +200,7 @@ pub fn precision_agreement(run: &Run) -> Vec<Agreement> {
             common_prefix_median: stats::median(&prefixes),
             common_prefix_min: prefixes.iter().fold(f64::INFINITY, |m, &p| m.min(p)) as u64,
             reference_tokens_median: stats::median(&lengths),
+            tokens_median: stats::median(&own),
         });
     }
     out
@@ -291,9 +297,11 @@ mod tests {
         // prefixes 6 and 3 → median 4.5, min 3; reference lengths 6 and 4
         assert_eq!((q8.common_prefix_median, q8.common_prefix_min), (4.5, 3));
         assert_eq!(q8.reference_tokens_median, 5.0);
+        assert_eq!(q8.tokens_median, 4.5);
         let q4 = by["--q4_0-none"];
         assert_eq!((q4.pairs, q4.identical, q4.common_prefix_min), (2, 0, 0));
         assert_eq!(q4.common_prefix_median, 1.0);
+        assert_eq!(q4.tokens_median, 3.5);
     }
 
     /// A `K/V` pair ranks between its halves: `f16` is the reference of `q8_0/q4_0`, and

@@ -140,6 +140,10 @@ pub fn summary_frame(summary: &Summary) -> Result<DataFrame> {
         a("agreement_common_prefix_min", &|x| {
             x.common_prefix_min as f64
         }),
+        a("agreement_tokens_median", &|x| x.tokens_median),
+        a("agreement_reference_tokens_median", &|x| {
+            x.reference_tokens_median
+        }),
     ]);
     columns.push(Column::new(
         "acceptance_per_position".into(),

@@ -271,7 +271,7 @@ pub fn agreement_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table>
             "pairs",
             "identical",
             "common prefix median / min (tokens)",
-            "reference tokens",
+            "tokens: this / reference (median)",
         ]
         .map(String::from),
     );
@@ -289,7 +289,11 @@ pub fn agreement_table(summary: &Summary, cols: &ConfigColumns) -> Option<Table>
                     num(a.common_prefix_median, 1),
                     a.common_prefix_min
                 ),
-                num(a.reference_tokens_median, 1),
+                format!(
+                    "{} / {}",
+                    num(a.tokens_median, 1),
+                    num(a.reference_tokens_median, 1)
+                ),
             ]);
             row
         })
