@@ -24,6 +24,7 @@ pub enum GgmlType {
     Q4_K = 12,
     Q5_K = 13,
     Q6_K = 14,
+    IQ4_NL = 20,
     BF16 = 30,
 }
 
@@ -32,7 +33,7 @@ const QK_K: usize = 256;
 
 impl GgmlType {
     /// Every supported type, for error messages and tests.
-    pub const ALL: [GgmlType; 11] = [
+    pub const ALL: [GgmlType; 12] = [
         Self::F32,
         Self::F16,
         Self::BF16,
@@ -44,6 +45,7 @@ impl GgmlType {
         Self::Q4_K,
         Self::Q5_K,
         Self::Q6_K,
+        Self::IQ4_NL,
     ];
 
     /// The type with ggml id `id`, if supported.
@@ -65,6 +67,7 @@ impl GgmlType {
             Self::Q4_K => "Q4_K",
             Self::Q5_K => "Q5_K",
             Self::Q6_K => "Q6_K",
+            Self::IQ4_NL => "IQ4_NL",
         }
     }
 
@@ -72,7 +75,7 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q8_0 | Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 => 32,
+            Self::Q8_0 | Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::IQ4_NL => 32,
             Self::Q4_K | Self::Q5_K | Self::Q6_K => QK_K,
         }
     }
@@ -90,6 +93,7 @@ impl GgmlType {
             Self::Q4_K => 2 + 2 + 12 + QK_K / 2,
             Self::Q5_K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
             Self::Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
+            Self::IQ4_NL => crate::quant::iq4_nl::BLOCK_BYTES,
         }
     }
 
@@ -113,7 +117,6 @@ pub fn ggml_type_name(id: u32) -> String {
         (17, "IQ2_XS"),
         (18, "IQ3_XXS"),
         (19, "IQ1_S"),
-        (20, "IQ4_NL"),
         (21, "IQ3_S"),
         (22, "IQ2_S"),
         (23, "IQ4_XS"),
@@ -158,6 +161,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         GgmlType::Q4_K => blocks.for_each(|(b, y)| q4_k(b, y)),
         GgmlType::Q5_K => blocks.for_each(|(b, y)| q5_k(b, y)),
         GgmlType::Q6_K => blocks.for_each(|(b, y)| q6_k(b, y)),
+        GgmlType::IQ4_NL => blocks.for_each(|(b, y)| crate::quant::iq4_nl::dequantize_block(b, y)),
     }
 }
 

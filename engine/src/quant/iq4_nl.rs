@@ -97,6 +97,25 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32]) {
     }
 }
 
+/// One block as a `q8_0` block with the same values: the same `f16` scale, each index's level
+/// as the int8 (every level fits), so `d · q` is `d · GRID[i]` exactly. GGUF tensors stored in
+/// `iq4_nl` load this way onto the `q8_0` kernels (34 bytes instead of 18 per 32 weights).
+///
+/// # Panics
+/// When `block` is not 18 bytes or `out` not 34.
+pub fn to_q8_0(block: &[u8], out: &mut [u8]) {
+    assert!(
+        block.len() == BLOCK_BYTES && out.len() == 34,
+        "one iq4_nl block into one q8_0 block"
+    );
+    out[..2].copy_from_slice(&block[..2]);
+    for j in 0..16 {
+        let b = block[2 + j];
+        out[2 + j] = GRID[usize::from(b & 0x0F)] as u8;
+        out[2 + 16 + j] = GRID[usize::from(b >> 4)] as u8;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -390,6 +390,14 @@ fn iq4_nl_quantizer_gives_llamacpp_blocks_and_gguf_py_values() {
         let mut back = [0.0f32; 32];
         dequantize_block(w, &mut back);
         assert_eq!(&back[..], &values[b * 32..(b + 1) * 32], "iq4_nl block {b}");
+        // as a GGUF tensor: the GGUF dequantizer, and the lossless q8_0 copy the kernels take
+        let mut gguf = [0.0f32; 32];
+        crate::gguf::dequant::dequantize(crate::gguf::GgmlType::IQ4_NL, w, &mut gguf);
+        assert_eq!(&gguf[..], &back[..], "iq4_nl block {b}");
+        let mut q8 = [0u8; 34];
+        super::iq4_nl::to_q8_0(w, &mut q8);
+        dequantize_into(QuantFormat::Q8_0, &q8, &mut gguf);
+        assert_eq!(&gguf[..], &back[..], "iq4_nl block {b} as q8_0");
     }
 }
 
