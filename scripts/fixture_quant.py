@@ -130,14 +130,19 @@ def iq4_nl_inputs(rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(blocks).astype(np.float32)
 
 
-def llamacpp_iq4_nl(values: np.ndarray) -> bytes:
-    """llama.cpp's quantize_row_iq4_nl_ref of `values` (float32, a multiple of 32)."""
+def libggml_base() -> str:
+    """The llama.cpp library whose IQ4_NL quantizer is the reference (LIBGGML_BASE)."""
     lib_path = os.environ.get("LIBGGML_BASE")
     if not lib_path:
         raise RuntimeError(
             "IQ4_NL: set LIBGGML_BASE to a llama.cpp build's libggml-base.so (its quantizer is the "
             "reference; gguf-py has none)"
         )
+    return lib_path
+
+
+def llamacpp_iq4_nl(lib_path: str, values: np.ndarray) -> bytes:
+    """llama.cpp's quantize_row_iq4_nl_ref of `values` (float32, a multiple of 32)."""
     lib = ctypes.CDLL(lib_path)
     fn = lib.quantize_row_iq4_nl_ref
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
@@ -149,6 +154,8 @@ def llamacpp_iq4_nl(values: np.ndarray) -> bytes:
 
 
 def gen_quantize(out_root: Path) -> None:
+    # before the directory is emptied: without the library its committed IQ4_NL.json would be lost
+    lib_path = libggml_base()
     out = fresh_dir(out_root / "quantize")
     rng = np.random.default_rng(QUANTIZE_SEED)
     values = quantize_inputs(rng)
@@ -165,7 +172,7 @@ def gen_quantize(out_root: Path) -> None:
         (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
         print(f"quantize/{name}: {values.size} values, {blocks.size} bytes")
     values = iq4_nl_inputs(np.random.default_rng(QUANTIZE_SEED))
-    blocks = llamacpp_iq4_nl(values)
+    blocks = llamacpp_iq4_nl(lib_path, values)
     back = dequantize(np.frombuffer(blocks, dtype=np.uint8), GGMLQuantizationType.IQ4_NL)
     doc = {
         "type": "IQ4_NL",

@@ -334,7 +334,8 @@ mod tests {
             (got[0].cell_id.as_str(), got[0].reference.as_str()),
             ("--q4_0-none", "kv_type=q4_0/q8_0")
         );
-        assert!(ranks(&got[0].config)[1] > 2 * 2);
+        // q4_0 counts its place (7) for K and V alike: 14, against the pair's 7 + 2
+        assert_eq!(ranks(&got[0].config)[1], 14);
     }
 
     #[test]

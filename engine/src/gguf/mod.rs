@@ -321,7 +321,7 @@ impl GgufModel {
         };
         let t = &self.header.tensors[entry.tensor];
         if t.ggml_type == GgmlType::IQ4_NL {
-            return self.iq4_nl_as_q8_0(hf_name);
+            return self.iq4_nl_as_q8_0(hf_name, &t.name);
         }
         let Some(format) = QuantFormat::from_ggml_type(t.ggml_type as u32) else {
             return Ok(None);
@@ -359,7 +359,7 @@ impl GgufModel {
     /// An `iq4_nl` weight as `q8_0` blocks of the same values (`quant::iq4_nl::to_q8_0`): the
     /// kernels have no `iq4_nl` product, and a lossless copy at 34 / 18 of its bytes keeps the
     /// weights exact where dequantizing to f32 would take 128 / 18.
-    fn iq4_nl_as_q8_0(&self, hf_name: &str) -> Result<Option<QuantMatrix>> {
+    fn iq4_nl_as_q8_0(&self, hf_name: &str, name: &str) -> Result<Option<QuantMatrix>> {
         let raw = self.raw(hf_name)?;
         let [rows, cols] = raw.shape[..] else {
             return Ok(None);
@@ -373,7 +373,6 @@ impl GgufModel {
             crate::quant::iq4_nl::to_q8_0(b, o);
         }
         crate::quant::release_pages(&self.mmap, raw.range);
-        let name = &self.header.tensors[self.entries[hf_name].tensor].name;
         QuantMatrix::from_raw(name, QuantFormat::Q8_0, rows, cols, q8).map(Some)
     }
 
