@@ -1,13 +1,16 @@
 """Quantized-block test vectors (issue #3): tests/fixtures/quant/<TYPE>.bin + <TYPE>.json, and
 quantizer test vectors (issue #8): tests/fixtures/quantize/<TYPE>.json.
 
-IQ4_NL (a KV cache type) has no quantizer in gguf-py: its blocks come from llama.cpp's own
-`quantize_row_iq4_nl_ref` (what its CPU backend applies when writing an iq4_nl KV cache), called
-through ctypes from a llama.cpp build's libggml-base.so named by the LIBGGML_BASE environment
-variable (build llama.cpp outside this repository, see scripts/compare-llamacpp.sh), with
-gguf-py's dequantized values beside them.
+IQ4_NL (a KV cache type and a weight format) has no quantizer in gguf-py: its blocks come from
+llama.cpp's own quantizers, called through ctypes from a llama.cpp build's libggml-base.so named by
+the LIBGGML_BASE environment variable (build llama.cpp outside this repository, see
+scripts/compare-llamacpp.sh), with gguf-py's dequantized values beside them:
+`quantize_row_iq4_nl_ref` (what its CPU backend applies when writing an iq4_nl KV cache) into
+IQ4_NL.json, and `quantize_iq4_nl` without an importance matrix (what `llama-quantize ... IQ4_NL`
+applies to weights: a search over 15 trial scales) into IQ4_NL_weights.json.
 
-For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
+For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
+IQ4_NL, IQ4_XS)
 a few blocks of random bytes are written, with every f16 scale field overwritten by a random
 finite f16 (so the blocks are valid: no inf/NaN scales), next to the float32 values that gguf-py's
 reference `gguf.quants.dequantize` (a NumPy port of ggml's dequantize_row_*) gives for them.
@@ -37,6 +40,8 @@ LAYOUT = {
     "Q4_K": (2, [0, 2], [False, False]),  # d, dmin
     "Q5_K": (2, [0, 2], [False, False]),
     "Q6_K": (2, [208], [True]),  # d is the last field of block_q6_K
+    "IQ4_NL": (4, [0], [True]),  # last: the types before it keep their random bytes
+    "IQ4_XS": (2, [0], [True]),
 }
 SEED = 7
 
@@ -153,6 +158,20 @@ def llamacpp_iq4_nl(lib_path: str, values: np.ndarray) -> bytes:
     return out.tobytes()
 
 
+def llamacpp_iq4_nl_weights(lib_path: str, values: np.ndarray) -> bytes:
+    """llama.cpp's quantize_iq4_nl of `values` as one row, no importance matrix."""
+    lib = ctypes.CDLL(lib_path)
+    fn = lib.quantize_iq4_nl
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    fn.restype = ctypes.c_size_t
+    x = np.ascontiguousarray(values, dtype=np.float32)
+    out = np.zeros(x.size // 32 * 18, dtype=np.uint8)
+    written = fn(x.ctypes.data, out.ctypes.data, 1, x.size, None)
+    if written != out.size:
+        raise RuntimeError(f"quantize_iq4_nl wrote {written} bytes, expected {out.size}")
+    return out.tobytes()
+
+
 def gen_quantize(out_root: Path) -> None:
     # before the directory is emptied: without the library its committed IQ4_NL.json would be lost
     lib_path = libggml_base()
@@ -184,3 +203,18 @@ def gen_quantize(out_root: Path) -> None:
     }
     (out / "IQ4_NL.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     print(f"quantize/IQ4_NL: {values.size} values, {len(blocks)} bytes")
+    # weights: the same inputs plus an all-zero block (defined here: scale 0, every index 8)
+    weights = np.concatenate([values, np.zeros(32, dtype=np.float32)])
+    blocks = llamacpp_iq4_nl_weights(lib_path, weights)
+    back = dequantize(np.frombuffer(blocks, dtype=np.uint8), GGMLQuantizationType.IQ4_NL)
+    doc = {
+        "type": "IQ4_NL",
+        "input": [float(v) for v in weights],
+        "blocks_hex": blocks.hex(),
+        "values": [float(v) for v in back.astype(np.float32)],
+        "notes": "blocks_hex = llama.cpp's quantize_iq4_nl (libggml-base.so, ctypes; one row, no "
+        "importance matrix: llama-quantize's weight quantizer) of input (float32); values = gguf-py "
+        "(PyPI gguf) gguf.quants.dequantize of those blocks",
+    }
+    (out / "IQ4_NL_weights.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    print(f"quantize/IQ4_NL_weights: {weights.size} values, {len(blocks)} bytes")

@@ -53,7 +53,11 @@ fn random_matrix(format: QuantFormat, rows: usize, cols: usize) -> QuantMatrix {
     let mut data = random_bytes(format.bytes_for(rows, cols), 11);
     let scale_offsets: &[usize] = match format {
         QuantFormat::Q6K => &[208],
-        QuantFormat::Q8_0 | QuantFormat::Q4_0 | QuantFormat::Q5_0 => &[0],
+        QuantFormat::Q8_0
+        | QuantFormat::Q4_0
+        | QuantFormat::Q5_0
+        | QuantFormat::Iq4Nl
+        | QuantFormat::Iq4Xs => &[0],
         _ => &[0, 2],
     };
     let scale = f16::from_f32(0.01).to_le_bytes();
@@ -145,6 +149,8 @@ fn verify(c: &mut Criterion) {
         QuantFormat::Q6K,
         QuantFormat::Q8_0,
         QuantFormat::Q4_1,
+        QuantFormat::Iq4Nl,
+        QuantFormat::Iq4Xs,
         QuantFormat::F16,
     ] {
         let w = random_matrix(format, FFN, HIDDEN);

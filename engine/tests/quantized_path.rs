@@ -6,7 +6,7 @@
 //!
 //! - f32 / f16 / bf16 kernels multiply f32 activations: logits within 1e-4 and free-running greedy
 //!   output token-identical.
-//! - Block formats (q8_0 / q4_0 / q4_1 / q5_0 / q5_1) round activations to 8 bits per block of 32, exactly as
+//! - Block formats (q8_0 / q4_0 / q4_1 / q5_0 / q5_1 / iq4_nl) round activations to 8 bits per block of 32, exactly as
 //!   llama.cpp does. On these random tiny models (initializer range 0.2, hidden size 64) that moves
 //!   logits by up to 13 % of the row's largest logit (measured: llama-tiny q8_0 12.8 %, the 192-wide
 //!   `default` 3.3 %), while top-2 logits are often closer, so free-running greedy text can part ways
@@ -116,6 +116,7 @@ fn block_format_kernels_decode_like_the_dequantized_f32_model() {
             QuantFormat::Q4_1,
             QuantFormat::Q5_0,
             QuantFormat::Q5_1,
+            QuantFormat::Iq4Nl,
         ] {
             let kernels = load(name, format, QuantPath::Kernels);
             let reference = load(name, format, QuantPath::DequantizedF32);
@@ -156,6 +157,62 @@ fn native_gguf_blocks_decode_like_the_dequantized_file() {
         assert!(d <= 1e-4, "{stem}.gguf native: logits differ by {d}");
         assert_eq!(greedy(&a, N_NEW), greedy(&b, N_NEW), "{stem}.gguf native");
     }
+}
+
+/// A GGUF file llama.cpp quantized to IQ4_NL (tests/fixtures/gguf/qwen2-tiny-iq4_nl.gguf:
+/// `llama-quantize --allow-requantize qwen2-tiny.gguf … IQ4_NL`, its output head Q8_0, norms and
+/// biases f32) runs its own IQ4_NL blocks on the kernels like the file dequantized to f32; and
+/// llama.cpp's blocks are byte for byte what `--quant iq4_nl` makes of the f32 file's weights
+/// (`llama-quantize` without an importance matrix applies the weight quantizer).
+#[test]
+fn iq4_nl_gguf_runs_its_own_blocks_and_equals_our_quantizer() {
+    use specsweep_engine::gguf::GgufModel;
+    use specsweep_engine::quant::QuantMatrix;
+    let path = |stem: &str| fixture("gguf").join(format!("{stem}.gguf"));
+    let native = LoadOptions {
+        quant: Some(WeightQuant::Native),
+        ..Default::default()
+    };
+    let iq4 = path("qwen2-tiny-iq4_nl");
+    assert_decodes_like(
+        &Engine::load(&iq4, &native).expect("iq4_nl gguf loads native"),
+        &Engine::load(&iq4, &LoadOptions::default()).expect("iq4_nl gguf loads"),
+        "qwen2-tiny-iq4_nl.gguf native",
+    );
+    let (q, f) = (
+        GgufModel::open(&iq4).expect("open"),
+        GgufModel::open(&path("qwen2-tiny")).expect("open"),
+    );
+    let mut compared = 0;
+    for name in ["q_proj", "k_proj", "v_proj", "o_proj"]
+        .map(|p| format!("self_attn.{p}"))
+        .into_iter()
+        .chain(["gate_proj", "up_proj", "down_proj"].map(|p| format!("mlp.{p}")))
+        .flat_map(|p| (0..2).map(move |l| format!("model.layers.{l}.{p}.weight")))
+        .chain(["model.embed_tokens.weight".to_string()])
+    {
+        let blocks = q.quant_matrix(&name).expect("read").expect("kernel format");
+        assert_eq!(blocks.format(), QuantFormat::Iq4Nl, "{name}");
+        let values = f
+            .quant_matrix(&name)
+            .expect("read")
+            .expect("f32")
+            .dequantize();
+        let ours = QuantMatrix::quantize(
+            &name,
+            QuantFormat::Iq4Nl,
+            blocks.rows(),
+            blocks.cols(),
+            &values,
+        )
+        .expect("quantize");
+        assert!(
+            ours.bytes() == blocks.bytes(),
+            "{name}: blocks differ from llama.cpp's"
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 15);
 }
 
 /// Teacher-forced on the reference's greedy text (see the module doc): logits within

@@ -25,6 +25,7 @@ pub enum GgmlType {
     Q5_K = 13,
     Q6_K = 14,
     IQ4_NL = 20,
+    IQ4_XS = 23,
     BF16 = 30,
 }
 
@@ -33,7 +34,7 @@ const QK_K: usize = 256;
 
 impl GgmlType {
     /// Every supported type, for error messages and tests.
-    pub const ALL: [GgmlType; 12] = [
+    pub const ALL: [GgmlType; 13] = [
         Self::F32,
         Self::F16,
         Self::BF16,
@@ -46,6 +47,7 @@ impl GgmlType {
         Self::Q5_K,
         Self::Q6_K,
         Self::IQ4_NL,
+        Self::IQ4_XS,
     ];
 
     /// The type with ggml id `id`, if supported.
@@ -68,6 +70,7 @@ impl GgmlType {
             Self::Q5_K => "Q5_K",
             Self::Q6_K => "Q6_K",
             Self::IQ4_NL => "IQ4_NL",
+            Self::IQ4_XS => "IQ4_XS",
         }
     }
 
@@ -76,7 +79,7 @@ impl GgmlType {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
             Self::Q8_0 | Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::IQ4_NL => 32,
-            Self::Q4_K | Self::Q5_K | Self::Q6_K => QK_K,
+            Self::Q4_K | Self::Q5_K | Self::Q6_K | Self::IQ4_XS => QK_K,
         }
     }
 
@@ -94,6 +97,7 @@ impl GgmlType {
             Self::Q5_K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
             Self::Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
             Self::IQ4_NL => crate::quant::iq4_nl::BLOCK_BYTES,
+            Self::IQ4_XS => crate::quant::iq4_xs::BLOCK_BYTES,
         }
     }
 
@@ -119,7 +123,6 @@ pub fn ggml_type_name(id: u32) -> String {
         (19, "IQ1_S"),
         (21, "IQ3_S"),
         (22, "IQ2_S"),
-        (23, "IQ4_XS"),
         (24, "I8"),
         (25, "I16"),
         (26, "I32"),
@@ -162,6 +165,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         GgmlType::Q5_K => blocks.for_each(|(b, y)| q5_k(b, y)),
         GgmlType::Q6_K => blocks.for_each(|(b, y)| q6_k(b, y)),
         GgmlType::IQ4_NL => blocks.for_each(|(b, y)| crate::quant::iq4_nl::dequantize_block(b, y)),
+        GgmlType::IQ4_XS => blocks.for_each(|(b, y)| crate::quant::iq4_xs::dequantize_block(b, y)),
     }
 }
 

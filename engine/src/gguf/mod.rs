@@ -320,9 +320,6 @@ impl GgufModel {
             });
         };
         let t = &self.header.tensors[entry.tensor];
-        if t.ggml_type == GgmlType::IQ4_NL {
-            return self.iq4_nl_as_q8_0(hf_name, &t.name);
-        }
         let Some(format) = QuantFormat::from_ggml_type(t.ggml_type as u32) else {
             return Ok(None);
         };
@@ -354,26 +351,6 @@ impl GgufModel {
             t.offset..t.offset + t.byte_len,
         )
         .map(Some)
-    }
-
-    /// An `iq4_nl` weight as `q8_0` blocks of the same values (`quant::iq4_nl::to_q8_0`): the
-    /// kernels have no `iq4_nl` product, and a lossless copy at 34 / 18 of its bytes keeps the
-    /// weights exact where dequantizing to f32 would take 128 / 18.
-    fn iq4_nl_as_q8_0(&self, hf_name: &str, name: &str) -> Result<Option<QuantMatrix>> {
-        let raw = self.raw(hf_name)?;
-        let [rows, cols] = raw.shape[..] else {
-            return Ok(None);
-        };
-        if !kernel_cols_ok(QuantFormat::Q8_0, cols) {
-            return Ok(None);
-        }
-        let src = crate::quant::iq4_nl::BLOCK_BYTES;
-        let mut q8 = vec![0u8; raw.bytes.len() / src * 34];
-        for (b, o) in raw.bytes.chunks_exact(src).zip(q8.chunks_exact_mut(34)) {
-            crate::quant::iq4_nl::to_q8_0(b, o);
-        }
-        crate::quant::release_pages(&self.mmap, raw.range);
-        QuantMatrix::from_raw(name, QuantFormat::Q8_0, rows, cols, q8).map(Some)
     }
 
     /// The ggml type of the GGUF tensor behind an HF name (for reports).

@@ -176,7 +176,7 @@ pub(super) use dispatch_m;
 
 /// [`QuantFormat::ALL`] indexed by a const generic, so each block format gets its own kernel with
 /// the per-block `match` resolved at compile time.
-const FORMATS: [QuantFormat; 11] = QuantFormat::ALL;
+const FORMATS: [QuantFormat; 13] = QuantFormat::ALL;
 
 /// Position of `format` in [`FORMATS`].
 const fn format_index(format: QuantFormat) -> usize {
@@ -207,6 +207,7 @@ pub(crate) unsafe fn row_dot_blocks(
     const Q4_1: usize = format_index(QuantFormat::Q4_1);
     const Q5_0: usize = format_index(QuantFormat::Q5_0);
     const Q5_1: usize = format_index(QuantFormat::Q5_1);
+    const IQ4_NL: usize = format_index(QuantFormat::Iq4Nl);
     const Q4K: usize = format_index(QuantFormat::Q4K);
     const Q5K: usize = format_index(QuantFormat::Q5K);
     const Q6K: usize = format_index(QuantFormat::Q6K);
@@ -218,9 +219,12 @@ pub(crate) unsafe fn row_dot_blocks(
             QuantFormat::Q4_1 => dispatch_m!(m, blocks_m::<Q4_1>, w, tile, out),
             QuantFormat::Q5_0 => dispatch_m!(m, blocks_m::<Q5_0>, w, tile, out),
             QuantFormat::Q5_1 => dispatch_m!(m, blocks_m::<Q5_1>, w, tile, out),
+            QuantFormat::Iq4Nl => dispatch_m!(m, blocks_m::<IQ4_NL>, w, tile, out),
             QuantFormat::Q4K => dispatch_m!(m, blocks_m::<Q4K>, w, tile, out),
             QuantFormat::Q5K => dispatch_m!(m, blocks_m::<Q5K>, w, tile, out),
             QuantFormat::Q6K => dispatch_m!(m, blocks_m::<Q6K>, w, tile, out),
+            // row-major IQ4_XS (a shape or CPU without the interleaved layout): portable
+            QuantFormat::Iq4Xs => super::scalar::row_dot_blocks(format, w, tile, out),
             QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
                 unreachable!("dense formats use row_dot_dense")
             }
@@ -262,9 +266,18 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
         for b in 0..n_blocks {
             let blk = w.as_ptr().wrapping_add(b * bb);
             match format {
-                QuantFormat::Q8_0 => {
+                QuantFormat::Q8_0 | QuantFormat::Iq4Nl => {
+                    // IQ4_NL: its nibbles looked up as the grid's int8 levels, then as Q8_0
                     let d = f16_at(blk);
-                    let q = load(blk.wrapping_add(2));
+                    let q = if format == QuantFormat::Q8_0 {
+                        load(blk.wrapping_add(2))
+                    } else {
+                        let grid = loadu::<__m128i, i8>(super::iq4_nl::GRID.as_ptr());
+                        _mm256_shuffle_epi8(
+                            _mm256_broadcastsi128_si256(grid),
+                            nibbles_16(blk.wrapping_add(2)),
+                        )
+                    };
                     let aq = _mm256_sign_epi8(q, q);
                     for (i, acc) in acc.iter_mut().enumerate().take(m) {
                         let (x, dx, _) = xb(i, b);
@@ -417,8 +430,8 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                         );
                     }
                 }
-                QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
-                    unreachable!("dense formats use row_dot_dense")
+                QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 | QuantFormat::Iq4Xs => {
+                    unreachable!("dense formats use row_dot_dense, IQ4_XS the portable kernel")
                 }
             }
         }

@@ -51,6 +51,8 @@ fn ggml_type(format: QuantFormat) -> GgmlType {
         QuantFormat::Q4_1 => GgmlType::Q4_1,
         QuantFormat::Q5_0 => GgmlType::Q5_0,
         QuantFormat::Q5_1 => GgmlType::Q5_1,
+        QuantFormat::Iq4Nl => GgmlType::IQ4_NL,
+        QuantFormat::Iq4Xs => GgmlType::IQ4_XS,
         QuantFormat::Q4K => GgmlType::Q4_K,
         QuantFormat::Q5K => GgmlType::Q5_K,
         QuantFormat::Q6K => GgmlType::Q6_K,
@@ -102,7 +104,7 @@ mod tests {
             }
             checked += 1;
         }
-        assert_eq!(checked, 8);
+        assert_eq!(checked, 10);
     }
 
     #[test]

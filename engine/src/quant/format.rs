@@ -27,6 +27,9 @@ pub enum QuantFormat {
     Q5_0,
     /// 32 weights: f16 `d`, f16 `m`, u32 of fifth bits, 16 bytes of nibbles; `w = d·q + m`.
     Q5_1,
+    /// 32 weights: f16 `d`, 16 bytes of nibbles indexing a fixed grid of 16 int8 levels;
+    /// `w = d·GRID[q]` (`super::iq4_nl`).
+    Iq4Nl,
     /// 256 weights: f16 `d`, f16 `dmin`, 12 bytes of 6-bit sub-block scales and mins, 128 bytes of
     /// nibbles; 8 sub-blocks of 32, `w = d·sc·q − dmin·m`.
     Q4K,
@@ -35,11 +38,14 @@ pub enum QuantFormat {
     /// 256 weights: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 × i8 scales, f16 `d`;
     /// 16 sub-blocks of 16, `w = d·sc·(q − 32)`.
     Q6K,
+    /// 256 weights: f16 `d`, 6-bit scales of 8 sub-blocks of 32, 128 bytes of nibbles indexing
+    /// IQ4_NL's grid; `w = d·(ls − 32)·GRID[q]` (`super::iq4_xs`).
+    Iq4Xs,
 }
 
 impl QuantFormat {
     /// Every supported format, dense first.
-    pub const ALL: [QuantFormat; 11] = [
+    pub const ALL: [QuantFormat; 13] = [
         QuantFormat::F32,
         QuantFormat::F16,
         QuantFormat::Bf16,
@@ -48,9 +54,11 @@ impl QuantFormat {
         QuantFormat::Q4_1,
         QuantFormat::Q5_0,
         QuantFormat::Q5_1,
+        QuantFormat::Iq4Nl,
         QuantFormat::Q4K,
         QuantFormat::Q5K,
         QuantFormat::Q6K,
+        QuantFormat::Iq4Xs,
     ];
 
     /// Weights per block.
@@ -61,8 +69,9 @@ impl QuantFormat {
             | QuantFormat::Q4_0
             | QuantFormat::Q4_1
             | QuantFormat::Q5_0
-            | QuantFormat::Q5_1 => 32,
-            QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K => 256,
+            | QuantFormat::Q5_1
+            | QuantFormat::Iq4Nl => 32,
+            QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K | QuantFormat::Iq4Xs => 256,
         }
     }
 
@@ -72,13 +81,14 @@ impl QuantFormat {
             QuantFormat::F32 => 4,
             QuantFormat::F16 | QuantFormat::Bf16 => 2,
             QuantFormat::Q8_0 => 34,
-            QuantFormat::Q4_0 => 18,
+            QuantFormat::Q4_0 | QuantFormat::Iq4Nl => 18,
             QuantFormat::Q4_1 => 20,
             QuantFormat::Q5_0 => 22,
             QuantFormat::Q5_1 => 24,
             QuantFormat::Q4K => 144,
             QuantFormat::Q5K => 176,
             QuantFormat::Q6K => 210,
+            QuantFormat::Iq4Xs => 136,
         }
     }
 
@@ -111,6 +121,8 @@ impl QuantFormat {
             QuantFormat::Q4K => 12,
             QuantFormat::Q5K => 13,
             QuantFormat::Q6K => 14,
+            QuantFormat::Iq4Nl => 20,
+            QuantFormat::Iq4Xs => 23,
             QuantFormat::Bf16 => 30,
         }
     }
@@ -131,9 +143,11 @@ impl QuantFormat {
             QuantFormat::Q4_1 => "Q4_1",
             QuantFormat::Q5_0 => "Q5_0",
             QuantFormat::Q5_1 => "Q5_1",
+            QuantFormat::Iq4Nl => "IQ4_NL",
             QuantFormat::Q4K => "Q4_K",
             QuantFormat::Q5K => "Q5_K",
             QuantFormat::Q6K => "Q6_K",
+            QuantFormat::Iq4Xs => "IQ4_XS",
         }
     }
 }
@@ -193,6 +207,8 @@ mod tests {
         assert_eq!(QuantFormat::Q5K.bits_per_weight(), 5.5);
         assert_eq!(QuantFormat::Q6K.bits_per_weight(), 6.5625);
         assert_eq!(QuantFormat::Q8_0.bits_per_weight(), 8.5);
+        assert_eq!(QuantFormat::Iq4Nl.bits_per_weight(), 4.5);
+        assert_eq!(QuantFormat::Iq4Xs.bits_per_weight(), 4.25);
         assert_eq!(QuantFormat::Q4_1.bytes_for(2, 64), 80);
     }
 }

@@ -1,4 +1,4 @@
-//! The row-interleaved layout of Q4_K and Q6_K matrices ("x16"): 16 weight rows side by side, so
+//! The row-interleaved layout of Q4_K, Q6_K and IQ4_XS matrices ("x16"): 16 weight rows side by side, so
 //! that a 512-bit register holds 4 consecutive weights of each of 16 rows and the kernels compute
 //! 16 output rows per vector instruction with no horizontal sums — the layout that makes a
 //! speculative verify of k + 1 tokens cost little more than one decode step (issue #8).
@@ -20,6 +20,9 @@
 //!   2²⁴, which is every realistic block.
 //! - Q4_K: `s = fma(isum, d, −(msum·dmin))` with the exact integer `msum = Σ_j m_j · Σ_{k∈j} a_k`;
 //!   Q6_K: `s = isum·d`.
+//! - IQ4_XS: as Q6_K over 8 sub-blocks of 32 with `C_j = Σ_{k∈j} u_k·a_k − 128·Σ_{k∈j} a_k`,
+//!   where `u = GRID[q] + 128` (`super::interleave32::IQ4_NL_U`, looked up from the stored index)
+//!   and `sc_j = ls_j − 32`.
 //! - `acc = fma(s, d_a, acc)`, super-block after super-block from `acc = 0`.
 //!
 //! The scale chain runs in floats because `vcvtdq2ps` + `vfmadd` cost fewer vector-port
@@ -47,6 +50,10 @@
 //! - Q6_K unit, 3360 bytes (as ggml): `d` ×16 (f16), scales `[j][n]` (i8), 32 chunks of the low
 //!   four bits, 16 chunks of the high two bits: chunk `h` holds, at bits 0–1 / 2–3 / 4–5 / 6–7,
 //!   the high bits of the low / high nibbles of low-bit chunk `2h`, then of chunk `2h + 1`.
+//! - IQ4_XS unit, 2208 bytes (ggml: 16 × 136 = 2176): `d` ×16 (f16), scales `ls − 32` `[j][n]`
+//!   (i8, unpacked from ggml's 6 bits), 32 chunks of indices — ggml's own bytes of each
+//!   sub-block, four at a time (chunk `4j + i` lane `n` is bytes `16j + 4i ..` of row `n`'s
+//!   index array).
 //!
 //! Only the scales cost memory: Q4_K's unpacked 6-bit scales and mins take 2.8 % more than
 //! ggml's packing, bought back by not unpacking them per row and activation in the kernels.
@@ -73,6 +80,14 @@ pub(crate) mod q4k {
     pub(crate) const UNIT: usize = 2368;
 }
 
+/// IQ4_XS unit offsets.
+pub(crate) mod iq4xs {
+    pub(crate) const D: usize = 0;
+    pub(crate) const SC: usize = 32;
+    pub(crate) const QS: usize = 160;
+    pub(crate) const UNIT: usize = 2208;
+}
+
 /// Q6_K unit offsets.
 pub(crate) mod q6k {
     pub(crate) const D: usize = 0;
@@ -82,11 +97,14 @@ pub(crate) mod q6k {
     pub(crate) const UNIT: usize = 3360;
 }
 
-/// Whether `format` has an interleaved layout: Q4_K / Q6_K here, the 32-weight formats (Q8_0,
-/// Q4_0, Q4_1, Q5_0, Q5_1) in `super::interleave32`. The vector kernels (`super::x16`,
+/// Whether `format` has an interleaved layout: Q4_K / Q6_K / IQ4_XS here, the 32-weight formats
+/// (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) in `super::interleave32`. The vector kernels (`super::x16`,
 /// `super::x16_avx2`) take every one of them.
 pub(crate) fn has_layout(format: QuantFormat) -> bool {
-    matches!(format, QuantFormat::Q4K | QuantFormat::Q6K) || interleave32::layout(format).is_some()
+    matches!(
+        format,
+        QuantFormat::Q4K | QuantFormat::Q6K | QuantFormat::Iq4Xs
+    ) || interleave32::layout(format).is_some()
 }
 
 /// Whether a `rows × cols` matrix of `format` can take the layout ([`has_layout`], whole groups
@@ -104,6 +122,7 @@ pub(crate) fn unit_bytes(format: QuantFormat) -> usize {
     match format {
         QuantFormat::Q4K => q4k::UNIT,
         QuantFormat::Q6K => q6k::UNIT,
+        QuantFormat::Iq4Xs => iq4xs::UNIT,
         _ => interleave32::layout(format).map_or(0, |l| l.unit),
     }
 }
@@ -121,9 +140,9 @@ fn column(c: usize, e: usize, high: bool) -> usize {
 
 /// One ggml block, decoded to its integers.
 struct Block {
-    /// The 256 weights as stored (Q4_K 0..=15, Q6_K 0..=63).
+    /// The 256 weights as stored (Q4_K 0..=15, Q6_K 0..=63, IQ4_XS the grid index 0..=15).
     q: [u8; 256],
-    /// Q4_K: 8 scales; Q6_K: 16 signed scales (as bytes).
+    /// Q4_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 signed scales `ls − 32` (as bytes).
     sc: [u8; 16],
     /// Q4_K: 8 mins.
     m: [u8; 8],
@@ -152,6 +171,17 @@ impl Block {
                     for l in 0..32 {
                         let byte = b[16 + 32 * chunk + l];
                         out.q[32 * j + l] = if high { byte >> 4 } else { byte & 0x0F };
+                    }
+                }
+            }
+            QuantFormat::Iq4Xs => {
+                out.d = [b[0], b[1]];
+                for j in 0..8 {
+                    out.sc[j] = super::iq4_xs::sub_scale(b, j) as u8;
+                    for l in 0..16 {
+                        let byte = b[8 + 16 * j + l];
+                        out.q[32 * j + l] = byte & 0x0F;
+                        out.q[32 * j + 16 + l] = byte >> 4;
                     }
                 }
             }
@@ -194,6 +224,16 @@ impl Block {
                     for l in 0..32 {
                         b[16 + 32 * chunk + l] =
                             self.q[64 * chunk + l] | (self.q[64 * chunk + 32 + l] << 4);
+                    }
+                }
+            }
+            QuantFormat::Iq4Xs => {
+                b[0..2].copy_from_slice(&self.d);
+                let scales: [i8; 8] = std::array::from_fn(|j| self.sc[j] as i8);
+                super::iq4_xs::set_sub_scales(b, &scales);
+                for j in 0..8 {
+                    for l in 0..16 {
+                        b[8 + 16 * j + l] = self.q[32 * j + l] | (self.q[32 * j + 16 + l] << 4);
                     }
                 }
             }
@@ -242,6 +282,7 @@ pub(crate) fn repack_into(
             match format {
                 QuantFormat::Q4K => put_q4k(blk, n, buf),
                 QuantFormat::Q6K => put_q6k(blk, n, buf),
+                QuantFormat::Iq4Xs => put_iq4xs(blk, n, buf),
                 _ => interleave32::put(format, blk, n, buf),
             }
         }
@@ -319,7 +360,21 @@ fn put_q6k(blk: &[u8], n: usize, u: &mut [u8]) {
     }
 }
 
-/// Write row `n`'s block into unit `u` (the per-weight reference of [`put_q4k`] / [`put_q6k`]).
+/// Row `n`'s IQ4_XS block `blk` into unit `u`: the sub-block scales unpacked, the index bytes
+/// copied four at a time.
+fn put_iq4xs(blk: &[u8], n: usize, u: &mut [u8]) {
+    u[iq4xs::D + 2 * n..iq4xs::D + 2 * n + 2].copy_from_slice(&blk[0..2]);
+    for j in 0..8 {
+        u[iq4xs::SC + 16 * j + n] = super::iq4_xs::sub_scale(blk, j) as u8;
+    }
+    for c in 0..32 {
+        let at = iq4xs::QS + 64 * c + 4 * n;
+        u[at..at + 4].copy_from_slice(&blk[8 + 4 * c..8 + 4 * c + 4]);
+    }
+}
+
+/// Write row `n`'s block into unit `u` (the per-weight reference of [`put_q4k`] / [`put_q6k`] /
+/// [`put_iq4xs`]).
 #[cfg(test)]
 fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
     match format {
@@ -333,6 +388,18 @@ fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
             for c in 0..32 {
                 for e in 0..4 {
                     u[q4k::QS + 64 * c + 4 * n + e] =
+                        blk.q[column(c, e, false)] | (blk.q[column(c, e, true)] << 4);
+                }
+            }
+        }
+        QuantFormat::Iq4Xs => {
+            u[iq4xs::D + 2 * n..iq4xs::D + 2 * n + 2].copy_from_slice(&blk.d);
+            for j in 0..8 {
+                u[iq4xs::SC + 16 * j + n] = blk.sc[j];
+            }
+            for c in 0..32 {
+                for e in 0..4 {
+                    u[iq4xs::QS + 64 * c + 4 * n + e] =
                         blk.q[column(c, e, false)] | (blk.q[column(c, e, true)] << 4);
                 }
             }
@@ -380,6 +447,19 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
                 }
             }
         }
+        QuantFormat::Iq4Xs => {
+            blk.d = [u[iq4xs::D + 2 * n], u[iq4xs::D + 2 * n + 1]];
+            for j in 0..8 {
+                blk.sc[j] = u[iq4xs::SC + 16 * j + n];
+            }
+            for c in 0..32 {
+                for e in 0..4 {
+                    let byte = u[iq4xs::QS + 64 * c + 4 * n + e];
+                    blk.q[column(c, e, false)] = byte & 0x0F;
+                    blk.q[column(c, e, true)] = byte >> 4;
+                }
+            }
+        }
         _ => {
             blk.d = [u[q6k::D + 2 * n], u[q6k::D + 2 * n + 1]];
             for j in 0..16 {
@@ -422,21 +502,26 @@ pub(crate) fn block(
     let (g, n) = (r / ROWS, r % ROWS);
     let u = &data[(g * nb + b) * ub..(g * nb + b + 1) * ub];
     match format {
-        QuantFormat::Q4K | QuantFormat::Q6K => get(format, u, n).encode(format, out),
+        QuantFormat::Q4K | QuantFormat::Q6K | QuantFormat::Iq4Xs => {
+            get(format, u, n).encode(format, out)
+        }
         _ => interleave32::get(format, u, n, out),
     }
 }
 
 /// What the kernels of this layout need besides [`ActBlocks`] (256-blocks): per activation row and
 /// super-block, Q4_K's four pairs of 32-group sums (`Σ_{k∈2p} a | Σ_{k∈2p+1} a << 16`, each fits an
-/// i16) and Q6_K's `−32 · Σ_{k∈j} a` per 16-group as i32 (negated, so a kernel starts each
-/// sub-block's integer sum from it: a broadcast load instead of a subtraction).
+/// i16), Q6_K's `−32 · Σ_{k∈j} a` per 16-group and IQ4_XS's `−128 · Σ_{k∈j} a` per 32-group as
+/// i32 (negated, so a kernel starts each sub-block's integer sum from it: a broadcast load instead
+/// of a subtraction).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct GroupSums {
     /// `m × (cols / 256) × 4`.
     pub(crate) pairs: Vec<i32>,
     /// `m × (cols / 16)`.
     pub(crate) neg_off: Vec<i32>,
+    /// `m × (cols / 32)`.
+    pub(crate) neg128: Vec<i32>,
     /// The 32-weight formats (`super::interleave32`): `Σa` per 32-block, `m × (cols / 32)`.
     pub(crate) sum32: Vec<i32>,
 }
@@ -449,6 +534,12 @@ impl GroupSums {
         self.neg_off.clear();
         self.neg_off
             .extend(act.bsums[..n16].iter().map(|&s| -32 * i32::from(s)));
+        self.neg128.clear();
+        self.neg128.extend(
+            act.bsums[..n16]
+                .chunks_exact(2)
+                .map(|p| -128 * (i32::from(p[0]) + i32::from(p[1]))),
+        );
         self.pairs.clear();
         self.pairs.extend(act.bsums[..n16].chunks_exact(4).map(|g| {
             let lo = i32::from(g[0]) + i32::from(g[1]);
@@ -490,7 +581,13 @@ pub(crate) unsafe fn rows_scalar(
                 let a = &act.qs[t * cols + 256 * b..t * cols + 256 * (b + 1)];
                 let da = act.d[t * nb + b];
                 for (n, acc) in acc.iter_mut().enumerate() {
-                    let blk = get(format, u, n);
+                    let mut blk = get(format, u, n);
+                    if format == QuantFormat::Iq4Xs {
+                        // what the kernels multiply: the index's level + 128
+                        for q in blk.q.iter_mut() {
+                            *q = interleave32::IQ4_NL_U[usize::from(*q)];
+                        }
+                    }
                     let dot = |k0: usize, len: usize| -> i32 {
                         (k0..k0 + len)
                             .map(|k| i32::from(blk.q[k]) * i32::from(a[k]))
@@ -514,6 +611,15 @@ pub(crate) unsafe fn rows_scalar(
                             }
                             let (d, dmin) = (half(u, q4k::D + 2 * n), half(u, q4k::DMIN + 2 * n));
                             isum.mul_add(d, -((msum as f32) * dmin))
+                        }
+                        QuantFormat::Iq4Xs => {
+                            let neg128 = &sums.neg128[t * cols / 32 + 8 * b..];
+                            let mut isum = 0.0f32;
+                            for (j, &off) in neg128.iter().enumerate().take(8) {
+                                let c = (off + dot(32 * j, 32)) as f32;
+                                isum = c.mul_add(f32::from(blk.sc[j] as i8), isum);
+                            }
+                            isum * half(u, iq4xs::D + 2 * n)
                         }
                         _ => {
                             let neg_off = &sums.neg_off[t * cols / 16 + 16 * b..];
@@ -556,6 +662,7 @@ mod tests {
                     blk[0..2].copy_from_slice(&d);
                     blk[2..4].copy_from_slice(&d);
                 }
+                QuantFormat::Iq4Xs => blk[0..2].copy_from_slice(&d),
                 _ => blk[208..210].copy_from_slice(&d),
             }
         }
@@ -565,7 +672,7 @@ mod tests {
     /// The word-at-a-time repacking writes the bytes the per-weight reference does.
     #[test]
     fn fast_repacking_equals_the_per_weight_reference() {
-        for format in [QuantFormat::Q4K, QuantFormat::Q6K] {
+        for format in [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Iq4Xs] {
             let (rows, cols) = (16, 768);
             let src = blocks(format, rows, cols, 11);
             let fast = repack(format, rows, cols, &src);
@@ -583,7 +690,7 @@ mod tests {
 
     #[test]
     fn repacking_round_trips_every_row_bytewise() {
-        for format in [QuantFormat::Q4K, QuantFormat::Q6K] {
+        for format in [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Iq4Xs] {
             let (rows, cols) = (32, 512);
             let src = blocks(format, rows, cols, 7);
             let packed = repack(format, rows, cols, &src);

@@ -1,5 +1,5 @@
-//! The row-interleaved layout ("x16") of the 32-weight block formats — Q8_0, Q4_0, Q4_1, Q5_0 and
-//! Q5_1 — on the pattern of `super::interleave` (Q4_K / Q6_K): 16 weight rows side by side, so a
+//! The row-interleaved layout ("x16") of the 32-weight block formats — Q8_0, Q4_0, Q4_1, Q5_0,
+//! Q5_1 and IQ4_NL — on the pattern of `super::interleave` (Q4_K / Q6_K): 16 weight rows side by side, so a
 //! vector register holds 4 consecutive weights of each of 8 or 16 rows and each activation row's 4
 //! bytes, broadcast, multiply all of them at once, with no horizontal sums.
 //!
@@ -18,7 +18,8 @@
 //! For weight row `n`, activation row `t` (scale `d_a`, ggml's Q8_1 sum `s_a`, integer sum `Σa`
 //! per 32-block) and block `b`:
 //! - the exact integer `C = Σ_k u_k·a_k − OFF·Σa`, where `u_k` is the stored unsigned weight
-//!   (Q8_0: `w + 128`, `OFF` 128; Q4_0: `OFF` 8; Q5_0: `OFF` 16; Q4_1 / Q5_1: `OFF` 0) — a kernel
+//!   (Q8_0: `w + 128`, `OFF` 128; Q4_0: `OFF` 8; Q5_0: `OFF` 16; Q4_1 / Q5_1: `OFF` 0; IQ4_NL:
+//!   its level `GRID[q] + 128`, 1 ..= 241, looked up from the stored nibble, `OFF` 128) — a kernel
 //!   starts the integer sum from `−OFF·Σa`;
 //! - `acc = fma(C·d, d_a, acc)`, then for Q4_1 / Q5_1 `acc = fma(m, s_a, acc)`, block after block
 //!   from `acc = 0`.
@@ -61,7 +62,21 @@ pub(crate) struct Layout {
     pub(crate) bytes: bool,
     /// The integer offset subtracted through `−OFF·Σa`.
     pub(crate) off: i32,
+    /// Whether each nibble indexes [`IQ4_NL_U`] (IQ4_NL) rather than being the weight itself.
+    pub(crate) lut: bool,
 }
+
+/// IQ4_NL's grid levels plus 128 (`super::iq4_nl::GRID`), the unsigned weights its kernels
+/// multiply: a byte table for one `vpshufb`.
+pub(crate) const IQ4_NL_U: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        t[i] = (super::iq4_nl::GRID[i] as i16 + 128) as u8;
+        i += 1;
+    }
+    t
+};
 
 /// The layout of `format`, if it is one of the 32-weight formats.
 pub(crate) const fn layout(format: QuantFormat) -> Option<Layout> {
@@ -80,6 +95,7 @@ pub(crate) const fn layout(format: QuantFormat) -> Option<Layout> {
             unit,
             bytes,
             off,
+            lut: false,
         }
     }
     Some(match format {
@@ -88,6 +104,10 @@ pub(crate) const fn layout(format: QuantFormat) -> Option<Layout> {
         QuantFormat::Q4_1 => l(Some(32), None, 64, 320, false, 0),
         QuantFormat::Q5_0 => l(None, Some(32), 96, 352, false, 16),
         QuantFormat::Q5_1 => l(Some(32), Some(64), 128, 384, false, 0),
+        QuantFormat::Iq4Nl => Layout {
+            lut: true,
+            ..l(None, None, 32, 288, false, 128)
+        },
         _ => return None,
     })
 }
@@ -100,19 +120,21 @@ pub(crate) const Q4_1: u8 = 1;
 pub(crate) const Q5_0: u8 = 2;
 pub(crate) const Q5_1: u8 = 3;
 pub(crate) const Q8_0: u8 = 4;
+pub(crate) const IQ4_NL: u8 = 5;
 
-/// The format numbered `f` ([`Q4_0`] … [`Q8_0`]).
+/// The format numbered `f` ([`Q4_0`] … [`IQ4_NL`]).
 pub(crate) const fn format_of(f: u8) -> QuantFormat {
     match f {
         Q4_0 => QuantFormat::Q4_0,
         Q4_1 => QuantFormat::Q4_1,
         Q5_0 => QuantFormat::Q5_0,
         Q5_1 => QuantFormat::Q5_1,
+        IQ4_NL => QuantFormat::Iq4Nl,
         _ => QuantFormat::Q8_0,
     }
 }
 
-/// The [`Layout`] of the format numbered `f` ([`Q4_0`] … [`Q8_0`]), at compile time.
+/// The [`Layout`] of the format numbered `f` ([`Q4_0`] … [`IQ4_NL`]), at compile time.
 pub(crate) const fn layout_of(f: u8) -> Layout {
     match layout(format_of(f)) {
         Some(l) => l,
@@ -124,7 +146,7 @@ pub(crate) const fn layout_of(f: u8) -> Layout {
 /// weights), 0 for a field the format lacks.
 pub(crate) const fn ggml_fields(format: QuantFormat) -> (usize, usize, usize) {
     match format {
-        QuantFormat::Q8_0 | QuantFormat::Q4_0 => (0, 0, 2),
+        QuantFormat::Q8_0 | QuantFormat::Q4_0 | QuantFormat::Iq4Nl => (0, 0, 2),
         QuantFormat::Q4_1 => (2, 0, 4),
         QuantFormat::Q5_0 => (0, 2, 6),
         _ => (2, 4, 8),
@@ -181,7 +203,8 @@ pub(crate) fn get(format: QuantFormat, u: &[u8], n: usize, blk: &mut [u8]) {
 }
 
 /// The stored unsigned weight of column `k` (0..32) of row `n` in unit `u`, fifth bit included
-/// (what the kernels multiply: Q8_0 `w + 128`, the others the ggml value before its offset).
+/// (what the kernels multiply: Q8_0 `w + 128`, IQ4_NL its level + 128, the others the ggml value
+/// before its offset).
 fn stored(l: &Layout, u: &[u8], n: usize, k: usize) -> i32 {
     if l.bytes {
         return i32::from(u[l.qs + 64 * (k / 4) + 4 * n + k % 4]);
@@ -193,6 +216,9 @@ fn stored(l: &Layout, u: &[u8], n: usize, k: usize) -> i32 {
         let bit = 4 * n + e;
         let mask = &u[qh + 8 * (k / 4)..qh + 8 * (k / 4) + 8];
         q |= i32::from((mask[bit / 8] >> (bit % 8)) & 1) << 4;
+    }
+    if l.lut {
+        q = i32::from(IQ4_NL_U[q as usize]);
     }
     q
 }
@@ -270,12 +296,13 @@ mod tests {
     use super::super::interleave::{bytes_for, repack, row_blocks};
     use super::*;
 
-    const FORMATS: [QuantFormat; 5] = [
+    const FORMATS: [QuantFormat; 6] = [
         QuantFormat::Q8_0,
         QuantFormat::Q4_0,
         QuantFormat::Q4_1,
         QuantFormat::Q5_0,
         QuantFormat::Q5_1,
+        QuantFormat::Iq4Nl,
     ];
 
     /// Random bytes as blocks (every bit pattern is a valid block apart from the scales, which
@@ -308,7 +335,8 @@ mod tests {
         }
     }
 
-    /// The stored weight of every column is ggml's quant (plus 128 for Q8_0), read through the
+    /// The stored weight of every column is ggml's quant (plus 128 for Q8_0; IQ4_NL's level plus
+    /// 128), read through the
     /// chunk and mask addressing the kernels use — against a decoding written from ggml's
     /// definition (weight `k < 16` in the low nibble of byte `k`, `k ≥ 16` in the high nibble of
     /// byte `k − 16`, fifth bit `k` of `qh`).
@@ -330,6 +358,9 @@ mod tests {
                         let mut q = i32::from(if k < 16 { byte & 0xF } else { byte >> 4 });
                         if l.qh.is_some() {
                             q |= (((word(blk, qh_at) >> k) & 1) as i32) << 4;
+                        }
+                        if l.lut {
+                            q = i32::from(super::super::iq4_nl::GRID[q as usize]) + 128;
                         }
                         q
                     };

@@ -6,8 +6,10 @@
 //! (`-ctk/-ctv iq4_nl`: `quantize_row_iq4_nl_ref`, no importance weights, no scale search):
 //! the signed value of largest magnitude maps to the grid's first level, every value takes its
 //! nearest level (ties to the upper one), and the scale is then the least-squares fit of those
-//! levels weighted by `x²`. `tests/fixtures/quantize/iq4_nl.json` holds blocks made by
-//! llama.cpp's own library (`scripts/gen_reference.py --only quantize`).
+//! levels weighted by `x²`. Weights (`--quant iq4_nl`) take llama.cpp's weight quantizer instead,
+//! with its search over 15 trial scales ([`quantize_weights_block`]).
+//! `tests/fixtures/quantize/IQ4_NL.json` and `IQ4_NL_weights.json` hold blocks made by llama.cpp's
+//! own library (`scripts/gen_reference.py --only quantize`).
 
 use half::f16;
 
@@ -80,6 +82,56 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) {
     }
 }
 
+/// One block of 32 weights into `out` (18 bytes), as llama.cpp quantizes weights to `iq4_nl`
+/// (`quantize_iq4_nl` without an importance matrix: what `llama-quantize … IQ4_NL` writes):
+/// importance `x²`; a first fit that maps the value of largest magnitude onto the grid's top end
+/// (`d = max / 127`), then 15 trial scales `id = (t − 127) / max` for `t = −7 … 7`, keeping the
+/// least-squares scale with the largest `(Σw·q·x)² / Σw·q²`; finally every value takes its level
+/// nearest to `x / d` under that (unrounded) scale. An all-zero block is scale 0 with every index
+/// at level 8 (the level nearest 0).
+///
+/// # Panics
+/// When `x` is not 32 values or `out` not 18 bytes.
+pub fn quantize_weights_block(x: &[f32], out: &mut [u8]) {
+    assert!(
+        x.len() == 32 && out.len() == BLOCK_BYTES,
+        "one iq4_nl block"
+    );
+    const TRIES: i32 = 7;
+    let max = x
+        .iter()
+        .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    // Σw·q·x and Σw·q² of the levels nearest to id·x (ggml's order of operations: w·q·x as
+    // (w·q)·x, w = x²)
+    let fit = |id: f32| {
+        x.iter().fold((0.0f32, 0.0f32), |(sqx, sq2), &v| {
+            let level = f32::from(GRID[nearest(id * v) as usize]);
+            let w = v * v;
+            (sqx + w * level * v, sq2 + w * level * level)
+        })
+    };
+    let mut d = 0.0f32;
+    if max.abs() >= 1e-15 {
+        let (mut sumqx, sumq2) = fit(1.0 / (-max / f32::from(GRID[0])));
+        d = if sumq2 > 0.0 { sumqx / sumq2 } else { 0.0 };
+        let mut best = d * sumqx;
+        for t in -TRIES..=TRIES {
+            let q2;
+            (sumqx, q2) = fit((t + i32::from(GRID[0])) as f32 / max);
+            if q2 > 0.0 && sumqx * sumqx > best * q2 {
+                d = sumqx / q2;
+                best = d * sumqx;
+            }
+        }
+    }
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let q: [u8; 32] = std::array::from_fn(|j| nearest(id * x[j]));
+    out[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+    for j in 0..16 {
+        out[2 + j] = q[j] | (q[16 + j] << 4);
+    }
+}
+
 /// The 32 values of one block (`d · GRID[q]`, exact in `f32`).
 ///
 /// # Panics
@@ -94,25 +146,6 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32]) {
         let b = block[2 + j];
         out[j] = d * f32::from(GRID[usize::from(b & 0x0F)]);
         out[16 + j] = d * f32::from(GRID[usize::from(b >> 4)]);
-    }
-}
-
-/// One block as a `q8_0` block with the same values: the same `f16` scale, each index's level
-/// as the int8 (every level fits), so `d · q` is `d · GRID[i]` exactly. GGUF tensors stored in
-/// `iq4_nl` load this way onto the `q8_0` kernels (34 bytes instead of 18 per 32 weights).
-///
-/// # Panics
-/// When `block` is not 18 bytes or `out` not 34.
-pub fn to_q8_0(block: &[u8], out: &mut [u8]) {
-    assert!(
-        block.len() == BLOCK_BYTES && out.len() == 34,
-        "one iq4_nl block into one q8_0 block"
-    );
-    out[..2].copy_from_slice(&block[..2]);
-    for j in 0..16 {
-        let b = block[2 + j];
-        out[2 + j] = GRID[usize::from(b & 0x0F)] as u8;
-        out[2 + 16 + j] = GRID[usize::from(b >> 4)] as u8;
     }
 }
 

@@ -122,7 +122,7 @@ impl QuantMatrix {
     }
 
     /// Quantize row-major f32 `values` of a `rows × cols` matrix to `format` (f32, f16, bf16, q8_0,
-    /// q4_0 or q4_1; the K-quants and Q5 formats can only be loaded).
+    /// q4_0, q4_1, q5_0, q5_1 or iq4_nl; the K-quants can only be loaded).
     pub fn quantize(
         tensor: &str,
         format: QuantFormat,
@@ -141,7 +141,7 @@ impl QuantMatrix {
         let mut data = Vec::with_capacity(format.bytes_for(rows, cols));
         quantize_into(format, values, &mut data).ok_or_else(|| {
             EngineError::Invalid(format!(
-                "tensor `{tensor}`: cannot quantize to {format} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)"
+                "tensor `{tensor}`: cannot quantize to {format} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL)"
             ))
         })?;
         Ok(QuantMatrix {
@@ -154,7 +154,7 @@ impl QuantMatrix {
     }
 
     /// This matrix in the layout the kernels of this CPU read fastest: Q4_K / Q6_K and the
-    /// 32-weight formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) with a multiple of 16 rows interleaved 16
+    /// 32-weight formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) with a multiple of 16 rows interleaved 16
     /// rows at a time (`super::interleave`, `super::interleave32`) where the CPU has AVX-512
     /// VNNI and [`set_interleaving`] has not turned it off; otherwise unchanged.
     ///
@@ -170,7 +170,7 @@ impl QuantMatrix {
     }
 
     /// This matrix with its rows interleaved 16 at a time, when its format and shape allow it
-    /// (Q4_K / Q6_K / Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1, rows a multiple of 16); otherwise
+    /// (Q4_K / Q6_K / Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL, rows a multiple of 16); otherwise
     /// unchanged.
     pub fn interleave(self) -> Self {
         if self.interleaved || !super::interleave::supports(self.format, self.rows, self.cols) {

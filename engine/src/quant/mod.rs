@@ -26,6 +26,7 @@ mod format;
 mod interleave;
 pub(crate) mod interleave32;
 pub mod iq4_nl;
+pub mod iq4_xs;
 mod linear;
 mod matmul;
 mod matrix;

@@ -6,8 +6,9 @@
 //! `quantize_row_q4_1_ref`, `quantize_row_q5_0_ref`, `quantize_row_q5_1_ref` in llama.cpp
 //! `ggml-quants.c`): round-to-nearest with one scale per block of 32, so a model quantized here is
 //! bit-identical to one quantized by `llama-quantize` without an importance matrix (checked
-//! against gguf-py's ports of them on tests/fixtures/quantize). K-quants are only loaded from GGUF
-//! files, never produced here.
+//! against gguf-py's ports of them on tests/fixtures/quantize). IQ4_NL takes llama.cpp's
+//! `quantize_iq4_nl` (`super::iq4_nl::quantize_weights_block`, checked against its library's
+//! bytes). K-quants are only loaded from GGUF files, never produced here.
 
 use half::{bf16, f16};
 
@@ -37,7 +38,12 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Optio
             out.resize(at + format.block_bytes(), 0);
             quantize_block(format, b, &mut out[at..]);
         }),
-        QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K => return None,
+        QuantFormat::Iq4Nl => x.chunks_exact(32).for_each(|b| {
+            let at = out.len();
+            out.resize(at + format.block_bytes(), 0);
+            super::iq4_nl::quantize_weights_block(b, &mut out[at..]);
+        }),
+        QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K | QuantFormat::Iq4Xs => return None,
     }
     Some(())
 }

@@ -67,6 +67,28 @@ fn decode_groups(format: QuantFormat, b: &[u8], groups: &mut [Group; 8]) {
             let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
             nib(g, &b[8..24], &fifth(qh), 0);
         }
+        QuantFormat::Iq4Nl => {
+            g.a = [f16_at(b, 0); 2];
+            g.c = 0.0;
+            let level = |i: u8| super::iq4_nl::GRID[usize::from(i)];
+            for j in 0..16 {
+                g.q[j] = level(b[2 + j] & 0x0F);
+                g.q[j + 16] = level(b[2 + j] >> 4);
+            }
+        }
+        QuantFormat::Iq4Xs => {
+            let d = f16_at(b, 0);
+            for (j, g) in groups.iter_mut().enumerate() {
+                g.a = [d * f32::from(super::iq4_xs::sub_scale(b, j)); 2];
+                g.c = 0.0;
+                let qs = &b[8 + 16 * j..8 + 16 * (j + 1)];
+                let level = |i: u8| super::iq4_nl::GRID[usize::from(i)];
+                for (l, &byte) in qs.iter().enumerate() {
+                    g.q[l] = level(byte & 0x0F);
+                    g.q[l + 16] = level(byte >> 4);
+                }
+            }
+        }
         QuantFormat::Q4K | QuantFormat::Q5K => {
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
             let scales = &b[4..16];

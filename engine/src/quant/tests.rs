@@ -32,7 +32,11 @@ impl Rng {
 /// Offsets of the f16 scale fields within one block of `format`.
 fn scale_offsets(format: QuantFormat) -> &'static [usize] {
     match format {
-        QuantFormat::Q8_0 | QuantFormat::Q4_0 | QuantFormat::Q5_0 => &[0],
+        QuantFormat::Q8_0
+        | QuantFormat::Q4_0
+        | QuantFormat::Q5_0
+        | QuantFormat::Iq4Nl
+        | QuantFormat::Iq4Xs => &[0],
         QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
         QuantFormat::Q6K => &[208],
         QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => &[],
@@ -228,6 +232,7 @@ fn odd_block_counts_match_at_decode() {
         QuantFormat::Q5_0,
         QuantFormat::Q5_1,
         QuantFormat::Q8_0,
+        QuantFormat::Iq4Nl,
     ]
     .into_iter()
     .enumerate()
@@ -342,18 +347,21 @@ fn fixture_json(dir: &str, name: &str, key: &str) -> (serde_json::Value, Vec<f32
 
 /// The quantizers give gguf-py's bytes (its NumPy ports of ggml's `quantize_row_*_ref`) for every
 /// format they produce, on inputs with ties, zeros, constant blocks and six decades of magnitude
-/// (tests/fixtures/quantize).
+/// (tests/fixtures/quantize) — and for IQ4_NL, which gguf-py cannot quantize, llama.cpp's own
+/// weight quantizer's bytes (`quantize_iq4_nl`, from its library) on those inputs plus a block of
+/// exact levels and ties.
 #[test]
 fn quantizers_give_gguf_py_blocks() {
     let formats = [
-        QuantFormat::Q8_0,
-        QuantFormat::Q4_0,
-        QuantFormat::Q4_1,
-        QuantFormat::Q5_0,
-        QuantFormat::Q5_1,
+        (QuantFormat::Q8_0, "Q8_0"),
+        (QuantFormat::Q4_0, "Q4_0"),
+        (QuantFormat::Q4_1, "Q4_1"),
+        (QuantFormat::Q5_0, "Q5_0"),
+        (QuantFormat::Q5_1, "Q5_1"),
+        (QuantFormat::Iq4Nl, "IQ4_NL_weights"),
     ];
-    for format in formats {
-        let (json, input) = fixture_json("quantize", format.name(), "input");
+    for (format, fixture) in formats {
+        let (json, input) = fixture_json("quantize", fixture, "input");
         let hex = json["blocks_hex"].as_str().expect("blocks_hex");
         let want: Vec<u8> = (0..hex.len())
             .step_by(2)
@@ -390,14 +398,10 @@ fn iq4_nl_quantizer_gives_llamacpp_blocks_and_gguf_py_values() {
         let mut back = [0.0f32; 32];
         dequantize_block(w, &mut back);
         assert_eq!(&back[..], &values[b * 32..(b + 1) * 32], "iq4_nl block {b}");
-        // as a GGUF tensor: the GGUF dequantizer, and the lossless q8_0 copy the kernels take
+        // as a GGUF tensor / weight matrix: the GGUF dequantizer
         let mut gguf = [0.0f32; 32];
-        crate::gguf::dequant::dequantize(crate::gguf::GgmlType::IQ4_NL, w, &mut gguf);
+        dequantize_into(QuantFormat::Iq4Nl, w, &mut gguf);
         assert_eq!(&gguf[..], &back[..], "iq4_nl block {b}");
-        let mut q8 = [0u8; 34];
-        super::iq4_nl::to_q8_0(w, &mut q8);
-        dequantize_into(QuantFormat::Q8_0, &q8, &mut gguf);
-        assert_eq!(&gguf[..], &back[..], "iq4_nl block {b} as q8_0");
     }
 }
 
@@ -581,7 +585,7 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
 
 /// Every format with an interleaved layout: the K-quants' (`interleave`) and the 32-weight
 /// formats' (`interleave32`).
-const INTERLEAVED: [QuantFormat; 7] = [
+const INTERLEAVED: [QuantFormat; 9] = [
     QuantFormat::Q4K,
     QuantFormat::Q6K,
     QuantFormat::Q8_0,
@@ -589,6 +593,8 @@ const INTERLEAVED: [QuantFormat; 7] = [
     QuantFormat::Q4_1,
     QuantFormat::Q5_0,
     QuantFormat::Q5_1,
+    QuantFormat::Iq4Nl,
+    QuantFormat::Iq4Xs,
 ];
 
 #[test]
@@ -628,6 +634,11 @@ fn interleaved_formats_exact_at_the_integer_range_limits() {
             // Q8_0: every other block at −128 (all 0xFF is −1)
             if format == QuantFormat::Q8_0 && k % 2 == 1 {
                 blk[2..].fill(0x80);
+            }
+            // IQ4_NL / IQ4_XS: all 0xFF is the top level (113, IQ4_XS's scales at +31); every
+            // other block at the bottom level (−127, IQ4_XS's scales at −32)
+            if matches!(format, QuantFormat::Iq4Nl | QuantFormat::Iq4Xs) && k % 2 == 1 {
+                blk[2..].fill(0x00);
             }
             for &at in scale_offsets(format) {
                 blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());

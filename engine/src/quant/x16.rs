@@ -1,5 +1,5 @@
 //! AVX-512 VNNI kernels for the row-interleaved layouts — Q4_K / Q6_K (`super::interleave`) and
-//! Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 (`super::interleave32`): 16 weight rows per vector, every
+//! Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`): 16 weight rows per vector, every
 //! activation row through one `vpdpbusd` per 64 weights with its 4 bytes broadcast from memory,
 //! then the float operations of the layouts' module docs — bit-identical to the scalar references
 //! whatever the number of activation rows. (AVX2 kernels of the same layouts, 8 rows per vector:
@@ -20,8 +20,8 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, ROWS, q4k, q6k, unit_bytes};
-use super::interleave32::{D, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
+use super::interleave::{GroupSums, ROWS, iq4xs, q4k, q6k, unit_bytes};
+use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
 
@@ -37,6 +37,8 @@ pub(super) struct Acts {
     pub(super) pairs: *const i32,
     /// Q6_K: `−32 · Σ` per 16-group of the first row (`16·nb` per row).
     pub(super) neg_off: *const i32,
+    /// IQ4_XS: `−128 · Σ` per 32-group of the first row (`8·nb` per row).
+    pub(super) neg128: *const i32,
     /// 32-weight formats: `Σa` per block of the first row (`nb` per row).
     pub(super) sum32: *const i32,
     /// 32-weight formats: ggml's Q8_1 sums `s_a` of the first row (`nb` per row).
@@ -86,6 +88,7 @@ pub(super) unsafe fn for_each_tile(
                 d: act.d.as_ptr().wrapping_add(t0 * nb),
                 pairs: sums.pairs.as_ptr().wrapping_add(t0 * nb * 4),
                 neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
+                neg128: sums.neg128.as_ptr().wrapping_add(t0 * nb * 8),
                 sum32: sums.sum32.as_ptr().wrapping_add(t0 * nb),
                 s: act.s.as_ptr().wrapping_add(t0 * nb),
                 cols,
@@ -136,11 +139,13 @@ pub(crate) unsafe fn rows_vnni(
             |u, nb, a, tm, t| match format {
                 QuantFormat::Q4K => dispatch_m!(tm, q4k_x16, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, u, nb, a, t),
+                QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x16, u, nb, a, t),
                 QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x16::<Q4_0>, u, nb, a, t),
                 QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x16::<Q4_1>, u, nb, a, t),
                 QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x16::<Q5_0>, u, nb, a, t),
                 QuantFormat::Q5_1 => dispatch_m!(tm, blocks32_x16::<Q5_1>, u, nb, a, t),
                 QuantFormat::Q8_0 => dispatch_m!(tm, blocks32_x16::<Q8_0>, u, nb, a, t),
+                QuantFormat::Iq4Nl => dispatch_m!(tm, blocks32_x16::<IQ4_NL>, u, nb, a, t),
                 _ => unreachable!("{format} has no VNNI interleaved kernel"),
             },
         )
@@ -310,9 +315,65 @@ unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
     }
 }
 
-/// 16 rows × `M` activation rows of an interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 matrix (`nb`
-/// units of 32 columns; `super::interleave32`): per unit the 8 weight registers (4 chunk loads
-/// split into nibbles, fifth bits merged under a 64-bit mask; Q8_0 its 8 chunks as they are) are
+/// 16 rows × `M` activation rows of an interleaved IQ4_XS matrix (`nb` units at `units`): per
+/// sub-block 4 chunk loads split into 8 index registers, each turned into its levels + 128 by one
+/// `vpshufb`, then per activation row 8 `vpdpbusd` from its `−128·Σa`, one conversion and one FMA
+/// with the sub-block scales — Q6_K's arithmetic over 8 sub-blocks of 32.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn iq4xs_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
+    let m4 = _mm512_set1_epi8(0x0F);
+    let zero = _mm512_setzero_si512();
+    // SAFETY: IQ4_NL_U is 16 readable bytes.
+    let levels = unsafe { _mm512_broadcast_i32x4(loadu::<__m128i, u8>(IQ4_NL_U.as_ptr())) };
+    let mut acc = [_mm512_setzero_ps(); M];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group; activation row t's
+    // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 32-group sums
+    // (t·nb + b)·8 + j.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * iq4xs::UNIT);
+            let mut isf = [_mm512_setzero_ps(); M];
+            for j in 0..8 {
+                prefetch_part::<{ iq4xs::UNIT }, 8>(u, j);
+                let sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(
+                    u.add(iq4xs::SC + 16 * j),
+                )));
+                let mut w = [zero; 8];
+                for i in 0..4 {
+                    let v = loadu::<__m512i, u8>(u.add(iq4xs::QS + 64 * (4 * j + i)));
+                    w[i] = _mm512_shuffle_epi8(levels, _mm512_and_si512(v, m4));
+                    w[4 + i] =
+                        _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+                }
+                for t in 0..M {
+                    let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
+                    let neg = a.neg128.add((t * nb + b) * 8 + j);
+                    let mut c = _mm512_dpbusd_epi32(bcast4(neg.cast()), w[0], bcast4(x));
+                    c = _mm512_dpbusd_epi32(c, w[4], bcast4(x.add(16)));
+                    for i in 1..4 {
+                        c = _mm512_dpbusd_epi32(c, w[i], bcast4(x.add(4 * i)));
+                        c = _mm512_dpbusd_epi32(c, w[4 + i], bcast4(x.add(16 + 4 * i)));
+                    }
+                    isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), sc, isf[t]);
+                }
+            }
+            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(iq4xs::D)));
+            for t in 0..M {
+                let s = _mm512_mul_ps(isf[t], d);
+                acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
+            }
+        }
+        for t in 0..M {
+            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        }
+    }
+}
+
+/// 16 rows × `M` activation rows of an interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL
+/// matrix (`nb` units of 32 columns; `super::interleave32`): per unit the 8 weight registers (4
+/// chunk loads split into nibbles, fifth bits merged under a 64-bit mask, IQ4_NL's nibbles
+/// turned into its levels + 128 by one `vpshufb` each; Q8_0 its 8 chunks as they are) are
 /// decoded once, then each activation row takes 8 `vpdpbusd` from its `−OFF·Σa`, one
 /// conversion, the scale multiply and one FMA (two with a minimum term). `vpdpbusd` sums in i32,
 /// so Q8_0's stored `w + 128` needs no nibble split as on AVX2.
@@ -328,6 +389,8 @@ unsafe fn blocks32_x16<const M: usize, const F: u8>(
     let m4 = _mm512_set1_epi8(0x0F);
     let fifth = _mm512_set1_epi8(0x10);
     let zero = _mm512_setzero_si512();
+    // SAFETY: IQ4_NL_U is 16 readable bytes.
+    let levels = unsafe { _mm512_broadcast_i32x4(loadu::<__m128i, u8>(IQ4_NL_U.as_ptr())) };
     let mut acc = [_mm512_setzero_ps(); M];
     // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group (chunks of 64 bytes,
     // masks of 8, f16 fields of 32); activation row t's block b spans t·cols + 32·b.., with
@@ -353,6 +416,11 @@ unsafe fn blocks32_x16<const M: usize, const F: u8>(
                     for c in 0..8 {
                         let bits: __mmask64 = loadu::<u64, u8>(u.add(qh + 8 * c));
                         w[c] = _mm512_or_si512(w[c], _mm512_maskz_mov_epi8(bits, fifth));
+                    }
+                }
+                if l.lut {
+                    for c in 0..8 {
+                        w[c] = _mm512_shuffle_epi8(levels, w[c]);
                     }
                 }
             }

@@ -1,5 +1,5 @@
 //! AVX2 kernels for the row-interleaved layouts — Q4_K / Q6_K (`super::interleave`) and Q8_0 /
-//! Q4_0 / Q4_1 / Q5_0 / Q5_1 (`super::interleave32`) — for CPUs without AVX-512: each 64-byte chunk is
+//! Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`) — for CPUs without AVX-512: each 64-byte chunk is
 //! two 256-bit halves of 8 rows, and each activation row goes through `vpmaddubsw` (u8 × i8 pairs
 //! to i16) with its 4 bytes broadcast from memory, i16 sums across chunks, and one `vpmaddwd` per
 //! sub-block to i32 — then exactly the float operations of the layouts' module docs, so the
@@ -19,15 +19,16 @@
 //! 128 = 30720); Q6_K two (2 · 2 · 63 · 128 = 32256); the 32-weight formats four (4 · 2 · 31 · 128
 //! = 31744). Q8_0's stored `w + 128` would overflow a single pair (2 · 255 · 128), so its kernel
 //! multiplies the two nibbles of each byte separately (eight products per sum, 30720 at most) and
-//! joins them as `Σ lo·a + 16 · Σ hi·a` in i32.
+//! joins them as `Σ lo·a + 16 · Σ hi·a` in i32. IQ4_NL's levels + 128 (up to 241) take the same
+//! route: two `vpshufb` per index register give the low and high nibbles of the level directly.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::avx2::{dispatch_m, fifth_bits, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, has_layout, q4k, q6k};
-use super::interleave32::{D, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
+use super::interleave::{GroupSums, has_layout, iq4xs, q4k, q6k};
+use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
 use super::x16::{Acts, Tile, for_each_tile, prefetch_part, prefetch_unit32};
@@ -72,11 +73,13 @@ pub(crate) unsafe fn rows_avx2(
             |u, nb, a, tm, t| match format {
                 QuantFormat::Q4K => dispatch_m!(tm, q4k_x8, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x8, u, nb, a, t),
+                QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x8, u, nb, a, t),
                 QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x8::<Q4_0>, u, nb, a, t),
                 QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x8::<Q4_1>, u, nb, a, t),
                 QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x8::<Q5_0>, u, nb, a, t),
                 QuantFormat::Q5_1 => dispatch_m!(tm, blocks32_x8::<Q5_1>, u, nb, a, t),
                 QuantFormat::Q8_0 => dispatch_m!(tm, blocks32_x8::<Q8_0>, u, nb, a, t),
+                QuantFormat::Iq4Nl => dispatch_m!(tm, blocks32_x8::<IQ4_NL>, u, nb, a, t),
                 _ => unreachable!("{format} has no AVX2 interleaved kernel"),
             },
         )
@@ -188,6 +191,84 @@ unsafe fn q4k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
     }
 }
 
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved IQ4_XS matrix: per half and
+/// sub-block, 4 chunk loads give 8 index registers, and two `vpshufb` each the low and high
+/// nibbles of the levels + 128 (as Q8_0's bytes: eight products per i16 sum, see the module
+/// docs), joined as `Σ lo·a + 16·Σ hi·a − 128·Σa` in i32, then Q6_K's float steps.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq4xs_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let sixteen = _mm256_set1_epi16(16);
+    let zero = _mm256_setzero_si256();
+    // SAFETY: IQ4_NL_U is 16 readable bytes.
+    let levels = unsafe { _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(IQ4_NL_U.as_ptr())) };
+    let levels_lo = _mm256_and_si256(levels, m4);
+    let levels_hi = _mm256_and_si256(_mm256_srli_epi16(levels, 4), m4);
+    let mut acc = [[_mm256_setzero_ps(); M]; 2];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
+    // 32h.. of each chunk (16h.. / 8h.. of the per-row fields); activation row t's super-block b
+    // spans t·cols + 256·b.. of the tile, with scale t·nb + b and 32-group sums (t·nb + b)·8 + j.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * iq4xs::UNIT);
+            let mut isf = [[_mm256_setzero_ps(); M]; 2];
+            for j in 0..8 {
+                prefetch_part::<{ iq4xs::UNIT }, 8>(u, j);
+                for h in 0..2 {
+                    let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        u.add(iq4xs::SC + 16 * j + HALF * h) as *const __m128i,
+                    )));
+                    // w[c] / w[8 + c]: low / high nibbles of the levels of columns 4c..4c + 4
+                    // (c < 4) and 16 + 4(c − 4).. (c ≥ 4) of the sub-block
+                    let mut w = [zero; 16];
+                    for i in 0..4 {
+                        let v = loadu::<__m256i, u8>(u.add(iq4xs::QS + 64 * (4 * j + i) + 32 * h));
+                        for (c, q) in [
+                            (i, _mm256_and_si256(v, m4)),
+                            (4 + i, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)),
+                        ] {
+                            w[c] = _mm256_shuffle_epi8(levels_lo, q);
+                            w[8 + c] = _mm256_shuffle_epi8(levels_hi, q);
+                        }
+                    }
+                    for t in 0..M {
+                        let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
+                        let mut lo = mul4(w[0], x);
+                        let mut hi = mul4(w[8], x);
+                        for c in 1..8 {
+                            let xc = x.add(4 * c);
+                            lo = _mm256_add_epi16(lo, mul4(w[c], xc));
+                            hi = _mm256_add_epi16(hi, mul4(w[8 + c], xc));
+                        }
+                        let c = _mm256_add_epi32(
+                            _mm256_add_epi32(
+                                _mm256_madd_epi16(lo, ones),
+                                _mm256_madd_epi16(hi, sixteen),
+                            ),
+                            _mm256_set1_epi32(*a.neg128.add((t * nb + b) * 8 + j)),
+                        );
+                        isf[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c), sc, isf[h][t]);
+                    }
+                }
+            }
+            for h in 0..2 {
+                let d = halves(u.add(iq4xs::D + 2 * HALF * h));
+                for t in 0..M {
+                    let s = _mm256_mul_ps(isf[h][t], d);
+                    acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
+                }
+            }
+        }
+        for t in 0..M {
+            for h in 0..2 {
+                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
+            }
+        }
+    }
+}
+
 /// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q6_K matrix.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -285,6 +366,11 @@ unsafe fn blocks32_x8<const M: usize, const F: u8>(
     let m4 = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_si256();
+    // IQ4_NL: the low and high nibbles of its levels + 128, looked up by index
+    // SAFETY: IQ4_NL_U is 16 readable bytes.
+    let levels = unsafe { _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(IQ4_NL_U.as_ptr())) };
+    let levels_lo = _mm256_and_si256(levels, m4);
+    let levels_hi = _mm256_and_si256(_mm256_srli_epi16(levels, 4), m4);
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
     // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group and half h its bytes
     // 32h.. of each chunk, 4h.. of each fifth-bit mask and 16h.. of the f16 fields; activation
@@ -295,14 +381,27 @@ unsafe fn blocks32_x8<const M: usize, const F: u8>(
             prefetch_unit32(l.unit, u);
             for h in 0..2 {
                 let d = halves(u.add(D + 2 * HALF * h));
-                if l.bytes {
+                if l.bytes || l.lut {
                     // Q8_0: the stored w + 128 as its two nibbles, w[c] / w[8 + c] the low / high
-                    // nibbles of columns 4c..4c + 4
+                    // nibbles of columns 4c..4c + 4; IQ4_NL: those of its level + 128, looked up
                     let mut w = [zero; 16];
-                    for c in 0..8 {
-                        let v = loadu::<__m256i, u8>(u.add(l.qs + 64 * c + 32 * h));
-                        w[c] = _mm256_and_si256(v, m4);
-                        w[8 + c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    if l.lut {
+                        for i in 0..4 {
+                            let v = loadu::<__m256i, u8>(u.add(l.qs + 64 * i + 32 * h));
+                            for (c, q) in [
+                                (i, _mm256_and_si256(v, m4)),
+                                (4 + i, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)),
+                            ] {
+                                w[c] = _mm256_shuffle_epi8(levels_lo, q);
+                                w[8 + c] = _mm256_shuffle_epi8(levels_hi, q);
+                            }
+                        }
+                    } else {
+                        for c in 0..8 {
+                            let v = loadu::<__m256i, u8>(u.add(l.qs + 64 * c + 32 * h));
+                            w[c] = _mm256_and_si256(v, m4);
+                            w[8 + c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                        }
                     }
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 32 * b);
