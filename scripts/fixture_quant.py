@@ -6,11 +6,12 @@ llama.cpp's own quantizers, called through ctypes from a llama.cpp build's libgg
 the LIBGGML_BASE environment variable (build llama.cpp outside this repository, see
 scripts/compare-llamacpp.sh), with gguf-py's dequantized values beside them:
 `quantize_row_iq4_nl_ref` (what its CPU backend applies when writing an iq4_nl KV cache) into
-IQ4_NL.json, and `quantize_iq4_nl` without an importance matrix (what `llama-quantize ... IQ4_NL`
-applies to weights: a search over 15 trial scales) into IQ4_NL_weights.json.
+IQ4_NL.json, and `quantize_iq4_nl` / `quantize_iq4_xs` without an importance matrix (what
+`llama-quantize ... IQ4_NL|IQ4_XS` applies to weights: a search over 15 trial scales) into
+IQ4_NL_weights.json / IQ4_XS_weights.json.
 
 For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
-IQ4_NL, IQ4_XS)
+IQ4_NL, IQ4_XS, Q3_K)
 a few blocks of random bytes are written, with every f16 scale field overwritten by a random
 finite f16 (so the blocks are valid: no inf/NaN scales), next to the float32 values that gguf-py's
 reference `gguf.quants.dequantize` (a NumPy port of ggml's dequantize_row_*) gives for them.
@@ -42,6 +43,7 @@ LAYOUT = {
     "Q6_K": (2, [208], [True]),  # d is the last field of block_q6_K
     "IQ4_NL": (4, [0], [True]),  # last: the types before it keep their random bytes
     "IQ4_XS": (2, [0], [True]),
+    "Q3_K": (2, [108], [False]),  # d is the last field of block_q3_K
 }
 SEED = 7
 
@@ -172,6 +174,20 @@ def llamacpp_iq4_nl_weights(lib_path: str, values: np.ndarray) -> bytes:
     return out.tobytes()
 
 
+def llamacpp_iq4_xs_weights(lib_path: str, values: np.ndarray) -> bytes:
+    """llama.cpp's quantize_iq4_xs of `values` as one row, no importance matrix."""
+    lib = ctypes.CDLL(lib_path)
+    fn = lib.quantize_iq4_xs
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    fn.restype = ctypes.c_size_t
+    x = np.ascontiguousarray(values, dtype=np.float32)
+    out = np.zeros(x.size // 256 * 136, dtype=np.uint8)
+    written = fn(x.ctypes.data, out.ctypes.data, 1, x.size, None)
+    if written != out.size:
+        raise RuntimeError(f"quantize_iq4_xs wrote {written} bytes, expected {out.size}")
+    return out.tobytes()
+
+
 def gen_quantize(out_root: Path) -> None:
     # before the directory is emptied: without the library its committed IQ4_NL.json would be lost
     lib_path = libggml_base()
@@ -218,3 +234,21 @@ def gen_quantize(out_root: Path) -> None:
     }
     (out / "IQ4_NL_weights.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     print(f"quantize/IQ4_NL_weights: {weights.size} values, {len(blocks)} bytes")
+    # IQ4_XS: those 256 values as one super-block; one whose sub-blocks span eight decades (the
+    # 6-bit sub-scales clamp and round to 0); an all-zero one (d = -0, every index 8)
+    rng = np.random.default_rng(QUANTIZE_SEED + 1)
+    decades = np.concatenate([rng.standard_normal(32) * 10.0 ** (k - 4) for k in range(8)])
+    xs = np.concatenate([weights, decades, np.zeros(256)]).astype(np.float32)
+    blocks = llamacpp_iq4_xs_weights(lib_path, xs)
+    back = dequantize(np.frombuffer(blocks, dtype=np.uint8), GGMLQuantizationType.IQ4_XS)
+    doc = {
+        "type": "IQ4_XS",
+        "input": [float(v) for v in xs],
+        "blocks_hex": blocks.hex(),
+        "values": [float(v) for v in back.astype(np.float32)],
+        "notes": "blocks_hex = llama.cpp's quantize_iq4_xs (libggml-base.so, ctypes; one row, no "
+        "importance matrix: llama-quantize's weight quantizer) of input (float32); values = gguf-py "
+        "(PyPI gguf) gguf.quants.dequantize of those blocks",
+    }
+    (out / "IQ4_XS_weights.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    print(f"quantize/IQ4_XS_weights: {xs.size} values, {len(blocks)} bytes")

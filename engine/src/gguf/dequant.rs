@@ -3,8 +3,9 @@
 //! Each quantized type stores a tensor's innermost dimension in fixed-size blocks; the layouts are
 //! ggml's `block_q4_0`, `block_q4_1`, `block_q5_0`, `block_q5_1`, `block_q8_0` (32 values per
 //! block, one f16 scale `d`, sometimes an f16 minimum `m` and a 32-bit mask `qh` of fifth bits)
-//! and the k-quants `block_q4_K`, `block_q5_K`, `block_q6_K` (256-value super-blocks split into
-//! sub-blocks of 32 or 16 with 6- or 8-bit sub-scales), as described in ggml's `ggml-common.h` and
+//! and the k-quants `block_q3_K`, `block_q4_K`, `block_q5_K`, `block_q6_K` (256-value
+//! super-blocks split into sub-blocks of 32 or 16 with 6- or 8-bit sub-scales), and the
+//! non-linear `block_iq4_nl` / `block_iq4_xs` (`crate::quant::iq4_nl`, `crate::quant::iq4_xs`), as described in ggml's `ggml-common.h` and
 //! dequantized by `dequantize_row_*` in `ggml-quants.c`. Everything here is a pure function from
 //! block bytes to values, tested against gguf-py's reference vectors (tests/fixtures/quant).
 
@@ -21,6 +22,7 @@ pub enum GgmlType {
     Q5_0 = 6,
     Q5_1 = 7,
     Q8_0 = 8,
+    Q3_K = 11,
     Q4_K = 12,
     Q5_K = 13,
     Q6_K = 14,
@@ -34,7 +36,7 @@ const QK_K: usize = 256;
 
 impl GgmlType {
     /// Every supported type, for error messages and tests.
-    pub const ALL: [GgmlType; 13] = [
+    pub const ALL: [GgmlType; 14] = [
         Self::F32,
         Self::F16,
         Self::BF16,
@@ -43,6 +45,7 @@ impl GgmlType {
         Self::Q4_1,
         Self::Q5_0,
         Self::Q5_1,
+        Self::Q3_K,
         Self::Q4_K,
         Self::Q5_K,
         Self::Q6_K,
@@ -66,6 +69,7 @@ impl GgmlType {
             Self::Q4_1 => "Q4_1",
             Self::Q5_0 => "Q5_0",
             Self::Q5_1 => "Q5_1",
+            Self::Q3_K => "Q3_K",
             Self::Q4_K => "Q4_K",
             Self::Q5_K => "Q5_K",
             Self::Q6_K => "Q6_K",
@@ -79,7 +83,7 @@ impl GgmlType {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
             Self::Q8_0 | Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::IQ4_NL => 32,
-            Self::Q4_K | Self::Q5_K | Self::Q6_K | Self::IQ4_XS => QK_K,
+            Self::Q3_K | Self::Q4_K | Self::Q5_K | Self::Q6_K | Self::IQ4_XS => QK_K,
         }
     }
 
@@ -93,6 +97,7 @@ impl GgmlType {
             Self::Q4_1 => 2 + 2 + 16,
             Self::Q5_0 => 2 + 4 + 16,
             Self::Q5_1 => 2 + 2 + 4 + 16,
+            Self::Q3_K => crate::quant::q3_k::BLOCK_BYTES,
             Self::Q4_K => 2 + 2 + 12 + QK_K / 2,
             Self::Q5_K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
             Self::Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
@@ -115,7 +120,6 @@ pub fn ggml_type_name(id: u32) -> String {
     let known = [
         (9, "Q8_1"),
         (10, "Q2_K"),
-        (11, "Q3_K"),
         (15, "Q8_K"),
         (16, "IQ2_XXS"),
         (17, "IQ2_XS"),
@@ -161,6 +165,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         GgmlType::Q4_1 => blocks.for_each(|(b, y)| q4_1(b, y)),
         GgmlType::Q5_0 => blocks.for_each(|(b, y)| q5_0(b, y)),
         GgmlType::Q5_1 => blocks.for_each(|(b, y)| q5_1(b, y)),
+        GgmlType::Q3_K => blocks.for_each(|(b, y)| crate::quant::q3_k::dequantize_block(b, y)),
         GgmlType::Q4_K => blocks.for_each(|(b, y)| q4_k(b, y)),
         GgmlType::Q5_K => blocks.for_each(|(b, y)| q5_k(b, y)),
         GgmlType::Q6_K => blocks.for_each(|(b, y)| q6_k(b, y)),
@@ -383,6 +388,18 @@ mod tests {
     fn q6_k_matches_gguf_py() {
         check(GgmlType::Q6_K);
     }
+    #[test]
+    fn q3_k_matches_gguf_py() {
+        check(GgmlType::Q3_K);
+    }
+    #[test]
+    fn iq4_nl_matches_gguf_py() {
+        check(GgmlType::IQ4_NL);
+    }
+    #[test]
+    fn iq4_xs_matches_gguf_py() {
+        check(GgmlType::IQ4_XS);
+    }
 
     #[test]
     fn plain_floats() {
@@ -406,6 +423,8 @@ mod tests {
         assert_eq!(GgmlType::Q4_K.type_size(), 144);
         assert_eq!(GgmlType::Q5_K.type_size(), 176);
         assert_eq!(GgmlType::Q6_K.type_size(), 210);
+        assert_eq!(GgmlType::Q3_K.type_size(), 110);
+        assert_eq!(GgmlType::IQ4_XS.type_size(), 136);
         assert_eq!(GgmlType::Q5_1.type_size(), 24);
         assert_eq!(GgmlType::from_id(30), Some(GgmlType::BF16));
         assert_eq!(GgmlType::from_id(10), None);

@@ -320,6 +320,9 @@ impl GgufModel {
             });
         };
         let t = &self.header.tensors[entry.tensor];
+        if t.ggml_type == GgmlType::Q3_K {
+            return self.q3_k_as_q6_k(hf_name, &t.name);
+        }
         let Some(format) = QuantFormat::from_ggml_type(t.ggml_type as u32) else {
             return Ok(None);
         };
@@ -351,6 +354,30 @@ impl GgufModel {
             t.offset..t.offset + t.byte_len,
         )
         .map(Some)
+    }
+
+    /// A `q3_K` weight as `q6_K` blocks of the same values (`quant::q3_k::to_q6_k`): the kernels
+    /// have no 3-bit product, and Q6_K's 16 sub-blocks of 16 with i8 scales hold Q3_K's weights
+    /// exactly, at 210 instead of 110 bytes per 256 (dequantizing to f32 would take 1024).
+    fn q3_k_as_q6_k(&self, hf_name: &str, name: &str) -> Result<Option<QuantMatrix>> {
+        use crate::quant::q3_k::{BLOCK_BYTES, Q6_K_BYTES, to_q6_k};
+        let raw = self.raw(hf_name)?;
+        let [rows, cols] = raw.shape[..] else {
+            return Ok(None);
+        };
+        if !kernel_cols_ok(QuantFormat::Q6K, cols) {
+            return Ok(None);
+        }
+        let mut q6 = vec![0u8; raw.bytes.len() / BLOCK_BYTES * Q6_K_BYTES];
+        for (b, o) in raw
+            .bytes
+            .chunks_exact(BLOCK_BYTES)
+            .zip(q6.chunks_exact_mut(Q6_K_BYTES))
+        {
+            to_q6_k(b, o);
+        }
+        crate::quant::release_pages(&self.mmap, raw.range);
+        QuantMatrix::from_raw(name, QuantFormat::Q6K, rows, cols, q6).map(Some)
     }
 
     /// The ggml type of the GGUF tensor behind an HF name (for reports).

@@ -92,6 +92,16 @@ impl QuantFormat {
         }
     }
 
+    /// The format a row of `cols` weights is quantized to when `self` is asked for: IQ4_XS rows
+    /// that are not whole 256-blocks take IQ4_NL (its 32-blocks, the same grid), as
+    /// `llama-quantize` falls back; every other format is itself.
+    pub const fn for_row_len(self, cols: usize) -> QuantFormat {
+        match self {
+            QuantFormat::Iq4Xs if !cols.is_multiple_of(256) => QuantFormat::Iq4Nl,
+            f => f,
+        }
+    }
+
     /// Whether the kernels quantize the activations to 8-bit blocks and use integer dot products
     /// (every block format), rather than multiplying in f32 (the dense formats).
     pub const fn is_block_quantized(self) -> bool {
@@ -209,6 +219,10 @@ mod tests {
         assert_eq!(QuantFormat::Q8_0.bits_per_weight(), 8.5);
         assert_eq!(QuantFormat::Iq4Nl.bits_per_weight(), 4.5);
         assert_eq!(QuantFormat::Iq4Xs.bits_per_weight(), 4.25);
+        // llama-quantize's fallback for rows that are not whole IQ4_XS super-blocks
+        assert_eq!(QuantFormat::Iq4Xs.for_row_len(1536), QuantFormat::Iq4Xs);
+        assert_eq!(QuantFormat::Iq4Xs.for_row_len(896), QuantFormat::Iq4Nl);
+        assert_eq!(QuantFormat::Q4_0.for_row_len(96), QuantFormat::Q4_0);
         assert_eq!(QuantFormat::Q4_1.bytes_for(2, 64), 80);
     }
 }

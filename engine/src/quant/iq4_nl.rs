@@ -22,7 +22,7 @@ pub const GRID: [i8; 16] = [
 ];
 
 /// Index of the level nearest to `x` (the upper one on a tie; the ends beyond the grid).
-fn nearest(x: f32) -> u8 {
+pub(crate) fn nearest(x: f32) -> u8 {
     let level = |i: usize| f32::from(GRID[i]);
     if x <= level(0) {
         return 0;
@@ -97,6 +97,19 @@ pub fn quantize_weights_block(x: &[f32], out: &mut [u8]) {
         x.len() == 32 && out.len() == BLOCK_BYTES,
         "one iq4_nl block"
     );
+    let d = weight_scale(x);
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let q: [u8; 32] = std::array::from_fn(|j| nearest(id * x[j]));
+    out[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+    for j in 0..16 {
+        out[2 + j] = q[j] | (q[16 + j] << 4);
+    }
+}
+
+/// The scale [`quantize_weights_block`] chooses for 32 values (0 for a block below 1e-15): the
+/// search of llama.cpp's `quantize_row_iq4_nl_impl` with `ntry = 7` and importance `x²`, also
+/// the per-sub-block scale of its IQ4_XS quantizer (`super::iq4_xs::quantize_block`).
+pub(crate) fn weight_scale(x: &[f32]) -> f32 {
     const TRIES: i32 = 7;
     let max = x
         .iter()
@@ -124,12 +137,7 @@ pub fn quantize_weights_block(x: &[f32], out: &mut [u8]) {
             }
         }
     }
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    let q: [u8; 32] = std::array::from_fn(|j| nearest(id * x[j]));
-    out[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
-    for j in 0..16 {
-        out[2 + j] = q[j] | (q[16 + j] << 4);
-    }
+    d
 }
 
 /// The 32 values of one block (`d · GRID[q]`, exact in `f32`).

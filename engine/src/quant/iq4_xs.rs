@@ -4,11 +4,12 @@
 //! two bits of sub-block `j`'s scale), `scales_l` (4 bytes: nibble `j` is its low four bits), then
 //! 128 bytes of indices laid out as `iq4_nl`'s per sub-block (byte `16j + i` holds index `i` of
 //! sub-block `j` in its low nibble and index `16 + i` in its high one). A weight is
-//! `d · (ls_j − 32) · GRID[q]` (ggml's `dequantize_row_iq4_xs`). Loaded from GGUF files only.
+//! `d · (ls_j − 32) · GRID[q]` (ggml's `dequantize_row_iq4_xs`). [`quantize_block`] is llama.cpp's
+//! weight quantizer (`quantize_iq4_xs` without an importance matrix).
 
 use half::f16;
 
-use super::iq4_nl::GRID;
+use super::iq4_nl::{GRID, nearest, weight_scale};
 
 /// Bytes of one super-block.
 pub const BLOCK_BYTES: usize = 136;
@@ -32,6 +33,41 @@ pub fn set_sub_scales(block: &mut [u8], scales: &[i8; 8]) {
         block[4 + j / 2] |= (ls & 0x0F) << (4 * (j % 2));
     }
     block[2..4].copy_from_slice(&high.to_le_bytes());
+}
+
+/// One super-block of 256 weights into `out` (136 bytes), as llama.cpp's `quantize_iq4_xs` makes
+/// it without an importance matrix (what `llama-quantize … IQ4_XS` runs): each sub-block of 32
+/// takes IQ4_NL's weight scale search (`super::iq4_nl::weight_scale`); the super-block scale is
+/// `d = −s / 32` for the sub-block scale `s` of largest magnitude (the first of equals); each
+/// sub-block's 6-bit scale is `round(s_j / d)` (half to even, clamped to −32 ..= 31) and its
+/// indices the levels nearest to `x / (d · l_j)`, all under the unrounded `d`. An all-zero
+/// super-block is `d = −0` with every index at level 8.
+///
+/// # Panics
+/// When `x` is not 256 values or `out` not 136 bytes.
+pub fn quantize_block(x: &[f32], out: &mut [u8]) {
+    assert!(
+        x.len() == 256 && out.len() == BLOCK_BYTES,
+        "one iq4_xs block"
+    );
+    let scales: [f32; 8] = std::array::from_fn(|j| weight_scale(&x[32 * j..32 * (j + 1)]));
+    let max_scale = scales
+        .iter()
+        .fold(0.0f32, |m, &s| if s.abs() > m.abs() { s } else { m });
+    let d = -max_scale / 32.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut ls = [0i8; 8];
+    for (j, (l, &s)) in ls.iter_mut().zip(&scales).enumerate() {
+        *l = ((id * s).round_ties_even() as i32).clamp(-32, 31) as i8;
+        let dl = d * f32::from(*l);
+        let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+        let xb = &x[32 * j..32 * (j + 1)];
+        for i in 0..16 {
+            out[8 + 16 * j + i] = nearest(idl * xb[i]) | (nearest(idl * xb[16 + i]) << 4);
+        }
+    }
+    out[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+    set_sub_scales(out, &ls);
 }
 
 /// The 256 values of one super-block.

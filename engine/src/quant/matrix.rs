@@ -122,7 +122,7 @@ impl QuantMatrix {
     }
 
     /// Quantize row-major f32 `values` of a `rows × cols` matrix to `format` (f32, f16, bf16, q8_0,
-    /// q4_0, q4_1, q5_0, q5_1 or iq4_nl; the K-quants can only be loaded).
+    /// q4_0, q4_1, q5_0, q5_1, iq4_nl or iq4_xs; the K-quants can only be loaded).
     pub fn quantize(
         tensor: &str,
         format: QuantFormat,
@@ -130,6 +130,8 @@ impl QuantMatrix {
         cols: usize,
         values: &[f32],
     ) -> Result<Self> {
+        // IQ4_XS rows that are not whole super-blocks: IQ4_NL (`QuantFormat::for_row_len`)
+        let format = format.for_row_len(cols);
         check_cols(tensor, format, cols)?;
         if values.len() != rows * cols {
             return Err(EngineError::Shape {
@@ -141,7 +143,7 @@ impl QuantMatrix {
         let mut data = Vec::with_capacity(format.bytes_for(rows, cols));
         quantize_into(format, values, &mut data).ok_or_else(|| {
             EngineError::Invalid(format!(
-                "tensor `{tensor}`: cannot quantize to {format} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL)"
+                "tensor `{tensor}`: cannot quantize to {format} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS)"
             ))
         })?;
         Ok(QuantMatrix {

@@ -30,6 +30,7 @@ pub mod iq4_xs;
 mod linear;
 mod matmul;
 mod matrix;
+pub mod q3_k;
 mod quantize;
 mod scalar;
 mod team;

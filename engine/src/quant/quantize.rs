@@ -6,9 +6,9 @@
 //! `quantize_row_q4_1_ref`, `quantize_row_q5_0_ref`, `quantize_row_q5_1_ref` in llama.cpp
 //! `ggml-quants.c`): round-to-nearest with one scale per block of 32, so a model quantized here is
 //! bit-identical to one quantized by `llama-quantize` without an importance matrix (checked
-//! against gguf-py's ports of them on tests/fixtures/quantize). IQ4_NL takes llama.cpp's
-//! `quantize_iq4_nl` (`super::iq4_nl::quantize_weights_block`, checked against its library's
-//! bytes). K-quants are only loaded from GGUF files, never produced here.
+//! against gguf-py's ports of them on tests/fixtures/quantize). IQ4_NL and IQ4_XS take llama.cpp's
+//! `quantize_iq4_nl` / `quantize_iq4_xs` (`super::iq4_nl::quantize_weights_block`,
+//! `super::iq4_xs::quantize_block`, checked against its library's bytes). K-quants are only loaded from GGUF files, never produced here.
 
 use half::{bf16, f16};
 
@@ -43,7 +43,12 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Optio
             out.resize(at + format.block_bytes(), 0);
             super::iq4_nl::quantize_weights_block(b, &mut out[at..]);
         }),
-        QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K | QuantFormat::Iq4Xs => return None,
+        QuantFormat::Iq4Xs => x.chunks_exact(256).for_each(|b| {
+            let at = out.len();
+            out.resize(at + format.block_bytes(), 0);
+            super::iq4_xs::quantize_block(b, &mut out[at..]);
+        }),
+        QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K => return None,
     }
     Some(())
 }

@@ -347,9 +347,10 @@ fn fixture_json(dir: &str, name: &str, key: &str) -> (serde_json::Value, Vec<f32
 
 /// The quantizers give gguf-py's bytes (its NumPy ports of ggml's `quantize_row_*_ref`) for every
 /// format they produce, on inputs with ties, zeros, constant blocks and six decades of magnitude
-/// (tests/fixtures/quantize) — and for IQ4_NL, which gguf-py cannot quantize, llama.cpp's own
-/// weight quantizer's bytes (`quantize_iq4_nl`, from its library) on those inputs plus a block of
-/// exact levels and ties.
+/// (tests/fixtures/quantize) — and for IQ4_NL / IQ4_XS, which gguf-py cannot quantize, llama.cpp's
+/// own weight quantizers' bytes (`quantize_iq4_nl`, `quantize_iq4_xs`, from its library) on those
+/// inputs plus a block of exact levels and ties (IQ4_XS: also sub-blocks eight decades apart and
+/// an all-zero super-block).
 #[test]
 fn quantizers_give_gguf_py_blocks() {
     let formats = [
@@ -359,6 +360,7 @@ fn quantizers_give_gguf_py_blocks() {
         (QuantFormat::Q5_0, "Q5_0"),
         (QuantFormat::Q5_1, "Q5_1"),
         (QuantFormat::Iq4Nl, "IQ4_NL_weights"),
+        (QuantFormat::Iq4Xs, "IQ4_XS_weights"),
     ];
     for (format, fixture) in formats {
         let (json, input) = fixture_json("quantize", fixture, "input");

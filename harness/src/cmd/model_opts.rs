@@ -31,8 +31,8 @@ pub struct DeviceOpts {
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Weights: `native` (a GGUF file's own blocks on the quantized CPU kernels — the default for
-    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl (quantized at load, on the
-    /// kernels),
+    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl | iq4_xs (quantized at load,
+    /// on the kernels),
     /// f32-kernel |
     /// f16-kernel | bf16-kernel, or f32 | f16 | bf16 (burn's dense path).
     #[arg(long)]
@@ -52,7 +52,7 @@ pub enum QuantChoice {
     /// burn's dense path with tensors of this dtype (`f32`, `f16`, `bf16`).
     Dense(DType),
     /// The quantized CPU kernels: the file's own blocks (`native`) or a format applied at load
-    /// (`q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `iq4_nl`, with `q8` and `q4` as aliases;
+    /// (`q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `iq4_nl`, `iq4_xs`, with `q8` and `q4` as aliases;
     /// `f32-kernel`, `f16-kernel`,
     /// `bf16-kernel` for the dense formats on the same kernels).
     Kernels(WeightQuant),

@@ -1,0 +1,130 @@
+//! ggml's `q3_K`: super-blocks of 256 weights in 16 sub-blocks of 16, each weight 3 bits, each
+//! sub-block a 6-bit scale (110 bytes, 3.4375 bits per weight): `hmask` (32 bytes: bit `4h + j`
+//! of byte `l` is the high bit of weight `128h + 32j + l`), `qs` (64 bytes: bits `2j, 2j + 1` of
+//! byte `32h + l` are its low two bits), `scales` (12 bytes of packed 6-bit values), `d` (f16).
+//! A weight is `d · (sc_s − 32) · (q − 4)` with `q = low + 4·high` in 0 ..= 7 and `s` its
+//! sub-block (ggml's `dequantize_row_q3_K`).
+//!
+//! The kernels take Q3_K as Q6_K, exactly: Q6_K's weight is `d · sc · (q6 − 32)` over the same 16
+//! sub-blocks of 16 with i8 scales, so `q6 = q + 28` and `sc = sc_s − 32` give the same values
+//! bit for bit ([`to_q6_k`]) at 210 instead of 110 bytes per 256 weights.
+
+use half::f16;
+
+/// Bytes of one super-block.
+pub const BLOCK_BYTES: usize = 110;
+/// Bytes of the Q6_K super-block [`to_q6_k`] writes.
+pub const Q6_K_BYTES: usize = 210;
+
+/// The 16 sub-block scales `sc_s − 32` (−32 ..= 31), unpacked from the 12 bytes at 96: the low
+/// four bits of scales 0–7 / 8–15 are the low / high nibbles of bytes 0–7, their high two bits
+/// are the bit pairs of bytes 8–11.
+pub fn scales(block: &[u8]) -> [i8; 16] {
+    let packed = &block[96..108];
+    std::array::from_fn(|s| {
+        let low = if s < 8 {
+            packed[s] & 0x0F
+        } else {
+            packed[s - 8] >> 4
+        };
+        let high = (packed[8 + s % 4] >> (2 * (s / 4))) & 3;
+        (low | (high << 4)) as i8 - 32
+    })
+}
+
+/// The 3-bit weight `q` (0 ..= 7) of element `k` (0 ..= 255).
+#[inline]
+fn weight(block: &[u8], k: usize) -> u8 {
+    let (h, j, l) = (k / 128, (k % 128) / 32, k % 32);
+    let low = (block[32 + 32 * h + l] >> (2 * j)) & 3;
+    let high = (block[l] >> (4 * h + j)) & 1;
+    low | (high << 2)
+}
+
+/// The 256 values of one super-block.
+///
+/// # Panics
+/// When `block` is not 110 bytes or `out` not 256 values.
+pub fn dequantize_block(block: &[u8], out: &mut [f32]) {
+    assert!(
+        block.len() == BLOCK_BYTES && out.len() == 256,
+        "one q3_K block"
+    );
+    let d = f16::from_le_bytes([block[108], block[109]]).to_f32();
+    let sc = scales(block);
+    for (k, y) in out.iter_mut().enumerate() {
+        let dl = d * f32::from(sc[k / 16]);
+        *y = dl * f32::from(weight(block, k) as i8 - 4);
+    }
+}
+
+/// One super-block as the Q6_K super-block of the same values (see the module docs): `ql` (128
+/// bytes of low nibbles), `qh` (64 bytes of 2-bit highs), 16 i8 scales, `d`.
+///
+/// # Panics
+/// When `block` is not 110 bytes or `out` not 210.
+pub fn to_q6_k(block: &[u8], out: &mut [u8]) {
+    assert!(
+        block.len() == BLOCK_BYTES && out.len() == Q6_K_BYTES,
+        "one q3_K block into one q6_K block"
+    );
+    out[..192].fill(0);
+    for k in 0..256 {
+        let q6 = weight(block, k) + 28;
+        let (h, g, l) = (k / 128, (k % 128) / 32, k % 32);
+        let at = 64 * h + 32 * (g % 2) + l;
+        out[at] |= if g < 2 { q6 & 0x0F } else { (q6 & 0x0F) << 4 };
+        out[128 + 32 * h + l] |= (q6 >> 4) << (2 * g);
+    }
+    for (o, s) in out[192..208].iter_mut().zip(scales(block)) {
+        *o = s as u8;
+    }
+    out[208..210].copy_from_slice(&block[108..110]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every element of pseudo-random blocks: the Q6_K copy reads back (through the GGUF Q6_K
+    /// dequantizer) to the very same f32 values as the block itself.
+    #[test]
+    fn q6_k_copies_hold_the_same_values_bit_for_bit() {
+        let mut s = 0x5EED_u64;
+        for _ in 0..32 {
+            let mut block: Vec<u8> = (0..BLOCK_BYTES)
+                .map(|_| {
+                    s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (s >> 33) as u8
+                })
+                .collect();
+            block[108..110].copy_from_slice(&f16::from_f32(0.0123).to_le_bytes());
+            let (mut want, mut got) = ([0.0f32; 256], [0.0f32; 256]);
+            dequantize_block(&block, &mut want);
+            let mut q6 = [0u8; Q6_K_BYTES];
+            to_q6_k(&block, &mut q6);
+            crate::gguf::dequant::dequantize(crate::gguf::GgmlType::Q6_K, &q6, &mut got);
+            assert!(
+                want.iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "q3_K block and its q6_K copy differ"
+            );
+        }
+    }
+
+    #[test]
+    fn scales_cover_their_range_and_follow_the_packing() {
+        let mut block = [0u8; BLOCK_BYTES];
+        assert!(scales(&block).iter().all(|&s| s == -32));
+        block[96..108].fill(0xFF);
+        assert!(scales(&block).iter().all(|&s| s == 31));
+        // scale 9: low nibble in the high half of byte 1, high bits in bits 4–5 of byte 9
+        block[96..108].fill(0);
+        block[97] = 0x50;
+        block[105] = 0x20;
+        let sc = scales(&block);
+        assert_eq!(sc[9], (0x5 | (2 << 4)) - 32);
+        assert!(sc.iter().enumerate().all(|(s, &v)| s == 9 || v == -32));
+    }
+}
