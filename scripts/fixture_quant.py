@@ -148,44 +148,43 @@ def libggml_base() -> str:
     return lib_path
 
 
-def llamacpp_iq4_nl(lib_path: str, values: np.ndarray) -> bytes:
-    """llama.cpp's quantize_row_iq4_nl_ref of `values` (float32, a multiple of 32)."""
-    lib = ctypes.CDLL(lib_path)
-    fn = lib.quantize_row_iq4_nl_ref
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-    fn.restype = None
+def llamacpp_quantize(lib_path: str, function: str, values: np.ndarray, qtype: str) -> bytes:
+    """llama.cpp's quantizer `function` of `values` (float32, whole blocks of `qtype`):
+    `quantize_row_*_ref(x, y, k)`, or `quantize_*(src, dst, nrow, n_per_row, quant_weights)` on
+    one row without an importance matrix (what llama-quantize runs on weights)."""
+    block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
+    fn = getattr(ctypes.CDLL(lib_path), function)
     x = np.ascontiguousarray(values, dtype=np.float32)
-    out = np.zeros(x.size // 32 * 18, dtype=np.uint8)
-    fn(x.ctypes.data, out.ctypes.data, x.size)
+    out = np.zeros(x.size // block_size * type_size, dtype=np.uint8)
+    if function.endswith("_ref"):
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        fn.restype = None
+        fn(x.ctypes.data, out.ctypes.data, x.size)
+    else:
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        fn.restype = ctypes.c_size_t
+        written = fn(x.ctypes.data, out.ctypes.data, 1, x.size, None)
+        if written != out.size:
+            raise RuntimeError(f"{function} wrote {written} bytes, expected {out.size}")
     return out.tobytes()
 
 
-def llamacpp_iq4_nl_weights(lib_path: str, values: np.ndarray) -> bytes:
-    """llama.cpp's quantize_iq4_nl of `values` as one row, no importance matrix."""
-    lib = ctypes.CDLL(lib_path)
-    fn = lib.quantize_iq4_nl
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    fn.restype = ctypes.c_size_t
-    x = np.ascontiguousarray(values, dtype=np.float32)
-    out = np.zeros(x.size // 32 * 18, dtype=np.uint8)
-    written = fn(x.ctypes.data, out.ctypes.data, 1, x.size, None)
-    if written != out.size:
-        raise RuntimeError(f"quantize_iq4_nl wrote {written} bytes, expected {out.size}")
-    return out.tobytes()
-
-
-def llamacpp_iq4_xs_weights(lib_path: str, values: np.ndarray) -> bytes:
-    """llama.cpp's quantize_iq4_xs of `values` as one row, no importance matrix."""
-    lib = ctypes.CDLL(lib_path)
-    fn = lib.quantize_iq4_xs
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    fn.restype = ctypes.c_size_t
-    x = np.ascontiguousarray(values, dtype=np.float32)
-    out = np.zeros(x.size // 256 * 136, dtype=np.uint8)
-    written = fn(x.ctypes.data, out.ctypes.data, 1, x.size, None)
-    if written != out.size:
-        raise RuntimeError(f"quantize_iq4_xs wrote {written} bytes, expected {out.size}")
-    return out.tobytes()
+def write_llamacpp_fixture(out: Path, stem: str, qtype: str, function: str, values: np.ndarray,
+                           lib_path: str, how: str) -> None:
+    """quantize/<stem>.json: `values`, llama.cpp's `function` blocks of them, and gguf-py's
+    dequantization of those blocks."""
+    blocks = llamacpp_quantize(lib_path, function, values, qtype)
+    back = dequantize(np.frombuffer(blocks, dtype=np.uint8), GGMLQuantizationType[qtype])
+    doc = {
+        "type": qtype,
+        "input": [float(v) for v in values],
+        "blocks_hex": blocks.hex(),
+        "values": [float(v) for v in back.astype(np.float32)],
+        "notes": f"blocks_hex = llama.cpp's {function} (libggml-base.so, ctypes{how}) of input "
+        "(float32); values = gguf-py (PyPI gguf) gguf.quants.dequantize of those blocks",
+    }
+    (out / f"{stem}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    print(f"quantize/{stem}: {values.size} values, {len(blocks)} bytes")
 
 
 def gen_quantize(out_root: Path) -> None:
@@ -207,48 +206,16 @@ def gen_quantize(out_root: Path) -> None:
         (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
         print(f"quantize/{name}: {values.size} values, {blocks.size} bytes")
     values = iq4_nl_inputs(np.random.default_rng(QUANTIZE_SEED))
-    blocks = llamacpp_iq4_nl(lib_path, values)
-    back = dequantize(np.frombuffer(blocks, dtype=np.uint8), GGMLQuantizationType.IQ4_NL)
-    doc = {
-        "type": "IQ4_NL",
-        "input": [float(v) for v in values],
-        "blocks_hex": blocks.hex(),
-        "values": [float(v) for v in back.astype(np.float32)],
-        "notes": "blocks_hex = llama.cpp's quantize_row_iq4_nl_ref (libggml-base.so, ctypes) of "
-        "input (float32); values = gguf-py (PyPI gguf) gguf.quants.dequantize of those blocks",
-    }
-    (out / "IQ4_NL.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    print(f"quantize/IQ4_NL: {values.size} values, {len(blocks)} bytes")
+    write_llamacpp_fixture(out, "IQ4_NL", "IQ4_NL", "quantize_row_iq4_nl_ref", values, lib_path, "")
     # weights: the same inputs plus an all-zero block (defined here: scale 0, every index 8)
     weights = np.concatenate([values, np.zeros(32, dtype=np.float32)])
-    blocks = llamacpp_iq4_nl_weights(lib_path, weights)
-    back = dequantize(np.frombuffer(blocks, dtype=np.uint8), GGMLQuantizationType.IQ4_NL)
-    doc = {
-        "type": "IQ4_NL",
-        "input": [float(v) for v in weights],
-        "blocks_hex": blocks.hex(),
-        "values": [float(v) for v in back.astype(np.float32)],
-        "notes": "blocks_hex = llama.cpp's quantize_iq4_nl (libggml-base.so, ctypes; one row, no "
-        "importance matrix: llama-quantize's weight quantizer) of input (float32); values = gguf-py "
-        "(PyPI gguf) gguf.quants.dequantize of those blocks",
-    }
-    (out / "IQ4_NL_weights.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    print(f"quantize/IQ4_NL_weights: {weights.size} values, {len(blocks)} bytes")
+    weight_quantizer = "; one row, no importance matrix: llama-quantize's weight quantizer"
+    write_llamacpp_fixture(out, "IQ4_NL_weights", "IQ4_NL", "quantize_iq4_nl", weights, lib_path,
+                           weight_quantizer)
     # IQ4_XS: those 256 values as one super-block; one whose sub-blocks span eight decades (the
     # 6-bit sub-scales clamp and round to 0); an all-zero one (d = -0, every index 8)
     rng = np.random.default_rng(QUANTIZE_SEED + 1)
     decades = np.concatenate([rng.standard_normal(32) * 10.0 ** (k - 4) for k in range(8)])
     xs = np.concatenate([weights, decades, np.zeros(256)]).astype(np.float32)
-    blocks = llamacpp_iq4_xs_weights(lib_path, xs)
-    back = dequantize(np.frombuffer(blocks, dtype=np.uint8), GGMLQuantizationType.IQ4_XS)
-    doc = {
-        "type": "IQ4_XS",
-        "input": [float(v) for v in xs],
-        "blocks_hex": blocks.hex(),
-        "values": [float(v) for v in back.astype(np.float32)],
-        "notes": "blocks_hex = llama.cpp's quantize_iq4_xs (libggml-base.so, ctypes; one row, no "
-        "importance matrix: llama-quantize's weight quantizer) of input (float32); values = gguf-py "
-        "(PyPI gguf) gguf.quants.dequantize of those blocks",
-    }
-    (out / "IQ4_XS_weights.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    print(f"quantize/IQ4_XS_weights: {xs.size} values, {len(blocks)} bytes")
+    write_llamacpp_fixture(out, "IQ4_XS_weights", "IQ4_XS", "quantize_iq4_xs", xs, lib_path,
+                           weight_quantizer)

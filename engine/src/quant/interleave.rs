@@ -385,24 +385,14 @@ fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
                 u[q4k::SC + 16 * j + n] = blk.sc[j];
                 u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2] = blk.m[j];
             }
-            for c in 0..32 {
-                for e in 0..4 {
-                    u[q4k::QS + 64 * c + 4 * n + e] =
-                        blk.q[column(c, e, false)] | (blk.q[column(c, e, true)] << 4);
-                }
-            }
+            put_nibbles(&blk.q, q4k::QS, n, u);
         }
         QuantFormat::Iq4Xs => {
             u[iq4xs::D + 2 * n..iq4xs::D + 2 * n + 2].copy_from_slice(&blk.d);
             for j in 0..8 {
                 u[iq4xs::SC + 16 * j + n] = blk.sc[j];
             }
-            for c in 0..32 {
-                for e in 0..4 {
-                    u[iq4xs::QS + 64 * c + 4 * n + e] =
-                        blk.q[column(c, e, false)] | (blk.q[column(c, e, true)] << 4);
-                }
-            }
+            put_nibbles(&blk.q, iq4xs::QS, n, u);
         }
         _ => {
             u[q6k::D + 2 * n..q6k::D + 2 * n + 2].copy_from_slice(&blk.d);
@@ -418,6 +408,29 @@ fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
                         ((lo >> 4) << shift) | ((hi >> 4) << (shift + 2));
                 }
             }
+        }
+    }
+}
+
+/// Row `n`'s 256 4-bit weights `q` into the 32 nibble chunks at `u[qs..]` (the per-weight
+/// reference layout of Q4_K's and IQ4_XS's chunks).
+#[cfg(test)]
+fn put_nibbles(q: &[u8; 256], qs: usize, n: usize, u: &mut [u8]) {
+    for c in 0..32 {
+        for e in 0..4 {
+            u[qs + 64 * c + 4 * n + e] = q[column(c, e, false)] | (q[column(c, e, true)] << 4);
+        }
+    }
+}
+
+/// Row `n`'s 256 4-bit weights from the 32 nibble chunks at `u[qs..]` (the inverse of
+/// `put_nibbles`).
+fn get_nibbles(u: &[u8], qs: usize, n: usize, q: &mut [u8; 256]) {
+    for c in 0..32 {
+        for e in 0..4 {
+            let byte = u[qs + 64 * c + 4 * n + e];
+            q[column(c, e, false)] = byte & 0x0F;
+            q[column(c, e, true)] = byte >> 4;
         }
     }
 }
@@ -439,26 +452,14 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
                 blk.sc[j] = u[q4k::SC + 16 * j + n];
                 blk.m[j] = u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2];
             }
-            for c in 0..32 {
-                for e in 0..4 {
-                    let byte = u[q4k::QS + 64 * c + 4 * n + e];
-                    blk.q[column(c, e, false)] = byte & 0x0F;
-                    blk.q[column(c, e, true)] = byte >> 4;
-                }
-            }
+            get_nibbles(u, q4k::QS, n, &mut blk.q);
         }
         QuantFormat::Iq4Xs => {
             blk.d = [u[iq4xs::D + 2 * n], u[iq4xs::D + 2 * n + 1]];
             for j in 0..8 {
                 blk.sc[j] = u[iq4xs::SC + 16 * j + n];
             }
-            for c in 0..32 {
-                for e in 0..4 {
-                    let byte = u[iq4xs::QS + 64 * c + 4 * n + e];
-                    blk.q[column(c, e, false)] = byte & 0x0F;
-                    blk.q[column(c, e, true)] = byte >> 4;
-                }
-            }
+            get_nibbles(u, iq4xs::QS, n, &mut blk.q);
         }
         _ => {
             blk.d = [u[q6k::D + 2 * n], u[q6k::D + 2 * n + 1]];

@@ -77,9 +77,7 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) {
         }
     }
     out[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
-    for j in 0..16 {
-        out[2 + j] = q[j] | (q[16 + j] << 4);
-    }
+    pack_indices(&q, &mut out[2..]);
 }
 
 /// One block of 32 weights into `out` (18 bytes), as llama.cpp quantizes weights to `iq4_nl`
@@ -101,9 +99,7 @@ pub fn quantize_weights_block(x: &[f32], out: &mut [u8]) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let q: [u8; 32] = std::array::from_fn(|j| nearest(id * x[j]));
     out[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
-    for j in 0..16 {
-        out[2 + j] = q[j] | (q[16 + j] << 4);
-    }
+    pack_indices(&q, &mut out[2..]);
 }
 
 /// The scale [`quantize_weights_block`] chooses for 32 values (0 for a block below 1e-15): the
@@ -150,10 +146,22 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32]) {
         "one iq4_nl block"
     );
     let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+    dequantize_indices(&block[2..], d, out);
+}
+
+/// 32 indices into 16 bytes (`out`), index `i` in the low nibble of byte `i` and index `16 + i`
+/// in its high nibble — the packing of IQ4_NL's blocks and of each IQ4_XS sub-block.
+pub(crate) fn pack_indices(q: &[u8; 32], out: &mut [u8]) {
     for j in 0..16 {
-        let b = block[2 + j];
-        out[j] = d * f32::from(GRID[usize::from(b & 0x0F)]);
-        out[16 + j] = d * f32::from(GRID[usize::from(b >> 4)]);
+        out[j] = q[j] | (q[16 + j] << 4);
+    }
+}
+
+/// The 32 values `scale · GRID[q]` of 16 bytes of packed indices ([`pack_indices`]) into `out`.
+pub(crate) fn dequantize_indices(qs: &[u8], scale: f32, out: &mut [f32]) {
+    for (j, &b) in qs[..16].iter().enumerate() {
+        out[j] = scale * f32::from(GRID[usize::from(b & 0x0F)]);
+        out[16 + j] = scale * f32::from(GRID[usize::from(b >> 4)]);
     }
 }
 

@@ -9,7 +9,7 @@
 
 use half::f16;
 
-use super::iq4_nl::{GRID, nearest, weight_scale};
+use super::iq4_nl::{dequantize_indices, nearest, pack_indices, weight_scale};
 
 /// Bytes of one super-block.
 pub const BLOCK_BYTES: usize = 136;
@@ -62,9 +62,8 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) {
         let dl = d * f32::from(*l);
         let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
         let xb = &x[32 * j..32 * (j + 1)];
-        for i in 0..16 {
-            out[8 + 16 * j + i] = nearest(idl * xb[i]) | (nearest(idl * xb[16 + i]) << 4);
-        }
+        let q: [u8; 32] = std::array::from_fn(|i| nearest(idl * xb[i]));
+        pack_indices(&q, &mut out[8 + 16 * j..8 + 16 * (j + 1)]);
     }
     out[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
     set_sub_scales(out, &ls);
@@ -82,11 +81,7 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32]) {
     let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
     for (j, y) in out.chunks_exact_mut(32).enumerate() {
         let dl = d * f32::from(sub_scale(block, j));
-        let qs = &block[8 + 16 * j..8 + 16 * (j + 1)];
-        for (i, &b) in qs.iter().enumerate() {
-            y[i] = dl * f32::from(GRID[usize::from(b & 0x0F)]);
-            y[16 + i] = dl * f32::from(GRID[usize::from(b >> 4)]);
-        }
+        dequantize_indices(&block[8 + 16 * j..8 + 16 * (j + 1)], dl, y);
     }
 }
 

@@ -190,6 +190,20 @@ unsafe fn bcast4(p: *const i8) -> __m512i {
     unsafe { _mm512_set1_epi32(loadu::<i32, i8>(p)) }
 }
 
+/// `start` plus the integer products of 32 columns: `w[k]` holds columns `4k .. 4k + 4` of the 16
+/// rows, `x` the activation row's 32 bytes (one `vpdpbusd` each, the bytes broadcast).
+#[inline(always)]
+unsafe fn dot32(start: __m512i, w: &[__m512i; 8], x: *const i8) -> __m512i {
+    // SAFETY: 32 readable bytes at x (callers); AVX-512 VNNI is the callers' (inlined into them).
+    unsafe {
+        let mut c = start;
+        for (k, wk) in w.iter().enumerate() {
+            c = _mm512_dpbusd_epi32(c, *wk, bcast4(x.add(4 * k)));
+        }
+        c
+    }
+}
+
 /// 16 rows × `M` activation rows of an interleaved Q4_K matrix (`nb` units at `units`).
 // `t` indexes several per-row arrays at once
 #[allow(clippy::needless_range_loop)]
@@ -216,13 +230,7 @@ unsafe fn q4k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
                     w[4 + i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
                 }
                 for t in 0..M {
-                    let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
-                    let mut c = _mm512_dpbusd_epi32(zero, w[0], bcast4(x));
-                    c = _mm512_dpbusd_epi32(c, w[4], bcast4(x.add(16)));
-                    for i in 1..4 {
-                        c = _mm512_dpbusd_epi32(c, w[i], bcast4(x.add(4 * i)));
-                        c = _mm512_dpbusd_epi32(c, w[4 + i], bcast4(x.add(16 + 4 * i)));
-                    }
+                    let c = dot32(zero, &w, a.qs.add(t * a.cols + 256 * b + 32 * j));
                     isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), sc, isf[t]);
                 }
             }
@@ -348,13 +356,9 @@ unsafe fn iq4xs_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &
                 }
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
-                    let neg = a.neg128.add((t * nb + b) * 8 + j);
-                    let mut c = _mm512_dpbusd_epi32(bcast4(neg.cast()), w[0], bcast4(x));
-                    c = _mm512_dpbusd_epi32(c, w[4], bcast4(x.add(16)));
-                    for i in 1..4 {
-                        c = _mm512_dpbusd_epi32(c, w[i], bcast4(x.add(4 * i)));
-                        c = _mm512_dpbusd_epi32(c, w[4 + i], bcast4(x.add(16 + 4 * i)));
-                    }
+                    // from its −128·Σa (a broadcast load)
+                    let neg = bcast4(a.neg128.add((t * nb + b) * 8 + j).cast());
+                    let c = dot32(neg, &w, x);
                     isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), sc, isf[t]);
                 }
             }
@@ -427,14 +431,12 @@ unsafe fn blocks32_x16<const M: usize, const F: u8>(
             let mins = l.m.map(|m| _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(m))));
             for t in 0..M {
                 let x = a.qs.add(t * a.cols + 32 * b);
-                let mut c = if l.off != 0 {
+                let start = if l.off != 0 {
                     _mm512_set1_epi32(-l.off * *a.sum32.add(t * nb + b))
                 } else {
                     zero
                 };
-                for k in 0..8 {
-                    c = _mm512_dpbusd_epi32(c, w[k], bcast4(x.add(4 * k)));
-                }
+                let c = dot32(start, &w, x);
                 let s = _mm512_mul_ps(_mm512_cvtepi32_ps(c), d);
                 acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
                 if let Some(mv) = mins {

@@ -107,6 +107,44 @@ unsafe fn halves(p: *const u8) -> __m256 {
     unsafe { _mm256_cvtph_ps(loadu::<__m128i, u8>(p)) }
 }
 
+/// IQ4_NL's levels + 128 (`super::interleave32::IQ4_NL_U`) as two `vpshufb` tables: their low
+/// and their high nibbles.
+#[inline(always)]
+unsafe fn level_nibble_tables() -> [__m256i; 2] {
+    // SAFETY: IQ4_NL_U is 16 readable bytes; AVX2 is the callers' (inlined into them).
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let levels = _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(IQ4_NL_U.as_ptr()));
+        [
+            _mm256_and_si256(levels, m4),
+            _mm256_and_si256(_mm256_srli_epi16(levels, 4), m4),
+        ]
+    }
+}
+
+/// The levels + 128 of four 32-byte halves of index chunks (at `p`, 64 bytes apart) as Q8_0's
+/// split bytes: `w[c]` / `w[8 + c]` the low / high nibbles of columns `4c .. 4c + 4` (the low
+/// nibbles of chunk `c` for `c < 4`, the high nibbles of chunk `c − 4` for `c ≥ 4`).
+#[inline(always)]
+unsafe fn level_nibbles(p: *const u8, tables: [__m256i; 2]) -> [__m256i; 16] {
+    // SAFETY: 32 readable bytes at p + 64i (callers); AVX2 is the callers' (inlined into them).
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut w = [_mm256_setzero_si256(); 16];
+        for i in 0..4 {
+            let v = loadu::<__m256i, u8>(p.wrapping_add(64 * i));
+            for (c, q) in [
+                (i, _mm256_and_si256(v, m4)),
+                (4 + i, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)),
+            ] {
+                w[c] = _mm256_shuffle_epi8(tables[0], q);
+                w[8 + c] = _mm256_shuffle_epi8(tables[1], q);
+            }
+        }
+        w
+    }
+}
+
 /// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q4_K matrix (`nb` units at
 /// `units`).
 // `t` indexes several per-row arrays at once
@@ -198,14 +236,10 @@ unsafe fn q4k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn iq4xs_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
-    let m4 = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let sixteen = _mm256_set1_epi16(16);
-    let zero = _mm256_setzero_si256();
-    // SAFETY: IQ4_NL_U is 16 readable bytes.
-    let levels = unsafe { _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(IQ4_NL_U.as_ptr())) };
-    let levels_lo = _mm256_and_si256(levels, m4);
-    let levels_hi = _mm256_and_si256(_mm256_srli_epi16(levels, 4), m4);
+    // SAFETY: no memory is read but the constant table.
+    let tables = unsafe { level_nibble_tables() };
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
     // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
     // 32h.. of each chunk (16h.. / 8h.. of the per-row fields); activation row t's super-block b
@@ -220,19 +254,7 @@ unsafe fn iq4xs_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &m
                     let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
                         u.add(iq4xs::SC + 16 * j + HALF * h) as *const __m128i,
                     )));
-                    // w[c] / w[8 + c]: low / high nibbles of the levels of columns 4c..4c + 4
-                    // (c < 4) and 16 + 4(c − 4).. (c ≥ 4) of the sub-block
-                    let mut w = [zero; 16];
-                    for i in 0..4 {
-                        let v = loadu::<__m256i, u8>(u.add(iq4xs::QS + 64 * (4 * j + i) + 32 * h));
-                        for (c, q) in [
-                            (i, _mm256_and_si256(v, m4)),
-                            (4 + i, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)),
-                        ] {
-                            w[c] = _mm256_shuffle_epi8(levels_lo, q);
-                            w[8 + c] = _mm256_shuffle_epi8(levels_hi, q);
-                        }
-                    }
+                    let w = level_nibbles(u.add(iq4xs::QS + 64 * 4 * j + 32 * h), tables);
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                         let mut lo = mul4(w[0], x);
@@ -366,11 +388,8 @@ unsafe fn blocks32_x8<const M: usize, const F: u8>(
     let m4 = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_si256();
-    // IQ4_NL: the low and high nibbles of its levels + 128, looked up by index
-    // SAFETY: IQ4_NL_U is 16 readable bytes.
-    let levels = unsafe { _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(IQ4_NL_U.as_ptr())) };
-    let levels_lo = _mm256_and_si256(levels, m4);
-    let levels_hi = _mm256_and_si256(_mm256_srli_epi16(levels, 4), m4);
+    // SAFETY: no memory is read but the constant table.
+    let tables = unsafe { level_nibble_tables() };
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
     // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group and half h its bytes
     // 32h.. of each chunk, 4h.. of each fifth-bit mask and 16h.. of the f16 fields; activation
@@ -386,16 +405,7 @@ unsafe fn blocks32_x8<const M: usize, const F: u8>(
                     // nibbles of columns 4c..4c + 4; IQ4_NL: those of its level + 128, looked up
                     let mut w = [zero; 16];
                     if l.lut {
-                        for i in 0..4 {
-                            let v = loadu::<__m256i, u8>(u.add(l.qs + 64 * i + 32 * h));
-                            for (c, q) in [
-                                (i, _mm256_and_si256(v, m4)),
-                                (4 + i, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)),
-                            ] {
-                                w[c] = _mm256_shuffle_epi8(levels_lo, q);
-                                w[8 + c] = _mm256_shuffle_epi8(levels_hi, q);
-                            }
-                        }
+                        w = level_nibbles(u.add(l.qs + 32 * h), tables);
                     } else {
                         for c in 0..8 {
                             let v = loadu::<__m256i, u8>(u.add(l.qs + 64 * c + 32 * h));
