@@ -53,6 +53,7 @@ fn random_matrix(format: QuantFormat, rows: usize, cols: usize) -> QuantMatrix {
     let mut data = random_bytes(format.bytes_for(rows, cols), 11);
     let scale_offsets: &[usize] = match format {
         QuantFormat::Q6K => &[208],
+        QuantFormat::Q3K => &[108],
         QuantFormat::Q8_0
         | QuantFormat::Q4_0
         | QuantFormat::Q5_0

@@ -49,6 +49,7 @@ fn random_matrix(format: QuantFormat, rows: usize, cols: usize) -> QuantMatrix {
     let mut data = random_bytes(format.bytes_for(rows, cols), 11);
     let offsets: &[usize] = match format {
         QuantFormat::Q6K => &[208],
+        QuantFormat::Q3K => &[108],
         QuantFormat::Q8_0
         | QuantFormat::Q4_0
         | QuantFormat::Q5_0

@@ -320,9 +320,6 @@ impl GgufModel {
             });
         };
         let t = &self.header.tensors[entry.tensor];
-        if t.ggml_type == GgmlType::Q3_K {
-            return self.q3_k_as_q6_k(hf_name, &t.name);
-        }
         let Some(format) = QuantFormat::from_ggml_type(t.ggml_type as u32) else {
             return Ok(None);
         };
@@ -333,6 +330,10 @@ impl GgufModel {
         let [rows, cols] = shape[..] else {
             return Ok(None);
         };
+        if format == QuantFormat::Q3K && !QuantMatrix::takes_kernel_layout(format, rows, cols) {
+            // only the interleaved layout has vector Q3_K kernels
+            return self.q3_k_as_q6_k(hf_name, &t.name);
+        }
         if !kernel_cols_ok(format, cols) {
             return Ok(None);
         }
@@ -356,9 +357,10 @@ impl GgufModel {
         .map(Some)
     }
 
-    /// A `q3_K` weight as `q6_K` blocks of the same values (`quant::q3_k::to_q6_k`): the kernels
-    /// have no 3-bit product, and Q6_K's 16 sub-blocks of 16 with i8 scales hold Q3_K's weights
-    /// exactly, at 210 instead of 110 bytes per 256 (dequantizing to f32 would take 1024).
+    /// A `q3_K` weight as `q6_K` blocks of the same values (`quant::q3_k::to_q6_k`) where it will
+    /// not be interleaved (`--layout rows`, rows not a multiple of 16, CPUs without AVX2): the
+    /// row-major Q3_K product is the portable one only, and Q6_K's 16 sub-blocks of 16 with i8
+    /// scales hold Q3_K's weights exactly, at 210 instead of 110 bytes per 256.
     fn q3_k_as_q6_k(&self, hf_name: &str, name: &str) -> Result<Option<QuantMatrix>> {
         use crate::quant::q3_k::{BLOCK_BYTES, Q6_K_BYTES, to_q6_k};
         let raw = self.raw(hf_name)?;

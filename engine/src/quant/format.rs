@@ -30,6 +30,9 @@ pub enum QuantFormat {
     /// 32 weights: f16 `d`, 16 bytes of nibbles indexing a fixed grid of 16 int8 levels;
     /// `w = d·GRID[q]` (`super::iq4_nl`).
     Iq4Nl,
+    /// 256 weights: 32 bytes of high bits, 64 bytes of 2-bit lows, 12 bytes of 6-bit scales, f16
+    /// `d`; 16 sub-blocks of 16, `w = d·(ls − 32)·(q − 4)` (`super::q3_k`).
+    Q3K,
     /// 256 weights: f16 `d`, f16 `dmin`, 12 bytes of 6-bit sub-block scales and mins, 128 bytes of
     /// nibbles; 8 sub-blocks of 32, `w = d·sc·q − dmin·m`.
     Q4K,
@@ -45,7 +48,7 @@ pub enum QuantFormat {
 
 impl QuantFormat {
     /// Every supported format, dense first.
-    pub const ALL: [QuantFormat; 13] = [
+    pub const ALL: [QuantFormat; 14] = [
         QuantFormat::F32,
         QuantFormat::F16,
         QuantFormat::Bf16,
@@ -55,6 +58,7 @@ impl QuantFormat {
         QuantFormat::Q5_0,
         QuantFormat::Q5_1,
         QuantFormat::Iq4Nl,
+        QuantFormat::Q3K,
         QuantFormat::Q4K,
         QuantFormat::Q5K,
         QuantFormat::Q6K,
@@ -71,7 +75,11 @@ impl QuantFormat {
             | QuantFormat::Q5_0
             | QuantFormat::Q5_1
             | QuantFormat::Iq4Nl => 32,
-            QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K | QuantFormat::Iq4Xs => 256,
+            QuantFormat::Q3K
+            | QuantFormat::Q4K
+            | QuantFormat::Q5K
+            | QuantFormat::Q6K
+            | QuantFormat::Iq4Xs => 256,
         }
     }
 
@@ -85,6 +93,7 @@ impl QuantFormat {
             QuantFormat::Q4_1 => 20,
             QuantFormat::Q5_0 => 22,
             QuantFormat::Q5_1 => 24,
+            QuantFormat::Q3K => 110,
             QuantFormat::Q4K => 144,
             QuantFormat::Q5K => 176,
             QuantFormat::Q6K => 210,
@@ -128,6 +137,7 @@ impl QuantFormat {
             QuantFormat::Q5_0 => 6,
             QuantFormat::Q5_1 => 7,
             QuantFormat::Q8_0 => 8,
+            QuantFormat::Q3K => 11,
             QuantFormat::Q4K => 12,
             QuantFormat::Q5K => 13,
             QuantFormat::Q6K => 14,
@@ -154,6 +164,7 @@ impl QuantFormat {
             QuantFormat::Q5_0 => "Q5_0",
             QuantFormat::Q5_1 => "Q5_1",
             QuantFormat::Iq4Nl => "IQ4_NL",
+            QuantFormat::Q3K => "Q3_K",
             QuantFormat::Q4K => "Q4_K",
             QuantFormat::Q5K => "Q5_K",
             QuantFormat::Q6K => "Q6_K",
@@ -206,7 +217,7 @@ mod tests {
         }
         assert_eq!("q8".parse::<QuantFormat>(), Ok(QuantFormat::Q8_0));
         assert_eq!("q4".parse::<QuantFormat>(), Ok(QuantFormat::Q4_0));
-        assert!("q3_k".parse::<QuantFormat>().is_err());
+        assert!("q2_k".parse::<QuantFormat>().is_err());
         assert_eq!(QuantFormat::from_ggml_type(10), None);
     }
 

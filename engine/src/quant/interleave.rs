@@ -1,4 +1,4 @@
-//! The row-interleaved layout of Q4_K, Q6_K and IQ4_XS matrices ("x16"): 16 weight rows side by side, so
+//! The row-interleaved layout of Q3_K, Q4_K, Q6_K and IQ4_XS matrices ("x16"): 16 weight rows side by side, so
 //! that a 512-bit register holds 4 consecutive weights of each of 16 rows and the kernels compute
 //! 16 output rows per vector instruction with no horizontal sums — the layout that makes a
 //! speculative verify of k + 1 tokens cost little more than one decode step (issue #8).
@@ -20,6 +20,8 @@
 //!   2²⁴, which is every realistic block.
 //! - Q4_K: `s = fma(isum, d, −(msum·dmin))` with the exact integer `msum = Σ_j m_j · Σ_{k∈j} a_k`;
 //!   Q6_K: `s = isum·d`.
+//! - Q3_K: as Q6_K with `C_j = Σ_{k∈j} q_k·a_k − 4·Σ_{k∈j} a_k` (`q` = 0 ..= 7, 16 sub-blocks of
+//!   16) and `sc_j = ls_j − 32`.
 //! - IQ4_XS: as Q6_K over 8 sub-blocks of 32 with `C_j = Σ_{k∈j} u_k·a_k − 128·Σ_{k∈j} a_k`,
 //!   where `u = GRID[q] + 128` (`super::interleave32::IQ4_NL_U`, looked up from the stored index)
 //!   and `sc_j = ls_j − 32`.
@@ -50,6 +52,11 @@
 //! - Q6_K unit, 3360 bytes (as ggml): `d` ×16 (f16), scales `[j][n]` (i8), 32 chunks of the low
 //!   four bits, 16 chunks of the high two bits: chunk `h` holds, at bits 0–1 / 2–3 / 4–5 / 6–7,
 //!   the high bits of the low / high nibbles of low-bit chunk `2h`, then of chunk `2h + 1`.
+//! - Q3_K unit, 1824 bytes (ggml: 16 × 110 = 1760): `d` ×16 (f16), scales `ls − 32` `[j][n]`
+//!   (i8), 16 chunks of low bits — for 32-column block `j`, chunk `2j + h` holds at bits
+//!   `2i, 2i + 1` of lane byte `4n + e` the low two bits of column `32j + 4(4h + i) + e` — then 8
+//!   chunks of high bits: chunk `j` bit `k` of lane byte `4n + e` is the third bit of column
+//!   `32j + 4k + e`.
 //! - IQ4_XS unit, 2208 bytes (ggml: 16 × 136 = 2176): `d` ×16 (f16), scales `ls − 32` `[j][n]`
 //!   (i8, unpacked from ggml's 6 bits), 32 chunks of indices — ggml's own bytes of each
 //!   sub-block, four at a time (chunk `4j + i` lane `n` is bytes `16j + 4i ..` of row `n`'s
@@ -80,6 +87,15 @@ pub(crate) mod q4k {
     pub(crate) const UNIT: usize = 2368;
 }
 
+/// Q3_K unit offsets.
+pub(crate) mod q3k {
+    pub(crate) const D: usize = 0;
+    pub(crate) const SC: usize = 32;
+    pub(crate) const QL: usize = 288;
+    pub(crate) const QH: usize = 1312;
+    pub(crate) const UNIT: usize = 1824;
+}
+
 /// IQ4_XS unit offsets.
 pub(crate) mod iq4xs {
     pub(crate) const D: usize = 0;
@@ -97,13 +113,13 @@ pub(crate) mod q6k {
     pub(crate) const UNIT: usize = 3360;
 }
 
-/// Whether `format` has an interleaved layout: Q4_K / Q6_K / IQ4_XS here, the 32-weight formats
+/// Whether `format` has an interleaved layout: Q3_K / Q4_K / Q6_K / IQ4_XS here, the 32-weight formats
 /// (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) in `super::interleave32`. The vector kernels (`super::x16`,
 /// `super::x16_avx2`) take every one of them.
 pub(crate) fn has_layout(format: QuantFormat) -> bool {
     matches!(
         format,
-        QuantFormat::Q4K | QuantFormat::Q6K | QuantFormat::Iq4Xs
+        QuantFormat::Q3K | QuantFormat::Q4K | QuantFormat::Q6K | QuantFormat::Iq4Xs
     ) || interleave32::layout(format).is_some()
 }
 
@@ -123,6 +139,7 @@ pub(crate) fn unit_bytes(format: QuantFormat) -> usize {
         QuantFormat::Q4K => q4k::UNIT,
         QuantFormat::Q6K => q6k::UNIT,
         QuantFormat::Iq4Xs => iq4xs::UNIT,
+        QuantFormat::Q3K => q3k::UNIT,
         _ => interleave32::layout(format).map_or(0, |l| l.unit),
     }
 }
@@ -140,9 +157,11 @@ fn column(c: usize, e: usize, high: bool) -> usize {
 
 /// One ggml block, decoded to its integers.
 struct Block {
-    /// The 256 weights as stored (Q4_K 0..=15, Q6_K 0..=63, IQ4_XS the grid index 0..=15).
+    /// The 256 weights as stored (Q3_K 0..=7, Q4_K 0..=15, Q6_K 0..=63, IQ4_XS the grid index
+    /// 0..=15).
     q: [u8; 256],
-    /// Q4_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 signed scales `ls − 32` (as bytes).
+    /// Q4_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 / Q3_K: 16 signed scales `ls − 32` (as
+    /// bytes).
     sc: [u8; 16],
     /// Q4_K: 8 mins.
     m: [u8; 8],
@@ -172,6 +191,15 @@ impl Block {
                         let byte = b[16 + 32 * chunk + l];
                         out.q[32 * j + l] = if high { byte >> 4 } else { byte & 0x0F };
                     }
+                }
+            }
+            QuantFormat::Q3K => {
+                out.d = [b[108], b[109]];
+                for (o, s) in out.sc.iter_mut().zip(super::q3_k::scales(b)) {
+                    *o = s as u8;
+                }
+                for (k, q) in out.q.iter_mut().enumerate() {
+                    *q = super::q3_k::weight(b, k);
                 }
             }
             QuantFormat::Iq4Xs => {
@@ -226,6 +254,17 @@ impl Block {
                             self.q[64 * chunk + l] | (self.q[64 * chunk + 32 + l] << 4);
                     }
                 }
+            }
+            QuantFormat::Q3K => {
+                b.fill(0);
+                for (k, &q) in self.q.iter().enumerate() {
+                    let (h, j, l) = (k / 128, (k % 128) / 32, k % 32);
+                    b[32 + 32 * h + l] |= (q & 3) << (2 * j);
+                    b[l] |= (q >> 2) << (4 * h + j);
+                }
+                let scales: [i8; 16] = std::array::from_fn(|s| self.sc[s] as i8);
+                super::q3_k::set_scales(b, &scales);
+                b[108..110].copy_from_slice(&self.d);
             }
             QuantFormat::Iq4Xs => {
                 b[0..2].copy_from_slice(&self.d);
@@ -283,6 +322,7 @@ pub(crate) fn repack_into(
                 QuantFormat::Q4K => put_q4k(blk, n, buf),
                 QuantFormat::Q6K => put_q6k(blk, n, buf),
                 QuantFormat::Iq4Xs => put_iq4xs(blk, n, buf),
+                QuantFormat::Q3K => put_q3k(blk, n, buf),
                 _ => interleave32::put(format, blk, n, buf),
             }
         }
@@ -373,8 +413,26 @@ fn put_iq4xs(blk: &[u8], n: usize, u: &mut [u8]) {
     }
 }
 
+/// Row `n`'s Q3_K block `blk` into unit `u` (whose bit chunks start zeroed): the scales
+/// unpacked, each weight's two low bits and third bit moved to its chunk lane.
+fn put_q3k(blk: &[u8], n: usize, u: &mut [u8]) {
+    u[q3k::D + 2 * n..q3k::D + 2 * n + 2].copy_from_slice(&blk[108..110]);
+    for (s, v) in super::q3_k::scales(blk).into_iter().enumerate() {
+        u[q3k::SC + 16 * s + n] = v as u8;
+    }
+    for j in 0..8 {
+        for k in 0..8 {
+            for e in 0..4 {
+                let q = super::q3_k::weight(blk, 32 * j + 4 * k + e);
+                u[q3k::QL + 64 * (2 * j + k / 4) + 4 * n + e] |= (q & 3) << (2 * (k % 4));
+                u[q3k::QH + 64 * j + 4 * n + e] |= (q >> 2) << k;
+            }
+        }
+    }
+}
+
 /// Write row `n`'s block into unit `u` (the per-weight reference of [`put_q4k`] / [`put_q6k`] /
-/// [`put_iq4xs`]).
+/// [`put_iq4xs`]; Q3_K's [`put_q3k`] is per weight already).
 #[cfg(test)]
 fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
     match format {
@@ -386,6 +444,11 @@ fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
                 u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2] = blk.m[j];
             }
             put_nibbles(&blk.q, q4k::QS, n, u);
+        }
+        QuantFormat::Q3K => {
+            let mut ggml = [0u8; super::q3_k::BLOCK_BYTES];
+            blk.encode(format, &mut ggml);
+            put_q3k(&ggml, n, u);
         }
         QuantFormat::Iq4Xs => {
             u[iq4xs::D + 2 * n..iq4xs::D + 2 * n + 2].copy_from_slice(&blk.d);
@@ -454,6 +517,21 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
             }
             get_nibbles(u, q4k::QS, n, &mut blk.q);
         }
+        QuantFormat::Q3K => {
+            blk.d = [u[q3k::D + 2 * n], u[q3k::D + 2 * n + 1]];
+            for s in 0..16 {
+                blk.sc[s] = u[q3k::SC + 16 * s + n];
+            }
+            for j in 0..8 {
+                for k in 0..8 {
+                    for e in 0..4 {
+                        let low = u[q3k::QL + 64 * (2 * j + k / 4) + 4 * n + e] >> (2 * (k % 4));
+                        let high = u[q3k::QH + 64 * j + 4 * n + e] >> k;
+                        blk.q[32 * j + 4 * k + e] = (low & 3) | ((high & 1) << 2);
+                    }
+                }
+            }
+        }
         QuantFormat::Iq4Xs => {
             blk.d = [u[iq4xs::D + 2 * n], u[iq4xs::D + 2 * n + 1]];
             for j in 0..8 {
@@ -503,7 +581,7 @@ pub(crate) fn block(
     let (g, n) = (r / ROWS, r % ROWS);
     let u = &data[(g * nb + b) * ub..(g * nb + b + 1) * ub];
     match format {
-        QuantFormat::Q4K | QuantFormat::Q6K | QuantFormat::Iq4Xs => {
+        QuantFormat::Q3K | QuantFormat::Q4K | QuantFormat::Q6K | QuantFormat::Iq4Xs => {
             get(format, u, n).encode(format, out)
         }
         _ => interleave32::get(format, u, n, out),
@@ -512,7 +590,7 @@ pub(crate) fn block(
 
 /// What the kernels of this layout need besides [`ActBlocks`] (256-blocks): per activation row and
 /// super-block, Q4_K's four pairs of 32-group sums (`Σ_{k∈2p} a | Σ_{k∈2p+1} a << 16`, each fits an
-/// i16), Q6_K's `−32 · Σ_{k∈j} a` per 16-group and IQ4_XS's `−128 · Σ_{k∈j} a` per 32-group as
+/// i16), Q6_K's `−32 · Σ_{k∈j} a` and Q3_K's `−4 · Σ_{k∈j} a` per 16-group and IQ4_XS's `−128 · Σ_{k∈j} a` per 32-group as
 /// i32 (negated, so a kernel starts each sub-block's integer sum from it: a broadcast load instead
 /// of a subtraction).
 #[derive(Debug, Default, Clone)]
@@ -523,6 +601,8 @@ pub(crate) struct GroupSums {
     pub(crate) neg_off: Vec<i32>,
     /// `m × (cols / 32)`.
     pub(crate) neg128: Vec<i32>,
+    /// `m × (cols / 16)`.
+    pub(crate) neg4: Vec<i32>,
     /// The 32-weight formats (`super::interleave32`): `Σa` per 32-block, `m × (cols / 32)`.
     pub(crate) sum32: Vec<i32>,
 }
@@ -535,6 +615,9 @@ impl GroupSums {
         self.neg_off.clear();
         self.neg_off
             .extend(act.bsums[..n16].iter().map(|&s| -32 * i32::from(s)));
+        self.neg4.clear();
+        self.neg4
+            .extend(act.bsums[..n16].iter().map(|&s| -4 * i32::from(s)));
         self.neg128.clear();
         self.neg128.extend(
             act.bsums[..n16]
@@ -613,23 +696,23 @@ pub(crate) unsafe fn rows_scalar(
                             let (d, dmin) = (half(u, q4k::D + 2 * n), half(u, q4k::DMIN + 2 * n));
                             isum.mul_add(d, -((msum as f32) * dmin))
                         }
-                        QuantFormat::Iq4Xs => {
-                            let neg128 = &sums.neg128[t * cols / 32 + 8 * b..];
-                            let mut isum = 0.0f32;
-                            for (j, &off) in neg128.iter().enumerate().take(8) {
-                                let c = (off + dot(32 * j, 32)) as f32;
-                                isum = c.mul_add(f32::from(blk.sc[j] as i8), isum);
-                            }
-                            isum * half(u, iq4xs::D + 2 * n)
-                        }
                         _ => {
-                            let neg_off = &sums.neg_off[t * cols / 16 + 16 * b..];
+                            // Q6_K / Q3_K: 16 sub-blocks of 16 from −32·Σa / −4·Σa; IQ4_XS: 8 of
+                            // 32 from −128·Σa
+                            let at16 = t * cols / 16 + 16 * b;
+                            let (offs, len, d_at) = match format {
+                                QuantFormat::Iq4Xs => {
+                                    (&sums.neg128[t * cols / 32 + 8 * b..][..8], 32, iq4xs::D)
+                                }
+                                QuantFormat::Q3K => (&sums.neg4[at16..at16 + 16], 16, q3k::D),
+                                _ => (&sums.neg_off[at16..at16 + 16], 16, q6k::D),
+                            };
                             let mut isum = 0.0f32;
-                            for (j, &off) in neg_off.iter().enumerate().take(16) {
-                                let c = (off + dot(16 * j, 16)) as f32;
+                            for (j, &off) in offs.iter().enumerate() {
+                                let c = (off + dot(len * j, len)) as f32;
                                 isum = c.mul_add(f32::from(blk.sc[j] as i8), isum);
                             }
-                            isum * half(u, q6k::D + 2 * n)
+                            isum * half(u, d_at + 2 * n)
                         }
                     };
                     *acc = s.mul_add(da, *acc);
@@ -664,6 +747,7 @@ mod tests {
                     blk[2..4].copy_from_slice(&d);
                 }
                 QuantFormat::Iq4Xs => blk[0..2].copy_from_slice(&d),
+                QuantFormat::Q3K => blk[108..110].copy_from_slice(&d),
                 _ => blk[208..210].copy_from_slice(&d),
             }
         }
@@ -674,6 +758,7 @@ mod tests {
     #[test]
     fn fast_repacking_equals_the_per_weight_reference() {
         for format in [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Iq4Xs] {
+            // (Q3_K's put is per weight: its round trip below is the check)
             let (rows, cols) = (16, 768);
             let src = blocks(format, rows, cols, 11);
             let fast = repack(format, rows, cols, &src);
@@ -691,7 +776,12 @@ mod tests {
 
     #[test]
     fn repacking_round_trips_every_row_bytewise() {
-        for format in [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Iq4Xs] {
+        for format in [
+            QuantFormat::Q3K,
+            QuantFormat::Q4K,
+            QuantFormat::Q6K,
+            QuantFormat::Iq4Xs,
+        ] {
             let (rows, cols) = (32, 512);
             let src = blocks(format, rows, cols, 7);
             let packed = repack(format, rows, cols, &src);

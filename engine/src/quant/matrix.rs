@@ -171,6 +171,14 @@ impl QuantMatrix {
         }
     }
 
+    /// Whether [`QuantMatrix::into_kernel_layout`] interleaves a `rows × cols` matrix of `format`
+    /// in this process.
+    pub fn takes_kernel_layout(format: QuantFormat, rows: usize, cols: usize) -> bool {
+        kernel_layout() == "x16"
+            && super::matmul::interleaved_kernel(format)
+            && super::interleave::supports(format, rows, cols)
+    }
+
     /// This matrix with its rows interleaved 16 at a time, when its format and shape allow it
     /// (Q4_K / Q6_K / Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL, rows a multiple of 16); otherwise
     /// unchanged.

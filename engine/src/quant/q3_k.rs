@@ -32,9 +32,25 @@ pub fn scales(block: &[u8]) -> [i8; 16] {
     })
 }
 
+/// Pack 16 signed sub-block scales (−32 ..= 31) into the 12 bytes at 96 (the inverse of
+/// [`scales`]).
+pub fn set_scales(block: &mut [u8], sc: &[i8; 16]) {
+    let packed = &mut block[96..108];
+    packed.fill(0);
+    for (s, &v) in sc.iter().enumerate() {
+        let ls = (i16::from(v) + 32) as u8 & 63;
+        if s < 8 {
+            packed[s] |= ls & 0x0F;
+        } else {
+            packed[s - 8] |= (ls & 0x0F) << 4;
+        }
+        packed[8 + s % 4] |= (ls >> 4) << (2 * (s / 4));
+    }
+}
+
 /// The 3-bit weight `q` (0 ..= 7) of element `k` (0 ..= 255).
 #[inline]
-fn weight(block: &[u8], k: usize) -> u8 {
+pub(crate) fn weight(block: &[u8], k: usize) -> u8 {
     let (h, j, l) = (k / 128, (k % 128) / 32, k % 32);
     let low = (block[32 + 32 * h + l] >> (2 * j)) & 3;
     let high = (block[l] >> (4 * h + j)) & 1;
@@ -110,6 +126,22 @@ mod tests {
                     .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "q3_K block and its q6_K copy differ"
             );
+        }
+    }
+
+    #[test]
+    fn scales_pack_back_to_the_same_bytes() {
+        let mut s = 0xC0DE_u64;
+        for _ in 0..16 {
+            let block: Vec<u8> = (0..BLOCK_BYTES)
+                .map(|_| {
+                    s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (s >> 33) as u8
+                })
+                .collect();
+            let mut again = block.clone();
+            set_scales(&mut again, &scales(&block));
+            assert_eq!(again, block);
         }
     }
 

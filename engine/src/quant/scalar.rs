@@ -89,6 +89,17 @@ fn decode_groups(format: QuantFormat, b: &[u8], groups: &mut [Group; 8]) {
                 }
             }
         }
+        QuantFormat::Q3K => {
+            let d = f16_at(b, 108);
+            let sc = super::q3_k::scales(b);
+            for (k, g) in groups.iter_mut().enumerate() {
+                g.a = [d * f32::from(sc[2 * k]), d * f32::from(sc[2 * k + 1])];
+                g.c = 0.0;
+                for l in 0..32 {
+                    g.q[l] = super::q3_k::weight(b, 32 * k + l) as i8 - 4;
+                }
+            }
+        }
         QuantFormat::Q4K | QuantFormat::Q5K => {
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
             let scales = &b[4..16];

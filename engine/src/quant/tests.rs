@@ -39,6 +39,7 @@ fn scale_offsets(format: QuantFormat) -> &'static [usize] {
         | QuantFormat::Iq4Xs => &[0],
         QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
         QuantFormat::Q6K => &[208],
+        QuantFormat::Q3K => &[108],
         QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => &[],
     }
 }
@@ -587,7 +588,7 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
 
 /// Every format with an interleaved layout: the K-quants' (`interleave`) and the 32-weight
 /// formats' (`interleave32`).
-const INTERLEAVED: [QuantFormat; 9] = [
+const INTERLEAVED: [QuantFormat; 10] = [
     QuantFormat::Q4K,
     QuantFormat::Q6K,
     QuantFormat::Q8_0,
@@ -597,6 +598,7 @@ const INTERLEAVED: [QuantFormat; 9] = [
     QuantFormat::Q5_1,
     QuantFormat::Iq4Nl,
     QuantFormat::Iq4Xs,
+    QuantFormat::Q3K,
 ];
 
 #[test]
@@ -641,6 +643,10 @@ fn interleaved_formats_exact_at_the_integer_range_limits() {
             // other block at the bottom level (−127, IQ4_XS's scales at −32)
             if matches!(format, QuantFormat::Iq4Nl | QuantFormat::Iq4Xs) && k % 2 == 1 {
                 blk[2..].fill(0x00);
+            }
+            // Q3_K: all 0xFF is q = 7 under scales +31; every other block q = 0 under −32
+            if format == QuantFormat::Q3K && k % 2 == 1 {
+                blk[..108].fill(0x00);
             }
             for &at in scale_offsets(format) {
                 blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());

@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, ROWS, iq4xs, q4k, q6k, unit_bytes};
+use super::interleave::{GroupSums, ROWS, iq4xs, q3k, q4k, q6k, unit_bytes};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
@@ -39,6 +39,8 @@ pub(super) struct Acts {
     pub(super) neg_off: *const i32,
     /// IQ4_XS: `−128 · Σ` per 32-group of the first row (`8·nb` per row).
     pub(super) neg128: *const i32,
+    /// Q3_K: `−4 · Σ` per 16-group of the first row (`16·nb` per row).
+    pub(super) neg4: *const i32,
     /// 32-weight formats: `Σa` per block of the first row (`nb` per row).
     pub(super) sum32: *const i32,
     /// 32-weight formats: ggml's Q8_1 sums `s_a` of the first row (`nb` per row).
@@ -89,6 +91,7 @@ pub(super) unsafe fn for_each_tile(
                 pairs: sums.pairs.as_ptr().wrapping_add(t0 * nb * 4),
                 neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
                 neg128: sums.neg128.as_ptr().wrapping_add(t0 * nb * 8),
+                neg4: sums.neg4.as_ptr().wrapping_add(t0 * nb * 16),
                 sum32: sums.sum32.as_ptr().wrapping_add(t0 * nb),
                 s: act.s.as_ptr().wrapping_add(t0 * nb),
                 cols,
@@ -140,6 +143,7 @@ pub(crate) unsafe fn rows_vnni(
                 QuantFormat::Q4K => dispatch_m!(tm, q4k_x16, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, u, nb, a, t),
                 QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x16, u, nb, a, t),
+                QuantFormat::Q3K => dispatch_m!(tm, q3k_x16, u, nb, a, t),
                 QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x16::<Q4_0>, u, nb, a, t),
                 QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x16::<Q4_1>, u, nb, a, t),
                 QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x16::<Q5_0>, u, nb, a, t),
@@ -312,6 +316,69 @@ unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
                 }
             }
             let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q6k::D)));
+            for t in 0..M {
+                let s = _mm512_mul_ps(isf[t], d);
+                acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
+            }
+        }
+        for t in 0..M {
+            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        }
+    }
+}
+
+/// 16 rows × `M` activation rows of an interleaved Q3_K matrix (`nb` units at `units`): per 32
+/// columns, 2 low-bit chunks and 1 high-bit chunk give the 8 weight registers (two bits shifted
+/// down and masked, the third bit moved up to bit 2), then per activation row two chains of 4
+/// `vpdpbusd` from their `−4·Σa` — Q6_K's arithmetic.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn q3k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
+    let m3 = _mm512_set1_epi8(3);
+    let m1 = _mm512_set1_epi8(1);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [_mm512_setzero_ps(); M];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group; activation row t's
+    // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums
+    // (t·nb + b)·16 + s.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * q3k::UNIT);
+            let mut isf = [_mm512_setzero_ps(); M];
+            for j in 0..8 {
+                prefetch_part::<{ q3k::UNIT }, 8>(u, j);
+                let scale = |s: usize| {
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(
+                        u.add(q3k::SC + 16 * s),
+                    )))
+                };
+                let (sc_lo, sc_hi) = (scale(2 * j), scale(2 * j + 1));
+                let low = [0, 1].map(|h| loadu::<__m512i, u8>(u.add(q3k::QL + 64 * (2 * j + h))));
+                let high = loadu::<__m512i, u8>(u.add(q3k::QH + 64 * j));
+                let mut w = [zero; 8];
+                for k in 0..8 {
+                    let lo = _mm512_and_si512(
+                        _mm512_srlv_epi16(low[k / 4], _mm512_set1_epi16(2 * (k % 4) as i16)),
+                        m3,
+                    );
+                    let hi =
+                        _mm512_and_si512(_mm512_srlv_epi16(high, _mm512_set1_epi16(k as i16)), m1);
+                    w[k] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 2));
+                }
+                for t in 0..M {
+                    let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
+                    let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
+                    let mut c0 = bcast4(neg.cast());
+                    let mut c1 = bcast4(neg.add(1).cast());
+                    for k in 0..4 {
+                        c0 = _mm512_dpbusd_epi32(c0, w[k], bcast4(x.add(4 * k)));
+                        c1 = _mm512_dpbusd_epi32(c1, w[4 + k], bcast4(x.add(16 + 4 * k)));
+                    }
+                    isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c0), sc_lo, isf[t]);
+                    isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c1), sc_hi, isf[t]);
+                }
+            }
+            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q3k::D)));
             for t in 0..M {
                 let s = _mm512_mul_ps(isf[t], d);
                 acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);

@@ -27,7 +27,7 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, fifth_bits, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, has_layout, iq4xs, q4k, q6k};
+use super::interleave::{GroupSums, has_layout, iq4xs, q3k, q4k, q6k};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
@@ -74,6 +74,7 @@ pub(crate) unsafe fn rows_avx2(
                 QuantFormat::Q4K => dispatch_m!(tm, q4k_x8, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x8, u, nb, a, t),
                 QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x8, u, nb, a, t),
+                QuantFormat::Q3K => dispatch_m!(tm, q3k_x8, u, nb, a, t),
                 QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x8::<Q4_0>, u, nb, a, t),
                 QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x8::<Q4_1>, u, nb, a, t),
                 QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x8::<Q5_0>, u, nb, a, t),
@@ -279,6 +280,78 @@ unsafe fn iq4xs_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &m
                 let d = halves(u.add(iq4xs::D + 2 * HALF * h));
                 for t in 0..M {
                     let s = _mm256_mul_ps(isf[h][t], d);
+                    acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
+                }
+            }
+        }
+        for t in 0..M {
+            for h in 0..2 {
+                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
+            }
+        }
+    }
+}
+
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q3_K matrix: per half and
+/// 32 columns the 8 weight registers from 2 low-bit and 1 high-bit chunk halves, then per
+/// activation row four products per i16 sum (4 · 2 · 7 · 128, far from saturating) for each of
+/// the two sub-blocks of 16, from their `−4·Σa` — Q6_K's arithmetic.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
+    let m3 = _mm256_set1_epi8(3);
+    let m1 = _mm256_set1_epi8(1);
+    let ones = _mm256_set1_epi16(1);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [[_mm256_setzero_ps(); M]; 2];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
+    // 32h.. of each chunk (8h.. of the scales, 16h.. of d); activation row t's super-block b
+    // spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums (t·nb + b)·16 + s.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * q3k::UNIT);
+            for h in 0..2 {
+                let mut isf = [_mm256_setzero_ps(); M];
+                for j in 0..8 {
+                    if h == 0 {
+                        prefetch_part::<{ q3k::UNIT }, 8>(u, j);
+                    }
+                    let scale = |s: usize| {
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                            u.add(q3k::SC + 16 * s + HALF * h) as *const __m128i,
+                        )))
+                    };
+                    let (sc_lo, sc_hi) = (scale(2 * j), scale(2 * j + 1));
+                    let low = [0, 1]
+                        .map(|p| loadu::<__m256i, u8>(u.add(q3k::QL + 64 * (2 * j + p) + 32 * h)));
+                    let high = loadu::<__m256i, u8>(u.add(q3k::QH + 64 * j + 32 * h));
+                    let mut w = [zero; 8];
+                    for k in 0..8 {
+                        let by = |n: usize| _mm_cvtsi32_si128(n as i32);
+                        let lo =
+                            _mm256_and_si256(_mm256_srl_epi16(low[k / 4], by(2 * (k % 4))), m3);
+                        let hi = _mm256_and_si256(_mm256_srl_epi16(high, by(k)), m1);
+                        w[k] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
+                    }
+                    for t in 0..M {
+                        let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
+                        let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
+                        let sub = |w: &[__m256i], x: *const i8, off: *const i32| {
+                            let p = _mm256_add_epi16(
+                                _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4))),
+                                _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12))),
+                            );
+                            _mm256_add_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(*off))
+                        };
+                        let c0 = sub(&w[0..4], x, neg);
+                        let c1 = sub(&w[4..8], x.add(16), neg.add(1));
+                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc_lo, isf[t]);
+                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
+                    }
+                }
+                let d = halves(u.add(q3k::D + 2 * HALF * h));
+                for t in 0..M {
+                    let s = _mm256_mul_ps(isf[t], d);
                     acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
                 }
             }
