@@ -23,6 +23,7 @@ converter's process; the converter's file is not modified).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -225,11 +226,18 @@ def dequantized_expected(hf_dir: Path, deq: dict[str, np.ndarray], expected: dic
     return out
 
 
+# llama-quantize's IQ4_NL requantization of qwen2-tiny.gguf (engine/tests/quantized_path.rs)
+IQ4_NL_FIXTURE = "qwen2-tiny-iq4_nl.gguf"
+
+
 def gen_gguf(fixtures: Path, llama_dir: Path | None) -> None:
     llama_dir = llama_dir or obtain_llama_cpp()
     if not (llama_dir / "convert_hf_to_gguf.py").exists():
         raise RuntimeError(f"{llama_dir}: no convert_hf_to_gguf.py (expected vendor/llama.cpp of the sdist)")
     out = fixtures / "gguf"
+    # the IQ4_NL file is llama-quantize's (a built llama.cpp): kept as it is unless LLAMA_QUANTIZE
+    # names that binary
+    kept_iq4_nl = (out / IQ4_NL_FIXTURE).read_bytes() if (out / IQ4_NL_FIXTURE).exists() else None
     if out.exists():
         shutil.rmtree(out)
     out.mkdir()
@@ -260,3 +268,17 @@ def gen_gguf(fixtures: Path, llama_dir: Path | None) -> None:
         exp["tokenize"] = [{"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in TOKENIZE_TEXTS]
         (out / f"{stem}.expected.json").write_text(json.dumps(exp, separators=(",", ":")) + "\n")
         print(f"{target.name}: {target.stat().st_size} bytes, {facts}")
+    quantize = os.environ.get("LLAMA_QUANTIZE")
+    if quantize:
+        # llama-quantize of the f32 file: every 2-D tensor IQ4_NL but the output head (Q8_0, its
+        # rows not whole Q6_K super-blocks), norms and biases f32
+        subprocess.run(
+            [quantize, "--allow-requantize", str(out / "qwen2-tiny.gguf"), str(out / IQ4_NL_FIXTURE), "IQ4_NL"],
+            check=True,
+        )
+        print(f"{IQ4_NL_FIXTURE}: llama-quantize IQ4_NL of qwen2-tiny.gguf")
+    elif kept_iq4_nl is not None:
+        (out / IQ4_NL_FIXTURE).write_bytes(kept_iq4_nl)
+        print(f"{IQ4_NL_FIXTURE}: kept (set LLAMA_QUANTIZE to a llama-quantize binary to rebuild it)")
+    else:
+        raise RuntimeError(f"{IQ4_NL_FIXTURE}: set LLAMA_QUANTIZE to a built llama.cpp's llama-quantize")

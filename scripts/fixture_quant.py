@@ -219,3 +219,75 @@ def gen_quantize(out_root: Path) -> None:
     xs = np.concatenate([weights, decades, np.zeros(256)]).astype(np.float32)
     write_llamacpp_fixture(out, "IQ4_XS_weights", "IQ4_XS", "quantize_iq4_xs", xs, lib_path,
                            weight_quantizer)
+
+
+# A qwen2 model 256 wide (whole k-quant super-blocks) whose projections are random Q3_K and IQ4_XS
+# blocks: the tiny checkpoint fixtures are 64 wide, which neither type can store.
+BLOCKS_GGUF = "qwen2-256-blocks.gguf"
+BLOCKS_SEED = 23
+
+
+def random_blocks(rng: np.random.Generator, qtype: str, rows: int, cols: int) -> np.ndarray:
+    """Random bytes as `rows x cols` weights of `qtype`, with the f16 super-block scale set so
+    that weights are of order 0.1 (Q3_K: d at byte 108; IQ4_XS: d at byte 0)."""
+    block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
+    raw = rng.integers(0, 256, size=(rows * cols // block_size, type_size), dtype=np.uint8)
+    at, scale = (108, 2e-3) if qtype == "Q3_K" else (0, 1e-4)
+    for b in range(raw.shape[0]):
+        d = np.array([scale * rng.uniform(0.5, 1.5)], dtype=np.float16)
+        raw[b, at : at + 2] = d.view(np.uint8)
+    return raw.reshape(rows, cols // block_size * type_size)
+
+
+def gen_gguf_blocks(out_root: Path) -> None:
+    """tests/fixtures/gguf-blocks/qwen2-256-blocks.gguf: qwen2-tiny.gguf's tokenizer and
+    hyper-parameters at width 256 (FFN 512, 4 heads of 64, 2 KV heads), every projection and the
+    embedding / output random Q3_K or IQ4_XS blocks, norms and biases f32."""
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    source = GGUFReader(str(out_root / "gguf" / "qwen2-tiny.gguf"))
+    out = fresh_dir(out_root / "gguf-blocks")
+    writer = GGUFWriter(str(out / BLOCKS_GGUF), "qwen2")
+    overrides = {
+        "qwen2.embedding_length": 256,
+        "qwen2.feed_forward_length": 512,
+        "general.name": "Qwen2 256 blocks",
+        "general.file_type": 11,  # MOSTLY_Q3_K_S, nearest description of a Q3_K / IQ4_XS mix
+    }
+    for key, field in source.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        value = overrides.get(key, field.contents())
+        main = field.types[0]
+        sub = field.types[1] if main == GGUFValueType.ARRAY else None
+        writer.add_key_value(key, value, main, sub_type=sub)
+    rng = np.random.default_rng(BLOCKS_SEED)
+    vocab, hidden, ffn, kv = 320, 256, 512, 128
+    # (name, rows, cols, type); ggml order puts cols first in the tensor's shape
+    mats = [("token_embd.weight", vocab, hidden, "Q3_K"), ("output.weight", vocab, hidden, "IQ4_XS")]
+    for layer in range(2):
+        p = f"blk.{layer}."
+        mats += [
+            (p + "attn_q.weight", hidden, hidden, "Q3_K"),
+            (p + "attn_k.weight", kv, hidden, "IQ4_XS"),
+            (p + "attn_v.weight", kv, hidden, "Q3_K"),
+            (p + "attn_output.weight", hidden, hidden, "IQ4_XS"),
+            (p + "ffn_gate.weight", ffn, hidden, "Q3_K"),
+            (p + "ffn_up.weight", ffn, hidden, "IQ4_XS"),
+            (p + "ffn_down.weight", hidden, ffn, "Q3_K"),
+        ]
+    for name, rows, cols, qtype in mats:
+        raw = random_blocks(rng, qtype, rows, cols)
+        writer.add_tensor(name, raw, raw_dtype=GGMLQuantizationType[qtype])
+    for layer in range(2):
+        p = f"blk.{layer}."
+        for name, n in [("attn_norm.weight", hidden), ("ffn_norm.weight", hidden)]:
+            writer.add_tensor(p + name, (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32))
+        for name, n in [("attn_q.bias", hidden), ("attn_k.bias", kv), ("attn_v.bias", kv)]:
+            writer.add_tensor(p + name, (0.1 * rng.standard_normal(n)).astype(np.float32))
+    writer.add_tensor("output_norm.weight", (1.0 + 0.1 * rng.standard_normal(hidden)).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    print(f"gguf-blocks/{BLOCKS_GGUF}: {(out / BLOCKS_GGUF).stat().st_size} bytes")

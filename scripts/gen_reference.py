@@ -52,7 +52,7 @@ GROUPS = {
     "default": ["default"],
     "moe": ["qwen3moe-tiny", "qwen3moe-nonorm", "qwen3moe-4e", "qwen2moe-tiny"],
     "mtp": ["qwen3-mtp-tiny"],
-    "gguf": ["gguf"],
+    "gguf": ["gguf", "gguf-blocks"],
     "quant": ["quant", "quantize"],
 }
 
@@ -94,6 +94,7 @@ def main() -> int:
         "gguf": lambda: ggufx.gen_gguf(out, args.llama_cpp),
         "quant": lambda: quant.gen_quant(out),
         "quantize": lambda: quant.gen_quantize(out),
+        "gguf-blocks": lambda: quant.gen_gguf_blocks(out),
         "default": lambda: default.gen_default(common.build_tokenizer(DEFAULT_VOCAB, rich=True), out),
     }
     for name in wanted:

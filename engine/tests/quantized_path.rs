@@ -217,6 +217,45 @@ fn iq4_nl_gguf_runs_its_own_blocks_and_equals_our_quantizer() {
     assert_eq!(compared, 15);
 }
 
+/// Q3_K and IQ4_XS, which the 64-wide checkpoint fixtures cannot hold: a 256-wide qwen2 of random
+/// Q3_K / IQ4_XS blocks (tests/fixtures/gguf-blocks, `scripts/gen_reference.py --only
+/// gguf-blocks`) runs on its own blocks like the file dequantized to f32, and each tensor reaches
+/// the kernels in its stored type (Q3_K as Q6_K copies where the CPU does not interleave).
+#[test]
+fn q3_k_and_iq4_xs_gguf_runs_its_own_blocks() {
+    use specsweep_engine::gguf::GgufModel;
+    use specsweep_engine::quant::QuantMatrix;
+    let path = fixture("gguf-blocks").join("qwen2-256-blocks.gguf");
+    let native = LoadOptions {
+        quant: Some(WeightQuant::Native),
+        ..Default::default()
+    };
+    assert_decodes_like(
+        &Engine::load(&path, &native).expect("blocks gguf loads native"),
+        &Engine::load(&path, &LoadOptions::default()).expect("blocks gguf loads"),
+        "qwen2-256-blocks.gguf native",
+    );
+    let g = GgufModel::open(&path).expect("open");
+    for (name, stored) in [
+        ("model.embed_tokens.weight", QuantFormat::Q3K),
+        ("lm_head.weight", QuantFormat::Iq4Xs),
+        ("model.layers.0.self_attn.q_proj.weight", QuantFormat::Q3K),
+        ("model.layers.0.self_attn.k_proj.weight", QuantFormat::Iq4Xs),
+        ("model.layers.1.mlp.down_proj.weight", QuantFormat::Q3K),
+        ("model.layers.1.mlp.up_proj.weight", QuantFormat::Iq4Xs),
+    ] {
+        let m = g.quant_matrix(name).expect("read").expect("kernel format");
+        let want = if stored == QuantFormat::Q3K
+            && !QuantMatrix::takes_kernel_layout(stored, m.rows(), m.cols())
+        {
+            QuantFormat::Q6K
+        } else {
+            stored
+        };
+        assert_eq!(m.format(), want, "{name}");
+    }
+}
+
 /// Teacher-forced on the reference's greedy text (see the module doc): logits within
 /// `LOGIT_REL_TOL · max|logit|` everywhere, the reference's greedy token wherever its top-1 margin
 /// is decisive, and at ≥ 85 % of all positions.
