@@ -208,6 +208,59 @@ unsafe fn dot32(start: __m512i, w: &[__m512i; 8], x: *const i8) -> __m512i {
     }
 }
 
+/// Sixteen i8 scales at `p` (one per row) as f32 lanes.
+#[inline(always)]
+unsafe fn scales_i8(p: *const u8) -> __m512 {
+    // SAFETY: 16 readable bytes at p (callers); AVX-512 is the callers' (inlined into them).
+    unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(p))) }
+}
+
+/// Two sub-blocks of 16 columns (Q6_K, Q3_K): `isf + C₀·sc[0] + C₁·sc[1]`, where `C₀` sums
+/// `w[0..4]` against `x[0..16]` from the offset at `off` and `C₁` sums `w[4..8]` against
+/// `x[16..32]` from the offset at `off + 1` (broadcast loads, no ALU operation).
+#[inline(always)]
+unsafe fn two_sub_blocks(
+    isf: __m512,
+    w: &[__m512i; 8],
+    x: *const i8,
+    off: *const i32,
+    sc: [__m512; 2],
+) -> __m512 {
+    // SAFETY: 32 readable bytes at x and 2 offsets at off (callers); AVX-512 VNNI is the
+    // callers' (inlined into them).
+    unsafe {
+        let mut c0 = bcast4(off.cast());
+        let mut c1 = bcast4(off.add(1).cast());
+        for k in 0..4 {
+            c0 = _mm512_dpbusd_epi32(c0, w[k], bcast4(x.add(4 * k)));
+            c1 = _mm512_dpbusd_epi32(c1, w[4 + k], bcast4(x.add(16 + 4 * k)));
+        }
+        let isf = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c0), sc[0], isf);
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(c1), sc[1], isf)
+    }
+}
+
+/// The end of a unit whose scale chain multiplies by `d` only (Q6_K, Q3_K, IQ4_XS): `acc[t] +=
+/// (isf[t]·d)·d_a` for the 16 f16 `d` at `d_at` and activation row `t`'s scale `da[t·nb]`.
+#[inline(always)]
+unsafe fn finish_unit<const M: usize>(
+    isf: &[__m512; M],
+    d_at: *const u8,
+    da: *const f32,
+    nb: usize,
+    acc: &mut [__m512; M],
+) {
+    // SAFETY: 32 readable bytes at d_at and M scales nb apart at da (callers); AVX-512 is the
+    // callers' (inlined into them).
+    unsafe {
+        let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(d_at));
+        for (t, (acc, isf)) in acc.iter_mut().zip(isf).enumerate() {
+            let s = _mm512_mul_ps(*isf, d);
+            *acc = _mm512_fmadd_ps(s, _mm512_set1_ps(*da.add(t * nb)), *acc);
+        }
+    }
+}
+
 /// 16 rows × `M` activation rows of an interleaved Q4_K matrix (`nb` units at `units`).
 // `t` indexes several per-row arrays at once
 #[allow(clippy::needless_range_loop)]
@@ -274,12 +327,7 @@ unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
             // sub-blocks 2J (low nibbles of chunks 4J..4J + 4) and 2J + 1 (high nibbles)
             for jj in 0..8 {
                 prefetch_part::<{ q6k::UNIT }, 8>(u, jj);
-                let scale = |j: usize| {
-                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(
-                        u.add(q6k::SC + 16 * j),
-                    )))
-                };
-                let (sc_lo, sc_hi) = (scale(2 * jj), scale(2 * jj + 1));
+                let sc = [0, 1].map(|h| scales_i8(u.add(q6k::SC + 16 * (2 * jj + h))));
                 let mut w = [zero; 8];
                 for h in 0..2 {
                     let qh = loadu::<__m512i, u8>(u.add(q6k::QH + 64 * (2 * jj + h)));
@@ -302,24 +350,12 @@ unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
                 }
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
-                    // each sum starts from its −32·Σa (a broadcast load, no ALU operation)
+                    // each sum starts from its −32·Σa
                     let neg_off = a.neg_off.add(t * nb * 16 + 16 * b + 2 * jj);
-                    let mut c0 = _mm512_dpbusd_epi32(bcast4(neg_off.cast()), w[0], bcast4(x));
-                    let mut c1 =
-                        _mm512_dpbusd_epi32(bcast4(neg_off.add(1).cast()), w[4], bcast4(x.add(16)));
-                    for i in 1..4 {
-                        c0 = _mm512_dpbusd_epi32(c0, w[i], bcast4(x.add(4 * i)));
-                        c1 = _mm512_dpbusd_epi32(c1, w[4 + i], bcast4(x.add(16 + 4 * i)));
-                    }
-                    isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c0), sc_lo, isf[t]);
-                    isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c1), sc_hi, isf[t]);
+                    isf[t] = two_sub_blocks(isf[t], &w, x, neg_off, sc);
                 }
             }
-            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q6k::D)));
-            for t in 0..M {
-                let s = _mm512_mul_ps(isf[t], d);
-                acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
-            }
+            finish_unit(&isf, u.add(q6k::D), a.d.add(b), nb, &mut acc);
         }
         for t in 0..M {
             _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
@@ -347,12 +383,7 @@ unsafe fn q3k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
             let mut isf = [_mm512_setzero_ps(); M];
             for j in 0..8 {
                 prefetch_part::<{ q3k::UNIT }, 8>(u, j);
-                let scale = |s: usize| {
-                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(
-                        u.add(q3k::SC + 16 * s),
-                    )))
-                };
-                let (sc_lo, sc_hi) = (scale(2 * j), scale(2 * j + 1));
+                let sc = [0, 1].map(|h| scales_i8(u.add(q3k::SC + 16 * (2 * j + h))));
                 let low = [0, 1].map(|h| loadu::<__m512i, u8>(u.add(q3k::QL + 64 * (2 * j + h))));
                 let high = loadu::<__m512i, u8>(u.add(q3k::QH + 64 * j));
                 let mut w = [zero; 8];
@@ -368,21 +399,10 @@ unsafe fn q3k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                     let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
-                    let mut c0 = bcast4(neg.cast());
-                    let mut c1 = bcast4(neg.add(1).cast());
-                    for k in 0..4 {
-                        c0 = _mm512_dpbusd_epi32(c0, w[k], bcast4(x.add(4 * k)));
-                        c1 = _mm512_dpbusd_epi32(c1, w[4 + k], bcast4(x.add(16 + 4 * k)));
-                    }
-                    isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c0), sc_lo, isf[t]);
-                    isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c1), sc_hi, isf[t]);
+                    isf[t] = two_sub_blocks(isf[t], &w, x, neg, sc);
                 }
             }
-            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q3k::D)));
-            for t in 0..M {
-                let s = _mm512_mul_ps(isf[t], d);
-                acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
-            }
+            finish_unit(&isf, u.add(q3k::D), a.d.add(b), nb, &mut acc);
         }
         for t in 0..M {
             _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
@@ -411,9 +431,7 @@ unsafe fn iq4xs_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &
             let mut isf = [_mm512_setzero_ps(); M];
             for j in 0..8 {
                 prefetch_part::<{ iq4xs::UNIT }, 8>(u, j);
-                let sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(
-                    u.add(iq4xs::SC + 16 * j),
-                )));
+                let sc = scales_i8(u.add(iq4xs::SC + 16 * j));
                 let mut w = [zero; 8];
                 for i in 0..4 {
                     let v = loadu::<__m512i, u8>(u.add(iq4xs::QS + 64 * (4 * j + i)));
@@ -429,11 +447,7 @@ unsafe fn iq4xs_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &
                     isf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), sc, isf[t]);
                 }
             }
-            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(iq4xs::D)));
-            for t in 0..M {
-                let s = _mm512_mul_ps(isf[t], d);
-                acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
-            }
+            finish_unit(&isf, u.add(iq4xs::D), a.d.add(b), nb, &mut acc);
         }
         for t in 0..M {
             _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);

@@ -146,6 +146,47 @@ unsafe fn level_nibbles(p: *const u8, tables: [__m256i; 2]) -> [__m256i; 16] {
     }
 }
 
+/// One Q3_K sub-block of 16 columns of 8 rows: `Σ w·x` over `w[0..4]` against `x[0..16]`, four
+/// products per i16 sum (at most 4 · 2 · 7 · 128; Q6_K's 6-bit weights allow only two), plus the
+/// offset at `off`.
+#[inline(always)]
+unsafe fn sub_block16(w: &[__m256i], x: *const i8, off: *const i32) -> __m256i {
+    // SAFETY: 16 readable bytes at x and one offset at off (callers); AVX2 is the callers'
+    // (inlined into them).
+    unsafe {
+        let p = _mm256_add_epi16(
+            _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4))),
+            _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12))),
+        );
+        _mm256_add_epi32(
+            _mm256_madd_epi16(p, _mm256_set1_epi16(1)),
+            _mm256_set1_epi32(*off),
+        )
+    }
+}
+
+/// The end of a unit's half whose scale chain multiplies by `d` only (Q6_K, Q3_K, IQ4_XS):
+/// `acc[t] += (isf[t]·d)·d_a` for the 8 f16 `d` at `d_at` and activation row `t`'s scale
+/// `da[t·nb]`.
+#[inline(always)]
+unsafe fn finish_half<const M: usize>(
+    isf: &[__m256; M],
+    d_at: *const u8,
+    da: *const f32,
+    nb: usize,
+    acc: &mut [__m256; M],
+) {
+    // SAFETY: 16 readable bytes at d_at and M scales nb apart at da (callers); AVX2 is the
+    // callers' (inlined into them).
+    unsafe {
+        let d = halves(d_at);
+        for (t, (acc, isf)) in acc.iter_mut().zip(isf).enumerate() {
+            let s = _mm256_mul_ps(*isf, d);
+            *acc = _mm256_fmadd_ps(s, _mm256_set1_ps(*da.add(t * nb)), *acc);
+        }
+    }
+}
+
 /// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q4_K matrix (`nb` units at
 /// `units`).
 // `t` indexes several per-row arrays at once
@@ -277,11 +318,13 @@ unsafe fn iq4xs_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &m
                 }
             }
             for h in 0..2 {
-                let d = halves(u.add(iq4xs::D + 2 * HALF * h));
-                for t in 0..M {
-                    let s = _mm256_mul_ps(isf[h][t], d);
-                    acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
-                }
+                finish_half(
+                    &isf[h],
+                    u.add(iq4xs::D + 2 * HALF * h),
+                    a.d.add(b),
+                    nb,
+                    &mut acc[h],
+                );
             }
         }
         for t in 0..M {
@@ -301,7 +344,6 @@ unsafe fn iq4xs_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &m
 unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
     let m3 = _mm256_set1_epi8(3);
     let m1 = _mm256_set1_epi8(1);
-    let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_si256();
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
     // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
@@ -336,24 +378,19 @@ unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                         let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
-                        let sub = |w: &[__m256i], x: *const i8, off: *const i32| {
-                            let p = _mm256_add_epi16(
-                                _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4))),
-                                _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12))),
-                            );
-                            _mm256_add_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(*off))
-                        };
-                        let c0 = sub(&w[0..4], x, neg);
-                        let c1 = sub(&w[4..8], x.add(16), neg.add(1));
+                        let c0 = sub_block16(&w[0..4], x, neg);
+                        let c1 = sub_block16(&w[4..8], x.add(16), neg.add(1));
                         isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc_lo, isf[t]);
                         isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
                     }
                 }
-                let d = halves(u.add(q3k::D + 2 * HALF * h));
-                for t in 0..M {
-                    let s = _mm256_mul_ps(isf[t], d);
-                    acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
-                }
+                finish_half(
+                    &isf,
+                    u.add(q3k::D + 2 * HALF * h),
+                    a.d.add(b),
+                    nb,
+                    &mut acc[h],
+                );
             }
         }
         for t in 0..M {
@@ -430,11 +467,13 @@ unsafe fn q6k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                         isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
                     }
                 }
-                let d = halves(u.add(q6k::D + 2 * HALF * h));
-                for t in 0..M {
-                    let s = _mm256_mul_ps(isf[t], d);
-                    acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
-                }
+                finish_half(
+                    &isf,
+                    u.add(q6k::D + 2 * HALF * h),
+                    a.d.add(b),
+                    nb,
+                    &mut acc[h],
+                );
             }
         }
         for t in 0..M {
