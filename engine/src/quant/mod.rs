@@ -2,8 +2,8 @@
 //! memory bandwidth (issue #8).
 //!
 //! A [`QuantMatrix`] holds a weight matrix in one of the [`QuantFormat`]s — the dense f32 / f16 /
-//! bf16, the formats we quantize any checkpoint to (q8_0, q4_0, q4_1), and the GGUF block formats as
-//! loaded (Q4_K, Q5_K, Q6_K, Q5_0, Q5_1, ...). [`matmul`] computes `x · Wᵀ` for a few activation rows
+//! bf16, the formats we quantize any checkpoint to (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs),
+//! and the GGUF block formats as loaded (those and Q3_K, Q4_K, Q5_K, Q6_K). [`matmul`] computes `x · Wᵀ` for a few activation rows
 //! (decode, speculative verify) or many (prefill), dequantizing inside the dot products as
 //! llama.cpp's CPU backend does: activations are quantized once per call to 8-bit blocks (of 32, as
 //! ggml's Q8_1; of 256 for the K-quants, as Q8_K) and
