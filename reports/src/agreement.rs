@@ -7,7 +7,8 @@
 //! `quant` and `kv_type` present in its group — the cells whose configurations differ only in
 //! those two keys — is paired, request by request (same prompt, same repetition), with the
 //! group's *reference*: its most precise cell (`quant` ranked f32, f32-kernel, f16, f16-kernel,
-//! bf16, bf16-kernel, q8_0, native, q5_1, q5_0, q4_1, q4_0, then anything else; `kv_type` f32,
+//! bf16, bf16-kernel, q8_0, native, q5_1, q5_0, iq4_nl, q4_1, iq4_xs, q4_0, then anything else;
+//! `kv_type` f32,
 //! f16, q8_0, q5_1, q5_0, iq4_nl, q4_1, q4_0, an absent one being f32, a `K/V` pair by the sum of its
 //! halves' places; `quant` compared first). Per
 //! cell: how many outputs are identical to the reference's, and how many tokens the two share
@@ -37,7 +38,9 @@ const AXES: [(&str, &[&str], Option<&str>); 2] = [
             "native",
             "q5_1",
             "q5_0",
+            "iq4_nl",
             "q4_1",
+            "iq4_xs",
             "q4_0",
         ],
         None,
