@@ -47,16 +47,7 @@ fn random_matrix(format: QuantFormat, rows: usize, cols: usize) -> QuantMatrix {
         return QuantMatrix::quantize("bench", format, rows, cols, &v).expect("quantize");
     }
     let mut data = random_bytes(format.bytes_for(rows, cols), 11);
-    let offsets: &[usize] = match format {
-        QuantFormat::Q6K => &[208],
-        QuantFormat::Q3K => &[108],
-        QuantFormat::Q8_0
-        | QuantFormat::Q4_0
-        | QuantFormat::Q5_0
-        | QuantFormat::Iq4Nl
-        | QuantFormat::Iq4Xs => &[0],
-        _ => &[0, 2],
-    };
+    let offsets = format.f16_fields();
     for blk in data.chunks_exact_mut(format.block_bytes()) {
         for &at in offsets {
             blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());

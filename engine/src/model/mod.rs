@@ -112,7 +112,7 @@ impl<'a, B: Backend> Loader<'a, B> {
                 }
                 QuantFormat::Q8_0
             }
-            Some(WeightQuant::Format(f)) => f.for_row_len(cols),
+            Some(WeightQuant::Format(f)) => f,
         };
         if !kernel_cols_ok(format, cols) {
             return Ok(None);

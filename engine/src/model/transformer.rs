@@ -259,7 +259,7 @@ impl<B: Backend> Model<B> {
         // quantized matrix (kept dense where the kernels cannot take its width).
         if let Embedding::Dense(table) = &self.embed_tokens {
             let [v, h] = table.dims();
-            if crate::quant::kernel_cols_ok(format.for_row_len(h), h) {
+            if crate::quant::kernel_cols_ok(format, h) {
                 let values = table
                     .clone()
                     .into_data()

@@ -101,6 +101,22 @@ impl QuantFormat {
         }
     }
 
+    /// Byte offsets of a block's f16 fields (`d`, and `m` / `dmin` where the format has one):
+    /// what must hold finite values for random bytes to be a valid block (tests, benchmarks).
+    pub const fn f16_fields(self) -> &'static [usize] {
+        match self {
+            QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => &[],
+            QuantFormat::Q8_0
+            | QuantFormat::Q4_0
+            | QuantFormat::Q5_0
+            | QuantFormat::Iq4Nl
+            | QuantFormat::Iq4Xs => &[0],
+            QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
+            QuantFormat::Q3K => &[108],
+            QuantFormat::Q6K => &[208],
+        }
+    }
+
     /// The format a row of `cols` weights is quantized to when `self` is asked for: IQ4_XS rows
     /// that are not whole 256-blocks take IQ4_NL (its 32-blocks, the same grid), as
     /// `llama-quantize` falls back; every other format is itself.

@@ -608,28 +608,44 @@ pub(crate) struct GroupSums {
 }
 
 impl GroupSums {
-    /// Fill from 256-block activations.
-    pub(crate) fn fill(&mut self, act: &ActBlocks, m: usize, cols: usize) {
+    /// Fill from 256-block activations the sums of the formats `needs` names (Q4_K: `pairs`,
+    /// Q6_K: `neg_off`, Q3_K: `neg4`, IQ4_XS: `neg128`); the others keep whatever they held, and
+    /// no kernel of a format not named reads them.
+    pub(crate) fn fill(
+        &mut self,
+        act: &ActBlocks,
+        m: usize,
+        cols: usize,
+        needs: impl Fn(QuantFormat) -> bool,
+    ) {
         debug_assert_eq!(act.block, 256);
-        let n16 = m * cols / 16;
-        self.neg_off.clear();
-        self.neg_off
-            .extend(act.bsums[..n16].iter().map(|&s| -32 * i32::from(s)));
-        self.neg4.clear();
-        self.neg4
-            .extend(act.bsums[..n16].iter().map(|&s| -4 * i32::from(s)));
-        self.neg128.clear();
-        self.neg128.extend(
-            act.bsums[..n16]
-                .chunks_exact(2)
-                .map(|p| -128 * (i32::from(p[0]) + i32::from(p[1]))),
-        );
-        self.pairs.clear();
-        self.pairs.extend(act.bsums[..n16].chunks_exact(4).map(|g| {
-            let lo = i32::from(g[0]) + i32::from(g[1]);
-            let hi = i32::from(g[2]) + i32::from(g[3]);
-            (lo as i16 as u16 as i32) | (hi << 16)
-        }));
+        let bsums = &act.bsums[..m * cols / 16];
+        let per16 = |out: &mut Vec<i32>, k: i32| {
+            out.clear();
+            out.extend(bsums.iter().map(|&s| k * i32::from(s)));
+        };
+        if needs(QuantFormat::Q6K) {
+            per16(&mut self.neg_off, -32);
+        }
+        if needs(QuantFormat::Q3K) {
+            per16(&mut self.neg4, -4);
+        }
+        if needs(QuantFormat::Iq4Xs) {
+            self.neg128.clear();
+            self.neg128.extend(
+                bsums
+                    .chunks_exact(2)
+                    .map(|p| -128 * (i32::from(p[0]) + i32::from(p[1]))),
+            );
+        }
+        if needs(QuantFormat::Q4K) {
+            self.pairs.clear();
+            self.pairs.extend(bsums.chunks_exact(4).map(|g| {
+                let lo = i32::from(g[0]) + i32::from(g[1]);
+                let hi = i32::from(g[2]) + i32::from(g[3]);
+                (lo as i16 as u16 as i32) | (hi << 16)
+            }));
+        }
     }
 }
 
@@ -739,16 +755,10 @@ mod tests {
         };
         let bb = format.block_bytes();
         let mut out: Vec<u8> = (0..rows * cols / 256 * bb).map(|_| next()).collect();
+        let d = f16::from_f32(0.01).to_bits().to_le_bytes();
         for blk in out.chunks_exact_mut(bb) {
-            let d = f16::from_f32(0.01).to_bits().to_le_bytes();
-            match format {
-                QuantFormat::Q4K => {
-                    blk[0..2].copy_from_slice(&d);
-                    blk[2..4].copy_from_slice(&d);
-                }
-                QuantFormat::Iq4Xs => blk[0..2].copy_from_slice(&d),
-                QuantFormat::Q3K => blk[108..110].copy_from_slice(&d),
-                _ => blk[208..210].copy_from_slice(&d),
+            for &at in format.f16_fields() {
+                blk[at..at + 2].copy_from_slice(&d);
             }
         }
         out

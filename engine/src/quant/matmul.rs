@@ -352,7 +352,8 @@ pub fn matmul_many_with(
         .iter()
         .find(|w| w.is_interleaved() && act_block(w) == 256)
     {
-        scratch.sums.fill(&scratch.act256, m, w.cols());
+        let needs = |f| ws.iter().any(|w| w.is_interleaved() && w.format() == f);
+        scratch.sums.fill(&scratch.act256, m, w.cols(), needs);
     }
     if let Some(w) = ws.iter().find(|w| w.is_interleaved() && act_block(w) == 32) {
         super::interleave32::fill_sums(&scratch.act, m, w.cols(), &mut scratch.sums.sum32);

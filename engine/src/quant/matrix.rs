@@ -177,7 +177,7 @@ impl QuantMatrix {
     /// to the kernel (`madvise(DONTNEED)`), so resident memory stays about one copy of the weights
     /// while a model loads tensor by tensor.
     pub fn into_kernel_layout(self) -> Self {
-        if kernel_layout() == "x16" && super::matmul::interleaved_kernel(self.format) {
+        if Self::takes_kernel_layout(self.format, self.rows, self.cols) {
             self.interleave()
         } else {
             self
@@ -380,9 +380,12 @@ fn check_len(
     Ok(())
 }
 
-/// Whether `format` kernels can take a matrix with `cols` columns.
+/// Whether `format` kernels can take a matrix with `cols` columns — for IQ4_XS, rows that are
+/// not whole super-blocks count as the IQ4_NL that [`QuantMatrix::quantize`] makes of them
+/// (`QuantFormat::for_row_len`); a stored IQ4_XS matrix of such rows is refused by its length
+/// check.
 pub fn kernel_cols_ok(format: QuantFormat, cols: usize) -> bool {
-    let multiple = format.block_elems().max(32);
+    let multiple = format.for_row_len(cols).block_elems().max(32);
     cols != 0 && cols.is_multiple_of(multiple)
 }
 

@@ -29,21 +29,6 @@ impl Rng {
     }
 }
 
-/// Offsets of the f16 scale fields within one block of `format`.
-fn scale_offsets(format: QuantFormat) -> &'static [usize] {
-    match format {
-        QuantFormat::Q8_0
-        | QuantFormat::Q4_0
-        | QuantFormat::Q5_0
-        | QuantFormat::Iq4Nl
-        | QuantFormat::Iq4Xs => &[0],
-        QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
-        QuantFormat::Q6K => &[208],
-        QuantFormat::Q3K => &[108],
-        QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => &[],
-    }
-}
-
 /// A random `rows × cols` matrix of `format`: random blocks with finite scales, as a GGUF file holds.
 fn random_matrix(format: QuantFormat, rows: usize, cols: usize, rng: &mut Rng) -> QuantMatrix {
     if !format.is_block_quantized() {
@@ -54,7 +39,7 @@ fn random_matrix(format: QuantFormat, rows: usize, cols: usize, rng: &mut Rng) -
         .map(|_| rng.next() as u8)
         .collect();
     for blk in data.chunks_exact_mut(format.block_bytes()) {
-        for &at in scale_offsets(format) {
+        for &at in format.f16_fields() {
             let scale = f16::from_f32(rng.unit() * 0.05);
             blk[at..at + 2].copy_from_slice(&scale.to_le_bytes());
         }
@@ -179,7 +164,7 @@ fn k_quants_exact_at_the_integer_range_limits() {
                     *s = if j % 2 == 0 { 0x7F } else { 0x80 };
                 }
             }
-            for &at in scale_offsets(format) {
+            for &at in format.f16_fields() {
                 blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
             }
         }
@@ -648,7 +633,7 @@ fn interleaved_formats_exact_at_the_integer_range_limits() {
             if format == QuantFormat::Q3K && k % 2 == 1 {
                 blk[..108].fill(0x00);
             }
-            for &at in scale_offsets(format) {
+            for &at in format.f16_fields() {
                 blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
             }
         }
