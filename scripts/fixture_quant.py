@@ -11,7 +11,7 @@ IQ4_NL.json, and `quantize_iq4_nl` / `quantize_iq4_xs` without an importance mat
 IQ4_NL_weights.json / IQ4_XS_weights.json.
 
 For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
-IQ4_NL, IQ4_XS, Q3_K)
+IQ4_NL, IQ4_XS, Q3_K, Q2_K)
 a few blocks of random bytes are written, with every f16 scale field overwritten by a random
 finite f16 (so the blocks are valid: no inf/NaN scales), next to the float32 values that gguf-py's
 reference `gguf.quants.dequantize` (a NumPy port of ggml's dequantize_row_*) gives for them.
@@ -44,6 +44,7 @@ LAYOUT = {
     "IQ4_NL": (4, [0], [True]),  # last: the types before it keep their random bytes
     "IQ4_XS": (2, [0], [True]),
     "Q3_K": (2, [108], [False]),  # d is the last field of block_q3_K
+    "Q2_K": (2, [80, 82], [False, False]),  # d, dmin after scales[16], qs[64]
 }
 SEED = 7
 
@@ -221,28 +222,30 @@ def gen_quantize(out_root: Path) -> None:
                            weight_quantizer)
 
 
-# A qwen2 model 256 wide (whole k-quant super-blocks) whose projections are random Q3_K and IQ4_XS
-# blocks: the tiny checkpoint fixtures are 64 wide, which neither type can store.
+# A qwen2 model 256 wide (whole k-quant super-blocks) whose projections are random Q2_K, Q3_K and
+# IQ4_XS blocks: the tiny checkpoint fixtures are 64 wide, which none of these types can store.
 BLOCKS_GGUF = "qwen2-256-blocks.gguf"
 BLOCKS_SEED = 23
 
 
 def random_blocks(rng: np.random.Generator, qtype: str, rows: int, cols: int) -> np.ndarray:
     """Random bytes as `rows x cols` weights of `qtype`, with the f16 super-block scale set so
-    that weights are of order 0.1 (Q3_K: d at byte 108; IQ4_XS: d at byte 0)."""
+    that weights are of order 0.1 (Q3_K: d at byte 108; IQ4_XS: d at byte 0; Q2_K: d and dmin at
+    bytes 80 and 82)."""
     block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
     raw = rng.integers(0, 256, size=(rows * cols // block_size, type_size), dtype=np.uint8)
-    at, scale = (108, 2e-3) if qtype == "Q3_K" else (0, 1e-4)
+    fields = {"Q3_K": [(108, 2e-3)], "Q2_K": [(80, 2e-3), (82, 2e-3)]}.get(qtype, [(0, 1e-4)])
     for b in range(raw.shape[0]):
-        d = np.array([scale * rng.uniform(0.5, 1.5)], dtype=np.float16)
-        raw[b, at : at + 2] = d.view(np.uint8)
+        for at, scale in fields:
+            d = np.array([scale * rng.uniform(0.5, 1.5)], dtype=np.float16)
+            raw[b, at : at + 2] = d.view(np.uint8)
     return raw.reshape(rows, cols // block_size * type_size)
 
 
 def gen_gguf_blocks(out_root: Path) -> None:
     """tests/fixtures/gguf-blocks/qwen2-256-blocks.gguf: qwen2-tiny.gguf's tokenizer and
     hyper-parameters at width 256 (FFN 512, 4 heads of 64, 2 KV heads), every projection and the
-    embedding / output random Q3_K or IQ4_XS blocks, norms and biases f32."""
+    embedding / output random Q2_K, Q3_K or IQ4_XS blocks, norms and biases f32."""
     from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
     source = GGUFReader(str(out_root / "gguf" / "qwen2-tiny.gguf"))
@@ -252,7 +255,7 @@ def gen_gguf_blocks(out_root: Path) -> None:
         "qwen2.embedding_length": 256,
         "qwen2.feed_forward_length": 512,
         "general.name": "Qwen2 256 blocks",
-        "general.file_type": 11,  # MOSTLY_Q3_K_S, nearest description of a Q3_K / IQ4_XS mix
+        "general.file_type": 11,  # MOSTLY_Q3_K_S, nearest description of a k-quant / IQ4_XS mix
     }
     for key, field in source.fields.items():
         if key.startswith("GGUF.") or key == "general.architecture":
@@ -267,14 +270,16 @@ def gen_gguf_blocks(out_root: Path) -> None:
     mats = [("token_embd.weight", vocab, hidden, "Q3_K"), ("output.weight", vocab, hidden, "IQ4_XS")]
     for layer in range(2):
         p = f"blk.{layer}."
+        # Q2_K for layer 0's V and gate and layer 1's Q and down, Q3_K for the others
+        k2, k3 = ("Q2_K", "Q3_K") if layer == 0 else ("Q3_K", "Q2_K")
         mats += [
-            (p + "attn_q.weight", hidden, hidden, "Q3_K"),
+            (p + "attn_q.weight", hidden, hidden, k3),
             (p + "attn_k.weight", kv, hidden, "IQ4_XS"),
-            (p + "attn_v.weight", kv, hidden, "Q3_K"),
+            (p + "attn_v.weight", kv, hidden, k2),
             (p + "attn_output.weight", hidden, hidden, "IQ4_XS"),
-            (p + "ffn_gate.weight", ffn, hidden, "Q3_K"),
+            (p + "ffn_gate.weight", ffn, hidden, k2),
             (p + "ffn_up.weight", ffn, hidden, "IQ4_XS"),
-            (p + "ffn_down.weight", hidden, ffn, "Q3_K"),
+            (p + "ffn_down.weight", hidden, ffn, k3),
         ]
     for name, rows, cols, qtype in mats:
         raw = random_blocks(rng, qtype, rows, cols)

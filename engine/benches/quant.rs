@@ -143,6 +143,8 @@ fn verify(c: &mut Criterion) {
         QuantFormat::Q4_1,
         QuantFormat::Iq4Nl,
         QuantFormat::Iq4Xs,
+        QuantFormat::Q3K,
+        QuantFormat::Q2K,
         QuantFormat::F16,
     ] {
         let w = random_matrix(format, FFN, HIDDEN);

@@ -22,6 +22,7 @@ pub enum GgmlType {
     Q5_0 = 6,
     Q5_1 = 7,
     Q8_0 = 8,
+    Q2_K = 10,
     Q3_K = 11,
     Q4_K = 12,
     Q5_K = 13,
@@ -36,7 +37,7 @@ const QK_K: usize = 256;
 
 impl GgmlType {
     /// Every supported type, for error messages and tests.
-    pub const ALL: [GgmlType; 14] = [
+    pub const ALL: [GgmlType; 15] = [
         Self::F32,
         Self::F16,
         Self::BF16,
@@ -45,6 +46,7 @@ impl GgmlType {
         Self::Q4_1,
         Self::Q5_0,
         Self::Q5_1,
+        Self::Q2_K,
         Self::Q3_K,
         Self::Q4_K,
         Self::Q5_K,
@@ -69,6 +71,7 @@ impl GgmlType {
             Self::Q4_1 => "Q4_1",
             Self::Q5_0 => "Q5_0",
             Self::Q5_1 => "Q5_1",
+            Self::Q2_K => "Q2_K",
             Self::Q3_K => "Q3_K",
             Self::Q4_K => "Q4_K",
             Self::Q5_K => "Q5_K",
@@ -83,7 +86,7 @@ impl GgmlType {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
             Self::Q8_0 | Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::IQ4_NL => 32,
-            Self::Q3_K | Self::Q4_K | Self::Q5_K | Self::Q6_K | Self::IQ4_XS => QK_K,
+            Self::Q2_K | Self::Q3_K | Self::Q4_K | Self::Q5_K | Self::Q6_K | Self::IQ4_XS => QK_K,
         }
     }
 
@@ -97,6 +100,7 @@ impl GgmlType {
             Self::Q4_1 => 2 + 2 + 16,
             Self::Q5_0 => 2 + 4 + 16,
             Self::Q5_1 => 2 + 2 + 4 + 16,
+            Self::Q2_K => crate::quant::q2_k::BLOCK_BYTES,
             Self::Q3_K => crate::quant::q3_k::BLOCK_BYTES,
             Self::Q4_K => 2 + 2 + 12 + QK_K / 2,
             Self::Q5_K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
@@ -119,7 +123,6 @@ impl GgmlType {
 pub fn ggml_type_name(id: u32) -> String {
     let known = [
         (9, "Q8_1"),
-        (10, "Q2_K"),
         (15, "Q8_K"),
         (16, "IQ2_XXS"),
         (17, "IQ2_XS"),
@@ -165,6 +168,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         GgmlType::Q4_1 => blocks.for_each(|(b, y)| q4_1(b, y)),
         GgmlType::Q5_0 => blocks.for_each(|(b, y)| q5_0(b, y)),
         GgmlType::Q5_1 => blocks.for_each(|(b, y)| q5_1(b, y)),
+        GgmlType::Q2_K => blocks.for_each(|(b, y)| crate::quant::q2_k::dequantize_block(b, y)),
         GgmlType::Q3_K => blocks.for_each(|(b, y)| crate::quant::q3_k::dequantize_block(b, y)),
         GgmlType::Q4_K => blocks.for_each(|(b, y)| q4_k(b, y)),
         GgmlType::Q5_K => blocks.for_each(|(b, y)| q5_k(b, y)),
@@ -389,6 +393,10 @@ mod tests {
         check(GgmlType::Q6_K);
     }
     #[test]
+    fn q2_k_matches_gguf_py() {
+        check(GgmlType::Q2_K);
+    }
+    #[test]
     fn q3_k_matches_gguf_py() {
         check(GgmlType::Q3_K);
     }
@@ -427,7 +435,9 @@ mod tests {
         assert_eq!(GgmlType::IQ4_XS.type_size(), 136);
         assert_eq!(GgmlType::Q5_1.type_size(), 24);
         assert_eq!(GgmlType::from_id(30), Some(GgmlType::BF16));
-        assert_eq!(GgmlType::from_id(10), None);
+        assert_eq!(GgmlType::Q2_K.type_size(), 84);
+        assert_eq!(GgmlType::from_id(10), Some(GgmlType::Q2_K));
+        assert_eq!(GgmlType::from_id(16), None);
         assert_eq!(ggml_type_name(10), "Q2_K");
         assert_eq!(GgmlType::Q8_0.byte_len(33), None);
     }

@@ -484,10 +484,10 @@ pub(crate) mod tests {
         );
         let e = parse_header(&good[..54]).unwrap_err();
         assert!(e.contains("general.architecture"), "{e}");
-        let q2k = Writer::default()
-            .raw_tensor("w", &[256], 10, vec![0; 84])
+        let iq2_xs = Writer::default()
+            .raw_tensor("w", &[256], 17, vec![0; 74])
             .build();
-        let e = parse_header(&q2k).unwrap_err();
-        assert!(e.contains("`w`") && e.contains("Q2_K"), "{e}");
+        let e = parse_header(&iq2_xs).unwrap_err();
+        assert!(e.contains("`w`") && e.contains("IQ2_XS"), "{e}");
     }
 }

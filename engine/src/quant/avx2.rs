@@ -176,7 +176,7 @@ pub(super) use dispatch_m;
 
 /// [`QuantFormat::ALL`] indexed by a const generic, so each block format gets its own kernel with
 /// the per-block `match` resolved at compile time.
-const FORMATS: [QuantFormat; 14] = QuantFormat::ALL;
+const FORMATS: [QuantFormat; QuantFormat::ALL.len()] = QuantFormat::ALL;
 
 /// Position of `format` in [`FORMATS`].
 const fn format_index(format: QuantFormat) -> usize {
@@ -223,8 +223,9 @@ pub(crate) unsafe fn row_dot_blocks(
             QuantFormat::Q4K => dispatch_m!(m, blocks_m::<Q4K>, w, tile, out),
             QuantFormat::Q5K => dispatch_m!(m, blocks_m::<Q5K>, w, tile, out),
             QuantFormat::Q6K => dispatch_m!(m, blocks_m::<Q6K>, w, tile, out),
-            // row-major IQ4_XS / Q3_K (a shape or CPU without the interleaved layout): portable
-            QuantFormat::Iq4Xs | QuantFormat::Q3K => {
+            // row-major IQ4_XS / Q3_K / Q2_K (a shape or CPU without the interleaved layout):
+            // portable
+            QuantFormat::Iq4Xs | QuantFormat::Q3K | QuantFormat::Q2K => {
                 super::scalar::row_dot_blocks(format, w, tile, out)
             }
             QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
@@ -436,9 +437,10 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                 | QuantFormat::F16
                 | QuantFormat::Bf16
                 | QuantFormat::Iq4Xs
-                | QuantFormat::Q3K => {
+                | QuantFormat::Q3K
+                | QuantFormat::Q2K => {
                     unreachable!(
-                        "dense formats use row_dot_dense, IQ4_XS / Q3_K the portable kernel"
+                        "dense formats use row_dot_dense, IQ4_XS / Q3_K / Q2_K the portable kernel"
                     )
                 }
             }

@@ -53,6 +53,7 @@ fn ggml_type(format: QuantFormat) -> GgmlType {
         QuantFormat::Q5_1 => GgmlType::Q5_1,
         QuantFormat::Iq4Nl => GgmlType::IQ4_NL,
         QuantFormat::Iq4Xs => GgmlType::IQ4_XS,
+        QuantFormat::Q2K => GgmlType::Q2_K,
         QuantFormat::Q3K => GgmlType::Q3_K,
         QuantFormat::Q4K => GgmlType::Q4_K,
         QuantFormat::Q5K => GgmlType::Q5_K,
@@ -105,7 +106,7 @@ mod tests {
             }
             checked += 1;
         }
-        assert_eq!(checked, 11);
+        assert_eq!(checked, 12);
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum QuantFormat {
     /// 32 weights: f16 `d`, 16 bytes of nibbles indexing a fixed grid of 16 int8 levels;
     /// `w = d·GRID[q]` (`super::iq4_nl`).
     Iq4Nl,
+    /// 256 weights: 16 bytes of 4-bit sub-block scales and mins, 64 bytes of 2-bit weights, f16
+    /// `d`, f16 `dmin`; 16 sub-blocks of 16, `w = d·sc·q − dmin·m` (`super::q2_k`).
+    Q2K,
     /// 256 weights: 32 bytes of high bits, 64 bytes of 2-bit lows, 12 bytes of 6-bit scales, f16
     /// `d`; 16 sub-blocks of 16, `w = d·(ls − 32)·(q − 4)` (`super::q3_k`).
     Q3K,
@@ -48,7 +51,7 @@ pub enum QuantFormat {
 
 impl QuantFormat {
     /// Every supported format, dense first.
-    pub const ALL: [QuantFormat; 14] = [
+    pub const ALL: [QuantFormat; 15] = [
         QuantFormat::F32,
         QuantFormat::F16,
         QuantFormat::Bf16,
@@ -58,6 +61,7 @@ impl QuantFormat {
         QuantFormat::Q5_0,
         QuantFormat::Q5_1,
         QuantFormat::Iq4Nl,
+        QuantFormat::Q2K,
         QuantFormat::Q3K,
         QuantFormat::Q4K,
         QuantFormat::Q5K,
@@ -75,7 +79,8 @@ impl QuantFormat {
             | QuantFormat::Q5_0
             | QuantFormat::Q5_1
             | QuantFormat::Iq4Nl => 32,
-            QuantFormat::Q3K
+            QuantFormat::Q2K
+            | QuantFormat::Q3K
             | QuantFormat::Q4K
             | QuantFormat::Q5K
             | QuantFormat::Q6K
@@ -93,6 +98,7 @@ impl QuantFormat {
             QuantFormat::Q4_1 => 20,
             QuantFormat::Q5_0 => 22,
             QuantFormat::Q5_1 => 24,
+            QuantFormat::Q2K => 84,
             QuantFormat::Q3K => 110,
             QuantFormat::Q4K => 144,
             QuantFormat::Q5K => 176,
@@ -112,6 +118,7 @@ impl QuantFormat {
             | QuantFormat::Iq4Nl
             | QuantFormat::Iq4Xs => &[0],
             QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
+            QuantFormat::Q2K => &[80, 82],
             QuantFormat::Q3K => &[108],
             QuantFormat::Q6K => &[208],
         }
@@ -153,6 +160,7 @@ impl QuantFormat {
             QuantFormat::Q5_0 => 6,
             QuantFormat::Q5_1 => 7,
             QuantFormat::Q8_0 => 8,
+            QuantFormat::Q2K => 10,
             QuantFormat::Q3K => 11,
             QuantFormat::Q4K => 12,
             QuantFormat::Q5K => 13,
@@ -180,6 +188,7 @@ impl QuantFormat {
             QuantFormat::Q5_0 => "Q5_0",
             QuantFormat::Q5_1 => "Q5_1",
             QuantFormat::Iq4Nl => "IQ4_NL",
+            QuantFormat::Q2K => "Q2_K",
             QuantFormat::Q3K => "Q3_K",
             QuantFormat::Q4K => "Q4_K",
             QuantFormat::Q5K => "Q5_K",
@@ -233,8 +242,9 @@ mod tests {
         }
         assert_eq!("q8".parse::<QuantFormat>(), Ok(QuantFormat::Q8_0));
         assert_eq!("q4".parse::<QuantFormat>(), Ok(QuantFormat::Q4_0));
-        assert!("q2_k".parse::<QuantFormat>().is_err());
-        assert_eq!(QuantFormat::from_ggml_type(10), None);
+        assert!("iq2_xs".parse::<QuantFormat>().is_err());
+        assert_eq!(QuantFormat::from_ggml_type(10), Some(QuantFormat::Q2K));
+        assert_eq!(QuantFormat::from_ggml_type(16), None);
     }
 
     #[test]
@@ -246,6 +256,7 @@ mod tests {
         assert_eq!(QuantFormat::Q8_0.bits_per_weight(), 8.5);
         assert_eq!(QuantFormat::Iq4Nl.bits_per_weight(), 4.5);
         assert_eq!(QuantFormat::Iq4Xs.bits_per_weight(), 4.25);
+        assert_eq!(QuantFormat::Q2K.bits_per_weight(), 2.625);
         // llama-quantize's fallback for rows that are not whole IQ4_XS super-blocks
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(1536), QuantFormat::Iq4Xs);
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(896), QuantFormat::Iq4Nl);

@@ -1,4 +1,4 @@
-//! The row-interleaved layout of Q3_K, Q4_K, Q6_K and IQ4_XS matrices ("x16"): 16 weight rows side by side, so
+//! The row-interleaved layout of Q2_K, Q3_K, Q4_K, Q6_K and IQ4_XS matrices ("x16"): 16 weight rows side by side, so
 //! that a 512-bit register holds 4 consecutive weights of each of 16 rows and the kernels compute
 //! 16 output rows per vector instruction with no horizontal sums — the layout that makes a
 //! speculative verify of k + 1 tokens cost little more than one decode step (issue #8).
@@ -20,6 +20,9 @@
 //!   2²⁴, which is every realistic block.
 //! - Q4_K: `s = fma(isum, d, −(msum·dmin))` with the exact integer `msum = Σ_j m_j · Σ_{k∈j} a_k`;
 //!   Q6_K: `s = isum·d`.
+//! - Q2_K: as Q4_K over 16 sub-blocks of 16: `s = fma(isum, d, −(msum·dmin))` with
+//!   `isum = Σ_j sc_j · Σ_{k∈j} q_k·a_k` (`q` = 0 ..= 3, no offset) and the exact integer `msum =
+//!   Σ_j m_j · Σ_{k∈j} a_k` from the activations' own 16-group sums.
 //! - Q3_K: as Q6_K with `C_j = Σ_{k∈j} q_k·a_k − 4·Σ_{k∈j} a_k` (`q` = 0 ..= 7, 16 sub-blocks of
 //!   16) and `sc_j = ls_j − 32`.
 //! - IQ4_XS: as Q6_K over 8 sub-blocks of 32 with `C_j = Σ_{k∈j} u_k·a_k − 128·Σ_{k∈j} a_k`,
@@ -57,6 +60,10 @@
 //!   `2i, 2i + 1` of lane byte `4n + e` the low two bits of column `32j + 4(4h + i) + e` — then 8
 //!   chunks of high bits: chunk `j` bit `k` of lane byte `4n + e` is the third bit of column
 //!   `32j + 4k + e`.
+//! - Q2_K unit, 1344 bytes (= ggml's 16 × 84): `d` ×16 (f16), `dmin` ×16, ggml's scale bytes
+//!   (`sc | m << 4`) as `[p][n][2]` (sub-blocks `2p`, `2p + 1` of row `n` side by side: one
+//!   widening load gives each row's pair of mins as i16 for `vpdpwssd`), then 16 chunks of 2-bit
+//!   weights laid out as Q3_K's low bits.
 //! - IQ4_XS unit, 2208 bytes (ggml: 16 × 136 = 2176): `d` ×16 (f16), scales `ls − 32` `[j][n]`
 //!   (i8, unpacked from ggml's 6 bits), 32 chunks of indices — ggml's own bytes of each
 //!   sub-block, four at a time (chunk `4j + i` lane `n` is bytes `16j + 4i ..` of row `n`'s
@@ -72,6 +79,7 @@ use half::f16;
 use super::dequant::scale_min_k4;
 use super::format::QuantFormat;
 use super::interleave32;
+use super::q2_k;
 use super::quantize::ActBlocks;
 
 /// Weight rows per group.
@@ -85,6 +93,15 @@ pub(crate) mod q4k {
     pub(crate) const MINS: usize = 192;
     pub(crate) const QS: usize = 320;
     pub(crate) const UNIT: usize = 2368;
+}
+
+/// Q2_K unit offsets.
+pub(crate) mod q2k {
+    pub(crate) const D: usize = 0;
+    pub(crate) const DMIN: usize = 32;
+    pub(crate) const SC: usize = 64;
+    pub(crate) const QL: usize = 320;
+    pub(crate) const UNIT: usize = 1344;
 }
 
 /// Q3_K unit offsets.
@@ -113,13 +130,17 @@ pub(crate) mod q6k {
     pub(crate) const UNIT: usize = 3360;
 }
 
-/// Whether `format` has an interleaved layout: Q3_K / Q4_K / Q6_K / IQ4_XS here, the 32-weight formats
+/// Whether `format` has an interleaved layout: Q2_K / Q3_K / Q4_K / Q6_K / IQ4_XS here, the 32-weight formats
 /// (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) in `super::interleave32`. The vector kernels (`super::x16`,
 /// `super::x16_avx2`) take every one of them.
 pub(crate) fn has_layout(format: QuantFormat) -> bool {
     matches!(
         format,
-        QuantFormat::Q3K | QuantFormat::Q4K | QuantFormat::Q6K | QuantFormat::Iq4Xs
+        QuantFormat::Q2K
+            | QuantFormat::Q3K
+            | QuantFormat::Q4K
+            | QuantFormat::Q6K
+            | QuantFormat::Iq4Xs
     ) || interleave32::layout(format).is_some()
 }
 
@@ -140,6 +161,7 @@ pub(crate) fn unit_bytes(format: QuantFormat) -> usize {
         QuantFormat::Q6K => q6k::UNIT,
         QuantFormat::Iq4Xs => iq4xs::UNIT,
         QuantFormat::Q3K => q3k::UNIT,
+        QuantFormat::Q2K => q2k::UNIT,
         _ => interleave32::layout(format).map_or(0, |l| l.unit),
     }
 }
@@ -157,15 +179,15 @@ fn column(c: usize, e: usize, high: bool) -> usize {
 
 /// One ggml block, decoded to its integers.
 struct Block {
-    /// The 256 weights as stored (Q3_K 0..=7, Q4_K 0..=15, Q6_K 0..=63, IQ4_XS the grid index
+    /// The 256 weights as stored (Q2_K 0..=3, Q3_K 0..=7, Q4_K 0..=15, Q6_K 0..=63, IQ4_XS the grid index
     /// 0..=15).
     q: [u8; 256],
     /// Q4_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 / Q3_K: 16 signed scales `ls − 32` (as
-    /// bytes).
+    /// bytes); Q2_K: ggml's 16 scale bytes `sc | m << 4`.
     sc: [u8; 16],
     /// Q4_K: 8 mins.
     m: [u8; 8],
-    /// f16 bits of `d` (and Q4_K's `dmin`).
+    /// f16 bits of `d` (and Q4_K's / Q2_K's `dmin`).
     d: [u8; 2],
     dmin: [u8; 2],
 }
@@ -191,6 +213,14 @@ impl Block {
                         let byte = b[16 + 32 * chunk + l];
                         out.q[32 * j + l] = if high { byte >> 4 } else { byte & 0x0F };
                     }
+                }
+            }
+            QuantFormat::Q2K => {
+                out.d = [b[q2_k::D], b[q2_k::D + 1]];
+                out.dmin = [b[q2_k::DMIN], b[q2_k::DMIN + 1]];
+                out.sc.copy_from_slice(&b[..16]);
+                for (k, q) in out.q.iter_mut().enumerate() {
+                    *q = q2_k::weight(b, k);
                 }
             }
             QuantFormat::Q3K => {
@@ -254,6 +284,16 @@ impl Block {
                             self.q[64 * chunk + l] | (self.q[64 * chunk + 32 + l] << 4);
                     }
                 }
+            }
+            QuantFormat::Q2K => {
+                b.fill(0);
+                b[..16].copy_from_slice(&self.sc);
+                for (k, &q) in self.q.iter().enumerate() {
+                    let (h, j, l) = (k / 128, (k % 128) / 32, k % 32);
+                    b[q2_k::QS + 32 * h + l] |= q << (2 * j);
+                }
+                b[q2_k::D..q2_k::D + 2].copy_from_slice(&self.d);
+                b[q2_k::DMIN..q2_k::DMIN + 2].copy_from_slice(&self.dmin);
             }
             QuantFormat::Q3K => {
                 b.fill(0);
@@ -323,6 +363,7 @@ pub(crate) fn repack_into(
                 QuantFormat::Q6K => put_q6k(blk, n, buf),
                 QuantFormat::Iq4Xs => put_iq4xs(blk, n, buf),
                 QuantFormat::Q3K => put_q3k(blk, n, buf),
+                QuantFormat::Q2K => put_q2k(blk, n, buf),
                 _ => interleave32::put(format, blk, n, buf),
             }
         }
@@ -431,8 +472,27 @@ fn put_q3k(blk: &[u8], n: usize, u: &mut [u8]) {
     }
 }
 
+/// Row `n`'s Q2_K block `blk` into unit `u` (whose weight chunks start zeroed): `d`, `dmin`,
+/// the scale bytes to their pair slots, each weight's two bits to its chunk lane (Q3_K's low
+/// bits).
+fn put_q2k(blk: &[u8], n: usize, u: &mut [u8]) {
+    u[q2k::D + 2 * n..q2k::D + 2 * n + 2].copy_from_slice(&blk[q2_k::D..q2_k::D + 2]);
+    u[q2k::DMIN + 2 * n..q2k::DMIN + 2 * n + 2].copy_from_slice(&blk[q2_k::DMIN..q2_k::DMIN + 2]);
+    for (s, &v) in blk[..16].iter().enumerate() {
+        u[q2k::SC + 32 * (s / 2) + 2 * n + s % 2] = v;
+    }
+    for j in 0..8 {
+        for k in 0..8 {
+            for e in 0..4 {
+                let q = q2_k::weight(blk, 32 * j + 4 * k + e);
+                u[q2k::QL + 64 * (2 * j + k / 4) + 4 * n + e] |= q << (2 * (k % 4));
+            }
+        }
+    }
+}
+
 /// Write row `n`'s block into unit `u` (the per-weight reference of [`put_q4k`] / [`put_q6k`] /
-/// [`put_iq4xs`]; Q3_K's [`put_q3k`] is per weight already).
+/// [`put_iq4xs`]; Q3_K's [`put_q3k`] and Q2_K's [`put_q2k`] are per weight already).
 #[cfg(test)]
 fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
     match format {
@@ -449,6 +509,11 @@ fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
             let mut ggml = [0u8; super::q3_k::BLOCK_BYTES];
             blk.encode(format, &mut ggml);
             put_q3k(&ggml, n, u);
+        }
+        QuantFormat::Q2K => {
+            let mut ggml = [0u8; q2_k::BLOCK_BYTES];
+            blk.encode(format, &mut ggml);
+            put_q2k(&ggml, n, u);
         }
         QuantFormat::Iq4Xs => {
             u[iq4xs::D + 2 * n..iq4xs::D + 2 * n + 2].copy_from_slice(&blk.d);
@@ -517,6 +582,21 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
             }
             get_nibbles(u, q4k::QS, n, &mut blk.q);
         }
+        QuantFormat::Q2K => {
+            blk.d = [u[q2k::D + 2 * n], u[q2k::D + 2 * n + 1]];
+            blk.dmin = [u[q2k::DMIN + 2 * n], u[q2k::DMIN + 2 * n + 1]];
+            for s in 0..16 {
+                blk.sc[s] = u[q2k::SC + 32 * (s / 2) + 2 * n + s % 2];
+            }
+            for j in 0..8 {
+                for k in 0..8 {
+                    for e in 0..4 {
+                        let low = u[q2k::QL + 64 * (2 * j + k / 4) + 4 * n + e] >> (2 * (k % 4));
+                        blk.q[32 * j + 4 * k + e] = low & 3;
+                    }
+                }
+            }
+        }
         QuantFormat::Q3K => {
             blk.d = [u[q3k::D + 2 * n], u[q3k::D + 2 * n + 1]];
             for s in 0..16 {
@@ -581,9 +661,11 @@ pub(crate) fn block(
     let (g, n) = (r / ROWS, r % ROWS);
     let u = &data[(g * nb + b) * ub..(g * nb + b + 1) * ub];
     match format {
-        QuantFormat::Q3K | QuantFormat::Q4K | QuantFormat::Q6K | QuantFormat::Iq4Xs => {
-            get(format, u, n).encode(format, out)
-        }
+        QuantFormat::Q2K
+        | QuantFormat::Q3K
+        | QuantFormat::Q4K
+        | QuantFormat::Q6K
+        | QuantFormat::Iq4Xs => get(format, u, n).encode(format, out),
         _ => interleave32::get(format, u, n, out),
     }
 }
@@ -712,6 +794,18 @@ pub(crate) unsafe fn rows_scalar(
                             let (d, dmin) = (half(u, q4k::D + 2 * n), half(u, q4k::DMIN + 2 * n));
                             isum.mul_add(d, -((msum as f32) * dmin))
                         }
+                        QuantFormat::Q2K => {
+                            let bsums = &act.bsums[t * cols / 16 + 16 * b..][..16];
+                            let mut isum = 0.0f32;
+                            let mut msum = 0i32;
+                            for (j, &bsum) in bsums.iter().enumerate() {
+                                let (sc, m) = q2_k::scale_min(&blk.sc, j);
+                                isum = (dot(16 * j, 16) as f32).mul_add(f32::from(sc), isum);
+                                msum += i32::from(m) * i32::from(bsum);
+                            }
+                            let (d, dmin) = (half(u, q2k::D + 2 * n), half(u, q2k::DMIN + 2 * n));
+                            isum.mul_add(d, -((msum as f32) * dmin))
+                        }
                         _ => {
                             // Q6_K / Q3_K: 16 sub-blocks of 16 from −32·Σa / −4·Σa; IQ4_XS: 8 of
                             // 32 from −128·Σa
@@ -787,6 +881,7 @@ mod tests {
     #[test]
     fn repacking_round_trips_every_row_bytewise() {
         for format in [
+            QuantFormat::Q2K,
             QuantFormat::Q3K,
             QuantFormat::Q4K,
             QuantFormat::Q6K,

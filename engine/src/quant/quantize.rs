@@ -48,7 +48,11 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Optio
             out.resize(at + format.block_bytes(), 0);
             super::iq4_xs::quantize_block(b, &mut out[at..]);
         }),
-        QuantFormat::Q3K | QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K => return None,
+        QuantFormat::Q2K
+        | QuantFormat::Q3K
+        | QuantFormat::Q4K
+        | QuantFormat::Q5K
+        | QuantFormat::Q6K => return None,
     }
     Some(())
 }

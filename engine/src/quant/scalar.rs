@@ -11,12 +11,15 @@ use super::format::QuantFormat;
 use super::matmul::{ActTile, FloatTile};
 use half::{bf16, f16};
 
-/// A group of 32 weights as integers: `w_j = a[j / 16]·q_j + c`.
+/// A group of 32 weights as integers: `w_j = a[j / 16]·q_j + c + c16[j / 16]`. `c` (one per 32,
+/// the 32-weight formats' and Q4_K's) multiplies the activation block's sum `s`; `c16` (Q2_K's
+/// mins, one per 16) multiplies the integer sums of the halves, scaled by the block's `d`.
 #[derive(Clone, Copy)]
 struct Group {
     q: [i8; 32],
     a: [f32; 2],
     c: f32,
+    c16: [f32; 2],
 }
 
 impl Default for Group {
@@ -25,6 +28,7 @@ impl Default for Group {
             q: [0; 32],
             a: [0.0; 2],
             c: 0.0,
+            c16: [0.0; 2],
         }
     }
 }
@@ -86,6 +90,18 @@ fn decode_groups(format: QuantFormat, b: &[u8], groups: &mut [Group; 8]) {
                 for (l, &byte) in qs.iter().enumerate() {
                     g.q[l] = level(byte & 0x0F);
                     g.q[l + 16] = level(byte >> 4);
+                }
+            }
+        }
+        QuantFormat::Q2K => {
+            use super::q2_k;
+            let (d, dmin) = (f16_at(b, q2_k::D), f16_at(b, q2_k::DMIN));
+            for (k, g) in groups.iter_mut().enumerate() {
+                let [(sc0, m0), (sc1, m1)] = [0, 1].map(|h| q2_k::scale_min(b, 2 * k + h));
+                g.a = [d * f32::from(sc0), d * f32::from(sc1)];
+                g.c16 = [-dmin * f32::from(m0), -dmin * f32::from(m1)];
+                for l in 0..32 {
+                    g.q[l] = q2_k::weight(b, 32 * k + l) as i8;
                 }
             }
         }
@@ -156,12 +172,15 @@ pub(crate) fn row_dot_blocks(format: QuantFormat, w: &[u8], act: &ActTile<'_>, o
             let ab = blk_idx * groups_per_block + k;
             for (i, o) in out[..act.m].iter_mut().enumerate() {
                 let (qx, dx, sx) = act.block(i, ab);
-                let (mut s0, mut s1) = (0i32, 0i32);
+                let (mut s0, mut s1, mut h0, mut h1) = (0i32, 0i32, 0i32, 0i32);
                 for j in 0..16 {
                     s0 += i32::from(g.q[j]) * i32::from(qx[j]);
                     s1 += i32::from(g.q[j + 16]) * i32::from(qx[j + 16]);
+                    h0 += i32::from(qx[j]);
+                    h1 += i32::from(qx[j + 16]);
                 }
-                *o += dx * (g.a[0] * s0 as f32 + g.a[1] * s1 as f32) + g.c * sx;
+                let halves = g.c16[0] * h0 as f32 + g.c16[1] * h1 as f32;
+                *o += dx * (g.a[0] * s0 as f32 + g.a[1] * s1 as f32 + halves) + g.c * sx;
             }
         }
     }

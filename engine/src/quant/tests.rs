@@ -573,7 +573,7 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
 
 /// Every format with an interleaved layout: the K-quants' (`interleave`) and the 32-weight
 /// formats' (`interleave32`).
-const INTERLEAVED: [QuantFormat; 10] = [
+const INTERLEAVED: [QuantFormat; 11] = [
     QuantFormat::Q4K,
     QuantFormat::Q6K,
     QuantFormat::Q8_0,
@@ -584,6 +584,7 @@ const INTERLEAVED: [QuantFormat; 10] = [
     QuantFormat::Iq4Nl,
     QuantFormat::Iq4Xs,
     QuantFormat::Q3K,
+    QuantFormat::Q2K,
 ];
 
 #[test]
@@ -632,6 +633,11 @@ fn interleaved_formats_exact_at_the_integer_range_limits() {
             // Q3_K: all 0xFF is q = 7 under scales +31; every other block q = 0 under −32
             if format == QuantFormat::Q3K && k % 2 == 1 {
                 blk[..108].fill(0x00);
+            }
+            // Q2_K: all 0xFF is q = 3 under scale and min 15; every other block q = 3 under
+            // scale 15, min 0
+            if format == QuantFormat::Q2K && k % 2 == 1 {
+                blk[..16].fill(0x0F);
             }
             for &at in format.f16_fields() {
                 blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());

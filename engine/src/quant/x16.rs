@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, ROWS, iq4xs, q3k, q4k, q6k, unit_bytes};
+use super::interleave::{GroupSums, ROWS, iq4xs, q2k, q3k, q4k, q6k, unit_bytes};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
@@ -41,6 +41,9 @@ pub(super) struct Acts {
     pub(super) neg128: *const i32,
     /// Q3_K: `−4 · Σ` per 16-group of the first row (`16·nb` per row).
     pub(super) neg4: *const i32,
+    /// Q2_K: the activations' own `Σ` per 16-group of the first row (`16·nb` per row; two
+    /// consecutive ones read as one i32 are a `vpdpwssd` pair).
+    pub(super) bsums: *const i16,
     /// 32-weight formats: `Σa` per block of the first row (`nb` per row).
     pub(super) sum32: *const i32,
     /// 32-weight formats: ggml's Q8_1 sums `s_a` of the first row (`nb` per row).
@@ -92,6 +95,7 @@ pub(super) unsafe fn for_each_tile(
                 neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
                 neg128: sums.neg128.as_ptr().wrapping_add(t0 * nb * 8),
                 neg4: sums.neg4.as_ptr().wrapping_add(t0 * nb * 16),
+                bsums: act.bsums.as_ptr().wrapping_add(t0 * nb * 16),
                 sum32: sums.sum32.as_ptr().wrapping_add(t0 * nb),
                 s: act.s.as_ptr().wrapping_add(t0 * nb),
                 cols,
@@ -144,6 +148,7 @@ pub(crate) unsafe fn rows_vnni(
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, u, nb, a, t),
                 QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x16, u, nb, a, t),
                 QuantFormat::Q3K => dispatch_m!(tm, q3k_x16, u, nb, a, t),
+                QuantFormat::Q2K => dispatch_m!(tm, q2k_x16, u, nb, a, t),
                 QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x16::<Q4_0>, u, nb, a, t),
                 QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x16::<Q4_1>, u, nb, a, t),
                 QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x16::<Q5_0>, u, nb, a, t),
@@ -215,22 +220,20 @@ unsafe fn scales_i8(p: *const u8) -> __m512 {
     unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(p))) }
 }
 
-/// Two sub-blocks of 16 columns (Q6_K, Q3_K): `isf + C₀·sc[0] + C₁·sc[1]`, where `C₀` sums
-/// `w[0..4]` against `x[0..16]` from the offset at `off` and `C₁` sums `w[4..8]` against
-/// `x[16..32]` from the offset at `off + 1` (broadcast loads, no ALU operation).
+/// Two sub-blocks of 16 columns (Q6_K, Q3_K, Q2_K): `isf + C₀·sc[0] + C₁·sc[1]`, where `C₀`
+/// sums `w[0..4]` against `x[0..16]` from `start[0]` and `C₁` sums `w[4..8]` against `x[16..32]`
+/// from `start[1]` (Q6_K / Q3_K: their offsets `−32·Σa` / `−4·Σa`, broadcast loads; Q2_K: zero).
 #[inline(always)]
 unsafe fn two_sub_blocks(
     isf: __m512,
     w: &[__m512i; 8],
     x: *const i8,
-    off: *const i32,
+    start: [__m512i; 2],
     sc: [__m512; 2],
 ) -> __m512 {
-    // SAFETY: 32 readable bytes at x and 2 offsets at off (callers); AVX-512 VNNI is the
-    // callers' (inlined into them).
+    // SAFETY: 32 readable bytes at x (callers); AVX-512 VNNI is the callers' (inlined into them).
     unsafe {
-        let mut c0 = bcast4(off.cast());
-        let mut c1 = bcast4(off.add(1).cast());
+        let [mut c0, mut c1] = start;
         for k in 0..4 {
             c0 = _mm512_dpbusd_epi32(c0, w[k], bcast4(x.add(4 * k)));
             c1 = _mm512_dpbusd_epi32(c1, w[4 + k], bcast4(x.add(16 + 4 * k)));
@@ -256,6 +259,40 @@ unsafe fn finish_unit<const M: usize>(
         let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(d_at));
         for (t, (acc, isf)) in acc.iter_mut().zip(isf).enumerate() {
             let s = _mm512_mul_ps(*isf, d);
+            *acc = _mm512_fmadd_ps(s, _mm512_set1_ps(*da.add(t * nb)), *acc);
+        }
+    }
+}
+
+/// The end of a unit with mins (Q4_K, Q2_K): `acc[t] += fma(isf[t], d, −(msum·dmin))·d_a` for
+/// the 16 f16 `d` at `d_at` and `dmin` 32 bytes on, activation row `t`'s scale `da[t·nb]`, and
+/// the exact integer `msum = Σ_p mins[p] · pair p` (`vpdpwssd`: each row's two i16 mins against
+/// the pair of group sums at `pairs[t·stride + p]`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn finish_unit_min<const M: usize, const P: usize>(
+    isf: &[__m512; M],
+    mins: &[__m512i; P],
+    d_at: *const u8,
+    pairs: *const i32,
+    stride: usize,
+    da: *const f32,
+    nb: usize,
+    acc: &mut [__m512; M],
+) {
+    // SAFETY: 64 readable bytes at d_at, P pairs stride apart per row at pairs and M scales nb
+    // apart at da (callers); AVX-512 VNNI is the callers' (inlined into them).
+    unsafe {
+        let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(d_at));
+        let dmin = _mm512_cvtph_ps(loadu::<__m256i, u8>(d_at.add(32)));
+        for (t, (acc, isf)) in acc.iter_mut().zip(isf).enumerate() {
+            let pr = pairs.add(t * stride);
+            let mut ms = _mm512_madd_epi16(mins[0], _mm512_set1_epi32(loadu::<i32, i32>(pr)));
+            for (p, mins) in mins.iter().enumerate().skip(1) {
+                let pair = _mm512_set1_epi32(loadu::<i32, i32>(pr.add(p)));
+                ms = _mm512_dpwssd_epi32(ms, *mins, pair);
+            }
+            let s = _mm512_fmsub_ps(*isf, d, _mm512_mul_ps(_mm512_cvtepi32_ps(ms), dmin));
             *acc = _mm512_fmadd_ps(s, _mm512_set1_ps(*da.add(t * nb)), *acc);
         }
     }
@@ -293,17 +330,17 @@ unsafe fn q4k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
             }
             let mins = [0usize, 1, 2, 3]
                 .map(|p| _mm512_cvtepu8_epi16(loadu::<__m256i, u8>(u.add(q4k::MINS + 32 * p))));
-            let d = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q4k::D)));
-            let dmin = _mm512_cvtph_ps(loadu::<__m256i, u8>(u.add(q4k::DMIN)));
-            for t in 0..M {
-                let pr = a.pairs.add((t * nb + b) * 4);
-                let mut ms = _mm512_madd_epi16(mins[0], _mm512_set1_epi32(*pr));
-                for p in 1..4 {
-                    ms = _mm512_dpwssd_epi32(ms, mins[p], _mm512_set1_epi32(*pr.add(p)));
-                }
-                let s = _mm512_fmsub_ps(isf[t], d, _mm512_mul_ps(_mm512_cvtepi32_ps(ms), dmin));
-                acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(*a.d.add(t * nb + b)), acc[t]);
-            }
+            let pairs = a.pairs.add(4 * b);
+            finish_unit_min(
+                &isf,
+                &mins,
+                u.add(q4k::D),
+                pairs,
+                4 * nb,
+                a.d.add(b),
+                nb,
+                &mut acc,
+            );
         }
         for t in 0..M {
             _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
@@ -352,7 +389,8 @@ unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
                     // each sum starts from its −32·Σa
                     let neg_off = a.neg_off.add(t * nb * 16 + 16 * b + 2 * jj);
-                    isf[t] = two_sub_blocks(isf[t], &w, x, neg_off, sc);
+                    let start = [bcast4(neg_off.cast()), bcast4(neg_off.add(1).cast())];
+                    isf[t] = two_sub_blocks(isf[t], &w, x, start, sc);
                 }
             }
             finish_unit(&isf, u.add(q6k::D), a.d.add(b), nb, &mut acc);
@@ -399,10 +437,72 @@ unsafe fn q3k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                     let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
-                    isf[t] = two_sub_blocks(isf[t], &w, x, neg, sc);
+                    let start = [bcast4(neg.cast()), bcast4(neg.add(1).cast())];
+                    isf[t] = two_sub_blocks(isf[t], &w, x, start, sc);
                 }
             }
             finish_unit(&isf, u.add(q3k::D), a.d.add(b), nb, &mut acc);
+        }
+        for t in 0..M {
+            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        }
+    }
+}
+
+/// 16 rows × `M` activation rows of an interleaved Q2_K matrix (`nb` units at `units`): per 32
+/// columns one widening load of the scale bytes gives both sub-blocks' scales (low nibbles) and
+/// 2 weight chunks the 8 weight registers (shifted down and masked); per activation row two
+/// chains of 4 `vpdpbusd` from zero, each scaled by its sub-block's scale; at the unit's end the
+/// mins (high nibbles) against the activations' 16-group sums — Q4_K's arithmetic over 16
+/// sub-blocks of 16.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn q2k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
+    let m3 = _mm512_set1_epi8(3);
+    let m4 = _mm512_set1_epi32(0x0F);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [_mm512_setzero_ps(); M];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group; activation row t's
+    // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums
+    // (t·nb + b)·16 + s.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * q2k::UNIT);
+            let mut isf = [_mm512_setzero_ps(); M];
+            for j in 0..8 {
+                prefetch_part::<{ q2k::UNIT }, 8>(u, j);
+                // lane n: row n's scale bytes of sub-blocks 2j, 2j + 1 as two i16
+                let pair = _mm512_cvtepu8_epi16(loadu::<__m256i, u8>(u.add(q2k::SC + 32 * j)));
+                let sc = [
+                    _mm512_cvtepi32_ps(_mm512_and_si512(pair, m4)),
+                    _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(pair, 16), m4)),
+                ];
+                let low = [0, 1].map(|h| loadu::<__m512i, u8>(u.add(q2k::QL + 64 * (2 * j + h))));
+                let mut w = [zero; 8];
+                for k in 0..8 {
+                    let shift = _mm512_set1_epi16(2 * (k % 4) as i16);
+                    w[k] = _mm512_and_si512(_mm512_srlv_epi16(low[k / 4], shift), m3);
+                }
+                for t in 0..M {
+                    let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
+                    isf[t] = two_sub_blocks(isf[t], &w, x, [zero; 2], sc);
+                }
+            }
+            let mins = [0usize, 1, 2, 3, 4, 5, 6, 7].map(|p| {
+                let pair = _mm512_cvtepu8_epi16(loadu::<__m256i, u8>(u.add(q2k::SC + 32 * p)));
+                _mm512_srli_epi16(pair, 4)
+            });
+            let pairs = a.bsums.add(16 * b).cast::<i32>();
+            finish_unit_min(
+                &isf,
+                &mins,
+                u.add(q2k::D),
+                pairs,
+                8 * nb,
+                a.d.add(b),
+                nb,
+                &mut acc,
+            );
         }
         for t in 0..M {
             _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);

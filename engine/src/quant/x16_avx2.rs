@@ -1,4 +1,4 @@
-//! AVX2 kernels for the row-interleaved layouts — Q4_K / Q6_K (`super::interleave`) and Q8_0 /
+//! AVX2 kernels for the row-interleaved layouts — Q2_K / Q3_K / Q4_K / Q6_K / IQ4_XS (`super::interleave`) and Q8_0 /
 //! Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`) — for CPUs without AVX-512: each 64-byte chunk is
 //! two 256-bit halves of 8 rows, and each activation row goes through `vpmaddubsw` (u8 × i8 pairs
 //! to i16) with its 4 bytes broadcast from memory, i16 sums across chunks, and one `vpmaddwd` per
@@ -27,7 +27,7 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, fifth_bits, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, has_layout, iq4xs, q3k, q4k, q6k};
+use super::interleave::{GroupSums, has_layout, iq4xs, q2k, q3k, q4k, q6k};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
@@ -75,6 +75,7 @@ pub(crate) unsafe fn rows_avx2(
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x8, u, nb, a, t),
                 QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x8, u, nb, a, t),
                 QuantFormat::Q3K => dispatch_m!(tm, q3k_x8, u, nb, a, t),
+                QuantFormat::Q2K => dispatch_m!(tm, q2k_x8, u, nb, a, t),
                 QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x8::<Q4_0>, u, nb, a, t),
                 QuantFormat::Q4_1 => dispatch_m!(tm, blocks32_x8::<Q4_1>, u, nb, a, t),
                 QuantFormat::Q5_0 => dispatch_m!(tm, blocks32_x8::<Q5_0>, u, nb, a, t),
@@ -146,22 +147,18 @@ unsafe fn level_nibbles(p: *const u8, tables: [__m256i; 2]) -> [__m256i; 16] {
     }
 }
 
-/// One Q3_K sub-block of 16 columns of 8 rows: `Σ w·x` over `w[0..4]` against `x[0..16]`, four
-/// products per i16 sum (at most 4 · 2 · 7 · 128; Q6_K's 6-bit weights allow only two), plus the
-/// offset at `off`.
+/// One Q3_K / Q2_K sub-block of 16 columns of 8 rows: `Σ w·x` over `w[0..4]` against
+/// `x[0..16]`, four products per i16 sum (at most 4 · 2 · 7 · 128; Q6_K's 6-bit weights allow
+/// only two), plus `start` (Q3_K's offset `−4·Σa`, Q2_K's zero).
 #[inline(always)]
-unsafe fn sub_block16(w: &[__m256i], x: *const i8, off: *const i32) -> __m256i {
-    // SAFETY: 16 readable bytes at x and one offset at off (callers); AVX2 is the callers'
-    // (inlined into them).
+unsafe fn sub_block16(w: &[__m256i], x: *const i8, start: __m256i) -> __m256i {
+    // SAFETY: 16 readable bytes at x (callers); AVX2 is the callers' (inlined into them).
     unsafe {
         let p = _mm256_add_epi16(
             _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4))),
             _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12))),
         );
-        _mm256_add_epi32(
-            _mm256_madd_epi16(p, _mm256_set1_epi16(1)),
-            _mm256_set1_epi32(*off),
-        )
+        _mm256_add_epi32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)), start)
     }
 }
 
@@ -182,6 +179,39 @@ unsafe fn finish_half<const M: usize>(
         let d = halves(d_at);
         for (t, (acc, isf)) in acc.iter_mut().zip(isf).enumerate() {
             let s = _mm256_mul_ps(*isf, d);
+            *acc = _mm256_fmadd_ps(s, _mm256_set1_ps(*da.add(t * nb)), *acc);
+        }
+    }
+}
+
+/// The end of a unit's half with mins (Q4_K, Q2_K): `acc[t] += fma(isf[t], d, −(msum·dmin))·d_a`
+/// for the 8 f16 `d` at `d_at` and `dmin` 32 bytes on, activation row `t`'s scale `da[t·nb]`,
+/// and the exact integer `msum = Σ_p mins[p] · pair p` (`vpmaddwd`: each row's two i16 mins
+/// against the pair of group sums at `pairs[t·stride + p]`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn finish_half_min<const M: usize, const P: usize>(
+    isf: &[__m256; M],
+    mins: &[__m256i; P],
+    d_at: *const u8,
+    pairs: *const i32,
+    stride: usize,
+    da: *const f32,
+    nb: usize,
+    acc: &mut [__m256; M],
+) {
+    // SAFETY: 48 readable bytes at d_at, P pairs stride apart per row at pairs and M scales nb
+    // apart at da (callers); AVX2 is the callers' (inlined into them).
+    unsafe {
+        let (d, dmin) = (halves(d_at), halves(d_at.add(32)));
+        for (t, (acc, isf)) in acc.iter_mut().zip(isf).enumerate() {
+            let pr = pairs.add(t * stride);
+            let mut ms = _mm256_madd_epi16(mins[0], _mm256_set1_epi32(loadu::<i32, i32>(pr)));
+            for (p, mins) in mins.iter().enumerate().skip(1) {
+                let pair = _mm256_set1_epi32(loadu::<i32, i32>(pr.add(p)));
+                ms = _mm256_add_epi32(ms, _mm256_madd_epi16(*mins, pair));
+            }
+            let s = _mm256_fmsub_ps(*isf, d, _mm256_mul_ps(_mm256_cvtepi32_ps(ms), dmin));
             *acc = _mm256_fmadd_ps(s, _mm256_set1_ps(*da.add(t * nb)), *acc);
         }
     }
@@ -246,21 +276,9 @@ unsafe fn q4k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                 let mins = [0usize, 1, 2, 3].map(|p| {
                     _mm256_cvtepu8_epi16(loadu::<__m128i, u8>(u.add(q4k::MINS + 32 * p + 16 * h)))
                 });
-                let d = halves(u.add(q4k::D + 2 * HALF * h));
-                let dmin = halves(u.add(q4k::DMIN + 2 * HALF * h));
-                for t in 0..M {
-                    let pr = a.pairs.add((t * nb + b) * 4);
-                    let mut ms = _mm256_madd_epi16(mins[0], _mm256_set1_epi32(*pr));
-                    for p in 1..4 {
-                        ms = _mm256_add_epi32(
-                            ms,
-                            _mm256_madd_epi16(mins[p], _mm256_set1_epi32(*pr.add(p))),
-                        );
-                    }
-                    let s =
-                        _mm256_fmsub_ps(isf[h][t], d, _mm256_mul_ps(_mm256_cvtepi32_ps(ms), dmin));
-                    acc[h][t] = _mm256_fmadd_ps(s, _mm256_set1_ps(*a.d.add(t * nb + b)), acc[h][t]);
-                }
+                let d_at = u.add(q4k::D + 2 * HALF * h);
+                let (pairs, da) = (a.pairs.add(4 * b), a.d.add(b));
+                finish_half_min(&isf[h], &mins, d_at, pairs, 4 * nb, da, nb, &mut acc[h]);
             }
         }
         for t in 0..M {
@@ -378,8 +396,8 @@ unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                         let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
-                        let c0 = sub_block16(&w[0..4], x, neg);
-                        let c1 = sub_block16(&w[4..8], x.add(16), neg.add(1));
+                        let c0 = sub_block16(&w[0..4], x, _mm256_set1_epi32(*neg));
+                        let c1 = sub_block16(&w[4..8], x.add(16), _mm256_set1_epi32(*neg.add(1)));
                         isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc_lo, isf[t]);
                         isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
                     }
@@ -391,6 +409,68 @@ unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                     nb,
                     &mut acc[h],
                 );
+            }
+        }
+        for t in 0..M {
+            for h in 0..2 {
+                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
+            }
+        }
+    }
+}
+
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q2_K matrix: per half and
+/// 32 columns one widening load of the scale bytes gives both sub-blocks' scales and 2 weight
+/// chunk halves the 8 weight registers, then per activation row four products per i16 sum for
+/// each sub-block of 16 (from zero); at the half's end the mins against the activations'
+/// 16-group sums — Q4_K's arithmetic over 16 sub-blocks of 16.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q2k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm256_set1_epi32(0x0F);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [[_mm256_setzero_ps(); M]; 2];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
+    // 32h.. of each chunk (16h.. of the scale pairs and of d); activation row t's super-block b
+    // spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums (t·nb + b)·16 + s.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * q2k::UNIT);
+            for h in 0..2 {
+                let mut isf = [_mm256_setzero_ps(); M];
+                for j in 0..8 {
+                    if h == 0 {
+                        prefetch_part::<{ q2k::UNIT }, 8>(u, j);
+                    }
+                    let pair = _mm256_cvtepu8_epi16(loadu::<__m128i, u8>(
+                        u.add(q2k::SC + 32 * j + 2 * HALF * h),
+                    ));
+                    let sc_lo = _mm256_cvtepi32_ps(_mm256_and_si256(pair, m4));
+                    let sc_hi =
+                        _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(pair, 16), m4));
+                    let low = [0, 1]
+                        .map(|p| loadu::<__m256i, u8>(u.add(q2k::QL + 64 * (2 * j + p) + 32 * h)));
+                    let mut w = [zero; 8];
+                    for k in 0..8 {
+                        let by = _mm_cvtsi32_si128(2 * (k % 4) as i32);
+                        w[k] = _mm256_and_si256(_mm256_srl_epi16(low[k / 4], by), m3);
+                    }
+                    for t in 0..M {
+                        let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
+                        let c0 = sub_block16(&w[0..4], x, zero);
+                        let c1 = sub_block16(&w[4..8], x.add(16), zero);
+                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc_lo, isf[t]);
+                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
+                    }
+                }
+                let mins = [0usize, 1, 2, 3, 4, 5, 6, 7].map(|p| {
+                    let at = u.add(q2k::SC + 32 * p + 2 * HALF * h);
+                    _mm256_srli_epi16(_mm256_cvtepu8_epi16(loadu::<__m128i, u8>(at)), 4)
+                });
+                let d_at = u.add(q2k::D + 2 * HALF * h);
+                let (pairs, da) = (a.bsums.add(16 * b).cast::<i32>(), a.d.add(b));
+                finish_half_min(&isf, &mins, d_at, pairs, 8 * nb, da, nb, &mut acc[h]);
             }
         }
         for t in 0..M {
