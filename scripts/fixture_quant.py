@@ -222,8 +222,8 @@ def gen_quantize(out_root: Path) -> None:
                            weight_quantizer)
 
 
-# A qwen2 model 256 wide (whole k-quant super-blocks) whose projections are random Q2_K, Q3_K and
-# IQ4_XS blocks: the tiny checkpoint fixtures are 64 wide, which none of these types can store.
+# A qwen2 model 256 wide (whole k-quant super-blocks) whose projections are random Q2_K, Q3_K, Q5_K
+# and IQ4_XS blocks: the tiny checkpoint fixtures are 64 wide, which none of these types can store.
 BLOCKS_GGUF = "qwen2-256-blocks.gguf"
 BLOCKS_SEED = 23
 
@@ -231,10 +231,14 @@ BLOCKS_SEED = 23
 def random_blocks(rng: np.random.Generator, qtype: str, rows: int, cols: int) -> np.ndarray:
     """Random bytes as `rows x cols` weights of `qtype`, with the f16 super-block scale set so
     that weights are of order 0.1 (Q3_K: d at byte 108; IQ4_XS: d at byte 0; Q2_K: d and dmin at
-    bytes 80 and 82)."""
+    bytes 80 and 82; Q5_K: d and dmin at bytes 0 and 2)."""
     block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
     raw = rng.integers(0, 256, size=(rows * cols // block_size, type_size), dtype=np.uint8)
-    fields = {"Q3_K": [(108, 2e-3)], "Q2_K": [(80, 2e-3), (82, 2e-3)]}.get(qtype, [(0, 1e-4)])
+    fields = {
+        "Q3_K": [(108, 2e-3)],
+        "Q2_K": [(80, 2e-3), (82, 2e-3)],
+        "Q5_K": [(0, 1e-4), (2, 1e-3)],
+    }.get(qtype, [(0, 1e-4)])
     for b in range(raw.shape[0]):
         for at, scale in fields:
             d = np.array([scale * rng.uniform(0.5, 1.5)], dtype=np.float16)
@@ -245,7 +249,7 @@ def random_blocks(rng: np.random.Generator, qtype: str, rows: int, cols: int) ->
 def gen_gguf_blocks(out_root: Path) -> None:
     """tests/fixtures/gguf-blocks/qwen2-256-blocks.gguf: qwen2-tiny.gguf's tokenizer and
     hyper-parameters at width 256 (FFN 512, 4 heads of 64, 2 KV heads), every projection and the
-    embedding / output random Q2_K, Q3_K or IQ4_XS blocks, norms and biases f32."""
+    embedding / output random Q2_K, Q3_K, Q5_K or IQ4_XS blocks, norms and biases f32."""
     from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
     source = GGUFReader(str(out_root / "gguf" / "qwen2-tiny.gguf"))
@@ -270,15 +274,17 @@ def gen_gguf_blocks(out_root: Path) -> None:
     mats = [("token_embd.weight", vocab, hidden, "Q3_K"), ("output.weight", vocab, hidden, "IQ4_XS")]
     for layer in range(2):
         p = f"blk.{layer}."
-        # Q2_K for layer 0's V and gate and layer 1's Q and down, Q3_K for the others
+        # Q2_K for layer 0's V and gate and layer 1's Q and down, Q3_K for the others; Q5_K
+        # for layer 0's output and layer 1's up projection, IQ4_XS for the others
         k2, k3 = ("Q2_K", "Q3_K") if layer == 0 else ("Q3_K", "Q2_K")
+        k5, iq = ("Q5_K", "IQ4_XS") if layer == 0 else ("IQ4_XS", "Q5_K")
         mats += [
             (p + "attn_q.weight", hidden, hidden, k3),
             (p + "attn_k.weight", kv, hidden, "IQ4_XS"),
             (p + "attn_v.weight", kv, hidden, k2),
-            (p + "attn_output.weight", hidden, hidden, "IQ4_XS"),
+            (p + "attn_output.weight", hidden, hidden, k5),
             (p + "ffn_gate.weight", ffn, hidden, k2),
-            (p + "ffn_up.weight", ffn, hidden, "IQ4_XS"),
+            (p + "ffn_up.weight", ffn, hidden, iq),
             (p + "ffn_down.weight", hidden, ffn, k3),
         ]
     for name, rows, cols, qtype in mats:

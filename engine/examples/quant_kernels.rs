@@ -7,9 +7,8 @@
 //!
 //! `cargo run -p specsweep-engine --example quant_kernels -- [M_LIST] [FORMATS] [rows|x16]`, e.g.
 //! `-- 1,2,3,5,9,17 q4_k,q6_k,q8_0 x16` (x16: rows interleaved 16 at a time, as a model loads
-//! Q4_K / Q6_K / IQ4_XS / Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL on a CPU with AVX-512 VNNI or
-//! AVX2; rows, the default
-//! here: ggml's layout). The scheduler accounts CPU time in ticks, so each figure is
+//! every block format on a CPU with AVX-512 VNNI or AVX2; rows, the default here: ggml's
+//! layout). The scheduler accounts CPU time in ticks, so each figure is
 //! the best of 3 runs of 60 calls. Products run on the vector kernels, as a speculative verify
 //! runs them (AMX tiles serve prefill only).
 

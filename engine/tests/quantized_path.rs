@@ -217,8 +217,8 @@ fn iq4_nl_gguf_runs_its_own_blocks_and_equals_our_quantizer() {
     assert_eq!(compared, 15);
 }
 
-/// Q2_K, Q3_K and IQ4_XS, which the 64-wide checkpoint fixtures cannot hold: a 256-wide qwen2 of
-/// random Q2_K / Q3_K / IQ4_XS blocks (tests/fixtures/gguf-blocks, `scripts/gen_reference.py
+/// Q2_K, Q3_K, Q5_K and IQ4_XS, which the 64-wide checkpoint fixtures cannot hold: a 256-wide
+/// qwen2 of random Q2_K / Q3_K / Q5_K / IQ4_XS blocks (tests/fixtures/gguf-blocks, `scripts/gen_reference.py
 /// --only gguf-blocks`) runs on its own blocks like the file dequantized to f32, and each tensor
 /// reaches the kernels in its stored type (Q3_K as Q6_K copies where the CPU does not
 /// interleave).
@@ -247,7 +247,9 @@ fn k_quant_and_iq4_xs_gguf_runs_its_own_blocks() {
         ("model.layers.1.self_attn.q_proj.weight", QuantFormat::Q2K),
         ("model.layers.1.mlp.down_proj.weight", QuantFormat::Q2K),
         ("model.layers.1.mlp.gate_proj.weight", QuantFormat::Q3K),
-        ("model.layers.1.mlp.up_proj.weight", QuantFormat::Iq4Xs),
+        ("model.layers.0.self_attn.o_proj.weight", QuantFormat::Q5K),
+        ("model.layers.1.mlp.up_proj.weight", QuantFormat::Q5K),
+        ("model.layers.0.mlp.up_proj.weight", QuantFormat::Iq4Xs),
     ] {
         let m = g.quant_matrix(name).expect("read").expect("kernel format");
         let want = if stored == QuantFormat::Q3K

@@ -1,4 +1,4 @@
-//! The row-interleaved layout of Q2_K, Q3_K, Q4_K, Q6_K and IQ4_XS matrices ("x16"): 16 weight rows side by side, so
+//! The row-interleaved layout of Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS matrices ("x16"): 16 weight rows side by side, so
 //! that a 512-bit register holds 4 consecutive weights of each of 16 rows and the kernels compute
 //! 16 output rows per vector instruction with no horizontal sums — the layout that makes a
 //! speculative verify of k + 1 tokens cost little more than one decode step (issue #8).
@@ -18,7 +18,8 @@
 //! - `isum = fma(C_j, sc_j, isum)` for j = 0, 1, … from `isum = 0` (8 sub-blocks of 32 for Q4_K,
 //!   16 of 16 for Q6_K). Each product is exact (at most 2²³); so is the sum while it stays below
 //!   2²⁴, which is every realistic block.
-//! - Q4_K: `s = fma(isum, d, −(msum·dmin))` with the exact integer `msum = Σ_j m_j · Σ_{k∈j} a_k`;
+//! - Q4_K (and Q5_K, whose weights are 0 ..= 31): `s = fma(isum, d, −(msum·dmin))` with the
+//!   exact integer `msum = Σ_j m_j · Σ_{k∈j} a_k`;
 //!   Q6_K: `s = isum·d`.
 //! - Q2_K: as Q4_K over 16 sub-blocks of 16: `s = fma(isum, d, −(msum·dmin))` with
 //!   `isum = Σ_j sc_j · Σ_{k∈j} q_k·a_k` (`q` = 0 ..= 3, no offset) and the exact integer `msum =
@@ -60,6 +61,9 @@
 //!   `2i, 2i + 1` of lane byte `4n + e` the low two bits of column `32j + 4(4h + i) + e` — then 8
 //!   chunks of high bits: chunk `j` bit `k` of lane byte `4n + e` is the third bit of column
 //!   `32j + 4k + e`.
+//! - Q5_K unit, 2880 bytes (ggml: 16 × 176 = 2816): Q4_K's unit of the low four bits, then 8
+//!   chunks of fifth bits: chunk `j` bit `k` of lane byte `4n + e` is the fifth bit of column
+//!   `32j + 4k + e` (as Q3_K's third bits).
 //! - Q2_K unit, 1344 bytes (= ggml's 16 × 84): `d` ×16 (f16), `dmin` ×16, ggml's scale bytes
 //!   (`sc | m << 4`) as `[p][n][2]` (sub-blocks `2p`, `2p + 1` of row `n` side by side: one
 //!   widening load gives each row's pair of mins as i16 for `vpdpwssd`), then 16 chunks of 2-bit
@@ -93,6 +97,12 @@ pub(crate) mod q4k {
     pub(crate) const MINS: usize = 192;
     pub(crate) const QS: usize = 320;
     pub(crate) const UNIT: usize = 2368;
+}
+
+/// Q5_K unit offsets: Q4_K's, then the fifth bits.
+pub(crate) mod q5k {
+    pub(crate) const QH: usize = super::q4k::UNIT;
+    pub(crate) const UNIT: usize = QH + 8 * 64;
 }
 
 /// Q2_K unit offsets.
@@ -130,7 +140,7 @@ pub(crate) mod q6k {
     pub(crate) const UNIT: usize = 3360;
 }
 
-/// Whether `format` has an interleaved layout: Q2_K / Q3_K / Q4_K / Q6_K / IQ4_XS here, the 32-weight formats
+/// Whether `format` has an interleaved layout: Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS here, the 32-weight formats
 /// (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) in `super::interleave32`. The vector kernels (`super::x16`,
 /// `super::x16_avx2`) take every one of them.
 pub(crate) fn has_layout(format: QuantFormat) -> bool {
@@ -139,6 +149,7 @@ pub(crate) fn has_layout(format: QuantFormat) -> bool {
         QuantFormat::Q2K
             | QuantFormat::Q3K
             | QuantFormat::Q4K
+            | QuantFormat::Q5K
             | QuantFormat::Q6K
             | QuantFormat::Iq4Xs
     ) || interleave32::layout(format).is_some()
@@ -158,6 +169,7 @@ pub(crate) fn supports(format: QuantFormat, rows: usize, cols: usize) -> bool {
 pub(crate) fn unit_bytes(format: QuantFormat) -> usize {
     match format {
         QuantFormat::Q4K => q4k::UNIT,
+        QuantFormat::Q5K => q5k::UNIT,
         QuantFormat::Q6K => q6k::UNIT,
         QuantFormat::Iq4Xs => iq4xs::UNIT,
         QuantFormat::Q3K => q3k::UNIT,
@@ -179,13 +191,13 @@ fn column(c: usize, e: usize, high: bool) -> usize {
 
 /// One ggml block, decoded to its integers.
 struct Block {
-    /// The 256 weights as stored (Q2_K 0..=3, Q3_K 0..=7, Q4_K 0..=15, Q6_K 0..=63, IQ4_XS the grid index
+    /// The 256 weights as stored (Q2_K 0..=3, Q3_K 0..=7, Q4_K 0..=15, Q5_K 0..=31, Q6_K 0..=63, IQ4_XS the grid index
     /// 0..=15).
     q: [u8; 256],
-    /// Q4_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 / Q3_K: 16 signed scales `ls − 32` (as
+    /// Q4_K / Q5_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 / Q3_K: 16 signed scales `ls − 32` (as
     /// bytes); Q2_K: ggml's 16 scale bytes `sc | m << 4`.
     sc: [u8; 16],
-    /// Q4_K: 8 mins.
+    /// Q4_K / Q5_K: 8 mins.
     m: [u8; 8],
     /// f16 bits of `d` (and Q4_K's / Q2_K's `dmin`).
     d: [u8; 2],
@@ -203,15 +215,21 @@ impl Block {
             dmin: [0; 2],
         };
         match format {
-            QuantFormat::Q4K => {
+            QuantFormat::Q4K | QuantFormat::Q5K => {
                 out.d = [b[0], b[1]];
                 out.dmin = [b[2], b[3]];
+                let (qs, qh) = if format == QuantFormat::Q5K {
+                    (48, Some(&b[16..48]))
+                } else {
+                    (16, None)
+                };
                 for j in 0..8 {
                     (out.sc[j], out.m[j]) = scale_min_k4(j, &b[4..16]);
                     let (chunk, high) = (j / 2, j % 2 == 1);
                     for l in 0..32 {
-                        let byte = b[16 + 32 * chunk + l];
-                        out.q[32 * j + l] = if high { byte >> 4 } else { byte & 0x0F };
+                        let byte = b[qs + 32 * chunk + l];
+                        let fifth = qh.map_or(0, |qh| ((qh[l] >> j) & 1) << 4);
+                        out.q[32 * j + l] = fifth | if high { byte >> 4 } else { byte & 0x0F };
                     }
                 }
             }
@@ -262,7 +280,7 @@ impl Block {
     /// The ggml block bytes (the inverse of [`Block::decode`]).
     fn encode(&self, format: QuantFormat, b: &mut [u8]) {
         match format {
-            QuantFormat::Q4K => {
+            QuantFormat::Q4K | QuantFormat::Q5K => {
                 b[0..2].copy_from_slice(&self.d);
                 b[2..4].copy_from_slice(&self.dmin);
                 let s = &mut b[4..16];
@@ -278,10 +296,19 @@ impl Block {
                         s[j] |= (m >> 4) << 6;
                     }
                 }
+                let qs = if format == QuantFormat::Q5K {
+                    b[16..48].fill(0);
+                    for (k, &q) in self.q.iter().enumerate() {
+                        b[16 + k % 32] |= (q >> 4) << (k / 32);
+                    }
+                    48
+                } else {
+                    16
+                };
                 for chunk in 0..4 {
                     for l in 0..32 {
-                        b[16 + 32 * chunk + l] =
-                            self.q[64 * chunk + l] | (self.q[64 * chunk + 32 + l] << 4);
+                        b[qs + 32 * chunk + l] = (self.q[64 * chunk + l] & 0x0F)
+                            | ((self.q[64 * chunk + 32 + l] & 0x0F) << 4);
                     }
                 }
             }
@@ -359,7 +386,8 @@ pub(crate) fn repack_into(
             let at = ((ROWS * g + n) * nb + b) * bb;
             let blk = &src[at..at + bb];
             match format {
-                QuantFormat::Q4K => put_q4k(blk, n, buf),
+                QuantFormat::Q4K => put_q4k(blk, &blk[16..144], n, buf),
+                QuantFormat::Q5K => put_q5k(blk, n, buf),
                 QuantFormat::Q6K => put_q6k(blk, n, buf),
                 QuantFormat::Iq4Xs => put_iq4xs(blk, n, buf),
                 QuantFormat::Q3K => put_q3k(blk, n, buf),
@@ -385,9 +413,10 @@ fn word(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Row `n`'s Q4_K block `blk` into unit `u`, four weights per word operation (the load path:
-/// [`put`] is the readable per-weight equivalent, and the tests hold the two to the same bytes).
-fn put_q4k(blk: &[u8], n: usize, u: &mut [u8]) {
+/// Row `n`'s Q4_K block `blk` (or the low four bits of a Q5_K block: its nibbles `qs`) into unit
+/// `u`, four weights per word operation (the load path: [`put`] is the readable per-weight
+/// equivalent, and the tests hold the two to the same bytes).
+fn put_q4k(blk: &[u8], qs: &[u8], n: usize, u: &mut [u8]) {
     u[q4k::D + 2 * n..q4k::D + 2 * n + 2].copy_from_slice(&blk[0..2]);
     u[q4k::DMIN + 2 * n..q4k::DMIN + 2 * n + 2].copy_from_slice(&blk[2..4]);
     for j in 0..8 {
@@ -395,7 +424,6 @@ fn put_q4k(blk: &[u8], n: usize, u: &mut [u8]) {
         u[q4k::SC + 16 * j + n] = sc;
         u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2] = m;
     }
-    let qs = &blk[16..144];
     const LOW: u32 = 0x0F0F_0F0F;
     for c in 0..32 {
         let (j, i) = (c / 4, c % 4);
@@ -472,6 +500,21 @@ fn put_q3k(blk: &[u8], n: usize, u: &mut [u8]) {
     }
 }
 
+/// Row `n`'s Q5_K block `blk` into unit `u` (whose fifth-bit chunks start zeroed): Q4_K's unit
+/// of its low four bits, then the fifth bit of each weight (`qh` byte `l` bit `j` is column
+/// `32j + l`'s) to its chunk lane.
+fn put_q5k(blk: &[u8], n: usize, u: &mut [u8]) {
+    put_q4k(blk, &blk[48..176], n, u);
+    let qh = &blk[16..48];
+    for j in 0..8 {
+        for k in 0..8 {
+            for e in 0..4 {
+                u[q5k::QH + 64 * j + 4 * n + e] |= ((qh[4 * k + e] >> j) & 1) << k;
+            }
+        }
+    }
+}
+
 /// Row `n`'s Q2_K block `blk` into unit `u` (whose weight chunks start zeroed): `d`, `dmin`,
 /// the scale bytes to their pair slots, each weight's two bits to its chunk lane (Q3_K's low
 /// bits).
@@ -496,14 +539,20 @@ fn put_q2k(blk: &[u8], n: usize, u: &mut [u8]) {
 #[cfg(test)]
 fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
     match format {
-        QuantFormat::Q4K => {
+        QuantFormat::Q4K | QuantFormat::Q5K => {
             u[q4k::D + 2 * n..q4k::D + 2 * n + 2].copy_from_slice(&blk.d);
             u[q4k::DMIN + 2 * n..q4k::DMIN + 2 * n + 2].copy_from_slice(&blk.dmin);
             for j in 0..8 {
                 u[q4k::SC + 16 * j + n] = blk.sc[j];
                 u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2] = blk.m[j];
             }
-            put_nibbles(&blk.q, q4k::QS, n, u);
+            put_nibbles(&blk.q.map(|q| q & 0x0F), q4k::QS, n, u);
+            if format == QuantFormat::Q5K {
+                for (k, &q) in blk.q.iter().enumerate() {
+                    let (j, i, e) = (k / 32, (k % 32) / 4, k % 4);
+                    u[q5k::QH + 64 * j + 4 * n + e] |= (q >> 4) << i;
+                }
+            }
         }
         QuantFormat::Q3K => {
             let mut ggml = [0u8; super::q3_k::BLOCK_BYTES];
@@ -573,7 +622,7 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
         dmin: [0; 2],
     };
     match format {
-        QuantFormat::Q4K => {
+        QuantFormat::Q4K | QuantFormat::Q5K => {
             blk.d = [u[q4k::D + 2 * n], u[q4k::D + 2 * n + 1]];
             blk.dmin = [u[q4k::DMIN + 2 * n], u[q4k::DMIN + 2 * n + 1]];
             for j in 0..8 {
@@ -581,6 +630,12 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
                 blk.m[j] = u[q4k::MINS + 32 * (j / 2) + 2 * n + j % 2];
             }
             get_nibbles(u, q4k::QS, n, &mut blk.q);
+            if format == QuantFormat::Q5K {
+                for (k, q) in blk.q.iter_mut().enumerate() {
+                    let (j, i, e) = (k / 32, (k % 32) / 4, k % 4);
+                    *q |= ((u[q5k::QH + 64 * j + 4 * n + e] >> i) & 1) << 4;
+                }
+            }
         }
         QuantFormat::Q2K => {
             blk.d = [u[q2k::D + 2 * n], u[q2k::D + 2 * n + 1]];
@@ -664,6 +719,7 @@ pub(crate) fn block(
         QuantFormat::Q2K
         | QuantFormat::Q3K
         | QuantFormat::Q4K
+        | QuantFormat::Q5K
         | QuantFormat::Q6K
         | QuantFormat::Iq4Xs => get(format, u, n).encode(format, out),
         _ => interleave32::get(format, u, n, out),
@@ -720,7 +776,7 @@ impl GroupSums {
                     .map(|p| -128 * (i32::from(p[0]) + i32::from(p[1]))),
             );
         }
-        if needs(QuantFormat::Q4K) {
+        if needs(QuantFormat::Q4K) || needs(QuantFormat::Q5K) {
             self.pairs.clear();
             self.pairs.extend(bsums.chunks_exact(4).map(|g| {
                 let lo = i32::from(g[0]) + i32::from(g[1]);
@@ -776,7 +832,7 @@ pub(crate) unsafe fn rows_scalar(
                             .sum()
                     };
                     let s = match format {
-                        QuantFormat::Q4K => {
+                        QuantFormat::Q4K | QuantFormat::Q5K => {
                             let pair = &sums.pairs[(t * nb + b) * 4..(t * nb + b) * 4 + 4];
                             let mut isum = 0.0f32;
                             let mut msum = 0i32;
@@ -861,8 +917,13 @@ mod tests {
     /// The word-at-a-time repacking writes the bytes the per-weight reference does.
     #[test]
     fn fast_repacking_equals_the_per_weight_reference() {
-        for format in [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Iq4Xs] {
-            // (Q3_K's put is per weight: its round trip below is the check)
+        for format in [
+            QuantFormat::Q4K,
+            QuantFormat::Q5K,
+            QuantFormat::Q6K,
+            QuantFormat::Iq4Xs,
+        ] {
+            // (Q3_K's and Q2_K's put is per weight: their round trip below is the check)
             let (rows, cols) = (16, 768);
             let src = blocks(format, rows, cols, 11);
             let fast = repack(format, rows, cols, &src);
@@ -884,6 +945,7 @@ mod tests {
             QuantFormat::Q2K,
             QuantFormat::Q3K,
             QuantFormat::Q4K,
+            QuantFormat::Q5K,
             QuantFormat::Q6K,
             QuantFormat::Iq4Xs,
         ] {

@@ -193,7 +193,7 @@ impl QuantMatrix {
     }
 
     /// This matrix with its rows interleaved 16 at a time, when its format and shape allow it
-    /// (Q4_K / Q6_K / Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL, rows a multiple of 16); otherwise
+    /// (every format of `super::interleave::has_layout`: the K-quants, IQ4_XS and the 32-weight formats; rows a multiple of 16); otherwise
     /// unchanged.
     pub fn interleave(self) -> Self {
         if self.interleaved || !super::interleave::supports(self.format, self.rows, self.cols) {

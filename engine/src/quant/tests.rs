@@ -573,8 +573,9 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
 
 /// Every format with an interleaved layout: the K-quants' (`interleave`) and the 32-weight
 /// formats' (`interleave32`).
-const INTERLEAVED: [QuantFormat; 11] = [
+const INTERLEAVED: [QuantFormat; 12] = [
     QuantFormat::Q4K,
+    QuantFormat::Q5K,
     QuantFormat::Q6K,
     QuantFormat::Q8_0,
     QuantFormat::Q4_0,

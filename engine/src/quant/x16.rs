@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, ROWS, iq4xs, q2k, q3k, q4k, q6k, unit_bytes};
+use super::interleave::{GroupSums, ROWS, iq4xs, q2k, q3k, q4k, q5k, q6k, unit_bytes};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
@@ -144,7 +144,8 @@ pub(crate) unsafe fn rows_vnni(
             out,
             n_rows,
             |u, nb, a, tm, t| match format {
-                QuantFormat::Q4K => dispatch_m!(tm, q4k_x16, u, nb, a, t),
+                QuantFormat::Q4K => dispatch_m!(tm, q4k_x16::<FOUR>, u, nb, a, t),
+                QuantFormat::Q5K => dispatch_m!(tm, q4k_x16::<FIVE>, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, u, nb, a, t),
                 QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x16, u, nb, a, t),
                 QuantFormat::Q3K => dispatch_m!(tm, q3k_x16, u, nb, a, t),
@@ -298,22 +299,40 @@ unsafe fn finish_unit_min<const M: usize, const P: usize>(
     }
 }
 
-/// 16 rows × `M` activation rows of an interleaved Q4_K matrix (`nb` units at `units`).
+/// Bits per weight of [`q4k_x16`] / `super::x16_avx2::q4k_x8`: Q4_K's nibbles, or Q5_K's with
+/// a fifth bit from its own chunk.
+pub(super) const FOUR: u8 = 4;
+pub(super) const FIVE: u8 = 5;
+
+/// 16 rows × `M` activation rows of an interleaved Q4_K (`BITS` = 4) or Q5_K (`BITS` = 5)
+/// matrix (`nb` units at `units`); Q5_K ORs each register's fifth bits, shifted to bit 4 and
+/// masked, into its nibbles.
 // `t` indexes several per-row arrays at once
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn q4k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
+unsafe fn q4k_x16<const M: usize, const BITS: u8>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut Tile,
+) {
     let m4 = _mm512_set1_epi8(0x0F);
+    let m10 = _mm512_set1_epi8(0x10);
     let zero = _mm512_setzero_si512();
+    let unit = if BITS == FIVE { q5k::UNIT } else { q4k::UNIT };
     let mut acc = [_mm512_setzero_ps(); M];
-    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group; activation row t's
+    // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group; activation row t's
     // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and pairs (t·nb + b)·4.
     unsafe {
         for b in 0..nb {
-            let u = units.add(b * q4k::UNIT);
+            let u = units.add(b * unit);
             let mut isf = [_mm512_setzero_ps(); M];
             for j in 0..8 {
-                prefetch_part::<{ q4k::UNIT }, 8>(u, j);
+                if BITS == FIVE {
+                    prefetch_part::<{ q5k::UNIT }, 8>(u, j);
+                } else {
+                    prefetch_part::<{ q4k::UNIT }, 8>(u, j);
+                }
                 let sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(loadu::<__m128i, u8>(
                     u.add(q4k::SC + 16 * j),
                 )));
@@ -322,6 +341,18 @@ unsafe fn q4k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
                     let v = loadu::<__m512i, u8>(u.add(q4k::QS + 64 * (4 * j + i)));
                     w[i] = _mm512_and_si512(v, m4);
                     w[4 + i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+                if BITS == FIVE {
+                    // register k's fifth bits are bit k of each lane byte: moved to bit 4 (a
+                    // 16-bit shift of at most 4 never carries across the byte for bit 4)
+                    let qh = loadu::<__m512i, u8>(u.add(q5k::QH + 64 * j));
+                    for k in 0..8 {
+                        let h = match k {
+                            0..4 => _mm512_sllv_epi16(qh, _mm512_set1_epi16(4 - k as i16)),
+                            _ => _mm512_srlv_epi16(qh, _mm512_set1_epi16(k as i16 - 4)),
+                        };
+                        w[k] = _mm512_or_si512(w[k], _mm512_and_si512(h, m10));
+                    }
                 }
                 for t in 0..M {
                     let c = dot32(zero, &w, a.qs.add(t * a.cols + 256 * b + 32 * j));

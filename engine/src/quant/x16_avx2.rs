@@ -27,11 +27,11 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, fifth_bits, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, has_layout, iq4xs, q2k, q3k, q4k, q6k};
+use super::interleave::{GroupSums, has_layout, iq4xs, q2k, q3k, q4k, q5k, q6k};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
-use super::x16::{Acts, Tile, for_each_tile, prefetch_part, prefetch_unit32};
+use super::x16::{Acts, FIVE, FOUR, Tile, for_each_tile, prefetch_part, prefetch_unit32};
 
 /// Weight rows per 256-bit register.
 const HALF: usize = 8;
@@ -71,7 +71,8 @@ pub(crate) unsafe fn rows_avx2(
             out,
             n_rows,
             |u, nb, a, tm, t| match format {
-                QuantFormat::Q4K => dispatch_m!(tm, q4k_x8, u, nb, a, t),
+                QuantFormat::Q4K => dispatch_m!(tm, q4k_x8::<FOUR>, u, nb, a, t),
+                QuantFormat::Q5K => dispatch_m!(tm, q4k_x8::<FIVE>, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x8, u, nb, a, t),
                 QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x8, u, nb, a, t),
                 QuantFormat::Q3K => dispatch_m!(tm, q3k_x8, u, nb, a, t),
@@ -217,25 +218,38 @@ unsafe fn finish_half_min<const M: usize, const P: usize>(
     }
 }
 
-/// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q4_K matrix (`nb` units at
-/// `units`).
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved Q4_K (`BITS` = 4) or Q5_K
+/// (`BITS` = 5) matrix (`nb` units at `units`). Q4_K adds a sub-block's 16 products per i16
+/// (16 · 15 · 128 = 30720); Q5_K's weights up to 31 allow 8, so its two halves of 16 columns
+/// are widened to i32 separately.
 // `t` indexes several per-row arrays at once
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
+unsafe fn q4k_x8<const M: usize, const BITS: u8>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut Tile,
+) {
     let m4 = _mm256_set1_epi8(0x0F);
+    let m10 = _mm256_set1_epi8(0x10);
     let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_si256();
+    let unit = if BITS == FIVE { q5k::UNIT } else { q4k::UNIT };
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
-    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
+    // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group and half h its bytes
     // 32h.. of each chunk (16h.. / 8h.. of the per-row fields); activation row t's super-block b
     // spans t·cols + 256·b.. of the tile, with scale t·nb + b and pairs (t·nb + b)·4.
     unsafe {
         for b in 0..nb {
-            let u = units.add(b * q4k::UNIT);
+            let u = units.add(b * unit);
             let mut isf = [[_mm256_setzero_ps(); M]; 2];
             for j in 0..8 {
-                prefetch_part::<{ q4k::UNIT }, 8>(u, j);
+                if BITS == FIVE {
+                    prefetch_part::<{ q5k::UNIT }, 8>(u, j);
+                } else {
+                    prefetch_part::<{ q4k::UNIT }, 8>(u, j);
+                }
                 let sc = [0, 1].map(|h| {
                     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
                         u.add(q4k::SC + 16 * j + HALF * h) as *const __m128i,
@@ -249,9 +263,43 @@ unsafe fn q4k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                         w[h][i] = _mm256_and_si256(v, m4);
                         w[h][4 + i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
                     }
+                    if BITS == FIVE {
+                        // as `super::x16::q4k_x16`: bit k of each lane byte to bit 4 of w[k]
+                        let qh = loadu::<__m256i, u8>(u.add(q5k::QH + 64 * j + 32 * h));
+                        for k in 0..8 {
+                            let hb = match k {
+                                0..4 => _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - k as i32)),
+                                _ => _mm256_srl_epi16(qh, _mm_cvtsi32_si128(k as i32 - 4)),
+                            };
+                            w[h][k] = _mm256_or_si256(w[h][k], _mm256_and_si256(hb, m10));
+                        }
+                    }
                 }
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
+                    if BITS == FIVE {
+                        // columns 0..16 and 16..32 of the sub-block: 8 products per i16 each
+                        let mut p = [[zero; 2]; 2];
+                        for i in 0..4 {
+                            let (lo, hi) = (bcast4(x.add(4 * i)), bcast4(x.add(16 + 4 * i)));
+                            for h in 0..2 {
+                                let (pl, ph) = (
+                                    _mm256_maddubs_epi16(w[h][i], lo),
+                                    _mm256_maddubs_epi16(w[h][4 + i], hi),
+                                );
+                                p[h][0] = _mm256_add_epi16(p[h][0], pl);
+                                p[h][1] = _mm256_add_epi16(p[h][1], ph);
+                            }
+                        }
+                        for h in 0..2 {
+                            let c = _mm256_add_epi32(
+                                _mm256_madd_epi16(p[h][0], ones),
+                                _mm256_madd_epi16(p[h][1], ones),
+                            );
+                            isf[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c), sc[h], isf[h][t]);
+                        }
+                        continue;
+                    }
                     let (lo, hi) = (bcast4(x), bcast4(x.add(16)));
                     let mut p = [0, 1].map(|h| {
                         _mm256_add_epi16(
