@@ -6,9 +6,10 @@ llama.cpp's own quantizers, called through ctypes from a llama.cpp build's libgg
 the LIBGGML_BASE environment variable (build llama.cpp outside this repository, see
 scripts/compare-llamacpp.sh), with gguf-py's dequantized values beside them:
 `quantize_row_iq4_nl_ref` (what its CPU backend applies when writing an iq4_nl KV cache) into
-IQ4_NL.json, and `quantize_iq4_nl` / `quantize_iq4_xs` without an importance matrix (what
-`llama-quantize ... IQ4_NL|IQ4_XS` applies to weights: a search over 15 trial scales) into
-IQ4_NL_weights.json / IQ4_XS_weights.json.
+IQ4_NL.json, and `quantize_iq4_nl` / `quantize_iq4_xs` / `quantize_q4_K` / `quantize_q5_K` /
+`quantize_q6_K` without an importance matrix (what `llama-quantize ... IQ4_NL|IQ4_XS|Q4_K|...`
+applies to weights: searches over trial scales) into IQ4_NL_weights.json / IQ4_XS_weights.json /
+Q4_K_weights.json / Q5_K_weights.json / Q6_K_weights.json.
 
 For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
 IQ4_NL, IQ4_XS, Q3_K, Q2_K)
@@ -22,6 +23,7 @@ qs[128]; block_q6_K: ql[128], qh[64], scales[16], d; ...).
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -138,6 +140,26 @@ def iq4_nl_inputs(rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(blocks).astype(np.float32)
 
 
+def k_quant_stream(n_superblocks: int) -> np.ndarray:
+    """u = ((state >> 33) % 20001 - 10000) / 10000 in float32, state the 64-bit LCG state * 6364136223846793005 + 1442695040888963407 from 0x5EED (advanced before each value); super-block s is u (s % 4 == 0), u * u * u (1), u + 0.5 (2), or u with value (7 s) % 256 times 64 (3), all times 2^((s % 13) - 6), every operation in float32."""
+    state, ints = 0x5EED, []
+    for _ in range(n_superblocks * 256):
+        state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+        ints.append((state >> 33) % 20001 - 10000)
+    u = (np.array(ints, dtype=np.float32) / np.float32(10000)).reshape(n_superblocks, 256)
+    out = []
+    for s, row in enumerate(u):
+        if s % 4 == 1:
+            row = row * row * row
+        elif s % 4 == 2:
+            row = row + np.float32(0.5)
+        elif s % 4 == 3:
+            row = row.copy()
+            row[(7 * s) % 256] *= np.float32(64)
+        out.append(row * np.float32(2.0 ** ((s % 13) - 6)))
+    return np.concatenate(out).astype(np.float32)
+
+
 def libggml_base() -> str:
     """The llama.cpp library whose IQ4_NL quantizer is the reference (LIBGGML_BASE)."""
     lib_path = os.environ.get("LIBGGML_BASE")
@@ -220,6 +242,34 @@ def gen_quantize(out_root: Path) -> None:
     xs = np.concatenate([weights, decades, np.zeros(256)]).astype(np.float32)
     write_llamacpp_fixture(out, "IQ4_XS_weights", "IQ4_XS", "quantize_iq4_xs", xs, lib_path,
                            weight_quantizer)
+    # Q4_K / Q5_K / Q6_K: those three super-blocks, one of positive values only (the affine fit's
+    # min clamps to 0), one of negative values only, one normal with a single outlier 1000x larger
+    rng = np.random.default_rng(QUANTIZE_SEED + 2)
+    normal = rng.standard_normal(256)
+    outlier = normal.copy()
+    outlier[77] = 1000.0 * np.abs(normal).max()
+    ks = np.concatenate([xs, np.abs(rng.standard_normal(256)) + 0.5,
+                         -np.abs(rng.standard_normal(256)) * 1e-3, outlier]).astype(np.float32)
+    for name in ["Q4_K", "Q5_K", "Q6_K"]:
+        write_llamacpp_fixture(out, f"{name}_weights", name, f"quantize_{name.lower()[:2]}_K", ks,
+                               lib_path, weight_quantizer)
+    # and 512 generated super-blocks (the test regenerates them) of which only the sha256 of
+    # llama.cpp's blocks is kept: enough fits that the searches' rarely winning trials matter
+    many = k_quant_stream(512)
+    doc = {
+        "generator": k_quant_stream.__doc__,
+        "n_superblocks": 512,
+        "sha256": {
+            name: hashlib.sha256(
+                llamacpp_quantize(lib_path, f"quantize_{name.lower()[:2]}_K", many, name)
+            ).hexdigest()
+            for name in ["Q4_K", "Q5_K", "Q6_K"]
+        },
+        "notes": "sha256 of llama.cpp's quantize_q4_K / quantize_q5_K / quantize_q6_K (libggml-base.so, "
+        "ctypes; one row, no importance matrix) of the generated values",
+    }
+    (out / "K_stream.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"quantize/K_stream: {many.size} values, hashes only")
 
 
 # A qwen2 model 256 wide (whole k-quant super-blocks) whose projections are random Q2_K, Q3_K, Q5_K

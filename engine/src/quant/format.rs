@@ -124,14 +124,28 @@ impl QuantFormat {
         }
     }
 
-    /// The format a row of `cols` weights is quantized to when `self` is asked for: IQ4_XS rows
-    /// that are not whole 256-blocks take IQ4_NL (its 32-blocks, the same grid), as
-    /// `llama-quantize` falls back; every other format is itself.
+    /// The format a row of `cols` weights is quantized to when `self` is asked for: rows that
+    /// are not whole 256-blocks take `llama-quantize`'s fallback (`tensor_type_fallback`):
+    /// IQ4_XS → IQ4_NL (its 32-blocks, the same grid), Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0,
+    /// Q2_K / Q3_K → Q4_0; every other format is itself.
     pub const fn for_row_len(self, cols: usize) -> QuantFormat {
+        if cols.is_multiple_of(256) {
+            return self;
+        }
         match self {
-            QuantFormat::Iq4Xs if !cols.is_multiple_of(256) => QuantFormat::Iq4Nl,
+            QuantFormat::Iq4Xs => QuantFormat::Iq4Nl,
+            QuantFormat::Q4K => QuantFormat::Q5_0,
+            QuantFormat::Q5K => QuantFormat::Q5_1,
+            QuantFormat::Q6K => QuantFormat::Q8_0,
+            QuantFormat::Q2K | QuantFormat::Q3K => QuantFormat::Q4_0,
             f => f,
         }
+    }
+
+    /// Whether [`QuantMatrix::quantize`](super::QuantMatrix::quantize) can produce this format
+    /// from f32 (every one but Q2_K and Q3_K, which only load from GGUF files).
+    pub const fn quantizable(self) -> bool {
+        !matches!(self, QuantFormat::Q2K | QuantFormat::Q3K)
     }
 
     /// Whether the kernels quantize the activations to 8-bit blocks and use integer dot products
@@ -261,6 +275,10 @@ mod tests {
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(1536), QuantFormat::Iq4Xs);
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(896), QuantFormat::Iq4Nl);
         assert_eq!(QuantFormat::Q4_0.for_row_len(96), QuantFormat::Q4_0);
+        assert_eq!(QuantFormat::Q4K.for_row_len(576), QuantFormat::Q5_0);
+        assert_eq!(QuantFormat::Q5K.for_row_len(576), QuantFormat::Q5_1);
+        assert_eq!(QuantFormat::Q6K.for_row_len(576), QuantFormat::Q8_0);
+        assert_eq!(QuantFormat::Q6K.for_row_len(1536), QuantFormat::Q6K);
         assert_eq!(QuantFormat::Q4_1.bytes_for(2, 64), 80);
     }
 }

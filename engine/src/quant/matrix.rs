@@ -130,7 +130,8 @@ impl QuantMatrix {
         cols: usize,
         values: &[f32],
     ) -> Result<Self> {
-        // IQ4_XS rows that are not whole super-blocks: IQ4_NL (`QuantFormat::for_row_len`)
+        // K-quant / IQ4_XS rows that are not whole super-blocks: llama-quantize's fallback
+        // (`QuantFormat::for_row_len`)
         let format = format.for_row_len(cols);
         check_cols(tensor, format, cols)?;
         if values.len() != rows * cols {
@@ -155,8 +156,14 @@ impl QuantMatrix {
                 Some(())
             })
             .ok_or_else(|| {
+                let supported: Vec<&str> = QuantFormat::ALL
+                    .iter()
+                    .filter(|f| f.quantizable())
+                    .map(|f| f.name())
+                    .collect();
                 EngineError::Invalid(format!(
-                    "tensor `{tensor}`: cannot quantize to {format} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS)"
+                    "tensor `{tensor}`: cannot quantize to {format} (supported: {})",
+                    supported.join(", ")
                 ))
             })?;
         Ok(QuantMatrix {
@@ -418,10 +425,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("68 bytes"), "{err}");
-        let err = QuantMatrix::quantize("w", QuantFormat::Q6K, 1, 256, &[0.0; 256])
+        let err = QuantMatrix::quantize("w", QuantFormat::Q3K, 1, 256, &[0.0; 256])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("cannot quantize to Q6_K"), "{err}");
+        assert!(err.contains("cannot quantize to Q3_K"), "{err}");
         assert!(QuantMatrix::quantize("w", QuantFormat::F16, 2, 32, &[0.0; 63]).is_err());
     }
 

@@ -27,6 +27,7 @@ mod interleave;
 pub(crate) mod interleave32;
 pub mod iq4_nl;
 pub mod iq4_xs;
+mod k_quantize;
 mod linear;
 mod matmul;
 mod matrix;

@@ -8,14 +8,16 @@
 //! bit-identical to one quantized by `llama-quantize` without an importance matrix (checked
 //! against gguf-py's ports of them on tests/fixtures/quantize). IQ4_NL and IQ4_XS take llama.cpp's
 //! `quantize_iq4_nl` / `quantize_iq4_xs` (`super::iq4_nl::quantize_weights_block`,
-//! `super::iq4_xs::quantize_block`, checked against its library's bytes). K-quants are only loaded from GGUF files, never produced here.
+//! `super::iq4_xs::quantize_block`, checked against its library's bytes), Q4_K / Q5_K / Q6_K its
+//! `quantize_row_q*_K_ref` (`super::k_quantize`, likewise). Q2_K and Q3_K are only loaded from
+//! GGUF files, never produced here.
 
 use half::{bf16, f16};
 
 use super::format::QuantFormat;
 
 /// Quantize `x` (a whole number of blocks of `format`) and append the bytes to `out`.
-/// Returns `None` for formats without a quantizer here (the K-quants).
+/// Returns `None` for formats without a quantizer here (Q2_K, Q3_K).
 pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Option<()> {
     let be = format.block_elems();
     debug_assert_eq!(x.len() % be, 0);
@@ -48,11 +50,19 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) -> Optio
             out.resize(at + format.block_bytes(), 0);
             super::iq4_xs::quantize_block(b, &mut out[at..]);
         }),
-        QuantFormat::Q2K
-        | QuantFormat::Q3K
-        | QuantFormat::Q4K
-        | QuantFormat::Q5K
-        | QuantFormat::Q6K => return None,
+        QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K => {
+            x.chunks_exact(256).for_each(|b| {
+                let at = out.len();
+                out.resize(at + format.block_bytes(), 0);
+                let block = &mut out[at..];
+                match format {
+                    QuantFormat::Q4K => super::k_quantize::q4_k_block(b, block),
+                    QuantFormat::Q5K => super::k_quantize::q5_k_block(b, block),
+                    _ => super::k_quantize::q6_k_block(b, block),
+                }
+            })
+        }
+        QuantFormat::Q2K | QuantFormat::Q3K => return None,
     }
     Some(())
 }
@@ -390,7 +400,7 @@ mod tests {
             }
         }
         let mut none = Vec::new();
-        assert!(quantize_into(QuantFormat::Q4K, &x, &mut none).is_none());
+        assert!(quantize_into(QuantFormat::Q2K, &x, &mut none).is_none());
     }
 
     #[test]

@@ -336,7 +336,8 @@ fn fixture_json(dir: &str, name: &str, key: &str) -> (serde_json::Value, Vec<f32
 /// (tests/fixtures/quantize) — and for IQ4_NL / IQ4_XS, which gguf-py cannot quantize, llama.cpp's
 /// own weight quantizers' bytes (`quantize_iq4_nl`, `quantize_iq4_xs`, from its library) on those
 /// inputs plus a block of exact levels and ties (IQ4_XS: also sub-blocks eight decades apart and
-/// an all-zero super-block).
+/// an all-zero super-block); Q4_K / Q5_K / Q6_K likewise (`quantize_q4_K` ...) on those
+/// super-blocks plus positive-only, negative-only and single-outlier ones.
 #[test]
 fn quantizers_give_gguf_py_blocks() {
     let formats = [
@@ -347,6 +348,9 @@ fn quantizers_give_gguf_py_blocks() {
         (QuantFormat::Q5_1, "Q5_1"),
         (QuantFormat::Iq4Nl, "IQ4_NL_weights"),
         (QuantFormat::Iq4Xs, "IQ4_XS_weights"),
+        (QuantFormat::Q4K, "Q4_K_weights"),
+        (QuantFormat::Q5K, "Q5_K_weights"),
+        (QuantFormat::Q6K, "Q6_K_weights"),
     ];
     for (format, fixture) in formats {
         let (json, input) = fixture_json("quantize", fixture, "input");
@@ -362,6 +366,54 @@ fn quantizers_give_gguf_py_blocks() {
         for (b, (g, w)) in got.chunks(bb).zip(want.chunks(bb)).enumerate() {
             assert_eq!(g, w, "{format} block {b}");
         }
+    }
+}
+
+/// The K-quant quantizers give llama.cpp's bytes (`quantize_q4_K` / `quantize_q5_K` /
+/// `quantize_q6_K`, sha256 in tests/fixtures/quantize/K_stream.json) on 512 generated
+/// super-blocks — 4096 fits of 32 (8192 of 16): dropping the last trial scale of the Q4_K or
+/// Q5_K search, or the first of Q6_K's, changes some block (Q6_K's last, `−(32 + 0.9) / max`,
+/// never wins on these).
+#[test]
+fn k_quantizers_give_llamacpp_bytes_on_a_long_stream() {
+    use sha2::{Digest, Sha256};
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/quantize/K_stream.json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("fixture json")).expect("json");
+    let n = json["n_superblocks"].as_u64().expect("n_superblocks") as usize;
+    // the generator of scripts/fixture_quant.py's k_quant_stream, in f32
+    let mut state = 0x5EEDu64;
+    let mut x: Vec<f32> = (0..n * 256)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (((state >> 33) % 20001) as i32 - 10000) as f32 / 10000.0
+        })
+        .collect();
+    for (s, row) in x.chunks_mut(256).enumerate() {
+        match s % 4 {
+            1 => row.iter_mut().for_each(|u| *u = *u * *u * *u),
+            2 => row.iter_mut().for_each(|u| *u += 0.5),
+            3 => row[(7 * s) % 256] *= 64.0,
+            _ => {}
+        }
+        let scale = 2.0f32.powi((s % 13) as i32 - 6);
+        row.iter_mut().for_each(|u| *u *= scale);
+    }
+    for (format, name) in [
+        (QuantFormat::Q4K, "Q4_K"),
+        (QuantFormat::Q5K, "Q5_K"),
+        (QuantFormat::Q6K, "Q6_K"),
+    ] {
+        let mut got = Vec::new();
+        quantize_into(format, &x, &mut got).expect("a quantizer");
+        let hex: String = Sha256::digest(&got)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, json["sha256"][name].as_str().expect("hash"), "{name}");
     }
 }
 
