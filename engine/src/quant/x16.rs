@@ -221,6 +221,21 @@ unsafe fn scales_i8(p: *const u8) -> __m512 {
     unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(loadu::<__m128i, u8>(p))) }
 }
 
+/// The 8 weight registers of 32 columns stored as Q3_K's low bits / Q2_K's weights: two chunks
+/// at `p` (64 bytes apart), field `i` (bits `2i, 2i + 1`) of chunk `h` giving register `4h + i`.
+#[inline(always)]
+unsafe fn two_bit_fields(p: *const u8) -> [__m512i; 8] {
+    // SAFETY: 128 readable bytes at p (callers); AVX-512 BW is the callers' (inlined into them).
+    unsafe {
+        let m3 = _mm512_set1_epi8(3);
+        let chunks = [0, 1].map(|h| loadu::<__m512i, u8>(p.add(64 * h)));
+        std::array::from_fn(|k| {
+            let shift = _mm512_set1_epi16(2 * (k % 4) as i16);
+            _mm512_and_si512(_mm512_srlv_epi16(chunks[k / 4], shift), m3)
+        })
+    }
+}
+
 /// Two sub-blocks of 16 columns (Q6_K, Q3_K, Q2_K): `isf + C₀·sc[0] + C₁·sc[1]`, where `C₀`
 /// sums `w[0..4]` against `x[0..16]` from `start[0]` and `C₁` sums `w[4..8]` against `x[16..32]`
 /// from `start[1]` (Q6_K / Q3_K: their offsets `−32·Σa` / `−4·Σa`, broadcast loads; Q2_K: zero).
@@ -439,9 +454,7 @@ unsafe fn q6k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn q3k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
-    let m3 = _mm512_set1_epi8(3);
     let m1 = _mm512_set1_epi8(1);
-    let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); M];
     // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group; activation row t's
     // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums
@@ -453,17 +466,12 @@ unsafe fn q3k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
             for j in 0..8 {
                 prefetch_part::<{ q3k::UNIT }, 8>(u, j);
                 let sc = [0, 1].map(|h| scales_i8(u.add(q3k::SC + 16 * (2 * j + h))));
-                let low = [0, 1].map(|h| loadu::<__m512i, u8>(u.add(q3k::QL + 64 * (2 * j + h))));
+                let mut w = two_bit_fields(u.add(q3k::QL + 128 * j));
                 let high = loadu::<__m512i, u8>(u.add(q3k::QH + 64 * j));
-                let mut w = [zero; 8];
-                for k in 0..8 {
-                    let lo = _mm512_and_si512(
-                        _mm512_srlv_epi16(low[k / 4], _mm512_set1_epi16(2 * (k % 4) as i16)),
-                        m3,
-                    );
+                for (k, w) in w.iter_mut().enumerate() {
                     let hi =
                         _mm512_and_si512(_mm512_srlv_epi16(high, _mm512_set1_epi16(k as i16)), m1);
-                    w[k] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 2));
+                    *w = _mm512_or_si512(*w, _mm512_slli_epi16(hi, 2));
                 }
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
@@ -489,7 +497,6 @@ unsafe fn q3k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn q2k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
-    let m3 = _mm512_set1_epi8(3);
     let m4 = _mm512_set1_epi32(0x0F);
     let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); M];
@@ -508,12 +515,7 @@ unsafe fn q2k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
                     _mm512_cvtepi32_ps(_mm512_and_si512(pair, m4)),
                     _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(pair, 16), m4)),
                 ];
-                let low = [0, 1].map(|h| loadu::<__m512i, u8>(u.add(q2k::QL + 64 * (2 * j + h))));
-                let mut w = [zero; 8];
-                for k in 0..8 {
-                    let shift = _mm512_set1_epi16(2 * (k % 4) as i16);
-                    w[k] = _mm512_and_si512(_mm512_srlv_epi16(low[k / 4], shift), m3);
-                }
+                let w = two_bit_fields(u.add(q2k::QL + 128 * j));
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                     isf[t] = two_sub_blocks(isf[t], &w, x, [zero; 2], sc);

@@ -163,6 +163,42 @@ unsafe fn sub_block16(w: &[__m256i], x: *const i8, start: __m256i) -> __m256i {
     }
 }
 
+/// The 8 weight registers of 32 columns of 8 rows stored as Q3_K's low bits / Q2_K's weights:
+/// two chunk halves at `p` (64 bytes apart), field `i` (bits `2i, 2i + 1`) of chunk `h` giving
+/// register `4h + i`.
+#[inline(always)]
+unsafe fn two_bit_fields(p: *const u8) -> [__m256i; 8] {
+    // SAFETY: 32 readable bytes at p and at p + 64 (callers); AVX2 is the callers' (inlined).
+    unsafe {
+        let m3 = _mm256_set1_epi8(3);
+        let chunks = [0, 1].map(|h| loadu::<__m256i, u8>(p.add(64 * h)));
+        std::array::from_fn(|k| {
+            let by = _mm_cvtsi32_si128(2 * (k % 4) as i32);
+            _mm256_and_si256(_mm256_srl_epi16(chunks[k / 4], by), m3)
+        })
+    }
+}
+
+/// Two sub-blocks of 16 columns of 8 rows (Q3_K, Q2_K): `isf + C₀·sc[0] + C₁·sc[1]` with `C₀`
+/// the [`sub_block16`] of `w[0..4]` against `x[0..16]` from `start[0]`, `C₁` of `w[4..8]`
+/// against `x[16..32]` from `start[1]`.
+#[inline(always)]
+unsafe fn two_sub_blocks16(
+    isf: __m256,
+    w: &[__m256i; 8],
+    x: *const i8,
+    start: [__m256i; 2],
+    sc: [__m256; 2],
+) -> __m256 {
+    // SAFETY: 32 readable bytes at x (callers); AVX2 is the callers' (inlined into them).
+    unsafe {
+        let c0 = sub_block16(&w[0..4], x, start[0]);
+        let c1 = sub_block16(&w[4..8], x.add(16), start[1]);
+        let isf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc[0], isf);
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc[1], isf)
+    }
+}
+
 /// The end of a unit's half whose scale chain multiplies by `d` only (Q6_K, Q3_K, IQ4_XS):
 /// `acc[t] += (isf[t]·d)·d_a` for the 8 f16 `d` at `d_at` and activation row `t`'s scale
 /// `da[t·nb]`.
@@ -408,9 +444,7 @@ unsafe fn iq4xs_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &m
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
-    let m3 = _mm256_set1_epi8(3);
     let m1 = _mm256_set1_epi8(1);
-    let zero = _mm256_setzero_si256();
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
     // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
     // 32h.. of each chunk (8h.. of the scales, 16h.. of d); activation row t's super-block b
@@ -430,24 +464,17 @@ unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                         )))
                     };
                     let (sc_lo, sc_hi) = (scale(2 * j), scale(2 * j + 1));
-                    let low = [0, 1]
-                        .map(|p| loadu::<__m256i, u8>(u.add(q3k::QL + 64 * (2 * j + p) + 32 * h)));
+                    let mut w = two_bit_fields(u.add(q3k::QL + 128 * j + 32 * h));
                     let high = loadu::<__m256i, u8>(u.add(q3k::QH + 64 * j + 32 * h));
-                    let mut w = [zero; 8];
-                    for k in 0..8 {
-                        let by = |n: usize| _mm_cvtsi32_si128(n as i32);
-                        let lo =
-                            _mm256_and_si256(_mm256_srl_epi16(low[k / 4], by(2 * (k % 4))), m3);
-                        let hi = _mm256_and_si256(_mm256_srl_epi16(high, by(k)), m1);
-                        w[k] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
+                    for (k, w) in w.iter_mut().enumerate() {
+                        let hi = _mm256_srl_epi16(high, _mm_cvtsi32_si128(k as i32));
+                        *w = _mm256_or_si256(*w, _mm256_slli_epi16(_mm256_and_si256(hi, m1), 2));
                     }
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                         let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
-                        let c0 = sub_block16(&w[0..4], x, _mm256_set1_epi32(*neg));
-                        let c1 = sub_block16(&w[4..8], x.add(16), _mm256_set1_epi32(*neg.add(1)));
-                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc_lo, isf[t]);
-                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
+                        let start = [_mm256_set1_epi32(*neg), _mm256_set1_epi32(*neg.add(1))];
+                        isf[t] = two_sub_blocks16(isf[t], &w, x, start, [sc_lo, sc_hi]);
                     }
                 }
                 finish_half(
@@ -475,7 +502,6 @@ unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q2k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
-    let m3 = _mm256_set1_epi8(3);
     let m4 = _mm256_set1_epi32(0x0F);
     let zero = _mm256_setzero_si256();
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
@@ -497,19 +523,10 @@ unsafe fn q2k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                     let sc_lo = _mm256_cvtepi32_ps(_mm256_and_si256(pair, m4));
                     let sc_hi =
                         _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(pair, 16), m4));
-                    let low = [0, 1]
-                        .map(|p| loadu::<__m256i, u8>(u.add(q2k::QL + 64 * (2 * j + p) + 32 * h)));
-                    let mut w = [zero; 8];
-                    for k in 0..8 {
-                        let by = _mm_cvtsi32_si128(2 * (k % 4) as i32);
-                        w[k] = _mm256_and_si256(_mm256_srl_epi16(low[k / 4], by), m3);
-                    }
+                    let w = two_bit_fields(u.add(q2k::QL + 128 * j + 32 * h));
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
-                        let c0 = sub_block16(&w[0..4], x, zero);
-                        let c1 = sub_block16(&w[4..8], x.add(16), zero);
-                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc_lo, isf[t]);
-                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
+                        isf[t] = two_sub_blocks16(isf[t], &w, x, [zero; 2], [sc_lo, sc_hi]);
                     }
                 }
                 let mins = [0usize, 1, 2, 3, 4, 5, 6, 7].map(|p| {
