@@ -1,4 +1,5 @@
-//! The row-interleaved layout of Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS matrices ("x16"): 16 weight rows side by side, so
+//! The row-interleaved layout of Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS matrices ("x16"): 16
+//! weight rows side by side, so
 //! that a 512-bit register holds 4 consecutive weights of each of 16 rows and the kernels compute
 //! 16 output rows per vector instruction with no horizontal sums — the layout that makes a
 //! speculative verify of k + 1 tokens cost little more than one decode step (issue #8).
@@ -140,8 +141,8 @@ pub(crate) mod q6k {
     pub(crate) const UNIT: usize = 3360;
 }
 
-/// Whether `format` has an interleaved layout: Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS here, the 32-weight formats
-/// (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) in `super::interleave32`. The vector kernels (`super::x16`,
+/// Whether `format` has an interleaved layout: Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS here,
+/// the 32-weight formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) in `super::interleave32`. The vector kernels (`super::x16`,
 /// `super::x16_avx2`) take every one of them.
 pub(crate) fn has_layout(format: QuantFormat) -> bool {
     matches!(
@@ -191,11 +192,11 @@ fn column(c: usize, e: usize, high: bool) -> usize {
 
 /// One ggml block, decoded to its integers.
 struct Block {
-    /// The 256 weights as stored (Q2_K 0..=3, Q3_K 0..=7, Q4_K 0..=15, Q5_K 0..=31, Q6_K 0..=63, IQ4_XS the grid index
-    /// 0..=15).
+    /// The 256 weights as stored (Q2_K 0..=3, Q3_K 0..=7, Q4_K 0..=15, Q5_K 0..=31, Q6_K 0..=63,
+    /// IQ4_XS the grid index 0..=15).
     q: [u8; 256],
-    /// Q4_K / Q5_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 / Q3_K: 16 signed scales `ls − 32` (as
-    /// bytes); Q2_K: ggml's 16 scale bytes `sc | m << 4`.
+    /// Q4_K / Q5_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 / Q3_K: 16 signed scales
+    /// `ls − 32` (as bytes); Q2_K: ggml's 16 scale bytes `sc | m << 4`.
     sc: [u8; 16],
     /// Q4_K / Q5_K: 8 mins.
     m: [u8; 8],

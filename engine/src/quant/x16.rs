@@ -1,5 +1,6 @@
-//! AVX-512 VNNI kernels for the row-interleaved layouts — Q4_K / Q6_K (`super::interleave`) and
-//! Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`): 16 weight rows per vector, every
+//! AVX-512 VNNI kernels for the row-interleaved layouts — Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS
+//! (`super::interleave`) and Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`): 16
+//! weight rows per vector, every
 //! activation row through one `vpdpbusd` per 64 weights with its 4 bytes broadcast from memory,
 //! then the float operations of the layouts' module docs — bit-identical to the scalar references
 //! whatever the number of activation rows. (AVX2 kernels of the same layouts, 8 rows per vector:

@@ -1,6 +1,6 @@
-//! AVX2 kernels for the row-interleaved layouts — Q2_K / Q3_K / Q4_K / Q6_K / IQ4_XS (`super::interleave`) and Q8_0 /
-//! Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`) — for CPUs without AVX-512: each 64-byte chunk is
-//! two 256-bit halves of 8 rows, and each activation row goes through `vpmaddubsw` (u8 × i8 pairs
+//! AVX2 kernels for the row-interleaved layouts — Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS
+//! (`super::interleave`) and Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`) —
+//! for CPUs without AVX-512: each 64-byte chunk is two 256-bit halves of 8 rows, and each activation row goes through `vpmaddubsw` (u8 × i8 pairs
 //! to i16) with its 4 bytes broadcast from memory, i16 sums across chunks, and one `vpmaddwd` per
 //! sub-block to i32 — then exactly the float operations of the layouts' module docs, so the
 //! results are bit-identical to the scalar references and to the AVX-512 VNNI kernels
@@ -16,7 +16,8 @@
 //! # Exactness of the i16 sums
 //! `vpmaddubsw` saturates at ±32767, so the i16 sums only take what cannot reach it, activations
 //! being in −128..=127: Q4_K adds the 8 products of a 32-weight sub-block (|sum| ≤ 8 · 2 · 15 ·
-//! 128 = 30720); Q6_K two (2 · 2 · 63 · 128 = 32256); the 32-weight formats four (4 · 2 · 31 · 128
+//! 128 = 30720), Q5_K 4 per half sub-block (4 · 2 · 31 · 128 = 31744); Q3_K / Q2_K four (at most
+//! 4 · 2 · 7 · 128); Q6_K two (2 · 2 · 63 · 128 = 32256); the 32-weight formats four (4 · 2 · 31 · 128
 //! = 31744). Q8_0's stored `w + 128` would overflow a single pair (2 · 255 · 128), so its kernel
 //! multiplies the two nibbles of each byte separately (eight products per sum, 30720 at most) and
 //! joins them as `Σ lo·a + 16 · Σ hi·a` in i32. IQ4_NL's levels + 128 (up to 241) take the same
