@@ -6,10 +6,11 @@ llama.cpp's own quantizers, called through ctypes from a llama.cpp build's libgg
 the LIBGGML_BASE environment variable (build llama.cpp outside this repository, see
 scripts/compare-llamacpp.sh), with gguf-py's dequantized values beside them:
 `quantize_row_iq4_nl_ref` (what its CPU backend applies when writing an iq4_nl KV cache) into
-IQ4_NL.json, and `quantize_iq4_nl` / `quantize_iq4_xs` / `quantize_q4_K` / `quantize_q5_K` /
-`quantize_q6_K` without an importance matrix (what `llama-quantize ... IQ4_NL|IQ4_XS|Q4_K|...`
-applies to weights: searches over trial scales) into IQ4_NL_weights.json / IQ4_XS_weights.json /
-Q4_K_weights.json / Q5_K_weights.json / Q6_K_weights.json.
+IQ4_NL.json, and `quantize_iq4_nl` / `quantize_iq4_xs` / `quantize_q2_K` ... `quantize_q6_K`
+without an importance matrix (what `llama-quantize ... IQ4_NL|IQ4_XS|Q2_K|...` applies to
+weights: searches over trial scales) into IQ4_NL_weights.json / IQ4_XS_weights.json /
+Q2_K_weights.json ... Q6_K_weights.json, and the sha256 of the k-quants' blocks of a long
+generated stream into K_stream.json.
 
 For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
 IQ4_NL, IQ4_XS, Q3_K, Q2_K)
@@ -94,6 +95,9 @@ def gen_quant(out_root: Path) -> None:
         (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
         print(f"quant/{name}: {n_blocks} blocks, {n_elements} values")
 
+
+# the k-quants whose llama.cpp weight quantizers specsweep reproduces
+K_QUANTS = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 
 # the block formats specsweep quantizes to (its quantization axis and KV cache types)
 QUANTIZE_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
@@ -242,7 +246,7 @@ def gen_quantize(out_root: Path) -> None:
     xs = np.concatenate([weights, decades, np.zeros(256)]).astype(np.float32)
     write_llamacpp_fixture(out, "IQ4_XS_weights", "IQ4_XS", "quantize_iq4_xs", xs, lib_path,
                            weight_quantizer)
-    # Q4_K / Q5_K / Q6_K: those three super-blocks, one of positive values only (the affine fit's
+    # the k-quants: those three super-blocks, one of positive values only (the affine fit's
     # min clamps to 0), one of negative values only, one normal with a single outlier 1000x larger
     rng = np.random.default_rng(QUANTIZE_SEED + 2)
     normal = rng.standard_normal(256)
@@ -250,7 +254,7 @@ def gen_quantize(out_root: Path) -> None:
     outlier[77] = 1000.0 * np.abs(normal).max()
     ks = np.concatenate([xs, np.abs(rng.standard_normal(256)) + 0.5,
                          -np.abs(rng.standard_normal(256)) * 1e-3, outlier]).astype(np.float32)
-    for name in ["Q4_K", "Q5_K", "Q6_K"]:
+    for name in K_QUANTS:
         write_llamacpp_fixture(out, f"{name}_weights", name, f"quantize_{name.lower()[:2]}_K", ks,
                                lib_path, weight_quantizer)
     # and 512 generated super-blocks (the test regenerates them) of which only the sha256 of
@@ -263,10 +267,10 @@ def gen_quantize(out_root: Path) -> None:
             name: hashlib.sha256(
                 llamacpp_quantize(lib_path, f"quantize_{name.lower()[:2]}_K", many, name)
             ).hexdigest()
-            for name in ["Q4_K", "Q5_K", "Q6_K"]
+            for name in K_QUANTS
         },
-        "notes": "sha256 of llama.cpp's quantize_q4_K / quantize_q5_K / quantize_q6_K (libggml-base.so, "
-        "ctypes; one row, no importance matrix) of the generated values",
+        "notes": "sha256 of llama.cpp's quantize_q2_K ... quantize_q6_K (libggml-base.so, ctypes; one "
+        "row, no importance matrix) of the generated values",
     }
     (out / "K_stream.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(f"quantize/K_stream: {many.size} values, hashes only")

@@ -117,9 +117,11 @@ fn block_format_kernels_decode_like_the_dequantized_f32_model() {
             QuantFormat::Q5_0,
             QuantFormat::Q5_1,
             QuantFormat::Iq4Nl,
-            // the fixtures' rows are not whole 256-blocks: IQ4_NL, Q5_0, Q5_1, Q8_0, as
+            // the fixtures' rows are not whole 256-blocks: IQ4_NL, Q4_0, Q5_0, Q5_1, Q8_0, as
             // llama-quantize falls back
             QuantFormat::Iq4Xs,
+            QuantFormat::Q2K,
+            QuantFormat::Q3K,
             QuantFormat::Q4K,
             QuantFormat::Q5K,
             QuantFormat::Q6K,

@@ -142,12 +142,6 @@ impl QuantFormat {
         }
     }
 
-    /// Whether [`QuantMatrix::quantize`](super::QuantMatrix::quantize) can produce this format
-    /// from f32 (every one but Q2_K and Q3_K, which only load from GGUF files).
-    pub const fn quantizable(self) -> bool {
-        !matches!(self, QuantFormat::Q2K | QuantFormat::Q3K)
-    }
-
     /// Whether the kernels quantize the activations to 8-bit blocks and use integer dot products
     /// (every block format), rather than multiplying in f32 (the dense formats).
     pub const fn is_block_quantized(self) -> bool {

@@ -81,7 +81,7 @@ pub struct Args {
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Weights: `native` (a GGUF file's own blocks on the quantized CPU kernels; the default for
-    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl | iq4_xs | q4_k | q5_k | q6_k |
+    /// .gguf on the cpu), q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl | iq4_xs | q2_k | q3_k | q4_k | q5_k | q6_k |
     /// f32-kernel | f16-kernel |
     /// bf16-kernel (kernels), or
     /// f32 | f16 | bf16 (burn's dense path; the default otherwise).
