@@ -265,11 +265,9 @@ pub(crate) fn q2_k_block(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// `make_q3_quants(16, 4, x, L, true)`: a symmetric fit with `L` in −4 ..= 3 weighted by `x²`,
-/// refined by up to 5 passes that move single indices while the fit improves; `l` gets `L + 4`
-/// (0 for an all-zero group, as ggml leaves it).
-fn q3_fit(x: &[f32], l: &mut [u8]) -> f32 {
-    const NMAX: i32 = 4;
+/// The value of largest magnitude in `x` (the first on ties), or `None` when that magnitude is
+/// below `GROUP_MAX_EPS` (an all-zero group) — how `make_q3_quants` / `make_qx_quants` start.
+fn signed_max(x: &[f32]) -> Option<f32> {
     let (mut max, mut amax) = (0.0f32, 0.0f32);
     for &v in x {
         if v.abs() > amax {
@@ -277,10 +275,18 @@ fn q3_fit(x: &[f32], l: &mut [u8]) -> f32 {
             max = v;
         }
     }
-    if amax < GROUP_MAX_EPS {
+    (amax >= GROUP_MAX_EPS).then_some(max)
+}
+
+/// `make_q3_quants(16, 4, x, L, true)`: a symmetric fit with `L` in −4 ..= 3 weighted by `x²`,
+/// refined by up to 5 passes that move single indices while the fit improves; `l` gets `L + 4`
+/// (0 for an all-zero group, as ggml leaves it).
+fn q3_fit(x: &[f32], l: &mut [u8]) -> f32 {
+    const NMAX: i32 = 4;
+    let Some(max) = signed_max(x) else {
         l.fill(0);
         return 0.0;
-    }
+    };
     let iscale = -(NMAX as f32) / max;
     let mut li = [0i32; 16];
     let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
@@ -379,17 +385,10 @@ pub(crate) fn q5_k_block(x: &[f32], out: &mut [u8]) {
 /// −32 ..= 31 offset by 32) written.
 fn symmetric_fit(x: &[f32], l: &mut [u8]) -> f32 {
     const NMAX: i32 = 32;
-    let (mut max, mut amax) = (0.0f32, 0.0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    if amax < GROUP_MAX_EPS {
+    let Some(max) = signed_max(x) else {
         l.fill(0);
         return 0.0;
-    }
+    };
     let index = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-NMAX, NMAX - 1);
     let sums = |iscale: f32| {
         let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
