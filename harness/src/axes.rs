@@ -67,7 +67,7 @@ pub const AXES: &[AxisDef] = &[
         name: "quant",
         kind: AxisKind::Str,
         modes: None,
-        help: "weights: native (a .gguf file's own blocks on the CPU kernels), q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs, q2_k, q3_k, q4_k, q5_k, q6_k (rows not a multiple of 256: iq4_nl, q4_0, q4_0, q5_0, q5_1, q8_0, as llama-quantize falls back), f32-kernel, f16-kernel, bf16-kernel (CPU kernels), f32, f16, bf16 (burn dense); absent = native for .gguf on the cpu, f32 otherwise",
+        help: "weights: native (a .gguf file's own blocks on the CPU kernels), q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs, q2_k, q3_k, q4_k, q5_k, q6_k (rows not a multiple of 256 take llama-quantize's fallback: iq4_xs -> iq4_nl, q2_k / q3_k -> q4_0, q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0), f32-kernel, f16-kernel, bf16-kernel (CPU kernels), f32, f16, bf16 (burn dense); absent = native for .gguf on the cpu, f32 otherwise",
     },
     AxisDef {
         name: "kv_type",
