@@ -897,6 +897,13 @@ pub(crate) unsafe fn rows_scalar(
 mod tests {
     use super::*;
 
+    /// Every format with a layout of this module (256-weight blocks).
+    fn super_block_layouts() -> impl Iterator<Item = QuantFormat> {
+        QuantFormat::ALL
+            .into_iter()
+            .filter(|&f| has_layout(f) && f.block_elems() == 256)
+    }
+
     /// Random but valid blocks (finite scales).
     fn blocks(format: QuantFormat, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
         let mut s = seed;
@@ -942,14 +949,9 @@ mod tests {
 
     #[test]
     fn repacking_round_trips_every_row_bytewise() {
-        for format in [
-            QuantFormat::Q2K,
-            QuantFormat::Q3K,
-            QuantFormat::Q4K,
-            QuantFormat::Q5K,
-            QuantFormat::Q6K,
-            QuantFormat::Iq4Xs,
-        ] {
+        // Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS
+        assert_eq!(super_block_layouts().count(), 6);
+        for format in super_block_layouts() {
             let (rows, cols) = (32, 512);
             let src = blocks(format, rows, cols, 7);
             let packed = repack(format, rows, cols, &src);

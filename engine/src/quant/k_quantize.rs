@@ -265,9 +265,10 @@ pub(crate) fn q2_k_block(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// The value of largest magnitude in `x` (the first on ties), or `None` when that magnitude is
-/// below `GROUP_MAX_EPS` (an all-zero group) — how `make_q3_quants` / `make_qx_quants` start.
-fn signed_max(x: &[f32]) -> Option<f32> {
+/// The value of largest magnitude in `x` (the first on ties, 0 for none above 0) and that
+/// magnitude — how `make_q3_quants` / `make_qx_quants` start and how the Q3_K / Q6_K blocks pick
+/// the scale their sub-block scales are rounded under.
+fn largest_magnitude(x: &[f32]) -> (f32, f32) {
     let (mut max, mut amax) = (0.0f32, 0.0f32);
     for &v in x {
         if v.abs() > amax {
@@ -275,7 +276,7 @@ fn signed_max(x: &[f32]) -> Option<f32> {
             max = v;
         }
     }
-    (amax >= GROUP_MAX_EPS).then_some(max)
+    (max, amax)
 }
 
 /// `make_q3_quants(16, 4, x, L, true)`: a symmetric fit with `L` in −4 ..= 3 weighted by `x²`,
@@ -283,10 +284,11 @@ fn signed_max(x: &[f32]) -> Option<f32> {
 /// (0 for an all-zero group, as ggml leaves it).
 fn q3_fit(x: &[f32], l: &mut [u8]) -> f32 {
     const NMAX: i32 = 4;
-    let Some(max) = signed_max(x) else {
+    let (max, amax) = largest_magnitude(x);
+    if amax < GROUP_MAX_EPS {
         l.fill(0);
         return 0.0;
-    };
+    }
     let iscale = -(NMAX as f32) / max;
     let mut li = [0i32; 16];
     let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
@@ -331,15 +333,9 @@ fn q3_fit(x: &[f32], l: &mut [u8]) -> f32 {
 /// scale.
 pub(crate) fn q3_k_block(x: &[f32], out: &mut [u8]) {
     let mut l = [0u8; 256];
-    let mut scales = [0.0f32; 16];
-    let (mut max_scale, mut amax) = (0.0f32, 0.0f32);
-    for (j, s) in scales.iter_mut().enumerate() {
-        *s = q3_fit(&x[16 * j..16 * (j + 1)], &mut l[16 * j..16 * (j + 1)]);
-        if s.abs() > amax {
-            amax = s.abs();
-            max_scale = *s;
-        }
-    }
+    let scales: [f32; 16] =
+        std::array::from_fn(|j| q3_fit(&x[16 * j..16 * (j + 1)], &mut l[16 * j..16 * (j + 1)]));
+    let (max_scale, _) = largest_magnitude(&scales);
     let mut sc = [-32i8; 16];
     let mut d = f16::from_f32(0.0);
     if max_scale != 0.0 {
@@ -385,10 +381,11 @@ pub(crate) fn q5_k_block(x: &[f32], out: &mut [u8]) {
 /// −32 ..= 31 offset by 32) written.
 fn symmetric_fit(x: &[f32], l: &mut [u8]) -> f32 {
     const NMAX: i32 = 32;
-    let Some(max) = signed_max(x) else {
+    let (max, amax) = largest_magnitude(x);
+    if amax < GROUP_MAX_EPS {
         l.fill(0);
         return 0.0;
-    };
+    }
     let index = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-NMAX, NMAX - 1);
     let sums = |iscale: f32| {
         let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
@@ -424,15 +421,10 @@ fn symmetric_fit(x: &[f32], l: &mut [u8]) -> f32 {
 /// One Q6_K super-block (210 bytes) of the 256 values `x`.
 pub(crate) fn q6_k_block(x: &[f32], out: &mut [u8]) {
     let mut l = [0u8; 256];
-    let mut scales = [0.0f32; 16];
-    let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-    for (ib, s) in scales.iter_mut().enumerate() {
-        *s = symmetric_fit(&x[16 * ib..16 * (ib + 1)], &mut l[16 * ib..16 * (ib + 1)]);
-        if s.abs() > max_abs_scale {
-            max_abs_scale = s.abs();
-            max_scale = *s;
-        }
-    }
+    let scales: [f32; 16] = std::array::from_fn(|ib| {
+        symmetric_fit(&x[16 * ib..16 * (ib + 1)], &mut l[16 * ib..16 * (ib + 1)])
+    });
+    let (max_scale, max_abs_scale) = largest_magnitude(&scales);
     if max_abs_scale < GROUP_MAX_EPS {
         out[..210].fill(0);
         return;

@@ -149,18 +149,23 @@ unsafe fn level_nibbles(p: *const u8, tables: [__m256i; 2]) -> [__m256i; 16] {
     }
 }
 
-/// One Q3_K / Q2_K sub-block of 16 columns of 8 rows: `Σ w·x` over `w[0..4]` against
-/// `x[0..16]`, four products per i16 sum (at most 4 · 2 · 7 · 128; Q6_K's 6-bit weights allow
-/// only two), plus `start` (Q3_K's offset `−4·Σa`, Q2_K's zero).
+/// One sub-block of 16 columns of 8 rows: `Σ w·x` over `w[0..4]` against `x[0..16]` plus `start`
+/// (Q6_K's offset `−32·Σa`, Q3_K's `−4·Σa`, Q2_K's zero). Q3_K / Q2_K add four products per i16
+/// sum (at most 4 · 2 · 7 · 128); Q6_K's 6-bit weights allow only two, so `WIDE` widens each
+/// pair of `vpmaddubsw` to i32 on its own.
 #[inline(always)]
-unsafe fn sub_block16(w: &[__m256i], x: *const i8, start: __m256i) -> __m256i {
+unsafe fn sub_block16<const WIDE: bool>(w: &[__m256i], x: *const i8, start: __m256i) -> __m256i {
     // SAFETY: 16 readable bytes at x (callers); AVX2 is the callers' (inlined into them).
     unsafe {
-        let p = _mm256_add_epi16(
-            _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4))),
-            _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12))),
-        );
-        _mm256_add_epi32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)), start)
+        let ones = _mm256_set1_epi16(1);
+        let p0 = _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4)));
+        let p1 = _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12)));
+        let c = if WIDE {
+            _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones))
+        } else {
+            _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
+        };
+        _mm256_add_epi32(c, start)
     }
 }
 
@@ -180,11 +185,11 @@ unsafe fn two_bit_fields(p: *const u8) -> [__m256i; 8] {
     }
 }
 
-/// Two sub-blocks of 16 columns of 8 rows (Q3_K, Q2_K): `isf + C₀·sc[0] + C₁·sc[1]` with `C₀`
-/// the [`sub_block16`] of `w[0..4]` against `x[0..16]` from `start[0]`, `C₁` of `w[4..8]`
+/// Two sub-blocks of 16 columns of 8 rows (Q6_K, Q3_K, Q2_K): `isf + C₀·sc[0] + C₁·sc[1]` with
+/// `C₀` the [`sub_block16`] of `w[0..4]` against `x[0..16]` from `start[0]`, `C₁` of `w[4..8]`
 /// against `x[16..32]` from `start[1]`.
 #[inline(always)]
-unsafe fn two_sub_blocks16(
+unsafe fn two_sub_blocks16<const WIDE: bool>(
     isf: __m256,
     w: &[__m256i; 8],
     x: *const i8,
@@ -193,8 +198,8 @@ unsafe fn two_sub_blocks16(
 ) -> __m256 {
     // SAFETY: 32 readable bytes at x (callers); AVX2 is the callers' (inlined into them).
     unsafe {
-        let c0 = sub_block16(&w[0..4], x, start[0]);
-        let c1 = sub_block16(&w[4..8], x.add(16), start[1]);
+        let c0 = sub_block16::<WIDE>(&w[0..4], x, start[0]);
+        let c1 = sub_block16::<WIDE>(&w[4..8], x.add(16), start[1]);
         let isf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc[0], isf);
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc[1], isf)
     }
@@ -475,7 +480,7 @@ unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                         let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
                         let start = [_mm256_set1_epi32(*neg), _mm256_set1_epi32(*neg.add(1))];
-                        isf[t] = two_sub_blocks16(isf[t], &w, x, start, [sc_lo, sc_hi]);
+                        isf[t] = two_sub_blocks16::<false>(isf[t], &w, x, start, [sc_lo, sc_hi]);
                     }
                 }
                 finish_half(
@@ -527,7 +532,8 @@ unsafe fn q2k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                     let w = two_bit_fields(u.add(q2k::QL + 128 * j + 32 * h));
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
-                        isf[t] = two_sub_blocks16(isf[t], &w, x, [zero; 2], [sc_lo, sc_hi]);
+                        isf[t] =
+                            two_sub_blocks16::<false>(isf[t], &w, x, [zero; 2], [sc_lo, sc_hi]);
                     }
                 }
                 let mins = [0usize, 1, 2, 3, 4, 5, 6, 7].map(|p| {
@@ -553,7 +559,6 @@ unsafe fn q2k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
 unsafe fn q6k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
     let m4 = _mm256_set1_epi8(0x0F);
     let m30 = _mm256_set1_epi8(0x30);
-    let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_si256();
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
     // SAFETY: as in `q4k_x8`; 16 offsets per super-block and row.
@@ -598,19 +603,11 @@ unsafe fn q6k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
                         let neg_off = a.neg_off.add(t * nb * 16 + 16 * b + 2 * jj);
                         // two products per i16 sum (the saturation bound in the module docs)
-                        let sub = |w: &[__m256i], x: *const i8, off: *const i32| {
-                            let p0 = _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4)));
-                            let p1 = _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12)));
-                            let c = _mm256_add_epi32(
-                                _mm256_madd_epi16(p0, ones),
-                                _mm256_madd_epi16(p1, ones),
-                            );
-                            _mm256_add_epi32(c, _mm256_set1_epi32(*off))
-                        };
-                        let c0 = sub(&w[0..4], x, neg_off);
-                        let c1 = sub(&w[4..8], x.add(16), neg_off.add(1));
-                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc_lo, isf[t]);
-                        isf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc_hi, isf[t]);
+                        let start = [
+                            _mm256_set1_epi32(*neg_off),
+                            _mm256_set1_epi32(*neg_off.add(1)),
+                        ];
+                        isf[t] = two_sub_blocks16::<true>(isf[t], &w, x, start, [sc_lo, sc_hi]);
                     }
                 }
                 finish_half(
