@@ -13,7 +13,9 @@ Q2_K_weights.json ... Q6_K_weights.json, and the sha256 of the k-quants' blocks 
 generated stream into K_stream.json.
 
 For each GGML block type the engine dequantizes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
-IQ4_NL, IQ4_XS, Q3_K, Q2_K)
+IQ4_NL, IQ4_XS, Q3_K, Q2_K; and, with llama.cpp's dequantize_row_* as the reference, IQ2_XXS,
+IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4 plus the sha256 of a long
+generated stream of each, quant/IQ_stream.json)
 a few blocks of random bytes are written, with every f16 scale field overwritten by a random
 finite f16 (so the blocks are valid: no inf/NaN scales), next to the float32 values that gguf-py's
 reference `gguf.quants.dequantize` (a NumPy port of ggml's dequantize_row_*) gives for them.
@@ -50,6 +52,24 @@ LAYOUT = {
     "Q2_K": (2, [80, 82], [False, False]),  # d, dmin after scales[16], qs[64]
 }
 SEED = 7
+
+# Types whose reference values come from llama.cpp's own dequantizers (dequantize_row_* in
+# libggml-base.so, LIBGGML_BASE) rather than gguf-py's NumPy ports, which are compared with them
+# (the fixture's notes say whether they agree).
+# type -> (number of blocks, byte offsets of its f16 fields); IQ1_M's d is spread over the top
+# nibbles of its four 16-bit scale words, MXFP4's scale is the E8M0 byte 0.
+LLAMACPP_LAYOUT = {
+    "IQ2_XXS": (4, [0]),
+    "IQ2_XS": (4, [0]),
+    "IQ2_S": (4, [0]),
+    "IQ3_XXS": (4, [0]),
+    "IQ3_S": (4, [0]),
+    "IQ1_S": (4, [0]),
+    "IQ1_M": (4, []),
+    "TQ1_0": (4, [52]),
+    "TQ2_0": (4, [64]),
+    "MXFP4": (8, []),
+}
 
 
 def random_f16(rng: np.random.Generator, signed: bool) -> np.ndarray:
@@ -94,6 +114,131 @@ def gen_quant(out_root: Path) -> None:
         }
         (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
         print(f"quant/{name}: {n_blocks} blocks, {n_elements} values")
+    gen_llamacpp_dequant(out, rng)
+
+
+def set_iq1_m_d(block: np.ndarray, bits: int) -> None:
+    """Write f16 bits `bits` as block_iq1_m's scale: nibble k of it is the top nibble of the
+    16-bit word at byte 48 + 2k."""
+    for k in range(4):
+        at = 48 + 2 * k
+        word = int(block[at]) | int(block[at + 1]) << 8
+        word = (word & 0x0FFF) | ((bits >> (4 * k)) & 0xF) << 12
+        block[at], block[at + 1] = word & 0xFF, word >> 8
+
+
+def llamacpp_dequantize(lib_path: str, qtype: str, raw: bytes) -> np.ndarray:
+    """llama.cpp's `dequantize_row_<type>(x, y, k)` of whole blocks `raw` (float32 values)."""
+    block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
+    fn = getattr(ctypes.CDLL(lib_path), f"dequantize_row_{qtype.lower()}")
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    fn.restype = None
+    x = np.frombuffer(raw, dtype=np.uint8).copy()
+    y = np.zeros(len(raw) // type_size * block_size, dtype=np.float32)
+    fn(x.ctypes.data, y.ctypes.data, y.size)
+    return y
+
+
+def iq_stream(qtype: str, n_blocks: int) -> bytes:
+    """Bytes from the 64-bit LCG state * 6364136223846793005 + 1442695040888963407 from
+    0x1D5EED (advanced before each byte, the byte is state >> 56), n_blocks blocks of the type in
+    a row; then every f16 scale field is given the bits 0x1C00 | (its random bits & 0x3FF) (a
+    value in [2^-8, 2^-7)), IQ1_M's spread scale the bits 0x1C00 | (the low 10 bits of its word
+    at byte 48), MXFP4's E8M0 byte e becomes 104 + e % 32 (2^-24 .. 2^7)."""
+    _, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
+    state, out = 0x1D5EED, bytearray()
+    for _ in range(n_blocks * type_size):
+        state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+        out.append(state >> 56)
+    raw = np.frombuffer(bytes(out), dtype=np.uint8).reshape(n_blocks, type_size).copy()
+    _, offsets = LLAMACPP_LAYOUT[qtype]
+    for block in raw:
+        for at in offsets:
+            bits = 0x1C00 | ((int(block[at]) | int(block[at + 1]) << 8) & 0x3FF)
+            block[at], block[at + 1] = bits & 0xFF, bits >> 8
+        if qtype == "IQ1_M":
+            set_iq1_m_d(block, 0x1C00 | ((int(block[48]) | int(block[49]) << 8) & 0x3FF))
+        if qtype == "MXFP4":
+            block[0] = 104 + block[0] % 32
+    return raw.tobytes()
+
+
+IQ_STREAM_BLOCKS = 1024
+
+
+def gen_llamacpp_dequant(out: Path, rng: np.random.Generator) -> None:
+    """quant/<TYPE>.bin + .json for LLAMACPP_LAYOUT's types (random blocks with finite scales,
+    llama.cpp's dequantized values), and quant/IQ_stream.json: the sha256 of llama.cpp's
+    dequantization of IQ_STREAM_BLOCKS generated blocks of each (enough that every codebook row
+    is used), which the test regenerates."""
+    lib_path = libggml_base()
+    for name, (n_blocks, f16_offsets) in LLAMACPP_LAYOUT.items():
+        qtype = GGMLQuantizationType[name]
+        block_size, type_size = GGML_QUANT_SIZES[qtype]
+        raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+        for b in range(n_blocks):
+            for off in f16_offsets:
+                raw[b, off : off + 2] = random_f16(rng, True).view(np.uint8)
+            if name == "IQ1_M":
+                set_iq1_m_d(raw[b], int(random_f16(rng, True).view(np.uint16)[0]))
+            if name == "MXFP4":
+                raw[b, 0] = rng.integers(110, 136)
+        values = llamacpp_dequantize(lib_path, name, raw.tobytes())
+        gguf_py = dequantize(raw.reshape(-1), qtype).astype(np.float32).reshape(-1)
+        agree = "agrees" if np.array_equal(values, gguf_py) else "DISAGREES"
+        n_elements = n_blocks * block_size
+        if values.shape != (n_elements,) or not np.isfinite(values).all():
+            raise RuntimeError(f"{name}: dequantize gave {values.shape} values or non-finite ones")
+        (out / f"{name}.bin").write_bytes(raw.tobytes())
+        doc = {
+            "type": name,
+            "n_elements": n_elements,
+            "block_size": block_size,
+            "type_size": type_size,
+            "n_blocks": n_blocks,
+            "values": [float(f"{v:.9g}") for v in values],
+            "notes": f"{name}.bin = {n_blocks} raw ggml blocks of {type_size} bytes; values = "
+            f"llama.cpp's dequantize_row_{name.lower()} (libggml-base.so, ctypes) of those bytes, "
+            f"float32; gguf-py's gguf.quants.dequantize {agree}",
+        }
+        (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+        print(f"quant/{name}: {n_blocks} blocks, {n_elements} values (gguf-py {agree})")
+    doc = {
+        "generator": iq_stream.__doc__,
+        "n_blocks": IQ_STREAM_BLOCKS,
+        "sha256": {
+            name: hashlib.sha256(
+                llamacpp_dequantize(lib_path, name, iq_stream(name, IQ_STREAM_BLOCKS)).tobytes()
+            ).hexdigest()
+            for name in LLAMACPP_LAYOUT
+        },
+        "notes": "sha256 of the little-endian float32 values of llama.cpp's dequantize_row_* "
+        "(libggml-base.so, ctypes) of the generated blocks",
+    }
+    (out / "IQ_stream.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"quant/IQ_stream: {IQ_STREAM_BLOCKS} blocks per type, hashes only")
+
+
+# The i-quant codebooks, in the order engine/src/quant/iq_grids.bin holds them: (gguf-py class,
+# rows, values per row). Each value is one signed byte: IQ1_S / IQ1_M's -1 / 0 / 1, IQ2's 8 / 25 /
+# 43, IQ3's 4 .. 62 (IQ3_XXS) or 1 .. 15 (IQ3_S).
+GRIDS = [("IQ1_S", 2048, 8), ("IQ2_XXS", 256, 8), ("IQ2_XS", 512, 8), ("IQ2_S", 1024, 8),
+         ("IQ3_XXS", 256, 4), ("IQ3_S", 512, 4)]
+
+
+def gen_iq_grids(path: Path) -> None:
+    """The codebooks of ggml's i-quants (a format fact: a reader cannot decode IQ1 .. IQ3 blocks
+    without them) from gguf-py's copies, as signed bytes, to `path`."""
+    import gguf.quants as quants
+
+    out = bytearray()
+    for name, rows, per_row in GRIDS:
+        cls = getattr(quants, name)
+        cls.init_grid()
+        grid = np.asarray(cls.grid, dtype=np.float32).reshape(rows, per_row)
+        out += grid.astype(np.int8).tobytes()
+    path.write_bytes(bytes(out))
+    print(f"{path}: {len(out)} bytes")
 
 
 # the k-quants whose llama.cpp weight quantizers specsweep reproduces
@@ -285,35 +430,84 @@ BLOCKS_SEED = 23
 def random_blocks(rng: np.random.Generator, qtype: str, rows: int, cols: int) -> np.ndarray:
     """Random bytes as `rows x cols` weights of `qtype`, with the f16 super-block scale set so
     that weights are of order 0.1 (Q3_K: d at byte 108; IQ4_XS: d at byte 0; Q2_K: d and dmin at
-    bytes 80 and 82; Q5_K: d and dmin at bytes 0 and 2)."""
+    bytes 80 and 82; Q5_K: d and dmin at bytes 0 and 2; the IQ1 .. IQ3 types: d at byte 0, IQ1_M's
+    spread over its scale words; TQ1_0 / TQ2_0: d at byte 52 / 64; MXFP4: E8M0 byte 0)."""
     block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
     raw = rng.integers(0, 256, size=(rows * cols // block_size, type_size), dtype=np.uint8)
     fields = {
         "Q3_K": [(108, 2e-3)],
         "Q2_K": [(80, 2e-3), (82, 2e-3)],
         "Q5_K": [(0, 1e-4), (2, 1e-3)],
+        "IQ2_XXS": [(0, 4e-4)],
+        "IQ2_XS": [(0, 4e-4)],
+        "IQ2_S": [(0, 4e-4)],
+        "IQ3_XXS": [(0, 2.5e-4)],
+        "IQ3_S": [(0, 2.5e-4)],
+        "IQ1_S": [(0, 5e-3)],
+        "IQ1_M": [],
+        "TQ1_0": [(52, 5e-2)],
+        "TQ2_0": [(64, 5e-2)],
+        "MXFP4": [],
     }.get(qtype, [(0, 1e-4)])
     for b in range(raw.shape[0]):
         for at, scale in fields:
             d = np.array([scale * rng.uniform(0.5, 1.5)], dtype=np.float16)
             raw[b, at : at + 2] = d.view(np.uint8)
+        if qtype == "IQ1_M":
+            d = np.array([5e-3 * rng.uniform(0.5, 1.5)], dtype=np.float16)
+            set_iq1_m_d(raw[b], int(d.view(np.uint16)[0]))
+        if qtype == "MXFP4":
+            raw[b, 0] = rng.integers(119, 124)
     return raw.reshape(rows, cols // block_size * type_size)
+
+
+# The same model with every matrix in a type that has no kernel of its own: the i-quants, the
+# ternary types and MXFP4 (each tensor's type in `IQ_TYPES`).
+IQ_BLOCKS_GGUF = "qwen2-256-iq.gguf"
+IQ_BLOCKS_SEED = 29
+IQ_TYPES = {
+    "token_embd.weight": "IQ3_S",
+    "output.weight": "IQ2_XXS",
+    "blk.0.attn_q.weight": "IQ3_XXS",
+    "blk.0.attn_k.weight": "IQ1_S",
+    "blk.0.attn_v.weight": "TQ1_0",
+    "blk.0.attn_output.weight": "MXFP4",
+    "blk.0.ffn_gate.weight": "IQ2_XS",
+    "blk.0.ffn_up.weight": "IQ1_M",
+    "blk.0.ffn_down.weight": "TQ2_0",
+    "blk.1.attn_q.weight": "IQ3_S",
+    "blk.1.attn_k.weight": "MXFP4",
+    "blk.1.attn_v.weight": "IQ2_S",
+    "blk.1.attn_output.weight": "IQ1_M",
+    "blk.1.ffn_gate.weight": "IQ3_XXS",
+    "blk.1.ffn_up.weight": "TQ2_0",
+    "blk.1.ffn_down.weight": "IQ1_S",
+}
 
 
 def gen_gguf_blocks(out_root: Path) -> None:
     """tests/fixtures/gguf-blocks/qwen2-256-blocks.gguf: qwen2-tiny.gguf's tokenizer and
     hyper-parameters at width 256 (FFN 512, 4 heads of 64, 2 KV heads), every projection and the
-    embedding / output random Q2_K, Q3_K, Q5_K or IQ4_XS blocks, norms and biases f32."""
+    embedding / output random Q2_K, Q3_K, Q5_K or IQ4_XS blocks, norms and biases f32; and
+    qwen2-256-iq.gguf, the same shapes in the types of `IQ_TYPES`."""
+    out = fresh_dir(out_root / "gguf-blocks")
+    write_blocks_gguf(out_root, out / BLOCKS_GGUF, BLOCKS_SEED, None)
+    write_blocks_gguf(out_root, out / IQ_BLOCKS_GGUF, IQ_BLOCKS_SEED, IQ_TYPES)
+
+
+def write_blocks_gguf(out_root: Path, path: Path, seed: int, types: dict[str, str] | None) -> None:
+    """One 256-wide qwen2 of random blocks at `path`: the k-quant / IQ4_XS mix below, or each
+    matrix in its type from `types`."""
     from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
     source = GGUFReader(str(out_root / "gguf" / "qwen2-tiny.gguf"))
-    out = fresh_dir(out_root / "gguf-blocks")
-    writer = GGUFWriter(str(out / BLOCKS_GGUF), "qwen2")
+    writer = GGUFWriter(str(path), "qwen2")
     overrides = {
         "qwen2.embedding_length": 256,
         "qwen2.feed_forward_length": 512,
         "general.name": "Qwen2 256 blocks",
-        "general.file_type": 11,  # MOSTLY_Q3_K_S, nearest description of a k-quant / IQ4_XS mix
+        # MOSTLY_Q3_K_S, nearest description of a k-quant / IQ4_XS mix; MOSTLY_IQ3_XXS
+        "general.file_type": 11 if types is None else 23,
     }
     for key, field in source.fields.items():
         if key.startswith("GGUF.") or key == "general.architecture":
@@ -322,7 +516,7 @@ def gen_gguf_blocks(out_root: Path) -> None:
         main = field.types[0]
         sub = field.types[1] if main == GGUFValueType.ARRAY else None
         writer.add_key_value(key, value, main, sub_type=sub)
-    rng = np.random.default_rng(BLOCKS_SEED)
+    rng = np.random.default_rng(seed)
     vocab, hidden, ffn, kv = 320, 256, 512, 128
     # (name, rows, cols, type); ggml order puts cols first in the tensor's shape
     mats = [("token_embd.weight", vocab, hidden, "Q3_K"), ("output.weight", vocab, hidden, "IQ4_XS")]
@@ -342,6 +536,7 @@ def gen_gguf_blocks(out_root: Path) -> None:
             (p + "ffn_down.weight", hidden, ffn, k3),
         ]
     for name, rows, cols, qtype in mats:
+        qtype = qtype if types is None else types[name]
         raw = random_blocks(rng, qtype, rows, cols)
         writer.add_tensor(name, raw, raw_dtype=GGMLQuantizationType[qtype])
     for layer in range(2):
@@ -355,4 +550,4 @@ def gen_gguf_blocks(out_root: Path) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    print(f"gguf-blocks/{BLOCKS_GGUF}: {(out / BLOCKS_GGUF).stat().st_size} bytes")
+    print(f"{path}: {path.stat().st_size} bytes")

@@ -269,6 +269,57 @@ fn k_quant_and_iq4_xs_gguf_runs_its_own_blocks() {
     }
 }
 
+/// The GGUF types without kernels of their own (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
+/// IQ3_S, TQ1_0, TQ2_0, MXFP4; llama.cpp refused none of them, specsweep did): a 256-wide qwen2
+/// of random blocks of those types (tests/fixtures/gguf-blocks/qwen2-256-iq.gguf) runs on the
+/// exact kernel-format copies like the file dequantized to f32, and each tensor reaches the
+/// kernels as the copy its type maps to (IQ2 as f32: no kernel format holds it exactly).
+#[test]
+fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
+    use specsweep_engine::gguf::{GgmlType, GgufModel};
+    let path = fixture("gguf-blocks").join("qwen2-256-iq.gguf");
+    let native = LoadOptions {
+        quant: Some(WeightQuant::Native),
+        ..Default::default()
+    };
+    assert_decodes_like(
+        &Engine::load(&path, &native).expect("i-quant gguf loads native"),
+        &Engine::load(&path, &LoadOptions::default()).expect("i-quant gguf loads"),
+        "qwen2-256-iq.gguf native",
+    );
+    let g = GgufModel::open(&path).expect("open");
+    let mut seen = std::collections::BTreeSet::new();
+    let names = (0..2)
+        .flat_map(|l| {
+            [
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+            ]
+            .into_iter()
+            .chain(["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
+            .map(move |p| format!("model.layers.{l}.{p}.weight"))
+        })
+        .chain(["model.embed_tokens.weight".into(), "lm_head.weight".into()]);
+    for name in names {
+        let stored = g.ggml_type_of(&name).expect("tensor");
+        let want = match stored {
+            GgmlType::IQ3_XXS | GgmlType::IQ3_S | GgmlType::IQ1_S | GgmlType::IQ1_M => {
+                QuantFormat::Q6K
+            }
+            GgmlType::TQ1_0 | GgmlType::TQ2_0 => QuantFormat::Q2K,
+            GgmlType::MXFP4 => QuantFormat::Q8_0,
+            GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S => QuantFormat::F32,
+            other => panic!("{name}: unexpected {}", other.name()),
+        };
+        let m = g.quant_matrix(&name).expect("read").expect("kernel format");
+        assert_eq!(m.format(), want, "{name} ({})", stored.name());
+        seen.insert(stored.name());
+    }
+    assert_eq!(seen.len(), 10, "every type appears: {seen:?}");
+}
+
 /// Teacher-forced on the reference's greedy text (see the module doc): logits within
 /// `LOGIT_REL_TOL · max|logit|` everywhere, the reference's greedy token wherever its top-1 margin
 /// is decisive, and at ≥ 85 % of all positions.

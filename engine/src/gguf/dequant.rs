@@ -30,6 +30,16 @@ pub enum GgmlType {
     IQ4_NL = 20,
     IQ4_XS = 23,
     BF16 = 30,
+    IQ2_XXS = 16,
+    IQ2_XS = 17,
+    IQ3_XXS = 18,
+    IQ1_S = 19,
+    IQ3_S = 21,
+    IQ2_S = 22,
+    IQ1_M = 29,
+    TQ1_0 = 34,
+    TQ2_0 = 35,
+    MXFP4 = 39,
 }
 
 /// Values per k-quant super-block (ggml's `QK_K`).
@@ -37,7 +47,7 @@ const QK_K: usize = 256;
 
 impl GgmlType {
     /// Every supported type, for error messages and tests.
-    pub const ALL: [GgmlType; 15] = [
+    pub const ALL: [GgmlType; 25] = [
         Self::F32,
         Self::F16,
         Self::BF16,
@@ -53,6 +63,16 @@ impl GgmlType {
         Self::Q6_K,
         Self::IQ4_NL,
         Self::IQ4_XS,
+        Self::IQ2_XXS,
+        Self::IQ2_XS,
+        Self::IQ3_XXS,
+        Self::IQ1_S,
+        Self::IQ3_S,
+        Self::IQ2_S,
+        Self::IQ1_M,
+        Self::TQ1_0,
+        Self::TQ2_0,
+        Self::MXFP4,
     ];
 
     /// The type with ggml id `id`, if supported.
@@ -78,6 +98,16 @@ impl GgmlType {
             Self::Q6_K => "Q6_K",
             Self::IQ4_NL => "IQ4_NL",
             Self::IQ4_XS => "IQ4_XS",
+            Self::IQ2_XXS => "IQ2_XXS",
+            Self::IQ2_XS => "IQ2_XS",
+            Self::IQ3_XXS => "IQ3_XXS",
+            Self::IQ1_S => "IQ1_S",
+            Self::IQ3_S => "IQ3_S",
+            Self::IQ2_S => "IQ2_S",
+            Self::IQ1_M => "IQ1_M",
+            Self::TQ1_0 => "TQ1_0",
+            Self::TQ2_0 => "TQ2_0",
+            Self::MXFP4 => "MXFP4",
         }
     }
 
@@ -85,8 +115,28 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q8_0 | Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::IQ4_NL => 32,
-            Self::Q2_K | Self::Q3_K | Self::Q4_K | Self::Q5_K | Self::Q6_K | Self::IQ4_XS => QK_K,
+            Self::Q8_0
+            | Self::Q4_0
+            | Self::Q4_1
+            | Self::Q5_0
+            | Self::Q5_1
+            | Self::IQ4_NL
+            | Self::MXFP4 => 32,
+            Self::Q2_K
+            | Self::Q3_K
+            | Self::Q4_K
+            | Self::Q5_K
+            | Self::Q6_K
+            | Self::IQ4_XS
+            | Self::IQ2_XXS
+            | Self::IQ2_XS
+            | Self::IQ2_S
+            | Self::IQ3_XXS
+            | Self::IQ3_S
+            | Self::IQ1_S
+            | Self::IQ1_M
+            | Self::TQ1_0
+            | Self::TQ2_0 => QK_K,
         }
     }
 
@@ -107,6 +157,16 @@ impl GgmlType {
             Self::Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
             Self::IQ4_NL => crate::quant::iq4_nl::BLOCK_BYTES,
             Self::IQ4_XS => crate::quant::iq4_xs::BLOCK_BYTES,
+            Self::IQ2_XXS => crate::quant::iq2::XXS_BYTES,
+            Self::IQ2_XS => crate::quant::iq2::XS_BYTES,
+            Self::IQ3_XXS => crate::quant::iq3::XXS_BYTES,
+            Self::IQ1_S => crate::quant::iq1::S_BYTES,
+            Self::IQ3_S => crate::quant::iq3::S_BYTES,
+            Self::IQ2_S => crate::quant::iq2::S_BYTES,
+            Self::IQ1_M => crate::quant::iq1::M_BYTES,
+            Self::TQ1_0 => crate::quant::ternary::TQ1_BYTES,
+            Self::TQ2_0 => crate::quant::ternary::TQ2_BYTES,
+            Self::MXFP4 => crate::quant::mxfp4::BLOCK_BYTES,
         }
     }
 
@@ -124,21 +184,12 @@ pub fn ggml_type_name(id: u32) -> String {
     let known = [
         (9, "Q8_1"),
         (15, "Q8_K"),
-        (16, "IQ2_XXS"),
-        (17, "IQ2_XS"),
-        (18, "IQ3_XXS"),
-        (19, "IQ1_S"),
-        (21, "IQ3_S"),
-        (22, "IQ2_S"),
         (24, "I8"),
         (25, "I16"),
         (26, "I32"),
         (27, "I64"),
         (28, "F64"),
-        (29, "IQ1_M"),
-        (34, "TQ1_0"),
-        (35, "TQ2_0"),
-        (39, "MXFP4"),
+        (40, "NVFP4"),
     ];
     match GgmlType::from_id(id) {
         Some(t) => t.name().to_string(),
@@ -175,6 +226,16 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         GgmlType::Q6_K => blocks.for_each(|(b, y)| q6_k(b, y)),
         GgmlType::IQ4_NL => blocks.for_each(|(b, y)| crate::quant::iq4_nl::dequantize_block(b, y)),
         GgmlType::IQ4_XS => blocks.for_each(|(b, y)| crate::quant::iq4_xs::dequantize_block(b, y)),
+        GgmlType::IQ2_XXS => blocks.for_each(|(b, y)| crate::quant::iq2::dequantize_xxs(b, y)),
+        GgmlType::IQ2_XS => blocks.for_each(|(b, y)| crate::quant::iq2::dequantize_xs(b, y)),
+        GgmlType::IQ3_XXS => blocks.for_each(|(b, y)| crate::quant::iq3::dequantize_xxs(b, y)),
+        GgmlType::IQ1_S => blocks.for_each(|(b, y)| crate::quant::iq1::dequantize_s(b, y)),
+        GgmlType::IQ3_S => blocks.for_each(|(b, y)| crate::quant::iq3::dequantize_s(b, y)),
+        GgmlType::IQ2_S => blocks.for_each(|(b, y)| crate::quant::iq2::dequantize_s(b, y)),
+        GgmlType::IQ1_M => blocks.for_each(|(b, y)| crate::quant::iq1::dequantize_m(b, y)),
+        GgmlType::TQ1_0 => blocks.for_each(|(b, y)| crate::quant::ternary::dequantize_tq1(b, y)),
+        GgmlType::TQ2_0 => blocks.for_each(|(b, y)| crate::quant::ternary::dequantize_tq2(b, y)),
+        GgmlType::MXFP4 => blocks.for_each(|(b, y)| crate::quant::mxfp4::dequantize_block(b, y)),
     }
 }
 
@@ -360,6 +421,88 @@ mod tests {
         }
     }
 
+    /// The i-quants, ternary types and MXFP4 against llama.cpp's own `dequantize_row_*` (the
+    /// fixtures' values), and bit for bit on a generated stream that uses every codebook row
+    /// (tests/fixtures/quant/IQ_stream.json keeps the sha256 of llama.cpp's output).
+    #[test]
+    fn i_quants_ternary_and_mxfp4_match_llama_cpp() {
+        use sha2::{Digest, Sha256};
+        let types = [
+            GgmlType::IQ2_XXS,
+            GgmlType::IQ2_XS,
+            GgmlType::IQ2_S,
+            GgmlType::IQ3_XXS,
+            GgmlType::IQ3_S,
+            GgmlType::IQ1_S,
+            GgmlType::IQ1_M,
+            GgmlType::TQ1_0,
+            GgmlType::TQ2_0,
+            GgmlType::MXFP4,
+        ];
+        let doc: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(quant_dir().join("IQ_stream.json")).unwrap(),
+        )
+        .unwrap();
+        let n_blocks = doc["n_blocks"].as_u64().unwrap() as usize;
+        for ty in types {
+            check(ty);
+            let bytes = iq_stream(ty, n_blocks);
+            let mut values = vec![0f32; n_blocks * ty.block_size()];
+            dequantize(ty, &bytes, &mut values);
+            let le: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let hex: String = Sha256::digest(&le)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(
+                hex,
+                doc["sha256"][ty.name()].as_str().unwrap(),
+                "{}",
+                ty.name()
+            );
+        }
+    }
+
+    /// scripts/fixture_quant.py's `iq_stream`: LCG bytes, then valid scales (its docstring).
+    fn iq_stream(ty: GgmlType, n_blocks: usize) -> Vec<u8> {
+        let mut state = 0x1D_5EED_u64;
+        let mut raw: Vec<u8> = (0..n_blocks * ty.type_size())
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (state >> 56) as u8
+            })
+            .collect();
+        let f16_fields: &[usize] = match ty {
+            GgmlType::TQ1_0 => &[52],
+            GgmlType::TQ2_0 => &[64],
+            GgmlType::IQ1_M | GgmlType::MXFP4 => &[],
+            _ => &[0],
+        };
+        let scale_bits =
+            |b: &[u8], at: usize| 0x1C00 | (u16::from_le_bytes([b[at], b[at + 1]]) & 0x3FF);
+        for block in raw.chunks_exact_mut(ty.type_size()) {
+            for &at in f16_fields {
+                let bits = scale_bits(block, at);
+                block[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+            }
+            if ty == GgmlType::IQ1_M {
+                let bits = scale_bits(block, 48);
+                for k in 0..4 {
+                    let at = 48 + 2 * k;
+                    let word = u16::from_le_bytes([block[at], block[at + 1]]);
+                    let word = (word & 0x0FFF) | ((bits >> (4 * k)) & 0xF) << 12;
+                    block[at..at + 2].copy_from_slice(&word.to_le_bytes());
+                }
+            }
+            if ty == GgmlType::MXFP4 {
+                block[0] = 104 + block[0] % 32;
+            }
+        }
+        raw
+    }
+
     #[test]
     fn q8_0_matches_gguf_py() {
         check(GgmlType::Q8_0);
@@ -437,7 +580,10 @@ mod tests {
         assert_eq!(GgmlType::from_id(30), Some(GgmlType::BF16));
         assert_eq!(GgmlType::Q2_K.type_size(), 84);
         assert_eq!(GgmlType::from_id(10), Some(GgmlType::Q2_K));
-        assert_eq!(GgmlType::from_id(16), None);
+        assert_eq!(GgmlType::from_id(16), Some(GgmlType::IQ2_XXS));
+        assert_eq!(GgmlType::MXFP4.type_size(), 17);
+        assert_eq!(GgmlType::from_id(40), None);
+        assert_eq!(ggml_type_name(40), "NVFP4");
         assert_eq!(ggml_type_name(10), "Q2_K");
         assert_eq!(GgmlType::Q8_0.byte_len(33), None);
     }

@@ -321,7 +321,8 @@ impl GgufModel {
         };
         let t = &self.header.tensors[entry.tensor];
         let Some(format) = QuantFormat::from_ggml_type(t.ggml_type as u32) else {
-            return Ok(None);
+            // the i-quants, ternary types and MXFP4: exact copies in a kernel format
+            return self.recoded(hf_name, t.ggml_type, &t.name);
         };
         let mut shape = t.hf_shape();
         if entry.expert.is_some() {
@@ -332,7 +333,7 @@ impl GgufModel {
         };
         if format == QuantFormat::Q3K && !QuantMatrix::takes_kernel_layout(format, rows, cols) {
             // only the interleaved layout has vector Q3_K kernels
-            return self.q3_k_as_q6_k(hf_name, &t.name);
+            return self.recoded(hf_name, t.ggml_type, &t.name);
         }
         if !kernel_cols_ok(format, cols) {
             return Ok(None);
@@ -357,29 +358,39 @@ impl GgufModel {
         .map(Some)
     }
 
-    /// A `q3_K` weight as `q6_K` blocks of the same values (`quant::q3_k::to_q6_k`) where it will
-    /// not be interleaved (`--layout rows`, rows not a multiple of 16, CPUs without AVX2): the
-    /// row-major Q3_K product is the portable one only, and Q6_K's 16 sub-blocks of 16 with i8
-    /// scales hold Q3_K's weights exactly, at 210 instead of 110 bytes per 256.
-    fn q3_k_as_q6_k(&self, hf_name: &str, name: &str) -> Result<Option<QuantMatrix>> {
-        use crate::quant::q3_k::{BLOCK_BYTES, Q6_K_BYTES, to_q6_k};
+    /// A weight whose stored type the kernels lack as blocks of a kernel format holding the
+    /// same values (`quant::recode`): IQ3_XXS / IQ3_S / IQ1_S / IQ1_M as Q6_K, TQ1_0 / TQ2_0
+    /// as Q2_K, MXFP4 as Q8_0, and Q3_K as Q6_K where it will not be interleaved (`--layout
+    /// rows`, rows not a multiple of 16, CPUs without AVX2: the row-major Q3_K product is the
+    /// portable one only). Types without an exact re-encoding (IQ2_XXS / IQ2_XS / IQ2_S), and
+    /// tensors with a block whose scale the target cannot hold, are kept as f32: exact, at 32
+    /// bits per weight.
+    fn recoded(&self, hf_name: &str, ty: GgmlType, name: &str) -> Result<Option<QuantMatrix>> {
         let raw = self.raw(hf_name)?;
         let [rows, cols] = raw.shape[..] else {
             return Ok(None);
         };
-        if !kernel_cols_ok(QuantFormat::Q6K, cols) {
+        if let Some(r) = crate::quant::recode::recode_for(ty)
+            && kernel_cols_ok(r.target, cols)
+        {
+            let mut out = vec![0u8; raw.bytes.len() / r.from_bytes * r.to_bytes];
+            let exact = raw
+                .bytes
+                .chunks_exact(r.from_bytes)
+                .zip(out.chunks_exact_mut(r.to_bytes))
+                .all(|(b, o)| (r.convert)(b, o));
+            if exact {
+                crate::quant::release_pages(&self.mmap, raw.range);
+                return QuantMatrix::from_raw(name, r.target, rows, cols, out).map(Some);
+            }
+        }
+        if !kernel_cols_ok(QuantFormat::F32, cols) {
             return Ok(None);
         }
-        let mut q6 = vec![0u8; raw.bytes.len() / BLOCK_BYTES * Q6_K_BYTES];
-        for (b, o) in raw
-            .bytes
-            .chunks_exact(BLOCK_BYTES)
-            .zip(q6.chunks_exact_mut(Q6_K_BYTES))
-        {
-            to_q6_k(b, o);
-        }
+        let mut values = vec![0f32; rows * cols];
+        crate::gguf::dequant::dequantize(ty, &raw.bytes, &mut values);
         crate::quant::release_pages(&self.mmap, raw.range);
-        QuantMatrix::from_raw(name, QuantFormat::Q6K, rows, cols, q6).map(Some)
+        QuantMatrix::quantize(name, QuantFormat::F32, rows, cols, &values).map(Some)
     }
 
     /// The ggml type of the GGUF tensor behind an HF name (for reports).

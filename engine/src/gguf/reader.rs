@@ -484,10 +484,10 @@ pub(crate) mod tests {
         );
         let e = parse_header(&good[..54]).unwrap_err();
         assert!(e.contains("general.architecture"), "{e}");
-        let iq2_xs = Writer::default()
-            .raw_tensor("w", &[256], 17, vec![0; 74])
+        let nvfp4 = Writer::default()
+            .raw_tensor("w", &[256], 40, vec![0; 144])
             .build();
-        let e = parse_header(&iq2_xs).unwrap_err();
-        assert!(e.contains("`w`") && e.contains("IQ2_XS"), "{e}");
+        let e = parse_header(&nvfp4).unwrap_err();
+        assert!(e.contains("`w`") && e.contains("NVFP4"), "{e}");
     }
 }

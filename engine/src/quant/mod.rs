@@ -25,17 +25,24 @@ mod dequant;
 mod format;
 mod interleave;
 pub(crate) mod interleave32;
+pub mod iq1;
+pub mod iq2;
+pub mod iq3;
 pub mod iq4_nl;
 pub mod iq4_xs;
+mod iq_grid;
 mod k_quantize;
 mod linear;
 mod matmul;
 mod matrix;
+pub mod mxfp4;
 pub mod q2_k;
 pub mod q3_k;
 mod quantize;
+pub(crate) mod recode;
 mod scalar;
 mod team;
+pub mod ternary;
 #[cfg(target_arch = "x86_64")]
 mod x16;
 #[cfg(target_arch = "x86_64")]

@@ -13,8 +13,6 @@ use half::f16;
 
 /// Bytes of one super-block.
 pub const BLOCK_BYTES: usize = 110;
-/// Bytes of the Q6_K super-block [`to_q6_k`] writes.
-pub const Q6_K_BYTES: usize = 210;
 
 /// The 16 sub-block scales `sc_s − 32` (−32 ..= 31), unpacked from the 12 bytes at 96: the low
 /// four bits of scales 0–7 / 8–15 are the low / high nibbles of bytes 0–7, their high two bits
@@ -74,60 +72,22 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32]) {
     }
 }
 
-/// One super-block as the Q6_K super-block of the same values (see the module docs): `ql` (128
-/// bytes of low nibbles), `qh` (64 bytes of 2-bit highs), 16 i8 scales, `d`.
+/// One super-block as the Q6_K super-block of the same values (see the module docs; always
+/// exact, so always `true`, the signature of `super::recode::Recode::convert`).
 ///
 /// # Panics
 /// When `block` is not 110 bytes or `out` not 210.
-pub fn to_q6_k(block: &[u8], out: &mut [u8]) {
-    assert!(
-        block.len() == BLOCK_BYTES && out.len() == Q6_K_BYTES,
-        "one q3_K block into one q6_K block"
-    );
-    out[..192].fill(0);
-    for k in 0..256 {
-        let q6 = weight(block, k) + 28;
-        let (h, g, l) = (k / 128, (k % 128) / 32, k % 32);
-        let at = 64 * h + 32 * (g % 2) + l;
-        out[at] |= if g < 2 { q6 & 0x0F } else { (q6 & 0x0F) << 4 };
-        out[128 + 32 * h + l] |= (q6 >> 4) << (2 * g);
-    }
-    for (o, s) in out[192..208].iter_mut().zip(scales(block)) {
-        *o = s as u8;
-    }
-    out[208..210].copy_from_slice(&block[108..110]);
+pub fn to_q6_k(block: &[u8], out: &mut [u8]) -> bool {
+    assert_eq!(block.len(), BLOCK_BYTES, "one q3_K block");
+    let q = std::array::from_fn(|k| weight(block, k) as i8 - 4);
+    let d = u16::from_le_bytes([block[108], block[109]]);
+    super::recode::write_q6_k(d, &scales(block), &q, out);
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every element of pseudo-random blocks: the Q6_K copy reads back (through the GGUF Q6_K
-    /// dequantizer) to the very same f32 values as the block itself.
-    #[test]
-    fn q6_k_copies_hold_the_same_values_bit_for_bit() {
-        let mut s = 0x5EED_u64;
-        for _ in 0..32 {
-            let mut block: Vec<u8> = (0..BLOCK_BYTES)
-                .map(|_| {
-                    s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    (s >> 33) as u8
-                })
-                .collect();
-            block[108..110].copy_from_slice(&f16::from_f32(0.0123).to_le_bytes());
-            let (mut want, mut got) = ([0.0f32; 256], [0.0f32; 256]);
-            dequantize_block(&block, &mut want);
-            let mut q6 = [0u8; Q6_K_BYTES];
-            to_q6_k(&block, &mut q6);
-            crate::gguf::dequant::dequantize(crate::gguf::GgmlType::Q6_K, &q6, &mut got);
-            assert!(
-                want.iter()
-                    .zip(&got)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "q3_K block and its q6_K copy differ"
-            );
-        }
-    }
 
     #[test]
     fn scales_pack_back_to_the_same_bytes() {

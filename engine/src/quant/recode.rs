@@ -1,0 +1,191 @@
+//! Exact re-encodings of GGUF block types that have no kernels of their own into formats that
+//! do: IQ3_XXS, IQ3_S, IQ1_S and IQ1_M into Q6_K, TQ1_0 and TQ2_0 into Q2_K, MXFP4 into Q8_0
+//! (and Q3_K into Q6_K where it is not interleaved).
+//!
+//! Each source block is decoded to one f16 super-block scale, small integer sub-block scales and
+//! small integer weights whose product is the block's value exactly, and written in the target's
+//! layout; [`Recode::convert`] says when a block cannot be held exactly (a super-block scale
+//! that would leave f16's range once the sub-block scales' common factor is moved into it), and
+//! the caller then keeps the tensor as f32 instead. The copies cost more memory than the source
+//! (Q6_K: 210 bytes per 256 weights against 50–110) but run on the vector kernels, and every
+//! value dequantizes to the same f32 as the source block (tests below, on llama.cpp's
+//! reference stream).
+
+use super::format::QuantFormat;
+use crate::gguf::GgmlType;
+use half::f16;
+
+/// Bytes of a Q6_K super-block.
+pub(crate) const Q6_K_BYTES: usize = 210;
+/// Bytes of a Q8_0 block.
+pub(crate) const Q8_0_BYTES: usize = 34;
+
+/// How blocks of one GGUF type become blocks of a kernel format.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recode {
+    /// The format the copies are in.
+    pub target: QuantFormat,
+    /// Bytes of one source block.
+    pub from_bytes: usize,
+    /// Bytes of one target block (as many weights).
+    pub to_bytes: usize,
+    /// Write one source block's values into one target block; `false` when they cannot be held
+    /// exactly.
+    pub convert: fn(&[u8], &mut [u8]) -> bool,
+}
+
+/// The exact re-encoding of `ty`, if it has one.
+pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
+    let q6 = |from_bytes, convert| Recode {
+        target: QuantFormat::Q6K,
+        from_bytes,
+        to_bytes: Q6_K_BYTES,
+        convert,
+    };
+    let q2 = |from_bytes, convert| Recode {
+        target: QuantFormat::Q2K,
+        from_bytes,
+        to_bytes: super::q2_k::BLOCK_BYTES,
+        convert,
+    };
+    Some(match ty {
+        GgmlType::Q3_K => q6(super::q3_k::BLOCK_BYTES, super::q3_k::to_q6_k),
+        GgmlType::IQ3_XXS => q6(super::iq3::XXS_BYTES, super::iq3::xxs_to_q6_k),
+        GgmlType::IQ3_S => q6(super::iq3::S_BYTES, super::iq3::s_to_q6_k),
+        GgmlType::IQ1_S => q6(super::iq1::S_BYTES, super::iq1::s_to_q6_k),
+        GgmlType::IQ1_M => q6(super::iq1::M_BYTES, super::iq1::m_to_q6_k),
+        GgmlType::TQ1_0 => q2(super::ternary::TQ1_BYTES, super::ternary::tq1_to_q2_k),
+        GgmlType::TQ2_0 => q2(super::ternary::TQ2_BYTES, super::ternary::tq2_to_q2_k),
+        GgmlType::MXFP4 => Recode {
+            target: QuantFormat::Q8_0,
+            from_bytes: super::mxfp4::BLOCK_BYTES,
+            to_bytes: Q8_0_BYTES,
+            convert: super::mxfp4::to_q8_0,
+        },
+        _ => return None,
+    })
+}
+
+/// The f16 bits of `f16(bits) · factor` when that product is an f16 exactly (`factor` a power
+/// of two, so only range can fail).
+pub(crate) fn f16_scaled(bits: u16, factor: f32) -> Option<u16> {
+    let v = f16::from_bits(bits).to_f32() * factor;
+    let h = f16::from_f32(v);
+    (h.to_f32() == v).then_some(h.to_bits())
+}
+
+/// Write a Q6_K super-block: `d` (f16 bits), 16 sub-block scales and 256 weights in −32 ..= 31
+/// (`w = d·scale·q`; ggml's `block_q6_K`: low nibbles, high bit pairs, scales, d).
+pub(crate) fn write_q6_k(d: u16, scales: &[i8; 16], q: &[i8; 256], out: &mut [u8]) {
+    assert_eq!(out.len(), Q6_K_BYTES, "one q6_K block");
+    out[..192].fill(0);
+    for (k, &v) in q.iter().enumerate() {
+        debug_assert!((-32..32).contains(&v), "q6_K weight {v}");
+        let q6 = (v + 32) as u8;
+        let (h, g, l) = (k / 128, (k % 128) / 32, k % 32);
+        let at = 64 * h + 32 * (g % 2) + l;
+        out[at] |= if g < 2 { q6 & 0x0F } else { (q6 & 0x0F) << 4 };
+        out[128 + 32 * h + l] |= (q6 >> 4) << (2 * g);
+    }
+    for (o, &s) in out[192..208].iter_mut().zip(scales) {
+        *o = s as u8;
+    }
+    out[208..210].copy_from_slice(&d.to_le_bytes());
+}
+
+/// Write a Q2_K super-block whose every sub-block has scale 1 and min 1 under `d = dmin`:
+/// `w = d·q − d` for `q` in 0 ..= 3 (ternary weights `d·(q − 1)`).
+pub(crate) fn write_q2_k_unit(d: u16, q: &[u8; 256], out: &mut [u8]) {
+    use super::q2_k::{BLOCK_BYTES, D, DMIN, QS};
+    assert_eq!(out.len(), BLOCK_BYTES, "one q2_K block");
+    out[..QS].fill(0x11);
+    out[QS..D].fill(0);
+    for (k, &v) in q.iter().enumerate() {
+        let (h, j, l) = (k / 128, (k % 128) / 32, k % 32);
+        out[QS + 32 * h + l] |= (v & 3) << (2 * j);
+    }
+    out[D..D + 2].copy_from_slice(&d.to_le_bytes());
+    out[DMIN..DMIN + 2].copy_from_slice(&d.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::dequant::dequantize;
+
+    /// Pseudo-random blocks of `ty` (every f16 / E8M0 scale left random too, so that range
+    /// failures happen): each block either converts to values equal to its own dequantization,
+    /// or reports that it cannot.
+    fn check(ty: GgmlType, want_failures: bool) {
+        let r = recode_for(ty).expect("recodable");
+        assert_eq!(r.from_bytes, ty.type_size());
+        let target = GgmlType::from_id(r.target.ggml_type()).expect("target type");
+        assert_eq!(target.block_size(), ty.block_size());
+        let mut state = 0x0DDB_1A5E_u64;
+        let (mut ok, mut failed) = (0, 0);
+        for _ in 0..4000 {
+            let block: Vec<u8> = (0..r.from_bytes)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    (state >> 56) as u8
+                })
+                .collect();
+            let n = ty.block_size();
+            let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
+            dequantize(ty, &block, &mut want);
+            let mut out = vec![0u8; r.to_bytes];
+            if !(r.convert)(&block, &mut out) {
+                failed += 1;
+                continue;
+            }
+            dequantize(target, &out, &mut got);
+            ok += 1;
+            for (k, (w, g)) in want.iter().zip(&got).enumerate() {
+                // bit for bit, but for the sign of a zero (TQ's `0·d` is −0 for negative `d`,
+                // Q2_K's `d − d` is +0) and NaN payloads (random f16 scales include NaN)
+                assert!(
+                    w.to_bits() == g.to_bits()
+                        || (*w == 0.0 && *g == 0.0)
+                        || (w.is_nan() && g.is_nan()),
+                    "{}: value {k}: {w} as {} is {g}",
+                    ty.name(),
+                    target.name()
+                );
+            }
+        }
+        assert!(ok > 400, "{}: {ok} blocks converted", ty.name());
+        assert_eq!(
+            failed > 0,
+            want_failures,
+            "{}: {failed} blocks refused",
+            ty.name()
+        );
+    }
+
+    #[test]
+    fn recoded_blocks_hold_the_same_values() {
+        // random f16 scales reach f16's extremes: IQ3_XXS's d / 2 and IQ1's d / 8 can leave
+        // its range, MXFP4's E8M0 scales mostly lie outside it; the others always convert
+        check(GgmlType::Q3_K, false);
+        check(GgmlType::IQ3_XXS, true);
+        check(GgmlType::IQ3_S, false);
+        check(GgmlType::IQ1_S, true);
+        check(GgmlType::IQ1_M, true);
+        check(GgmlType::TQ1_0, false);
+        check(GgmlType::TQ2_0, false);
+        check(GgmlType::MXFP4, true);
+    }
+
+    #[test]
+    fn f16_scaling_is_exact_or_refused() {
+        let one = f16::from_f32(1.0).to_bits();
+        assert_eq!(f16_scaled(one, 0.125), Some(f16::from_f32(0.125).to_bits()));
+        // the smallest normal f16 halves into a subnormal exactly; an odd subnormal does not
+        let min_normal = 0x0400;
+        assert_eq!(f16_scaled(min_normal, 0.5), Some(0x0200));
+        assert_eq!(f16_scaled(0x0001, 0.5), None);
+        assert_eq!(f16_scaled(0x0003, 0.125), None);
+    }
+}
