@@ -5,9 +5,13 @@
 //! block, one f16 scale `d`, sometimes an f16 minimum `m` and a 32-bit mask `qh` of fifth bits)
 //! and the k-quants `block_q3_K`, `block_q4_K`, `block_q5_K`, `block_q6_K` (256-value
 //! super-blocks split into sub-blocks of 32 or 16 with 6- or 8-bit sub-scales), and the
-//! non-linear `block_iq4_nl` / `block_iq4_xs` (`crate::quant::iq4_nl`, `crate::quant::iq4_xs`), as described in ggml's `ggml-common.h` and
-//! dequantized by `dequantize_row_*` in `ggml-quants.c`. Everything here is a pure function from
-//! block bytes to values, tested against gguf-py's reference vectors (tests/fixtures/quant).
+//! non-linear `block_iq4_nl` / `block_iq4_xs` (`crate::quant::iq4_nl`, `crate::quant::iq4_xs`),
+//! the codebook i-quants IQ1_S / IQ1_M / IQ2_XXS / IQ2_XS / IQ2_S / IQ3_XXS / IQ3_S
+//! (`crate::quant::iq1`, `iq2`, `iq3`), the ternary TQ1_0 / TQ2_0 (`crate::quant::ternary`) and
+//! MXFP4 (`crate::quant::mxfp4`), as described in ggml's `ggml-common.h` and dequantized by
+//! `dequantize_row_*` in `ggml-quants.c`. Everything here is a pure function from block bytes to
+//! values, tested against gguf-py's reference vectors and, for the types added in the eighteenth
+//! round, bit for bit against llama.cpp's own dequantizers (tests/fixtures/quant).
 
 use half::{bf16, f16};
 

@@ -2,8 +2,12 @@
 //! with Hugging Face tensor names and f32 data, plus the model config and tokenizer rebuilt from
 //! its metadata.
 //!
-//! Supported: GGUF v2/v3, architectures llama, qwen2, qwen3 and qwen3moe, tensor types F32, F16,
-//! BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (dequantized on load). Shapes are handed
+//! Supported: GGUF v2/v3, architectures llama, qwen2, qwen3 and qwen3moe, every tensor type
+//! llama.cpp's CPU backend reads but NVFP4 and the integer types ([`GgmlType::ALL`]: F32, F16,
+//! BF16, the 32-blocks, the k-quants, IQ4_NL / IQ4_XS, the IQ1 … IQ3 i-quants, TQ1_0 / TQ2_0,
+//! MXFP4), either dequantized on load or handed to the quantized kernels as stored
+//! ([`GgufModel::quant_matrix`]; types without kernels as exact copies in one that has them,
+//! `crate::quant::recode`). Shapes are handed
 //! out in PyTorch order (GGUF lists the innermost dimension first), stacked expert tensors are
 //! split per expert, and the Q/K rows llama.cpp's converter permutes for llama-architecture models
 //! are put back in HF order, so that the model builder sees exactly what a safetensors checkpoint
@@ -363,7 +367,7 @@ impl GgufModel {
     /// as Q2_K, MXFP4 as Q8_0, and Q3_K as Q6_K where it will not be interleaved (`--layout
     /// rows`, rows not a multiple of 16, CPUs without AVX2: the row-major Q3_K product is the
     /// portable one only). Types without an exact re-encoding (IQ2_XXS / IQ2_XS / IQ2_S), and
-    /// tensors with a block whose scale the target cannot hold, are kept as f32: exact, at 32
+    /// MXFP4 tensors with a scale outside f16's range, are kept as f32: exact, at 32
     /// bits per weight.
     fn recoded(&self, hf_name: &str, ty: GgmlType, name: &str) -> Result<Option<QuantMatrix>> {
         let raw = self.raw(hf_name)?;
@@ -381,16 +385,23 @@ impl GgufModel {
                 .all(|(b, o)| (r.convert)(b, o));
             if exact {
                 crate::quant::release_pages(&self.mmap, raw.range);
-                return QuantMatrix::from_raw(name, r.target, rows, cols, out).map(Some);
+                return QuantMatrix::from_raw(name, r.target, rows, cols, out)
+                    .map(|m| Some(m.with_out_scale(r.out_scale)));
             }
         }
         if !kernel_cols_ok(QuantFormat::F32, cols) {
             return Ok(None);
         }
-        let mut values = vec![0f32; rows * cols];
-        crate::gguf::dequant::dequantize(ty, &raw.bytes, &mut values);
+        // row by row into the f32 bytes the matrix keeps: no second full-size copy
+        let row_bytes = raw.bytes.len() / rows;
+        let mut row = vec![0f32; cols];
+        let mut data = Vec::with_capacity(rows * cols * 4);
+        for blocks in raw.bytes.chunks_exact(row_bytes) {
+            crate::gguf::dequant::dequantize(ty, blocks, &mut row);
+            data.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+        }
         crate::quant::release_pages(&self.mmap, raw.range);
-        QuantMatrix::quantize(name, QuantFormat::F32, rows, cols, &values).map(Some)
+        QuantMatrix::from_raw(name, QuantFormat::F32, rows, cols, data).map(Some)
     }
 
     /// The ggml type of the GGUF tensor behind an HF name (for reports).

@@ -9,10 +9,11 @@
 //!   8, a 3-bit index high and the shift's sign; four 16-bit words of 3-bit scales per 16 whose
 //!   top nibbles together are the f16 `d`. `w = d·(2·ls + 1)·(grid ± 1/8)`.
 //!
-//! Both are held exactly by Q6_K (`super::recode`) as `(d/8)·(2·ls + 1)·(8·grid ± 1)`.
+//! Both are held exactly by Q6_K (`super::recode`) as `⅛ · d·(2·ls + 1)·(8·grid ± 1)`, the ⅛
+//! kept outside the blocks as the matrix's out scale.
 
 use super::iq_grid::Grid;
-use super::recode::{f16_scaled, write_q6_k};
+use super::recode::write_q6_k;
 use half::f16;
 
 /// Bytes of an `iq1_s` super-block.
@@ -75,15 +76,13 @@ fn dequantize(x: &Decoded, out: &mut [f32]) {
     }
 }
 
+/// Eight times the block's values: the matrix keeps the 1/8 as its out scale (always exact).
 fn to_q6_k(x: &Decoded, out: &mut [u8]) -> bool {
-    let Some(d) = f16_scaled(x.d, 0.125) else {
-        return false;
-    };
     let q = std::array::from_fn(|k| {
         let g = k / 8;
         8 * x.rows[g][k % 8] + if x.negative[g] { -1 } else { 1 }
     });
-    write_q6_k(d, &x.scales, &q, out);
+    write_q6_k(x.d, &x.scales, &q, out);
     true
 }
 
@@ -105,12 +104,12 @@ pub fn dequantize_m(block: &[u8], out: &mut [f32]) {
     dequantize(&decode_m(block), out);
 }
 
-/// An `iq1_s` block as Q6_K; `false` when `d/8` is not an f16.
+/// An `iq1_s` block as Q6_K (of eight times its values).
 pub fn s_to_q6_k(block: &[u8], out: &mut [u8]) -> bool {
     to_q6_k(&decode_s(block), out)
 }
 
-/// An `iq1_m` block as Q6_K; `false` when `d/8` is not an f16.
+/// An `iq1_m` block as Q6_K (of eight times its values).
 pub fn m_to_q6_k(block: &[u8], out: &mut [u8]) -> bool {
     to_q6_k(&decode_m(block), out)
 }

@@ -10,11 +10,12 @@
 //!   bits, 32 bytes of explicit sign bits, 4 bytes of 4-bit scales. `w = d·(1 + 2·ls)·grid·sign`
 //!   with odd magnitudes 1 … 15.
 //!
-//! Both are held exactly by Q6_K (`super::recode`): IQ3_XXS as `(d/2)·(2·ls + 1)·(±grid/2)`,
-//! IQ3_S as `d·(2·ls + 1)·(±grid)`, each sub-block of 32 two Q6_K sub-blocks of 16.
+//! Both are held exactly by Q6_K (`super::recode`): IQ3_XXS as `½ · d·(2·ls + 1)·(±grid/2)` (the
+//! ½ kept outside the blocks, as the matrix's out scale), IQ3_S as `d·(2·ls + 1)·(±grid)`, each
+//! sub-block of 32 two Q6_K sub-blocks of 16.
 
 use super::iq_grid::{Grid, ksigns, sign};
-use super::recode::{f16_scaled, write_q6_k};
+use super::recode::write_q6_k;
 use half::f16;
 
 /// Bytes of an `iq3_xxs` super-block.
@@ -65,13 +66,10 @@ pub fn dequantize_xxs(block: &[u8], out: &mut [f32]) {
     }
 }
 
-/// An `iq3_xxs` block as Q6_K: `d/2`, scales `2·ls + 1`, weights `±grid/2`; `false` when `d/2`
-/// is not an f16.
+/// An `iq3_xxs` block as Q6_K of twice its values: `d`, scales `2·ls + 1`, weights `±grid/2`
+/// (the matrix keeps the factor 1/2 as its out scale; always exact).
 pub fn xxs_to_q6_k(block: &[u8], out: &mut [u8]) -> bool {
-    let (bits, _) = d_of(block);
-    let Some(d) = f16_scaled(bits, 0.5) else {
-        return false;
-    };
+    let (d, _) = d_of(block);
     let scales = std::array::from_fn(|s| (2 * (xxs_word(block, s / 2) >> 28) + 1) as i8);
     let q = std::array::from_fn(|k| xxs_weight(block, k).0 / 2);
     write_q6_k(d, &scales, &q, out);

@@ -447,6 +447,12 @@ pub fn matmul_many_with(
     } else if !super::team::for_each(tasks.len(), &|i| task(&tasks[i])) {
         tasks.par_iter().for_each(task);
     }
+    for (w, out) in ws.iter().zip(outs.iter_mut()) {
+        // exact (a power of two): as if the blocks held the scaled values
+        if w.out_scale() != 1.0 {
+            out.iter_mut().for_each(|v| *v *= w.out_scale());
+        }
+    }
     Ok(())
 }
 

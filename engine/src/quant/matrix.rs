@@ -23,6 +23,9 @@ pub struct QuantMatrix {
     cols: usize,
     /// Rows interleaved 16 at a time (`super::interleave`) rather than one after another.
     interleaved: bool,
+    /// A power of two every product and dequantized value is multiplied by (1 but for exact
+    /// copies of GGUF types whose scales f16 cannot hold, `super::recode`).
+    out_scale: f32,
     data: Storage,
 }
 
@@ -71,6 +74,7 @@ impl PartialEq for QuantMatrix {
     fn eq(&self, other: &Self) -> bool {
         (self.format, self.rows, self.cols, self.interleaved)
             == (other.format, other.rows, other.cols, other.interleaved)
+            && self.out_scale == other.out_scale
             && self.bytes() == other.bytes()
     }
 }
@@ -91,6 +95,7 @@ impl QuantMatrix {
             rows,
             cols,
             interleaved: false,
+            out_scale: 1.0,
             data: Storage::Owned(data),
         })
     }
@@ -117,6 +122,7 @@ impl QuantMatrix {
             rows,
             cols,
             interleaved: false,
+            out_scale: 1.0,
             data: Storage::Mapped(map, range),
         })
     }
@@ -159,6 +165,7 @@ impl QuantMatrix {
             rows,
             cols,
             interleaved: false,
+            out_scale: 1.0,
             data: Storage::Owned(data),
         })
     }
@@ -229,8 +236,25 @@ impl QuantMatrix {
             rows: self.rows,
             cols: self.cols,
             interleaved: true,
+            out_scale: self.out_scale,
             data: Storage::Anon(data),
         }
+    }
+
+    /// This matrix standing for its stored values times `scale`, a power of two (`W = scale ·
+    /// blocks`): the products and dequantized values are multiplied by it, exactly.
+    pub fn with_out_scale(mut self, scale: f32) -> Self {
+        debug_assert!(
+            scale > 0.0 && scale.log2().fract() == 0.0,
+            "out scale {scale} is not a power of two"
+        );
+        self.out_scale = scale;
+        self
+    }
+
+    /// The power of two the stored blocks are multiplied by ([`QuantMatrix::with_out_scale`]).
+    pub fn out_scale(&self) -> f32 {
+        self.out_scale
     }
 
     /// Whether the rows are interleaved 16 at a time (see [`QuantMatrix::interleave`]).
@@ -297,6 +321,9 @@ impl QuantMatrix {
         } else {
             dequantize_into(self.format, self.row(r), out);
         }
+        if self.out_scale != 1.0 {
+            out.iter_mut().for_each(|v| *v *= self.out_scale);
+        }
         Ok(())
     }
 
@@ -310,6 +337,9 @@ impl QuantMatrix {
             }
         } else {
             dequantize_into(self.format, self.bytes(), &mut out);
+            if self.out_scale != 1.0 {
+                out.iter_mut().for_each(|v| *v *= self.out_scale);
+            }
         }
         out
     }

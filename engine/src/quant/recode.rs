@@ -4,16 +4,16 @@
 //!
 //! Each source block is decoded to one f16 super-block scale, small integer sub-block scales and
 //! small integer weights whose product is the block's value exactly, and written in the target's
-//! layout; [`Recode::convert`] says when a block cannot be held exactly (a super-block scale
-//! that would leave f16's range once the sub-block scales' common factor is moved into it), and
-//! the caller then keeps the tensor as f32 instead. The copies cost more memory than the source
+//! layout; a power-of-two factor the target's f16 scale cannot take exactly (IQ3_XXS's 1/2,
+//! IQ1's 1/8: small super-block scales would turn subnormal) stays outside the blocks as the
+//! matrix's [`Recode::out_scale`]. [`Recode::convert`] says when a block cannot be held exactly
+//! (an MXFP4 scale outside f16's range), and the caller then keeps the tensor as f32 instead. The copies cost more memory than the source
 //! (Q6_K: 210 bytes per 256 weights against 50–110) but run on the vector kernels, and every
 //! value dequantizes to the same f32 as the source block (tests below, on llama.cpp's
 //! reference stream).
 
 use super::format::QuantFormat;
 use crate::gguf::GgmlType;
-use half::f16;
 
 /// Bytes of a Q6_K super-block.
 pub(crate) const Q6_K_BYTES: usize = 210;
@@ -29,6 +29,10 @@ pub(crate) struct Recode {
     pub from_bytes: usize,
     /// Bytes of one target block (as many weights).
     pub to_bytes: usize,
+    /// The power of two the target blocks' values are multiplied by
+    /// (`QuantMatrix::with_out_scale`): IQ3_XXS's `1/2` and IQ1's `1/8`, which moved into the
+    /// f16 super-block scale would make small scales subnormal and inexact.
+    pub out_scale: f32,
     /// Write one source block's values into one target block; `false` when they cannot be held
     /// exactly.
     pub convert: fn(&[u8], &mut [u8]) -> bool,
@@ -36,42 +40,37 @@ pub(crate) struct Recode {
 
 /// The exact re-encoding of `ty`, if it has one.
 pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
-    let q6 = |from_bytes, convert| Recode {
+    let q6 = |from_bytes, convert, out_scale| Recode {
         target: QuantFormat::Q6K,
         from_bytes,
         to_bytes: Q6_K_BYTES,
+        out_scale,
         convert,
     };
     let q2 = |from_bytes, convert| Recode {
         target: QuantFormat::Q2K,
         from_bytes,
         to_bytes: super::q2_k::BLOCK_BYTES,
+        out_scale: 1.0,
         convert,
     };
     Some(match ty {
-        GgmlType::Q3_K => q6(super::q3_k::BLOCK_BYTES, super::q3_k::to_q6_k),
-        GgmlType::IQ3_XXS => q6(super::iq3::XXS_BYTES, super::iq3::xxs_to_q6_k),
-        GgmlType::IQ3_S => q6(super::iq3::S_BYTES, super::iq3::s_to_q6_k),
-        GgmlType::IQ1_S => q6(super::iq1::S_BYTES, super::iq1::s_to_q6_k),
-        GgmlType::IQ1_M => q6(super::iq1::M_BYTES, super::iq1::m_to_q6_k),
+        GgmlType::Q3_K => q6(super::q3_k::BLOCK_BYTES, super::q3_k::to_q6_k, 1.0),
+        GgmlType::IQ3_XXS => q6(super::iq3::XXS_BYTES, super::iq3::xxs_to_q6_k, 0.5),
+        GgmlType::IQ3_S => q6(super::iq3::S_BYTES, super::iq3::s_to_q6_k, 1.0),
+        GgmlType::IQ1_S => q6(super::iq1::S_BYTES, super::iq1::s_to_q6_k, 0.125),
+        GgmlType::IQ1_M => q6(super::iq1::M_BYTES, super::iq1::m_to_q6_k, 0.125),
         GgmlType::TQ1_0 => q2(super::ternary::TQ1_BYTES, super::ternary::tq1_to_q2_k),
         GgmlType::TQ2_0 => q2(super::ternary::TQ2_BYTES, super::ternary::tq2_to_q2_k),
         GgmlType::MXFP4 => Recode {
             target: QuantFormat::Q8_0,
             from_bytes: super::mxfp4::BLOCK_BYTES,
             to_bytes: Q8_0_BYTES,
+            out_scale: 1.0,
             convert: super::mxfp4::to_q8_0,
         },
         _ => return None,
     })
-}
-
-/// The f16 bits of `f16(bits) · factor` when that product is an f16 exactly (`factor` a power
-/// of two, so only range can fail).
-pub(crate) fn f16_scaled(bits: u16, factor: f32) -> Option<u16> {
-    let v = f16::from_bits(bits).to_f32() * factor;
-    let h = f16::from_f32(v);
-    (h.to_f32() == v).then_some(h.to_bits())
 }
 
 /// Write a Q6_K super-block: `d` (f16 bits), 16 sub-block scales and 256 weights in −32 ..= 31
@@ -141,6 +140,7 @@ mod tests {
                 continue;
             }
             dequantize(target, &out, &mut got);
+            got.iter_mut().for_each(|v| *v *= r.out_scale);
             ok += 1;
             for (k, (w, g)) in want.iter().zip(&got).enumerate() {
                 // bit for bit, but for the sign of a zero (TQ's `0·d` is −0 for negative `d`,
@@ -166,26 +166,15 @@ mod tests {
 
     #[test]
     fn recoded_blocks_hold_the_same_values() {
-        // random f16 scales reach f16's extremes: IQ3_XXS's d / 2 and IQ1's d / 8 can leave
-        // its range, MXFP4's E8M0 scales mostly lie outside it; the others always convert
+        // random f16 scales reach f16's extremes (subnormal included: IQ3_XXS's and IQ1's
+        // factors stay out of `d`); MXFP4's E8M0 scales mostly lie outside f16's range
         check(GgmlType::Q3_K, false);
-        check(GgmlType::IQ3_XXS, true);
+        check(GgmlType::IQ3_XXS, false);
         check(GgmlType::IQ3_S, false);
-        check(GgmlType::IQ1_S, true);
-        check(GgmlType::IQ1_M, true);
+        check(GgmlType::IQ1_S, false);
+        check(GgmlType::IQ1_M, false);
         check(GgmlType::TQ1_0, false);
         check(GgmlType::TQ2_0, false);
         check(GgmlType::MXFP4, true);
-    }
-
-    #[test]
-    fn f16_scaling_is_exact_or_refused() {
-        let one = f16::from_f32(1.0).to_bits();
-        assert_eq!(f16_scaled(one, 0.125), Some(f16::from_f32(0.125).to_bits()));
-        // the smallest normal f16 halves into a subnormal exactly; an odd subnormal does not
-        let min_normal = 0x0400;
-        assert_eq!(f16_scaled(min_normal, 0.5), Some(0x0200));
-        assert_eq!(f16_scaled(0x0001, 0.5), None);
-        assert_eq!(f16_scaled(0x0003, 0.125), None);
     }
 }

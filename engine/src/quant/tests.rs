@@ -714,3 +714,53 @@ fn interleaved_formats_exact_at_the_integer_range_limits() {
         }
     }
 }
+
+/// A matrix with an out scale (`QuantMatrix::with_out_scale`, the exact copies of IQ3_XXS / IQ1
+/// blocks) multiplies and dequantizes as its blocks times that power of two, bit for bit, in
+/// both layouts and with the other matrices of a `matmul_many` untouched.
+#[test]
+fn out_scale_multiplies_products_and_values_exactly() {
+    let mut rng = Rng(0x5CA1E);
+    let (rows, cols, m) = (32, 512, 3);
+    let x: Vec<f32> = (0..m * cols).map(|_| rng.unit()).collect();
+    for interleave in [false, true] {
+        let plain = random_matrix(QuantFormat::Q6K, rows, cols, &mut rng);
+        let plain = if interleave {
+            plain.interleave()
+        } else {
+            plain
+        };
+        let scaled = plain.clone().with_out_scale(0.125);
+        assert_eq!(scaled.is_interleaved(), interleave);
+        let mut scratch = MatmulScratch::new();
+        let (mut a, mut b, mut c) = (
+            vec![0.0; m * rows],
+            vec![0.0; m * rows],
+            vec![0.0; m * rows],
+        );
+        matmul_many(
+            &x,
+            m,
+            &[&plain, &scaled],
+            &mut [&mut a, &mut b],
+            &mut scratch,
+        )
+        .unwrap();
+        matmul(&x, m, &plain, &mut c, &mut scratch).unwrap();
+        assert_eq!(a, c, "the unscaled matrix beside a scaled one");
+        for (p, s) in a.iter().zip(&b) {
+            assert_eq!((p * 0.125).to_bits(), s.to_bits());
+        }
+        for (p, s) in plain.dequantize().iter().zip(scaled.dequantize()) {
+            assert_eq!((p * 0.125).to_bits(), s.to_bits());
+        }
+        let (mut p, mut s) = (vec![0.0; cols], vec![0.0; cols]);
+        plain.dequantize_row(7, &mut p).unwrap();
+        scaled.dequantize_row(7, &mut s).unwrap();
+        assert!(
+            p.iter()
+                .zip(&s)
+                .all(|(p, s)| (p * 0.125).to_bits() == s.to_bits())
+        );
+    }
+}
