@@ -393,7 +393,7 @@ impl HostKv {
 
     /// Causal attention of `k` query rows at `start..start+k` (`q`: `[n_heads][k][head_dim]`)
     /// over positions `0..start+k` into `out` (`[k][n_heads·head_dim]`); see
-    /// [`attend`](crate::model::cpu_attention::attend).
+    /// [`attend`].
     pub fn attend(&mut self, q: &[f32], n_heads: usize, start: usize, k: usize, out: &mut [f32]) {
         let shape = AttnShape {
             n_heads,

@@ -2,7 +2,7 @@
 //! `model.safetensors.index.json`, memory-mapped, with f32 / f16 / bf16 tensors converted to f32.
 //!
 //! Format: 8-byte little-endian header length, a JSON header mapping names to dtype, shape and byte
-//! offsets, then the raw little-endian data (https://github.com/huggingface/safetensors).
+//! offsets, then the raw little-endian data (<https://github.com/huggingface/safetensors>).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

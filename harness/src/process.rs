@@ -2,7 +2,7 @@
 //! crash, a hang or an out-of-memory kill costs one failure record and never the sweep.
 //!
 //! Protocol: the job goes to the child's stdin as JSON; the child prints one
-//! [`WorkerMessage`](crate::job::WorkerMessage) per stdout line; stderr is kept (last lines) for
+//! [`WorkerMessage`] per stdout line; stderr is kept (last lines) for
 //! failure messages and written to a per-unit log. Classification of an unsuccessful end:
 //! deadline passed → `Timeout` (the child is killed); stderr mentions an allocation failure, or
 //! the child died of SIGKILL not sent by us (the kernel OOM killer's signal) → `OutOfMemory`;

@@ -7,7 +7,7 @@
 //! - an *item* is one (KV head, block of query rows, range of keys); every query head sharing the
 //!   KV head and every query row of the block is handled by the same item, so the keys and values
 //!   of a tile are read from memory once and reused from L1 for all of them;
-//! - within an item, keys are visited in tiles of [`TILE`] with the online softmax (running max
+//! - within an item, keys are visited in tiles of `TILE` with the online softmax (running max
 //!   `m`, running sum `l`, accumulator `acc` rescaled by `exp(m_old − m_new)` when the max grows);
 //! - items over different key ranges of the same rows leave partial `(m, l, acc)` that a second,
 //!   row-parallel pass merges: `out = Σ_s acc_s·e^{m_s−M} / Σ_s l_s·e^{m_s−M}`, `M = max_s m_s`.
@@ -25,7 +25,7 @@
 //! to `f32` as it is loaded (`vcvtph2ps`, exact), and every operation after that is the `f32` one, so
 //! attention over an `f16` cache equals attention over an `f32` cache holding the same rounded
 //! values, bit for bit. A `q8_0` row is `head_dim / 32` blocks of 32 int8 values and an `f16`
-//! scale: an item dequantizes each tile of [`TILE`] keys and values once (`scale · q`, one
+//! scale: an item dequantizes each tile of `TILE` keys and values once (`scale · q`, one
 //! rounding) into an `f32` buffer that every query row of the item then reads with the `f32`
 //! kernel — so a `q8_0` cache, too, attends bit for bit like an `f32` cache holding its
 //! dequantized values. (Applying the scales per block inside the products instead, without the

@@ -84,7 +84,7 @@ impl Team {
         })
     }
 
-    /// Run `f` with the helpers spinning, so that [`for_each`] regions inside it use them.
+    /// Run `f` with the helpers spinning, so that `for_each` regions inside it use them.
     pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
         struct Close<'a>(&'a Shared, *const Shared);
         impl Drop for Close<'_> {

@@ -1,7 +1,7 @@
 //! Speculative decoding on the real engine: [`Target`] for an [`Engine`] with its [`KvCache`],
 //! [`MtpHead`] for the engine's MTP head, the draft model's vocabulary check, the drafter chosen
 //! by a [`SpecConfig`] ([`Speculator`]) and [`generate_speculative`], which reports a
-//! [`Generation`] with the same timing definitions as plain [`crate::generate`] plus the round
+//! [`Generation`] with the same timing definitions as plain [`crate::generate()`] plus the round
 //! statistics.
 //!
 //! Caches of drafters that outlive one request are allocated with a working capacity. The draft
@@ -304,7 +304,7 @@ impl<'a> Speculator<'a> {
     }
 }
 
-/// Generate with speculative decoding: the same [`Generation`] as [`crate::generate`] (ttft =
+/// Generate with speculative decoding: the same [`Generation`] as [`crate::generate()`] (ttft =
 /// prefill and first token; each later token's latency is its round's time split evenly over the
 /// round's tokens) and the request's [`SpecStats`].
 pub fn generate_speculative(

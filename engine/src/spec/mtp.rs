@@ -25,7 +25,7 @@ pub trait MtpHead {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Append the pairs (tokens[i], hidden row i) and return, per pair, the logits of the token
+    /// Append the pairs (`tokens[i]`, hidden row i) and return, per pair, the logits of the token
     /// after `tokens[i]` and the head's output hidden row.
     fn forward(&mut self, tokens: &[u32], hidden: &[f32]) -> Result<TargetOutput>;
     /// Keep the first `len` entries.

@@ -8,7 +8,7 @@
 //! the context cache with the lax thresholds, then the dynamic cache with the strict thresholds,
 //! then the static cache alone; a candidate's score is count × (100·static count if the static
 //! 2-gram distribution contains it, else 1); the best is taken only if the n-gram's total count
-//! reaches min_samples[n] and 100·count_best ≥ min_pct[n]·total. Ties go to the lowest token id
+//! reaches `min_samples[n]` and 100·count_best ≥ `min_pct[n]`·total. Ties go to the lowest token id
 //! (llama.cpp's iteration order over an `unordered_map` is unspecified).
 //!
 //! # Cache file format

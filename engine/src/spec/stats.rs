@@ -80,7 +80,7 @@ impl SpecStats {
         self.draft_tokens_per_generated_token = ratio(self.drafted, n_generated as u64);
     }
 
-    /// Per-position acceptance rate p_i = accepted_per_position[i] / rounds (non-increasing).
+    /// Per-position acceptance rate p_i = `accepted_per_position[i]` / rounds (non-increasing).
     pub fn acceptance_rate_per_position(&self) -> Vec<f64> {
         self.accepted_per_position
             .iter()

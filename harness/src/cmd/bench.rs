@@ -74,6 +74,8 @@ pub struct Args {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "md")]
     pub output: Format,
+    // `[:N]` is help text (clap shows the doc comment), not an intra-doc link
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// cpu | wgpu[:N] | cuda[:N]
     #[arg(long, default_value = "cpu")]
     pub device: String,

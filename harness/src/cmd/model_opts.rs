@@ -21,6 +21,8 @@ pub struct ModelOpts {
 /// Device, threads and dtype.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeviceOpts {
+    // `[:N]` is help text (clap shows the doc comment), not an intra-doc link
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// cpu | wgpu[:N] | cuda[:N]
     #[arg(long, default_value = "cpu")]
     pub device: String,

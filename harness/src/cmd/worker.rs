@@ -1,5 +1,5 @@
 //! `specsweep worker` (hidden): run one unit of a sweep in this process. Reads a
-//! [`UnitJob`](crate::job::UnitJob) as JSON on stdin and writes one
+//! [`UnitJob`] as JSON on stdin and writes one
 //! [`WorkerMessage`](crate::job::WorkerMessage) per line on stdout; started by `specsweep run`.
 
 use std::io::{Read, Write};
