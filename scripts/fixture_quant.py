@@ -92,29 +92,39 @@ def gen_quant(out_root: Path) -> None:
     rng = np.random.default_rng(SEED)
     for name, (n_blocks, f16_offsets, signed) in LAYOUT.items():
         qtype = GGMLQuantizationType[name]
-        block_size, type_size = GGML_QUANT_SIZES[qtype]
+        _, type_size = GGML_QUANT_SIZES[qtype]
         raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
         for b in range(n_blocks):
             for off, sgn in zip(f16_offsets, signed):
                 raw[b, off : off + 2] = random_f16(rng, sgn).view(np.uint8)
         values = dequantize(raw.reshape(-1), qtype).astype(np.float32).reshape(-1)
-        n_elements = n_blocks * block_size
-        if values.shape != (n_elements,) or not np.isfinite(values).all():
-            raise RuntimeError(f"{name}: dequantize gave {values.shape} values or non-finite ones")
-        (out / f"{name}.bin").write_bytes(raw.tobytes())
-        doc = {
-            "type": name,
-            "n_elements": n_elements,
-            "block_size": block_size,
-            "type_size": type_size,
-            "n_blocks": n_blocks,
-            "values": [float(f"{v:.9g}") for v in values],
-            "notes": f"{name}.bin = {n_blocks} raw ggml blocks of {type_size} bytes; values = "
-            "gguf-py (PyPI gguf) gguf.quants.dequantize of those bytes, float32",
-        }
-        (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-        print(f"quant/{name}: {n_blocks} blocks, {n_elements} values")
+        write_quant_fixture(out, name, raw, values,
+                            "gguf-py (PyPI gguf) gguf.quants.dequantize of those bytes, float32")
     gen_llamacpp_dequant(out, rng)
+
+
+def write_quant_fixture(out: Path, name: str, raw: np.ndarray, values: np.ndarray,
+                        source: str, note: str = "") -> None:
+    """quant/<name>.bin (the blocks `raw`, one per row) and quant/<name>.json (their values,
+    computed by `source`)."""
+    qtype = GGMLQuantizationType[name]
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    n_blocks = raw.shape[0]
+    n_elements = n_blocks * block_size
+    if values.shape != (n_elements,) or not np.isfinite(values).all():
+        raise RuntimeError(f"{name}: dequantize gave {values.shape} values or non-finite ones")
+    (out / f"{name}.bin").write_bytes(raw.tobytes())
+    doc = {
+        "type": name,
+        "n_elements": n_elements,
+        "block_size": block_size,
+        "type_size": type_size,
+        "n_blocks": n_blocks,
+        "values": [float(f"{v:.9g}") for v in values],
+        "notes": f"{name}.bin = {n_blocks} raw ggml blocks of {type_size} bytes; values = {source}",
+    }
+    (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    print(f"quant/{name}: {n_blocks} blocks, {n_elements} values{note}")
 
 
 def set_iq1_m_d(block: np.ndarray, bits: int) -> None:
@@ -174,7 +184,7 @@ def gen_llamacpp_dequant(out: Path, rng: np.random.Generator) -> None:
     lib_path = libggml_base()
     for name, (n_blocks, f16_offsets) in LLAMACPP_LAYOUT.items():
         qtype = GGMLQuantizationType[name]
-        block_size, type_size = GGML_QUANT_SIZES[qtype]
+        _, type_size = GGML_QUANT_SIZES[qtype]
         raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
         for b in range(n_blocks):
             for off in f16_offsets:
@@ -186,23 +196,10 @@ def gen_llamacpp_dequant(out: Path, rng: np.random.Generator) -> None:
         values = llamacpp_dequantize(lib_path, name, raw.tobytes())
         gguf_py = dequantize(raw.reshape(-1), qtype).astype(np.float32).reshape(-1)
         agree = "agrees" if np.array_equal(values, gguf_py) else "DISAGREES"
-        n_elements = n_blocks * block_size
-        if values.shape != (n_elements,) or not np.isfinite(values).all():
-            raise RuntimeError(f"{name}: dequantize gave {values.shape} values or non-finite ones")
-        (out / f"{name}.bin").write_bytes(raw.tobytes())
-        doc = {
-            "type": name,
-            "n_elements": n_elements,
-            "block_size": block_size,
-            "type_size": type_size,
-            "n_blocks": n_blocks,
-            "values": [float(f"{v:.9g}") for v in values],
-            "notes": f"{name}.bin = {n_blocks} raw ggml blocks of {type_size} bytes; values = "
-            f"llama.cpp's dequantize_row_{name.lower()} (libggml-base.so, ctypes) of those bytes, "
-            f"float32; gguf-py's gguf.quants.dequantize {agree}",
-        }
-        (out / f"{name}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-        print(f"quant/{name}: {n_blocks} blocks, {n_elements} values (gguf-py {agree})")
+        write_quant_fixture(out, name, raw, values,
+                            f"llama.cpp's dequantize_row_{name.lower()} (libggml-base.so, ctypes) "
+                            f"of those bytes, float32; gguf-py's gguf.quants.dequantize {agree}",
+                            f" (gguf-py {agree})")
     doc = {
         "generator": iq_stream.__doc__,
         "n_blocks": IQ_STREAM_BLOCKS,

@@ -469,15 +469,7 @@ mod tests {
 
     /// scripts/fixture_quant.py's `iq_stream`: LCG bytes, then valid scales (its docstring).
     fn iq_stream(ty: GgmlType, n_blocks: usize) -> Vec<u8> {
-        let mut state = 0x1D_5EED_u64;
-        let mut raw: Vec<u8> = (0..n_blocks * ty.type_size())
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (state >> 56) as u8
-            })
-            .collect();
+        let mut raw = crate::quant::recode::lcg_bytes(&mut 0x1D_5EED, n_blocks * ty.type_size());
         let f16_fields: &[usize] = match ty {
             GgmlType::TQ1_0 => &[52],
             GgmlType::TQ2_0 => &[64],

@@ -107,6 +107,21 @@ pub(crate) fn write_q2_k_unit(d: u16, q: &[u8; 256], out: &mut [u8]) {
     out[DMIN..DMIN + 2].copy_from_slice(&d.to_le_bytes());
 }
 
+/// `n` bytes of the 64-bit LCG `state · 6364136223846793005 + 1442695040888963407` (advanced
+/// before each byte, the byte its top 8 bits): the generator of the tests' random blocks and of
+/// scripts/fixture_quant.py's `iq_stream`.
+#[cfg(test)]
+pub(crate) fn lcg_bytes(state: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (*state >> 56) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,14 +138,7 @@ mod tests {
         let mut state = 0x0DDB_1A5E_u64;
         let (mut ok, mut failed) = (0, 0);
         for _ in 0..4000 {
-            let block: Vec<u8> = (0..r.from_bytes)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
-                    (state >> 56) as u8
-                })
-                .collect();
+            let block = lcg_bytes(&mut state, r.from_bytes);
             let n = ty.block_size();
             let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
             dequantize(ty, &block, &mut want);
