@@ -482,12 +482,25 @@ pub(crate) unsafe fn row_dot_dense(
     const F32: usize = format_index(QuantFormat::F32);
     const F16: usize = format_index(QuantFormat::F16);
     const BF16: usize = format_index(QuantFormat::Bf16);
-    let m = tile.m;
-    unsafe {
-        match format {
-            QuantFormat::F32 => dispatch_m!(m, dense_m::<F32>, w, tile, out),
-            QuantFormat::F16 => dispatch_m!(m, dense_m::<F16>, w, tile, out),
-            _ => dispatch_m!(m, dense_m::<BF16>, w, tile, out),
+    // At most DENSE_M activation rows per pass over the weight row: their 2 · DENSE_M
+    // accumulators, two weight registers and the activation load fit the 16 ymm registers (a
+    // tile of 16 rows at once spilled its 32 accumulators to the stack on every FMA).
+    const DENSE_M: usize = 4;
+    let cols = tile.cols;
+    for i0 in (0..tile.m).step_by(DENSE_M) {
+        let m = DENSE_M.min(tile.m - i0);
+        let sub = FloatTile {
+            x: &tile.x[i0 * cols..(i0 + m) * cols],
+            cols,
+            m,
+        };
+        let out = &mut out[i0..i0 + m];
+        unsafe {
+            match format {
+                QuantFormat::F32 => dispatch_m!(m, dense_m::<F32>, w, &sub, out),
+                QuantFormat::F16 => dispatch_m!(m, dense_m::<F16>, w, &sub, out),
+                _ => dispatch_m!(m, dense_m::<BF16>, w, &sub, out),
+            }
         }
     }
 }

@@ -686,3 +686,86 @@ unsafe fn q6k_vnni<const M: usize, const R: usize>(
         }
     }
 }
+
+/// Sixteen weights of a dense format from `w` (element `j` on) as f32.
+#[inline(always)]
+unsafe fn load16(format: QuantFormat, w: *const u8, j: usize) -> __m512 {
+    // SAFETY: the caller keeps `j + 16` within the row.
+    unsafe {
+        match format {
+            QuantFormat::F32 => loadu::<__m512, u8>(w.wrapping_add(4 * j)),
+            QuantFormat::F16 => _mm512_cvtph_ps(loadu::<__m256i, u8>(w.wrapping_add(2 * j))),
+            _ => _mm512_castsi512_ps(_mm512_slli_epi32(
+                _mm512_cvtepu16_epi32(loadu::<__m256i, u8>(w.wrapping_add(2 * j))),
+                16,
+            )),
+        }
+    }
+}
+
+/// One row of a dense format (f32, f16, bf16) against a tile of f32 activations, 16 lanes at a
+/// time: the AVX-512 form of `super::avx2::row_dot_dense` (up to 8 activation rows per pass
+/// over the weight row, two accumulators each: 16 of the 32 zmm registers).
+///
+/// # Safety
+/// The CPU supports AVX-512 F and F16C; `w` holds `tile.cols` weights of `format`, `tile.cols` is
+/// a multiple of 32.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub(crate) unsafe fn row_dot_dense(
+    format: QuantFormat,
+    w: &[u8],
+    tile: &super::matmul::FloatTile<'_>,
+    out: &mut [f32],
+) {
+    const DENSE_M: usize = 8;
+    let cols = tile.cols;
+    debug_assert!((1..=TILE_M).contains(&tile.m) && cols.is_multiple_of(32));
+    debug_assert_eq!(w.len(), format.bytes_for(1, cols));
+    for i0 in (0..tile.m).step_by(DENSE_M) {
+        let m = DENSE_M.min(tile.m - i0);
+        let x = &tile.x[i0 * cols..(i0 + m) * cols];
+        let out = &mut out[i0..i0 + m];
+        // SAFETY: as documented above.
+        unsafe {
+            match m {
+                1 => dense_m::<1>(format, w, x, cols, out),
+                2 => dense_m::<2>(format, w, x, cols, out),
+                3 => dense_m::<3>(format, w, x, cols, out),
+                4 => dense_m::<4>(format, w, x, cols, out),
+                5 => dense_m::<5>(format, w, x, cols, out),
+                6 => dense_m::<6>(format, w, x, cols, out),
+                7 => dense_m::<7>(format, w, x, cols, out),
+                _ => dense_m::<8>(format, w, x, cols, out),
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+unsafe fn dense_m<const M: usize>(
+    format: QuantFormat,
+    w: &[u8],
+    x: &[f32],
+    cols: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(x.len() == M * cols && out.len() == M);
+    let mut acc0 = [_mm512_setzero_ps(); M];
+    let mut acc1 = [_mm512_setzero_ps(); M];
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    // SAFETY: offsets stay below `cols` elements of `w` and of each of the `M` rows of `x`.
+    unsafe {
+        for j in (0..cols).step_by(32) {
+            let w0 = load16(format, wp, j);
+            let w1 = load16(format, wp, j + 16);
+            for i in 0..M {
+                let xi = xp.wrapping_add(i * cols + j);
+                acc0[i] = _mm512_fmadd_ps(w0, loadu::<__m512, f32>(xi), acc0[i]);
+                acc1[i] = _mm512_fmadd_ps(w1, loadu::<__m512, f32>(xi.wrapping_add(16)), acc1[i]);
+            }
+        }
+        for i in 0..M {
+            out[i] = hsum512(_mm512_add_ps(acc0[i], acc1[i]));
+        }
+    }
+}

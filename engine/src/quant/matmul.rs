@@ -685,6 +685,11 @@ fn row_dot_dense(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `row_dot_blocks`.
+        Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx if tile.cols.is_multiple_of(32) => unsafe {
+            super::avx512::row_dot_dense(format, w, tile, out)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `row_dot_blocks`.
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx => unsafe {
             super::avx2::row_dot_dense(format, w, tile, out)
         },
