@@ -377,11 +377,12 @@ impl GgufModel {
         if let Some(r) = crate::quant::recode::recode_for(ty)
             && kernel_cols_ok(r.target, cols)
         {
-            let mut out = vec![0u8; raw.bytes.len() / r.from_bytes * r.to_bytes];
+            let to_bytes = r.target.block_bytes();
+            let mut out = vec![0u8; raw.bytes.len() / r.from_bytes * to_bytes];
             let exact = raw
                 .bytes
                 .chunks_exact(r.from_bytes)
-                .zip(out.chunks_exact_mut(r.to_bytes))
+                .zip(out.chunks_exact_mut(to_bytes))
                 .all(|(b, o)| (r.convert)(b, o));
             if exact {
                 crate::quant::release_pages(&self.mmap, raw.range);

@@ -2,33 +2,26 @@
 //! do: IQ3_XXS, IQ3_S, IQ1_S and IQ1_M into Q6_K, TQ1_0 and TQ2_0 into Q2_K, MXFP4 into Q8_0
 //! (and Q3_K into Q6_K where it is not interleaved).
 //!
-//! Each source block is decoded to one f16 super-block scale, small integer sub-block scales and
-//! small integer weights whose product is the block's value exactly, and written in the target's
+//! Each source block is decoded to one f16 scale, small integer sub-block scales and small
+//! integer weights whose product is the block's value exactly, and written in the target's
 //! layout; a power-of-two factor the target's f16 scale cannot take exactly (IQ3_XXS's 1/2,
 //! IQ1's 1/8: small super-block scales would turn subnormal) stays outside the blocks as the
 //! matrix's [`Recode::out_scale`]. [`Recode::convert`] says when a block cannot be held exactly
-//! (an MXFP4 scale outside f16's range), and the caller then keeps the tensor as f32 instead. The copies cost more memory than the source
-//! (Q6_K: 210 bytes per 256 weights against 50–110) but run on the vector kernels, and every
-//! value dequantizes to the same f32 as the source block (tests below, on llama.cpp's
-//! reference stream).
+//! (an MXFP4 scale outside f16's range), and the caller then keeps the tensor as f32 instead.
+//! The copies cost more memory than the source (Q6_K: 210 bytes per 256 weights against 50–110)
+//! but run on the vector kernels, and every value dequantizes to the same f32 as the source
+//! block (tests below).
 
 use super::format::QuantFormat;
 use crate::gguf::GgmlType;
-
-/// Bytes of a Q6_K super-block.
-pub(crate) const Q6_K_BYTES: usize = 210;
-/// Bytes of a Q8_0 block.
-pub(crate) const Q8_0_BYTES: usize = 34;
 
 /// How blocks of one GGUF type become blocks of a kernel format.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Recode {
     /// The format the copies are in.
     pub target: QuantFormat,
-    /// Bytes of one source block.
+    /// Bytes of one source block (`target.block_bytes()` per target block of as many weights).
     pub from_bytes: usize,
-    /// Bytes of one target block (as many weights).
-    pub to_bytes: usize,
     /// The power of two the target blocks' values are multiplied by
     /// (`QuantMatrix::with_out_scale`): IQ3_XXS's `1/2` and IQ1's `1/8`, which moved into the
     /// f16 super-block scale would make small scales subnormal and inexact.
@@ -43,14 +36,12 @@ pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
     let q6 = |from_bytes, convert, out_scale| Recode {
         target: QuantFormat::Q6K,
         from_bytes,
-        to_bytes: Q6_K_BYTES,
         out_scale,
         convert,
     };
     let q2 = |from_bytes, convert| Recode {
         target: QuantFormat::Q2K,
         from_bytes,
-        to_bytes: super::q2_k::BLOCK_BYTES,
         out_scale: 1.0,
         convert,
     };
@@ -65,7 +56,6 @@ pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
         GgmlType::MXFP4 => Recode {
             target: QuantFormat::Q8_0,
             from_bytes: super::mxfp4::BLOCK_BYTES,
-            to_bytes: Q8_0_BYTES,
             out_scale: 1.0,
             convert: super::mxfp4::to_q8_0,
         },
@@ -76,7 +66,7 @@ pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
 /// Write a Q6_K super-block: `d` (f16 bits), 16 sub-block scales and 256 weights in −32 ..= 31
 /// (`w = d·scale·q`; ggml's `block_q6_K`: low nibbles, high bit pairs, scales, d).
 pub(crate) fn write_q6_k(d: u16, scales: &[i8; 16], q: &[i8; 256], out: &mut [u8]) {
-    assert_eq!(out.len(), Q6_K_BYTES, "one q6_K block");
+    assert_eq!(out.len(), QuantFormat::Q6K.block_bytes(), "one q6_K block");
     out[..192].fill(0);
     for (k, &v) in q.iter().enumerate() {
         debug_assert!((-32..32).contains(&v), "q6_K weight {v}");
@@ -142,7 +132,7 @@ mod tests {
             let n = ty.block_size();
             let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
             dequantize(ty, &block, &mut want);
-            let mut out = vec![0u8; r.to_bytes];
+            let mut out = vec![0u8; r.target.block_bytes()];
             if !(r.convert)(&block, &mut out) {
                 failed += 1;
                 continue;
