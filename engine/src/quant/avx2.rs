@@ -495,12 +495,25 @@ pub(crate) unsafe fn row_dot_dense(
             m,
         };
         let out = &mut out[i0..i0 + m];
-        unsafe {
-            match format {
-                QuantFormat::F32 => dispatch_m!(m, dense_m::<F32>, w, &sub, out),
-                QuantFormat::F16 => dispatch_m!(m, dense_m::<F16>, w, &sub, out),
-                _ => dispatch_m!(m, dense_m::<BF16>, w, &sub, out),
-            }
+        let f = match format {
+            QuantFormat::F32 => dense4::<F32>,
+            QuantFormat::F16 => dense4::<F16>,
+            _ => dense4::<BF16>,
+        };
+        unsafe { f(m, w, &sub, out) };
+    }
+}
+
+/// [`dense_m`] for a tile of 1 ..= `DENSE_M` rows (the only sizes `row_dot_dense` passes).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dense4<const F: usize>(m: usize, w: &[u8], tile: &FloatTile<'_>, out: &mut [f32]) {
+    // SAFETY: as `row_dot_dense`.
+    unsafe {
+        match m {
+            1 => dense_m::<1, F>(w, tile, out),
+            2 => dense_m::<2, F>(w, tile, out),
+            3 => dense_m::<3, F>(w, tile, out),
+            _ => dense_m::<4, F>(w, tile, out),
         }
     }
 }

@@ -14,7 +14,7 @@
 //! ½ kept outside the blocks, as the matrix's out scale), IQ3_S as `d·(2·ls + 1)·(±grid)`, each
 //! sub-block of 32 two Q6_K sub-blocks of 16.
 
-use super::iq_grid::{Grid, ksigns, sign};
+use super::iq_grid::{Grid, ksigns};
 use super::recode::write_q6_k;
 use half::f16;
 
@@ -44,25 +44,17 @@ fn xxs_weight(block: &[u8], k: usize) -> (i8, u32) {
     (if negative { -magnitude } else { magnitude }, word >> 28)
 }
 
-/// The 256 values of one `iq3_xxs` super-block.
+/// The 256 values of one `iq3_xxs` super-block (`db·(±grid)` with ggml's `db = d·(0.5 + ls)·0.5`;
+/// a sign multiplies exactly, so this is `dequantize_row_iq3_xxs` bit for bit).
 pub fn dequantize_xxs(block: &[u8], out: &mut [f32]) {
     assert!(
         block.len() == XXS_BYTES && out.len() == 256,
         "one iq3_xxs block"
     );
     let (_, d) = d_of(block);
-    for (ib, y) in out.chunks_exact_mut(32).enumerate() {
-        let word = xxs_word(block, ib);
-        let db = d * (0.5 + (word >> 28) as f32) * 0.5;
-        for l in 0..4 {
-            let signs = ksigns(word >> (7 * l));
-            let g1 = Grid::Iq3xxs.row::<4>(usize::from(block[2 + 8 * ib + 2 * l]));
-            let g2 = Grid::Iq3xxs.row::<4>(usize::from(block[2 + 8 * ib + 2 * l + 1]));
-            for j in 0..4 {
-                y[8 * l + j] = db * f32::from(g1[j]) * sign(signs, j);
-                y[8 * l + j + 4] = db * f32::from(g2[j]) * sign(signs, j + 4);
-            }
-        }
+    for (k, y) in out.iter_mut().enumerate() {
+        let (v, ls) = xxs_weight(block, k);
+        *y = d * (0.5 + ls as f32) * 0.5 * f32::from(v);
     }
 }
 
@@ -91,19 +83,17 @@ fn s_weight(block: &[u8], k: usize) -> i8 {
     if negative { -magnitude } else { magnitude }
 }
 
-/// The 256 values of one `iq3_s` super-block.
+/// The 256 values of one `iq3_s` super-block (`d·(1 + 2·ls)·(±grid)`, bit for bit as
+/// `dequantize_row_iq3_s`).
 pub fn dequantize_s(block: &[u8], out: &mut [f32]) {
     assert!(
         block.len() == S_BYTES && out.len() == 256,
         "one iq3_s block"
     );
     let (_, d) = d_of(block);
-    for (ib, y) in out.chunks_exact_mut(32).enumerate() {
-        let db = d * f32::from(1 + 2 * s_scale(block, ib));
-        for (j, yj) in y.iter_mut().enumerate() {
-            let v = s_weight(block, 32 * ib + j);
-            *yj = db * f32::from(v.unsigned_abs()) * if v < 0 { -1.0 } else { 1.0 };
-        }
+    for (k, y) in out.iter_mut().enumerate() {
+        let db = d * f32::from(1 + 2 * s_scale(block, k / 32));
+        *y = db * f32::from(s_weight(block, k));
     }
 }
 
