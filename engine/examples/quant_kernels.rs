@@ -62,7 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => vec![1],
     };
     let formats: Vec<QuantFormat> = match args.get(2) {
-        Some(s) => s.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        Some(s) => s
+            .split(',')
+            .map(|f| QuantFormat::from_name(f).ok_or(format!("unknown format `{f}`")))
+            .collect::<Result<_, _>>()?,
         None => QuantFormat::ALL.to_vec(),
     };
     // ROWS: another weight-row count (e.g. 1024: a matrix that stays in L2, for pure compute)

@@ -273,7 +273,8 @@ fn k_quant_and_iq4_xs_gguf_runs_its_own_blocks() {
 /// IQ3_S, TQ1_0, TQ2_0, MXFP4; llama.cpp refused none of them, specsweep did): a 256-wide qwen2
 /// of random blocks of those types (tests/fixtures/gguf-blocks/qwen2-256-iq.gguf) runs on the
 /// exact kernel-format copies like the file dequantized to f32, and each tensor reaches the
-/// kernels as the copy its type maps to (IQ2 as f32: no kernel format holds it exactly).
+/// kernels as the copy its type maps to (IQ2 as IQ2_PLANES where its vector kernel runs, as f32
+/// elsewhere).
 #[test]
 fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
     use specsweep_engine::gguf::{GgmlType, GgufModel};
@@ -310,6 +311,11 @@ fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
             }
             GgmlType::TQ1_0 | GgmlType::TQ2_0 => QuantFormat::Q2K,
             GgmlType::MXFP4 => QuantFormat::Q8_0,
+            GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S
+                if specsweep_engine::quant::iq2_planes::native() =>
+            {
+                QuantFormat::Iq2Planes
+            }
             GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S => QuantFormat::F32,
             other => panic!("{name}: unexpected {}", other.name()),
         };

@@ -366,9 +366,9 @@ impl GgufModel {
     /// same values (`quant::recode`): IQ3_XXS / IQ3_S / IQ1_S / IQ1_M as Q6_K, TQ1_0 / TQ2_0
     /// as Q2_K, MXFP4 as Q8_0, and Q3_K as Q6_K where it will not be interleaved (`--layout
     /// rows`, rows not a multiple of 16, CPUs without AVX2: the row-major Q3_K product is the
-    /// portable one only). Types without an exact re-encoding (IQ2_XXS / IQ2_XS / IQ2_S), and
-    /// MXFP4 tensors with a scale outside f16's range, are kept as f32: exact, at 32
-    /// bits per weight.
+    /// portable one only), IQ2_XXS / IQ2_XS / IQ2_S as IQ2_PLANES where its vector kernel runs
+    /// (AVX-512 VNNI). Elsewhere IQ2 tensors, and MXFP4 tensors with a scale outside f16's
+    /// range, are kept as f32: exact, at 32 bits per weight.
     fn recoded(&self, hf_name: &str, ty: GgmlType, name: &str) -> Result<Option<QuantMatrix>> {
         let raw = self.raw(hf_name)?;
         let [rows, cols] = raw.shape[..] else {
@@ -376,13 +376,18 @@ impl GgufModel {
         };
         if let Some(r) = crate::quant::recode::recode_for(ty)
             && kernel_cols_ok(r.target, cols)
+            && (r.target != QuantFormat::Iq2Planes || crate::quant::iq2_planes::native())
         {
             let to_bytes = r.target.block_bytes();
             let mut out = vec![0u8; raw.bytes.len() / r.from_bytes * to_bytes];
+            // blocks in parallel on the current rayon pool (the IQ2 codebook lookups of a 1.5B
+            // model took seconds on one thread)
+            use rayon::prelude::*;
             let exact = raw
                 .bytes
-                .chunks_exact(r.from_bytes)
-                .zip(out.chunks_exact_mut(to_bytes))
+                .par_chunks_exact(r.from_bytes)
+                .zip(out.par_chunks_exact_mut(to_bytes))
+                .with_min_len(256)
                 .all(|(b, o)| (r.convert)(b, o));
             if exact {
                 crate::quant::release_pages(&self.mmap, raw.range);

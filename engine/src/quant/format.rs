@@ -47,11 +47,17 @@ pub enum QuantFormat {
     /// 256 weights: f16 `d`, 6-bit scales of 8 sub-blocks of 32, 128 bytes of nibbles indexing
     /// IQ4_NL's grid; `w = d·(ls − 32)·GRID[q]` (`super::iq4_xs`).
     Iq4Xs,
+    /// 256 weights in 106 bytes: f16 `d`, 16 4-bit scales `ls` (one per 16 weights), 256 sign
+    /// bits and 256 2-bit codes of the magnitudes 0, 8, 25, 43; `w = d·(2ls + 1)·(±level)`
+    /// (IQ2's values times 8). Not a ggml type:
+    /// the exact copy of IQ2_XXS / IQ2_XS / IQ2_S blocks the loader makes for the kernels
+    /// (`super::iq2_planes`); no quantizer.
+    Iq2Planes,
 }
 
 impl QuantFormat {
     /// Every supported format, dense first.
-    pub const ALL: [QuantFormat; 15] = [
+    pub const ALL: [QuantFormat; 16] = [
         QuantFormat::F32,
         QuantFormat::F16,
         QuantFormat::Bf16,
@@ -67,6 +73,7 @@ impl QuantFormat {
         QuantFormat::Q5K,
         QuantFormat::Q6K,
         QuantFormat::Iq4Xs,
+        QuantFormat::Iq2Planes,
     ];
 
     /// Weights per block.
@@ -84,7 +91,8 @@ impl QuantFormat {
             | QuantFormat::Q4K
             | QuantFormat::Q5K
             | QuantFormat::Q6K
-            | QuantFormat::Iq4Xs => 256,
+            | QuantFormat::Iq4Xs
+            | QuantFormat::Iq2Planes => 256,
         }
     }
 
@@ -104,6 +112,7 @@ impl QuantFormat {
             QuantFormat::Q5K => 176,
             QuantFormat::Q6K => 210,
             QuantFormat::Iq4Xs => 136,
+            QuantFormat::Iq2Planes => super::iq2_planes::BLOCK_BYTES,
         }
     }
 
@@ -116,7 +125,8 @@ impl QuantFormat {
             | QuantFormat::Q4_0
             | QuantFormat::Q5_0
             | QuantFormat::Iq4Nl
-            | QuantFormat::Iq4Xs => &[0],
+            | QuantFormat::Iq4Xs
+            | QuantFormat::Iq2Planes => &[0],
             QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
             QuantFormat::Q2K => &[80, 82],
             QuantFormat::Q3K => &[108],
@@ -142,6 +152,13 @@ impl QuantFormat {
         }
     }
 
+    /// Whether specsweep can quantize f32 weights to `self` (`--quant`, the sweep's `quant`
+    /// axis): every format but [`QuantFormat::Iq2Planes`], which only holds IQ2 blocks loaded
+    /// from GGUF files.
+    pub const fn has_quantizer(self) -> bool {
+        !matches!(self, QuantFormat::Iq2Planes)
+    }
+
     /// Whether the kernels quantize the activations to 8-bit blocks and use integer dot products
     /// (every block format), rather than multiplying in f32 (the dense formats).
     pub const fn is_block_quantized(self) -> bool {
@@ -158,9 +175,10 @@ impl QuantFormat {
         8.0 * self.block_bytes() as f64 / self.block_elems() as f64
     }
 
-    /// The ggml type id used in GGUF tensor infos.
-    pub const fn ggml_type(self) -> u32 {
-        match self {
+    /// The ggml type id used in GGUF tensor infos (none for [`QuantFormat::Iq2Planes`], a
+    /// layout of specsweep's own).
+    pub const fn ggml_type(self) -> Option<u32> {
+        Some(match self {
             QuantFormat::F32 => 0,
             QuantFormat::F16 => 1,
             QuantFormat::Q4_0 => 2,
@@ -176,12 +194,23 @@ impl QuantFormat {
             QuantFormat::Iq4Nl => 20,
             QuantFormat::Iq4Xs => 23,
             QuantFormat::Bf16 => 30,
-        }
+            QuantFormat::Iq2Planes => return None,
+        })
     }
 
     /// The format of a ggml type id, if it is one the kernels support.
     pub fn from_ggml_type(id: u32) -> Option<QuantFormat> {
-        QuantFormat::ALL.into_iter().find(|f| f.ggml_type() == id)
+        QuantFormat::ALL
+            .into_iter()
+            .find(|f| f.ggml_type() == Some(id))
+    }
+
+    /// The format whose ggml name is `name`, case-insensitively (every format, the IQ2 ones
+    /// included: `FromStr` is the parser for formats to quantize to).
+    pub fn from_name(name: &str) -> Option<QuantFormat> {
+        QuantFormat::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
     }
 
     /// The name ggml uses (`Q4_K`, `BF16`, ...).
@@ -202,6 +231,7 @@ impl QuantFormat {
             QuantFormat::Q5K => "Q5_K",
             QuantFormat::Q6K => "Q6_K",
             QuantFormat::Iq4Xs => "IQ4_XS",
+            QuantFormat::Iq2Planes => "IQ2_PLANES",
         }
     }
 }
@@ -215,8 +245,9 @@ impl fmt::Display for QuantFormat {
 impl FromStr for QuantFormat {
     type Err = String;
 
-    /// Case-insensitive ggml name (`q4_k`, `Q8_0`, `bf16`); `q8` and `q4` are accepted as the
-    /// quantization-axis spellings of `q8_0` and `q4_0`.
+    /// Case-insensitive ggml name of a format specsweep can quantize to (`q4_k`, `Q8_0`,
+    /// `bf16`); `q8` and `q4` are accepted as the quantization-axis spellings of `q8_0` and
+    /// `q4_0`. IQ2_PLANES, which only holds blocks loaded from GGUF files, is refused by name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.to_ascii_lowercase();
         let alias = match lower.as_str() {
@@ -224,16 +255,23 @@ impl FromStr for QuantFormat {
             "q4" => "q4_0",
             other => other,
         };
-        QuantFormat::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(alias))
-            .ok_or_else(|| {
-                let names: Vec<&str> = QuantFormat::ALL.iter().map(|f| f.name()).collect();
-                format!(
+        match QuantFormat::from_name(alias) {
+            Some(f) if f.has_quantizer() => Ok(f),
+            Some(f) => Err(format!(
+                "weight format `{s}`: {f} holds IQ2 blocks, which can only be loaded from a GGUF file (no quantizer)"
+            )),
+            None => {
+                let names: Vec<&str> = QuantFormat::ALL
+                    .iter()
+                    .filter(|f| f.has_quantizer())
+                    .map(|f| f.name())
+                    .collect();
+                Err(format!(
                     "unknown weight format `{s}` (expected one of {})",
                     names.join(", ")
-                )
-            })
+                ))
+            }
+        }
     }
 }
 
@@ -244,15 +282,26 @@ mod tests {
     #[test]
     fn ggml_ids_round_trip_and_names_parse() {
         for f in QuantFormat::ALL {
-            assert_eq!(QuantFormat::from_ggml_type(f.ggml_type()), Some(f));
-            assert_eq!(f.name().parse::<QuantFormat>(), Ok(f));
-            assert_eq!(f.name().to_lowercase().parse::<QuantFormat>(), Ok(f));
+            if let Some(id) = f.ggml_type() {
+                assert_eq!(QuantFormat::from_ggml_type(id), Some(f));
+            }
+            if f.has_quantizer() {
+                assert_eq!(f.name().parse::<QuantFormat>(), Ok(f));
+                assert_eq!(f.name().to_lowercase().parse::<QuantFormat>(), Ok(f));
+            }
         }
         assert_eq!("q8".parse::<QuantFormat>(), Ok(QuantFormat::Q8_0));
         assert_eq!("q4".parse::<QuantFormat>(), Ok(QuantFormat::Q4_0));
+        let refused = "iq2_planes".parse::<QuantFormat>().unwrap_err();
+        assert!(
+            refused.contains("only be loaded from a GGUF file"),
+            "{refused}"
+        );
         assert!("iq2_xs".parse::<QuantFormat>().is_err());
+        assert!(!"q9".parse::<QuantFormat>().unwrap_err().contains("IQ2"));
         assert_eq!(QuantFormat::from_ggml_type(10), Some(QuantFormat::Q2K));
         assert_eq!(QuantFormat::from_ggml_type(16), None);
+        assert_eq!(QuantFormat::Iq2Planes.ggml_type(), None);
     }
 
     #[test]
@@ -265,6 +314,7 @@ mod tests {
         assert_eq!(QuantFormat::Iq4Nl.bits_per_weight(), 4.5);
         assert_eq!(QuantFormat::Iq4Xs.bits_per_weight(), 4.25);
         assert_eq!(QuantFormat::Q2K.bits_per_weight(), 2.625);
+        assert_eq!(QuantFormat::Iq2Planes.bits_per_weight(), 3.3125);
         // llama-quantize's fallback for rows that are not whole IQ4_XS super-blocks
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(1536), QuantFormat::Iq4Xs);
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(896), QuantFormat::Iq4Nl);

@@ -640,6 +640,9 @@ fn row_dot_blocks(
     tile: &ActTile<'_>,
     out: &mut [f32],
 ) {
+    if format == super::QuantFormat::Iq2Planes {
+        return super::iq2_planes::row_dot(isa, w, tile, out);
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is only used once `Isa::detect` has confirmed AVX2, FMA and F16C.
@@ -666,6 +669,9 @@ fn rows2_dot_blocks(
     tile: &ActTile<'_>,
     out: [&mut [f32]; 2],
 ) -> bool {
+    if format == super::QuantFormat::Iq2Planes {
+        return super::iq2_planes::rows2_dot(isa, w, tile, out);
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `row_dot_blocks`.

@@ -139,6 +139,11 @@ impl QuantMatrix {
         // K-quant / IQ4_XS rows that are not whole super-blocks: llama-quantize's fallback
         // (`QuantFormat::for_row_len`)
         let format = format.for_row_len(cols);
+        if !format.has_quantizer() {
+            return Err(EngineError::Invalid(format!(
+                "tensor `{tensor}`: {format} weights can only be loaded from a GGUF file (no {format} quantizer)"
+            )));
+        }
         check_cols(tensor, format, cols)?;
         if values.len() != rows * cols {
             return Err(EngineError::Shape {

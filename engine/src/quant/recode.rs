@@ -1,6 +1,7 @@
 //! Exact re-encodings of GGUF block types that have no kernels of their own into formats that
-//! do: IQ3_XXS, IQ3_S, IQ1_S and IQ1_M into Q6_K, TQ1_0 and TQ2_0 into Q2_K, MXFP4 into Q8_0
-//! (and Q3_K into Q6_K where it is not interleaved).
+//! do: IQ3_XXS, IQ3_S, IQ1_S and IQ1_M into Q6_K, IQ2_XXS, IQ2_XS and IQ2_S into specsweep's
+//! IQ2_PLANES (`super::iq2_planes`), TQ1_0 and TQ2_0 into Q2_K, MXFP4 into Q8_0 (and Q3_K into
+//! Q6_K where it is not interleaved).
 //!
 //! Each source block is decoded to one f16 scale, small integer sub-block scales and small
 //! integer weights whose product is the block's value exactly, and written in the target's
@@ -45,6 +46,13 @@ pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
         out_scale: 1.0,
         convert,
     };
+    // IQ2's `(0.5 + ls)·0.25` is `(2ls + 1) / 8`: the 1/8 outside the blocks
+    let planes = |from_bytes, convert| Recode {
+        target: QuantFormat::Iq2Planes,
+        from_bytes,
+        out_scale: 0.125,
+        convert,
+    };
     Some(match ty {
         GgmlType::Q3_K => q6(super::q3_k::BLOCK_BYTES, super::q3_k::to_q6_k, 1.0),
         GgmlType::IQ3_XXS => q6(super::iq3::XXS_BYTES, super::iq3::xxs_to_q6_k, 0.5),
@@ -53,6 +61,9 @@ pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
         GgmlType::IQ1_M => q6(super::iq1::M_BYTES, super::iq1::m_to_q6_k, 0.125),
         GgmlType::TQ1_0 => q2(super::ternary::TQ1_BYTES, super::ternary::tq1_to_q2_k),
         GgmlType::TQ2_0 => q2(super::ternary::TQ2_BYTES, super::ternary::tq2_to_q2_k),
+        GgmlType::IQ2_XXS => planes(super::iq2::XXS_BYTES, super::iq2::xxs_to_planes),
+        GgmlType::IQ2_XS => planes(super::iq2::XS_BYTES, super::iq2::xs_to_planes),
+        GgmlType::IQ2_S => planes(super::iq2::S_BYTES, super::iq2::s_to_planes),
         GgmlType::MXFP4 => Recode {
             target: QuantFormat::Q8_0,
             from_bytes: super::mxfp4::BLOCK_BYTES,
@@ -123,8 +134,7 @@ mod tests {
     fn check(ty: GgmlType, want_failures: bool) {
         let r = recode_for(ty).expect("recodable");
         assert_eq!(r.from_bytes, ty.type_size());
-        let target = GgmlType::from_id(r.target.ggml_type()).expect("target type");
-        assert_eq!(target.block_size(), ty.block_size());
+        assert_eq!(r.target.block_elems(), ty.block_size());
         let mut state = 0x0DDB_1A5E_u64;
         let (mut ok, mut failed) = (0, 0);
         for _ in 0..4000 {
@@ -137,7 +147,7 @@ mod tests {
                 failed += 1;
                 continue;
             }
-            dequantize(target, &out, &mut got);
+            crate::quant::dequantize_into(r.target, &out, &mut got);
             got.iter_mut().for_each(|v| *v *= r.out_scale);
             ok += 1;
             for (k, (w, g)) in want.iter().zip(&got).enumerate() {
@@ -149,7 +159,7 @@ mod tests {
                         || (w.is_nan() && g.is_nan()),
                     "{}: value {k}: {w} as {} is {g}",
                     ty.name(),
-                    target.name()
+                    r.target
                 );
             }
         }
@@ -174,5 +184,8 @@ mod tests {
         check(GgmlType::TQ1_0, false);
         check(GgmlType::TQ2_0, false);
         check(GgmlType::MXFP4, true);
+        check(GgmlType::IQ2_XXS, false);
+        check(GgmlType::IQ2_XS, false);
+        check(GgmlType::IQ2_S, false);
     }
 }

@@ -158,11 +158,15 @@ fn decode_groups(format: QuantFormat, b: &[u8], groups: &mut [Group; 8]) {
         QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
             unreachable!("dense formats have no integer groups")
         }
+        QuantFormat::Iq2Planes => unreachable!("IQ2_PLANES rows go to iq2_planes"),
     }
 }
 
 /// `out[i] = Σ_j w_j · x_ij` for one row `w` of a block format and every row `i` of `act`.
 pub(crate) fn row_dot_blocks(format: QuantFormat, w: &[u8], act: &ActTile<'_>, out: &mut [f32]) {
+    if format == QuantFormat::Iq2Planes {
+        return super::iq2_planes::row_dot_scalar(w, act, out);
+    }
     let groups_per_block = format.block_elems() / 32;
     let mut groups = [Group::default(); 8];
     out[..act.m].iter_mut().for_each(|o| *o = 0.0);

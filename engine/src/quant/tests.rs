@@ -128,11 +128,13 @@ fn compare_with_scalar(
     }
 }
 
-/// Q4_K / Q6_K on every kernel family for every verify batch size 1..=17 (the batch kernels are
-/// specialised per m) and several widths, against the scalar kernel and the f64 reference.
+/// Q4_K / Q6_K and IQ2_PLANES on every kernel family for every verify batch size 1..=17
+/// (the batch kernels are specialised per m) and several widths, against the scalar kernel and
+/// the f64 reference.
 #[test]
 fn k_quants_match_scalar_for_every_batch_size_and_isa() {
-    for (n, format) in [QuantFormat::Q4K, QuantFormat::Q6K].into_iter().enumerate() {
+    let formats = [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Iq2Planes];
+    for (n, format) in formats.into_iter().enumerate() {
         for cols in [256, 768, 1536] {
             for m in 1..=17 {
                 check_format(
@@ -196,6 +198,57 @@ fn k_quants_exact_at_the_integer_range_limits() {
             }
             compare_with_scalar(format, m, &isas(), &outs, &abss);
         }
+    }
+}
+
+/// IQ2_PLANES weights at their largest: every magnitude 43 and signs all negative (weight
+/// bytes 64 − 43) or, in every other block, all positive (64 + 43 = 107: `vpmaddubsw` pairs up
+/// to 2 · 107 · 128), scales 2ls + 1 = 31 (and some 1), against activations at −128 / +127.
+#[test]
+fn iq2_planes_exact_at_the_integer_range_limits() {
+    use super::iq2_planes::{LEVELS, write};
+    let mut rng = Rng(0x1F2);
+    let (rows, cols) = (21, 512);
+    let format = QuantFormat::Iq2Planes;
+    let mut data = vec![0u8; format.bytes_for(rows, cols)];
+    for (k, blk) in data.chunks_exact_mut(format.block_bytes()).enumerate() {
+        let signs = if k % 2 == 0 { 0xFF } else { 0 };
+        let scales: [u8; 16] = std::array::from_fn(|g| if (g + k) % 5 == 0 { 0 } else { 15 });
+        let groups = [([LEVELS[3]; 8], signs); 32];
+        write(f16::from_f32(0.01).to_bits(), &scales, &groups, blk);
+    }
+    let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
+    assert!(
+        w.dequantize()
+            .iter()
+            .all(|v| v.abs() >= 0.01 * 43.0 * 0.999)
+    );
+    assert!(
+        w.dequantize()
+            .iter()
+            .any(|v| v.abs() >= 0.01 * 43.0 * 31.0 * 0.999)
+    );
+    for m in [1, 2, 9, 16, 17] {
+        let x: Vec<f32> = (0..m * cols)
+            .map(|k| match k / cols {
+                0 => -1.0,
+                1 => 1.0,
+                _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
+                _ => 127.0 / 128.0,
+            })
+            .collect();
+        let (refs, tols, abss) = reference(&w, &x, m);
+        let mut outs = Vec::new();
+        for isa in isas() {
+            let mut out = vec![f32::NAN; m * rows];
+            matmul_with(isa, &x, m, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
+            for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
+                let err = (f64::from(*o) - r).abs();
+                assert!(err <= *t, "{isa:?} m={m} out[{k}] = {o}, reference {r}");
+            }
+            outs.push(out);
+        }
+        compare_with_scalar(format, m, &isas(), &outs, &abss);
     }
 }
 
@@ -453,16 +506,36 @@ fn iq4_nl_quantizer_gives_llamacpp_blocks_and_gguf_py_values() {
 fn fixture_blocks_multiply_like_gguf_py_values() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quant");
     let mut rng = Rng(42);
-    for format in QuantFormat::ALL
+    // every ggml block format as stored, and llama.cpp's IQ2 blocks as the loader copies them
+    let mut cases: Vec<(&str, QuantFormat)> = QuantFormat::ALL
         .into_iter()
-        .filter(|f| f.is_block_quantized())
-    {
-        let bytes =
-            std::fs::read(dir.join(format.name()).with_extension("bin")).expect("fixture bin");
-        let (_, values) = fixture_json("quant", format.name(), "values");
+        .filter(|f| f.is_block_quantized() && f.ggml_type().is_some())
+        .map(|f| (f.name(), f))
+        .collect();
+    cases.extend(["IQ2_XXS", "IQ2_XS", "IQ2_S"].map(|n| (n, QuantFormat::Iq2Planes)));
+    for (name, format) in cases {
+        let bytes = std::fs::read(dir.join(name).with_extension("bin")).expect("fixture bin");
+        let (_, values) = fixture_json("quant", name, "values");
         let cols = values.len();
-        let w =
-            QuantMatrix::from_raw(format.name(), format, 1, cols, bytes).expect("fixture geometry");
+        let w = if format == QuantFormat::Iq2Planes {
+            let ty = crate::gguf::GgmlType::ALL
+                .into_iter()
+                .find(|t| t.name() == name)
+                .expect("ggml type");
+            let r = super::recode::recode_for(ty).expect("IQ2 recode");
+            let mut out = vec![0u8; bytes.len() / r.from_bytes * format.block_bytes()];
+            for (b, o) in bytes
+                .chunks_exact(r.from_bytes)
+                .zip(out.chunks_exact_mut(format.block_bytes()))
+            {
+                assert!((r.convert)(b, o));
+            }
+            QuantMatrix::from_raw(name, format, 1, cols, out)
+                .expect("fixture geometry")
+                .with_out_scale(r.out_scale)
+        } else {
+            QuantMatrix::from_raw(name, format, 1, cols, bytes).expect("fixture geometry")
+        };
         let x: Vec<f32> = (0..2 * cols).map(|_| rng.unit()).collect();
         for isa in isas() {
             let mut out = [0.0f32; 2];
@@ -489,7 +562,7 @@ fn fixture_blocks_multiply_like_gguf_py_values() {
                 let err = (f64::from(out[i]) - dot).abs();
                 assert!(
                     err <= tol,
-                    "{format} {isa:?} row {i}: {} vs {dot} (tol {tol})",
+                    "{name} as {format} {isa:?} row {i}: {} vs {dot} (tol {tol})",
                     out[i]
                 );
             }
