@@ -273,8 +273,8 @@ fn k_quant_and_iq4_xs_gguf_runs_its_own_blocks() {
 /// IQ3_S, TQ1_0, TQ2_0, MXFP4; llama.cpp refused none of them, specsweep did): a 256-wide qwen2
 /// of random blocks of those types (tests/fixtures/gguf-blocks/qwen2-256-iq.gguf) runs on the
 /// exact kernel-format copies like the file dequantized to f32, and each tensor reaches the
-/// kernels as the copy its type maps to (IQ2 as IQ2_PLANES where its vector kernel runs, as f32
-/// elsewhere).
+/// kernels as the copy its type maps to (IQ2 as IQ2_PLANES and IQ3 as IQ3_*_NIB where their
+/// vector kernel runs, as f32 and Q6_K elsewhere).
 #[test]
 fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
     use specsweep_engine::gguf::{GgmlType, GgufModel};
@@ -290,6 +290,8 @@ fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
     );
     let g = GgufModel::open(&path).expect("open");
     let mut seen = std::collections::BTreeSet::new();
+    // the code copies where their vector kernel runs (AVX-512 VNNI)
+    let own = specsweep_engine::quant::iq_codes::native();
     let names = (0..2)
         .flat_map(|l| {
             [
@@ -306,16 +308,14 @@ fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
     for name in names {
         let stored = g.ggml_type_of(&name).expect("tensor");
         let want = match stored {
+            GgmlType::IQ3_XXS if own => QuantFormat::Iq3XxsNib,
+            GgmlType::IQ3_S if own => QuantFormat::Iq3SNib,
             GgmlType::IQ3_XXS | GgmlType::IQ3_S | GgmlType::IQ1_S | GgmlType::IQ1_M => {
                 QuantFormat::Q6K
             }
             GgmlType::TQ1_0 | GgmlType::TQ2_0 => QuantFormat::Q2K,
             GgmlType::MXFP4 => QuantFormat::Q8_0,
-            GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S
-                if specsweep_engine::quant::iq2_planes::native() =>
-            {
-                QuantFormat::Iq2Planes
-            }
+            GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S if own => QuantFormat::Iq2Planes,
             GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S => QuantFormat::F32,
             other => panic!("{name}: unexpected {}", other.name()),
         };

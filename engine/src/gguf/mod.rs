@@ -374,9 +374,8 @@ impl GgufModel {
         let [rows, cols] = raw.shape[..] else {
             return Ok(None);
         };
-        if let Some(r) = crate::quant::recode::recode_for(ty)
+        if let Some(r) = crate::quant::recode::recode_for(ty, crate::quant::iq_codes::native())
             && kernel_cols_ok(r.target, cols)
-            && (r.target != QuantFormat::Iq2Planes || crate::quant::iq2_planes::native())
         {
             let to_bytes = r.target.block_bytes();
             let mut out = vec![0u8; raw.bytes.len() / r.from_bytes * to_bytes];

@@ -228,8 +228,10 @@ pub(crate) unsafe fn row_dot_blocks(
             QuantFormat::Iq4Xs | QuantFormat::Q3K | QuantFormat::Q2K => {
                 super::scalar::row_dot_blocks(format, w, tile, out)
             }
-            // (`matmul` sends these rows to `iq2_planes` before this)
-            QuantFormat::Iq2Planes => super::iq2_planes::row_dot_scalar(w, tile, out),
+            // (`matmul` sends these rows to `iq_codes` before this)
+            QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+                super::iq_codes::row_dot_scalar(format, w, tile, out)
+            }
             QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
                 unreachable!("dense formats use row_dot_dense")
             }
@@ -441,7 +443,9 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                 | QuantFormat::Iq4Xs
                 | QuantFormat::Q3K
                 | QuantFormat::Q2K
-                | QuantFormat::Iq2Planes => {
+                | QuantFormat::Iq2Planes
+                | QuantFormat::Iq3XxsNib
+                | QuantFormat::Iq3SNib => {
                     unreachable!(
                         "dense formats use row_dot_dense, IQ4_XS / Q3_K / Q2_K the portable kernel"
                     )

@@ -37,12 +37,12 @@ pub fn dequantize_into(format: QuantFormat, bytes: &[u8], out: &mut [f32]) {
         out.len(),
         bytes.len() / format.block_bytes() * format.block_elems()
     );
-    if format == QuantFormat::Iq2Planes {
+    if format.is_code_copy() {
         for (b, o) in bytes
             .chunks_exact(format.block_bytes())
             .zip(out.chunks_exact_mut(256))
         {
-            super::iq2_planes::dequantize(b, o);
+            super::iq_codes::dequantize(format, b, o);
         }
         return;
     }
@@ -67,7 +67,9 @@ fn ggml_type(format: QuantFormat) -> GgmlType {
         QuantFormat::Q4K => GgmlType::Q4_K,
         QuantFormat::Q5K => GgmlType::Q5_K,
         QuantFormat::Q6K => GgmlType::Q6_K,
-        QuantFormat::Iq2Planes => unreachable!("IQ2_PLANES is decoded by iq2_planes"),
+        QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+            unreachable!("{format} is decoded by iq_codes")
+        }
     }
 }
 

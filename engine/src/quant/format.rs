@@ -51,13 +51,19 @@ pub enum QuantFormat {
     /// bits and 256 2-bit codes of the magnitudes 0, 8, 25, 43; `w = d·(2ls + 1)·(±level)`
     /// (IQ2's values times 8). Not a ggml type:
     /// the exact copy of IQ2_XXS / IQ2_XS / IQ2_S blocks the loader makes for the kernels
-    /// (`super::iq2_planes`); no quantizer.
+    /// (`super::iq_codes`); no quantizer.
     Iq2Planes,
+    /// 256 weights in 138 bytes: f16 `d`, 16 4-bit scales `ls`, 256 4-bit codes of ± half
+    /// IQ3_XXS's magnitudes; `w = d·(2ls + 1)·level` (IQ3_XXS's values times 2). The loader's
+    /// exact copy of IQ3_XXS blocks (`super::iq_codes`); not a ggml type, no quantizer.
+    Iq3XxsNib,
+    /// As [`QuantFormat::Iq3XxsNib`] with the levels ±1, ±3, …, ±15: IQ3_S's values.
+    Iq3SNib,
 }
 
 impl QuantFormat {
     /// Every supported format, dense first.
-    pub const ALL: [QuantFormat; 16] = [
+    pub const ALL: [QuantFormat; 18] = [
         QuantFormat::F32,
         QuantFormat::F16,
         QuantFormat::Bf16,
@@ -74,6 +80,8 @@ impl QuantFormat {
         QuantFormat::Q6K,
         QuantFormat::Iq4Xs,
         QuantFormat::Iq2Planes,
+        QuantFormat::Iq3XxsNib,
+        QuantFormat::Iq3SNib,
     ];
 
     /// Weights per block.
@@ -92,7 +100,9 @@ impl QuantFormat {
             | QuantFormat::Q5K
             | QuantFormat::Q6K
             | QuantFormat::Iq4Xs
-            | QuantFormat::Iq2Planes => 256,
+            | QuantFormat::Iq2Planes
+            | QuantFormat::Iq3XxsNib
+            | QuantFormat::Iq3SNib => 256,
         }
     }
 
@@ -112,7 +122,8 @@ impl QuantFormat {
             QuantFormat::Q5K => 176,
             QuantFormat::Q6K => 210,
             QuantFormat::Iq4Xs => 136,
-            QuantFormat::Iq2Planes => super::iq2_planes::BLOCK_BYTES,
+            QuantFormat::Iq2Planes => super::iq_codes::PLANES_BYTES,
+            QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => super::iq_codes::NIB_BYTES,
         }
     }
 
@@ -126,7 +137,9 @@ impl QuantFormat {
             | QuantFormat::Q5_0
             | QuantFormat::Iq4Nl
             | QuantFormat::Iq4Xs
-            | QuantFormat::Iq2Planes => &[0],
+            | QuantFormat::Iq2Planes
+            | QuantFormat::Iq3XxsNib
+            | QuantFormat::Iq3SNib => &[0],
             QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
             QuantFormat::Q2K => &[80, 82],
             QuantFormat::Q3K => &[108],
@@ -152,11 +165,20 @@ impl QuantFormat {
         }
     }
 
+    /// Whether `self` is one of specsweep's own layouts for codebook i-quants
+    /// (`super::iq_codes`): IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB.
+    pub const fn is_code_copy(self) -> bool {
+        matches!(
+            self,
+            QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib
+        )
+    }
+
     /// Whether specsweep can quantize f32 weights to `self` (`--quant`, the sweep's `quant`
-    /// axis): every format but [`QuantFormat::Iq2Planes`], which only holds IQ2 blocks loaded
-    /// from GGUF files.
+    /// axis): every format but the code copies ([`QuantFormat::is_code_copy`]), which only
+    /// hold i-quant blocks loaded from GGUF files.
     pub const fn has_quantizer(self) -> bool {
-        !matches!(self, QuantFormat::Iq2Planes)
+        !self.is_code_copy()
     }
 
     /// Whether the kernels quantize the activations to 8-bit blocks and use integer dot products
@@ -194,7 +216,7 @@ impl QuantFormat {
             QuantFormat::Iq4Nl => 20,
             QuantFormat::Iq4Xs => 23,
             QuantFormat::Bf16 => 30,
-            QuantFormat::Iq2Planes => return None,
+            QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => return None,
         })
     }
 
@@ -232,6 +254,8 @@ impl QuantFormat {
             QuantFormat::Q6K => "Q6_K",
             QuantFormat::Iq4Xs => "IQ4_XS",
             QuantFormat::Iq2Planes => "IQ2_PLANES",
+            QuantFormat::Iq3XxsNib => "IQ3_XXS_NIB",
+            QuantFormat::Iq3SNib => "IQ3_S_NIB",
         }
     }
 }
@@ -247,7 +271,8 @@ impl FromStr for QuantFormat {
 
     /// Case-insensitive ggml name of a format specsweep can quantize to (`q4_k`, `Q8_0`,
     /// `bf16`); `q8` and `q4` are accepted as the quantization-axis spellings of `q8_0` and
-    /// `q4_0`. IQ2_PLANES, which only holds blocks loaded from GGUF files, is refused by name.
+    /// `q4_0`. The code copies (IQ2_PLANES …), which only hold blocks loaded from GGUF files,
+    /// are refused by name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.to_ascii_lowercase();
         let alias = match lower.as_str() {
@@ -258,7 +283,7 @@ impl FromStr for QuantFormat {
         match QuantFormat::from_name(alias) {
             Some(f) if f.has_quantizer() => Ok(f),
             Some(f) => Err(format!(
-                "weight format `{s}`: {f} holds IQ2 blocks, which can only be loaded from a GGUF file (no quantizer)"
+                "weight format `{s}`: {f} holds i-quant blocks, which can only be loaded from a GGUF file (no quantizer)"
             )),
             None => {
                 let names: Vec<&str> = QuantFormat::ALL
@@ -315,6 +340,7 @@ mod tests {
         assert_eq!(QuantFormat::Iq4Xs.bits_per_weight(), 4.25);
         assert_eq!(QuantFormat::Q2K.bits_per_weight(), 2.625);
         assert_eq!(QuantFormat::Iq2Planes.bits_per_weight(), 3.3125);
+        assert_eq!(QuantFormat::Iq3SNib.bits_per_weight(), 4.3125);
         // llama-quantize's fallback for rows that are not whole IQ4_XS super-blocks
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(1536), QuantFormat::Iq4Xs);
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(896), QuantFormat::Iq4Nl);

@@ -13,7 +13,7 @@
 //!
 //! No ggml kernel format holds these values exactly (a magnitude of 43 under a 4-bit scale
 //! needs more than Q6_K's 6 bits): the loader copies the blocks into specsweep's own
-//! `QuantFormat::Iq2Planes` ([`to_planes`], `super::iq2_planes`), which has kernels.
+//! `QuantFormat::Iq2Planes` ([`to_planes`], `super::iq_codes`), which has kernels.
 
 use super::iq_grid::{Grid, ksigns, sign};
 use crate::gguf::GgmlType;
@@ -108,7 +108,7 @@ fn to_planes(ty: GgmlType, block: &[u8], out: &mut [u8]) -> bool {
         *slot = (row, signs);
         scales[g / 2] = ls;
     }
-    super::iq2_planes::write(
+    super::iq_codes::write_planes(
         u16::from_le_bytes([block[0], block[1]]),
         &scales,
         &groups,

@@ -12,7 +12,8 @@
 //!
 //! Both are held exactly by Q6_K (`super::recode`): IQ3_XXS as `½ · d·(2·ls + 1)·(±grid/2)` (the
 //! ½ kept outside the blocks, as the matrix's out scale), IQ3_S as `d·(2·ls + 1)·(±grid)`, each
-//! sub-block of 32 two Q6_K sub-blocks of 16.
+//! sub-block of 32 two Q6_K sub-blocks of 16; and with the same values by the smaller
+//! IQ3_XXS_NIB / IQ3_S_NIB of `super::iq_codes` (4-bit codes), where its kernel runs.
 
 use super::iq_grid::{Grid, ksigns};
 use super::recode::write_q6_k;
@@ -103,5 +104,24 @@ pub fn s_to_q6_k(block: &[u8], out: &mut [u8]) -> bool {
     let scales = std::array::from_fn(|s| (2 * s_scale(block, s / 2) + 1) as i8);
     let q = std::array::from_fn(|k| s_weight(block, k));
     write_q6_k(bits, &scales, &q, out);
+    true
+}
+
+/// An `iq3_xxs` block as IQ3_XXS_NIB: `d`, scales `ls`, weights `±grid/2` — the values of
+/// [`xxs_to_q6_k`]'s copy (the matrix keeps the 1/2), in 4.31 bits per weight.
+pub fn xxs_to_nib(block: &[u8], out: &mut [u8]) -> bool {
+    let (d, _) = d_of(block);
+    let ls = std::array::from_fn(|s| (xxs_word(block, s / 2) >> 28) as u8);
+    let q = std::array::from_fn(|k| xxs_weight(block, k).0 / 2);
+    super::iq_codes::write_nibbles(super::QuantFormat::Iq3XxsNib, d, &ls, &q, out);
+    true
+}
+
+/// An `iq3_s` block as IQ3_S_NIB: `d`, scales `ls`, weights `±grid` (always exact).
+pub fn s_to_nib(block: &[u8], out: &mut [u8]) -> bool {
+    let (bits, _) = d_of(block);
+    let ls = std::array::from_fn(|s| s_scale(block, s / 2));
+    let q = std::array::from_fn(|k| s_weight(block, k));
+    super::iq_codes::write_nibbles(super::QuantFormat::Iq3SNib, bits, &ls, &q, out);
     true
 }

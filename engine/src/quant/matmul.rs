@@ -640,8 +640,8 @@ fn row_dot_blocks(
     tile: &ActTile<'_>,
     out: &mut [f32],
 ) {
-    if format == super::QuantFormat::Iq2Planes {
-        return super::iq2_planes::row_dot(isa, w, tile, out);
+    if format.is_code_copy() {
+        return super::iq_codes::row_dot(isa, format, w, tile, out);
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -669,8 +669,8 @@ fn rows2_dot_blocks(
     tile: &ActTile<'_>,
     out: [&mut [f32]; 2],
 ) -> bool {
-    if format == super::QuantFormat::Iq2Planes {
-        return super::iq2_planes::rows2_dot(isa, w, tile, out);
+    if format.is_code_copy() {
+        return super::iq_codes::rows2_dot(isa, format, w, tile, out);
     }
     match isa {
         #[cfg(target_arch = "x86_64")]

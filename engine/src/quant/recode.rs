@@ -1,7 +1,8 @@
 //! Exact re-encodings of GGUF block types that have no kernels of their own into formats that
-//! do: IQ3_XXS, IQ3_S, IQ1_S and IQ1_M into Q6_K, IQ2_XXS, IQ2_XS and IQ2_S into specsweep's
-//! IQ2_PLANES (`super::iq2_planes`), TQ1_0 and TQ2_0 into Q2_K, MXFP4 into Q8_0 (and Q3_K into
-//! Q6_K where it is not interleaved).
+//! do: IQ2_XXS, IQ2_XS and IQ2_S into specsweep's IQ2_PLANES and IQ3_XXS / IQ3_S into its
+//! IQ3_XXS_NIB / IQ3_S_NIB (`super::iq_codes`, where their vector kernel runs; IQ3 into Q6_K
+//! elsewhere), IQ1_S and IQ1_M into Q6_K, TQ1_0 and TQ2_0 into Q2_K, MXFP4 into Q8_0 (and Q3_K
+//! into Q6_K where it is not interleaved).
 //!
 //! Each source block is decoded to one f16 scale, small integer sub-block scales and small
 //! integer weights whose product is the block's value exactly, and written in the target's
@@ -32,8 +33,10 @@ pub(crate) struct Recode {
     pub convert: fn(&[u8], &mut [u8]) -> bool,
 }
 
-/// The exact re-encoding of `ty`, if it has one.
-pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
+/// The exact re-encoding of `ty`, if it has one. `own_kernels`: the code copies of
+/// `super::iq_codes` (IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB) have their vector kernel in this
+/// process (`iq_codes::native`); otherwise IQ3 goes to Q6_K and IQ2 has none.
+pub(crate) fn recode_for(ty: GgmlType, own_kernels: bool) -> Option<Recode> {
     let q6 = |from_bytes, convert, out_scale| Recode {
         target: QuantFormat::Q6K,
         from_bytes,
@@ -55,15 +58,29 @@ pub(crate) fn recode_for(ty: GgmlType) -> Option<Recode> {
     };
     Some(match ty {
         GgmlType::Q3_K => q6(super::q3_k::BLOCK_BYTES, super::q3_k::to_q6_k, 1.0),
+        GgmlType::IQ3_XXS if own_kernels => Recode {
+            target: QuantFormat::Iq3XxsNib,
+            from_bytes: super::iq3::XXS_BYTES,
+            out_scale: 0.5,
+            convert: super::iq3::xxs_to_nib,
+        },
+        GgmlType::IQ3_S if own_kernels => Recode {
+            target: QuantFormat::Iq3SNib,
+            from_bytes: super::iq3::S_BYTES,
+            out_scale: 1.0,
+            convert: super::iq3::s_to_nib,
+        },
         GgmlType::IQ3_XXS => q6(super::iq3::XXS_BYTES, super::iq3::xxs_to_q6_k, 0.5),
         GgmlType::IQ3_S => q6(super::iq3::S_BYTES, super::iq3::s_to_q6_k, 1.0),
         GgmlType::IQ1_S => q6(super::iq1::S_BYTES, super::iq1::s_to_q6_k, 0.125),
         GgmlType::IQ1_M => q6(super::iq1::M_BYTES, super::iq1::m_to_q6_k, 0.125),
         GgmlType::TQ1_0 => q2(super::ternary::TQ1_BYTES, super::ternary::tq1_to_q2_k),
         GgmlType::TQ2_0 => q2(super::ternary::TQ2_BYTES, super::ternary::tq2_to_q2_k),
-        GgmlType::IQ2_XXS => planes(super::iq2::XXS_BYTES, super::iq2::xxs_to_planes),
-        GgmlType::IQ2_XS => planes(super::iq2::XS_BYTES, super::iq2::xs_to_planes),
-        GgmlType::IQ2_S => planes(super::iq2::S_BYTES, super::iq2::s_to_planes),
+        GgmlType::IQ2_XXS if own_kernels => {
+            planes(super::iq2::XXS_BYTES, super::iq2::xxs_to_planes)
+        }
+        GgmlType::IQ2_XS if own_kernels => planes(super::iq2::XS_BYTES, super::iq2::xs_to_planes),
+        GgmlType::IQ2_S if own_kernels => planes(super::iq2::S_BYTES, super::iq2::s_to_planes),
         GgmlType::MXFP4 => Recode {
             target: QuantFormat::Q8_0,
             from_bytes: super::mxfp4::BLOCK_BYTES,
@@ -131,8 +148,8 @@ mod tests {
     /// Pseudo-random blocks of `ty` (every f16 / E8M0 scale left random too, so that range
     /// failures happen): each block either converts to values equal to its own dequantization,
     /// or reports that it cannot.
-    fn check(ty: GgmlType, want_failures: bool) {
-        let r = recode_for(ty).expect("recodable");
+    fn check(ty: GgmlType, own_kernels: bool, want_failures: bool) {
+        let r = recode_for(ty, own_kernels).expect("recodable");
         assert_eq!(r.from_bytes, ty.type_size());
         assert_eq!(r.target.block_elems(), ty.block_size());
         let mut state = 0x0DDB_1A5E_u64;
@@ -176,16 +193,20 @@ mod tests {
     fn recoded_blocks_hold_the_same_values() {
         // random f16 scales reach f16's extremes (subnormal included: IQ3_XXS's and IQ1's
         // factors stay out of `d`); MXFP4's E8M0 scales mostly lie outside f16's range
-        check(GgmlType::Q3_K, false);
-        check(GgmlType::IQ3_XXS, false);
-        check(GgmlType::IQ3_S, false);
-        check(GgmlType::IQ1_S, false);
-        check(GgmlType::IQ1_M, false);
-        check(GgmlType::TQ1_0, false);
-        check(GgmlType::TQ2_0, false);
-        check(GgmlType::MXFP4, true);
-        check(GgmlType::IQ2_XXS, false);
-        check(GgmlType::IQ2_XS, false);
-        check(GgmlType::IQ2_S, false);
+        check(GgmlType::Q3_K, false, false);
+        check(GgmlType::IQ3_XXS, false, false);
+        check(GgmlType::IQ3_S, false, false);
+        check(GgmlType::IQ1_S, false, false);
+        check(GgmlType::IQ1_M, false, false);
+        check(GgmlType::TQ1_0, false, false);
+        check(GgmlType::TQ2_0, false, false);
+        check(GgmlType::MXFP4, false, true);
+        // the code copies of `iq_codes` (and IQ2 has none without them)
+        for ty in [GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S] {
+            check(ty, true, false);
+            assert!(recode_for(ty, false).is_none());
+        }
+        check(GgmlType::IQ3_XXS, true, false);
+        check(GgmlType::IQ3_S, true, false);
     }
 }

@@ -158,14 +158,16 @@ fn decode_groups(format: QuantFormat, b: &[u8], groups: &mut [Group; 8]) {
         QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
             unreachable!("dense formats have no integer groups")
         }
-        QuantFormat::Iq2Planes => unreachable!("IQ2_PLANES rows go to iq2_planes"),
+        QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+            unreachable!("{format} rows go to iq_codes")
+        }
     }
 }
 
 /// `out[i] = Σ_j w_j · x_ij` for one row `w` of a block format and every row `i` of `act`.
 pub(crate) fn row_dot_blocks(format: QuantFormat, w: &[u8], act: &ActTile<'_>, out: &mut [f32]) {
-    if format == QuantFormat::Iq2Planes {
-        return super::iq2_planes::row_dot_scalar(w, act, out);
+    if format.is_code_copy() {
+        return super::iq_codes::row_dot_scalar(format, w, act, out);
     }
     let groups_per_block = format.block_elems() / 32;
     let mut groups = [Group::default(); 8];

@@ -128,7 +128,7 @@ fn compare_with_scalar(
     }
 }
 
-/// Q4_K / Q6_K and IQ2_PLANES on every kernel family for every verify batch size 1..=17
+/// Q4_K / Q6_K and the code copies (IQ2_PLANES, IQ3_*_NIB) on every kernel family for every verify batch size 1..=17
 /// (the batch kernels are specialised per m) and several widths, against the scalar kernel and
 /// the f64 reference.
 #[test]
@@ -201,54 +201,75 @@ fn k_quants_exact_at_the_integer_range_limits() {
     }
 }
 
-/// IQ2_PLANES weights at their largest: every magnitude 43 and signs all negative (weight
-/// bytes 64 − 43) or, in every other block, all positive (64 + 43 = 107: `vpmaddubsw` pairs up
-/// to 2 · 107 · 128), scales 2ls + 1 = 31 (and some 1), against activations at −128 / +127.
+/// The code copies at their largest: IQ2_PLANES with every magnitude 43 and signs all negative
+/// (weight bytes 64 − 43) or, in every other block, all positive (64 + 43 = 107: `vpmaddubsw`
+/// pairs up to 2 · 107 · 128); the nibble formats with their extreme levels (±31, ±15); scales
+/// 2ls + 1 = 31 (and some 1), against activations at −128 / +127.
 #[test]
-fn iq2_planes_exact_at_the_integer_range_limits() {
-    use super::iq2_planes::{LEVELS, write};
+fn code_copies_exact_at_the_integer_range_limits() {
+    use super::iq_codes::{LEVELS, NIB_S, NIB_XXS, write_nibbles, write_planes};
     let mut rng = Rng(0x1F2);
     let (rows, cols) = (21, 512);
-    let format = QuantFormat::Iq2Planes;
-    let mut data = vec![0u8; format.bytes_for(rows, cols)];
-    for (k, blk) in data.chunks_exact_mut(format.block_bytes()).enumerate() {
-        let signs = if k % 2 == 0 { 0xFF } else { 0 };
-        let scales: [u8; 16] = std::array::from_fn(|g| if (g + k) % 5 == 0 { 0 } else { 15 });
-        let groups = [([LEVELS[3]; 8], signs); 32];
-        write(f16::from_f32(0.01).to_bits(), &scales, &groups, blk);
-    }
-    let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
-    assert!(
-        w.dequantize()
-            .iter()
-            .all(|v| v.abs() >= 0.01 * 43.0 * 0.999)
-    );
-    assert!(
-        w.dequantize()
-            .iter()
-            .any(|v| v.abs() >= 0.01 * 43.0 * 31.0 * 0.999)
-    );
-    for m in [1, 2, 9, 16, 17] {
-        let x: Vec<f32> = (0..m * cols)
-            .map(|k| match k / cols {
-                0 => -1.0,
-                1 => 1.0,
-                _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
-                _ => 127.0 / 128.0,
-            })
-            .collect();
-        let (refs, tols, abss) = reference(&w, &x, m);
-        let mut outs = Vec::new();
-        for isa in isas() {
-            let mut out = vec![f32::NAN; m * rows];
-            matmul_with(isa, &x, m, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
-            for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
-                let err = (f64::from(*o) - r).abs();
-                assert!(err <= *t, "{isa:?} m={m} out[{k}] = {o}, reference {r}");
+    for format in [
+        QuantFormat::Iq2Planes,
+        QuantFormat::Iq3XxsNib,
+        QuantFormat::Iq3SNib,
+    ] {
+        let mut data = vec![0u8; format.bytes_for(rows, cols)];
+        for (k, blk) in data.chunks_exact_mut(format.block_bytes()).enumerate() {
+            let d = f16::from_f32(0.01).to_bits();
+            let scales: [u8; 16] = std::array::from_fn(|g| if (g + k) % 5 == 0 { 0 } else { 15 });
+            let negative = k % 2 == 0;
+            match format {
+                QuantFormat::Iq2Planes => {
+                    let groups = [([LEVELS[3]; 8], if negative { 0xFF } else { 0 }); 32];
+                    write_planes(d, &scales, &groups, blk);
+                }
+                _ => {
+                    let levels = if format == QuantFormat::Iq3XxsNib {
+                        NIB_XXS
+                    } else {
+                        NIB_S
+                    };
+                    let v = if negative { levels[15] } else { levels[7] };
+                    write_nibbles(format, d, &scales, &[v; 256], blk);
+                }
             }
-            outs.push(out);
         }
-        compare_with_scalar(format, m, &isas(), &outs, &abss);
+        let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
+        let dq = w.dequantize();
+        let top = if format == QuantFormat::Iq3SNib {
+            15.0
+        } else {
+            31.0
+        };
+        assert!(dq.iter().all(|v| v.abs() >= 0.01 * top * 0.999));
+        assert!(dq.iter().any(|v| v.abs() >= 0.01 * top * 31.0 * 0.999));
+        for m in [1, 2, 9, 16, 17] {
+            let x: Vec<f32> = (0..m * cols)
+                .map(|k| match k / cols {
+                    0 => -1.0,
+                    1 => 1.0,
+                    _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
+                    _ => 127.0 / 128.0,
+                })
+                .collect();
+            let (refs, tols, abss) = reference(&w, &x, m);
+            let mut outs = Vec::new();
+            for isa in isas() {
+                let mut out = vec![f32::NAN; m * rows];
+                matmul_with(isa, &x, m, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
+                for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
+                    let err = (f64::from(*o) - r).abs();
+                    assert!(
+                        err <= *t,
+                        "{format} {isa:?} m={m} out[{k}] = {o}, reference {r}"
+                    );
+                }
+                outs.push(out);
+            }
+            compare_with_scalar(format, m, &isas(), &outs, &abss);
+        }
     }
 }
 
@@ -506,23 +527,29 @@ fn iq4_nl_quantizer_gives_llamacpp_blocks_and_gguf_py_values() {
 fn fixture_blocks_multiply_like_gguf_py_values() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quant");
     let mut rng = Rng(42);
-    // every ggml block format as stored, and llama.cpp's IQ2 blocks as the loader copies them
+    // every ggml block format as stored, and llama.cpp's IQ2 / IQ3 blocks as the loader copies
+    // them
     let mut cases: Vec<(&str, QuantFormat)> = QuantFormat::ALL
         .into_iter()
         .filter(|f| f.is_block_quantized() && f.ggml_type().is_some())
         .map(|f| (f.name(), f))
         .collect();
     cases.extend(["IQ2_XXS", "IQ2_XS", "IQ2_S"].map(|n| (n, QuantFormat::Iq2Planes)));
+    cases.extend([
+        ("IQ3_XXS", QuantFormat::Iq3XxsNib),
+        ("IQ3_S", QuantFormat::Iq3SNib),
+    ]);
     for (name, format) in cases {
         let bytes = std::fs::read(dir.join(name).with_extension("bin")).expect("fixture bin");
         let (_, values) = fixture_json("quant", name, "values");
         let cols = values.len();
-        let w = if format == QuantFormat::Iq2Planes {
+        let w = if format.is_code_copy() {
             let ty = crate::gguf::GgmlType::ALL
                 .into_iter()
                 .find(|t| t.name() == name)
                 .expect("ggml type");
-            let r = super::recode::recode_for(ty).expect("IQ2 recode");
+            let r = super::recode::recode_for(ty, true).expect("i-quant recode");
+            assert_eq!(r.target, format);
             let mut out = vec![0u8; bytes.len() / r.from_bytes * format.block_bytes()];
             for (b, o) in bytes
                 .chunks_exact(r.from_bytes)

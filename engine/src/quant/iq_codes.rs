@@ -1,0 +1,451 @@
+//! Formats of specsweep's own for the codebook i-quants: each weight a small code into a table
+//! of levels, laid out for the kernels to decode with a few register operations, and filled
+//! exactly from the GGUF blocks at load (`super::recode`).
+//!
+//! **IQ2_PLANES** (IQ2_XXS / IQ2_XS / IQ2_S, `super::iq2`). An IQ2 weight is
+//! `d·(2ls + 1)/8·(±g)`, `g` ∈ {8, 25, 43} taken from a codebook row per group of 8 weights.
+//! Decoding the codebook costs a gather (one 64-bit row per group) and, for IQ2_XXS / IQ2_XS,
+//! the parity bit of every group's signs: measured on the 1.5B model's up projection (8960 ×
+//! 1536, one thread, AVX-512 VNNI) a kernel on ggml's own blocks took 1.07–1.13 ms per token
+//! against Q4_K's 0.47, and the IQ2_XXS file decoded at 0.97 × llama.cpp. This layout stores
+//! what that decoding produces, per super-block of 256 weights (106 bytes, 3.31 bits per weight
+//! against IQ2's 2.06–2.56):
+//!
+//! | bytes     | field                                                                   |
+//! |-----------|-------------------------------------------------------------------------|
+//! | 0..2      | f16 `d`                                                                 |
+//! | 2..10     | 16 4-bit scales `ls`, one per 16 weights (nibble k: weights 16k..16k + 16) |
+//! | 10..42    | 256 sign bits: bit j of byte k is weight `8k + j`'s (set: negative)     |
+//! | 42..106   | 256 2-bit codes of the magnitudes [`LEVELS`] = 0, 8, 25, 43: chunk c of 64 weights in bytes `42 + 16c ..`, weight `64c + 16L + k` at bits `2L, 2L + 1` of byte k |
+//!
+//! `w = d·(2ls + 1)·(±LEVELS[code])`; the matrix carries IQ2's 1/8 as its out scale
+//! (`QuantMatrix::with_out_scale`), so every value dequantizes to the bits of the IQ2 block's.
+//! (i8 scales in a byte each cost 8 more bytes per block; measured on the IQ2_XXS file, peak
+//! memory was 1.53 × file + KV with them.)
+//!
+//! **IQ3_XXS_NIB / IQ3_S_NIB** (IQ3_XXS / IQ3_S, `super::iq3`): a 4-bit code per weight into
+//! 16 signed levels ([`NIB_XXS`]: ±grid/2 of IQ3_XXS's magnitudes 4 … 62, the matrix keeping
+//! ½ as its out scale; [`NIB_S`]: ±1 … ±15), the same 4-bit scales; 138 bytes per 256 (4.31
+//! bits per weight against IQ3's 3.06 / 3.44, where the Q6_K copies of the eighteenth round
+//! took 6.56):
+//!
+//! | bytes     | field                                                                   |
+//! |-----------|-------------------------------------------------------------------------|
+//! | 0..2      | f16 `d`                                                                 |
+//! | 2..10     | 16 4-bit scales `ls`, as above                                          |
+//! | 10..138   | 256 4-bit codes: chunk c in bytes `10 + 32c ..`, weight `64c + k` in the low nibble of byte k, `64c + 32 + k` in its high nibble |
+//!
+//! Against activations quantized to 8-bit blocks of 256 (`x = dx·q`, ggml's Q8_K, sums per 16)
+//! a super-block contributes `d·dx·S` with the exact integer `S = Σ_G (2ls_G + 1)·Σ_{j∈G} w_j·q_j`
+//! (|S| ≤ 256·43·128·31 < 2³¹).
+//! - [`row_dot_scalar`]: the portable kernel.
+//! - `x86::rows_vnni` (AVX-512 VNNI): per super-block and weight row, four registers of weight
+//!   bytes `64 + w` (in 21..=107): IQ2_PLANES broadcasts a chunk's 16 code bytes to the four
+//!   128-bit lanes, shifts them by 0 / 2 / 4 / 6, masks 2 bits and looks them up with `vpshufb`
+//!   in `64 + level`, a second `vpshufb` into `64 − level` under the sign bits as a mask; the
+//!   nibble formats broadcast a chunk's 32 bytes to both halves, shift by 0 / 4, mask 4 bits and
+//!   look up `64 + level` once. Decoded once, they serve every activation row of the tile: per
+//!   row and 64 weights one `vpmaddubsw` (pairs ≤ 2·107·128, no saturation) and one `vpdpwssd`
+//!   by the pairs' scales, per super-block one `vpdpwssd` of `−64·(2ls + 1)` against the
+//!   activation sums per 16 (the offset), then one conversion, one multiply by `d` and one FMA
+//!   by `dx` per 16 lanes, as the Q6_K kernel. Two weight rows per call share each activation
+//!   load; every activation row goes through the same operations whatever the tile size
+//!   (batch-invariant).
+//!
+//! Elsewhere (no AVX-512 VNNI) the loader keeps IQ2 tensors as exact f32 copies and IQ3 tensors
+//! as exact Q6_K copies instead (`crate::gguf`): the dense and Q6_K kernels multiply those
+//! faster than the portable kernel would.
+
+use super::format::QuantFormat;
+use super::matmul::{ActTile, Isa};
+
+/// Bytes of an IQ2_PLANES block.
+pub const PLANES_BYTES: usize = 106;
+/// Bytes of an IQ3_XXS_NIB / IQ3_S_NIB block.
+pub const NIB_BYTES: usize = 138;
+const SCALES: usize = 2;
+const SIGNS: usize = 10;
+const PLANE_CODES: usize = 42;
+const NIB_CODES: usize = 10;
+/// The magnitudes an IQ2_PLANES 2-bit code stands for (IQ2's grids hold 8, 25 and 43).
+pub const LEVELS: [i8; 4] = [0, 8, 25, 43];
+/// The levels of IQ3_XXS_NIB's 4-bit codes: ± half IQ3_XXS's magnitudes 4, 12, …, 52, 62.
+pub const NIB_XXS: [i8; 16] = [
+    2, 6, 10, 14, 18, 22, 26, 31, -2, -6, -10, -14, -18, -22, -26, -31,
+];
+/// The levels of IQ3_S_NIB's 4-bit codes: ± IQ3_S's magnitudes 1, 3, …, 15.
+pub const NIB_S: [i8; 16] = [1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15];
+
+/// The level table of a nibble format.
+fn nib_levels(format: QuantFormat) -> &'static [i8; 16] {
+    match format {
+        QuantFormat::Iq3XxsNib => &NIB_XXS,
+        QuantFormat::Iq3SNib => &NIB_S,
+        other => unreachable!("{other} has no nibble levels"),
+    }
+}
+
+/// Whether this process multiplies these formats with the vector kernel (AVX-512 VNNI on the
+/// kernel family [`Isa::detect`] chose): where not, loading a GGUF file makes f32 (IQ2) or
+/// Q6_K (IQ3) copies instead.
+pub fn native() -> bool {
+    matches!(Isa::detect(), Isa::Avx512Vnni | Isa::Amx)
+}
+
+/// Write the 16 scale nibbles `ls` and `d` (f16 bits) of a block.
+fn write_head(d: u16, ls: &[u8; 16], out: &mut [u8]) {
+    out.fill(0);
+    out[..2].copy_from_slice(&d.to_le_bytes());
+    for (k, &l) in ls.iter().enumerate() {
+        debug_assert!(l < 16, "scale {l}");
+        out[SCALES + k / 2] |= (l & 0x0F) << (4 * (k % 2));
+    }
+}
+
+/// Write one IQ2_PLANES block: `d` (f16 bits), 16 4-bit scales `ls`, and per group of 8
+/// weights its 8 magnitudes (each a [`LEVELS`] entry) and sign bits (bit j set: weight j
+/// negative).
+pub(crate) fn write_planes(d: u16, ls: &[u8; 16], groups: &[([i8; 8], u8); 32], out: &mut [u8]) {
+    assert_eq!(out.len(), PLANES_BYTES, "one IQ2_PLANES block");
+    write_head(d, ls, out);
+    for (g, (row, signs)) in groups.iter().enumerate() {
+        out[SIGNS + g] = *signs;
+        for (e, &v) in row.iter().enumerate() {
+            let code = match v {
+                0 => 0,
+                8 => 1,
+                25 => 2,
+                43 => 3,
+                other => panic!("magnitude {other} is not an IQ2 level"),
+            };
+            let j = 8 * g + e;
+            let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
+            out[PLANE_CODES + 16 * c + k] |= code << (2 * lane);
+        }
+    }
+}
+
+/// Write one block of a nibble format: `d` (f16 bits), 16 4-bit scales `ls` and 256 weights,
+/// each one of the format's levels.
+pub(crate) fn write_nibbles(
+    format: QuantFormat,
+    d: u16,
+    ls: &[u8; 16],
+    q: &[i8; 256],
+    out: &mut [u8],
+) {
+    assert_eq!(out.len(), NIB_BYTES, "one {format} block");
+    write_head(d, ls, out);
+    let levels = nib_levels(format);
+    for (j, &v) in q.iter().enumerate() {
+        let code = levels
+            .iter()
+            .position(|&l| l == v)
+            .unwrap_or_else(|| panic!("{v} is not a {format} level")) as u8;
+        let (c, half, k) = (j / 64, j % 64 / 32, j % 32);
+        out[NIB_CODES + 32 * c + k] |= code << (4 * half);
+    }
+}
+
+/// `d`, the 256 signed levels and the 16 scales `2ls + 1` of one block of `format`.
+pub(crate) fn decode(format: QuantFormat, block: &[u8]) -> (f32, [i8; 256], [i8; 16]) {
+    let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+    let q = std::array::from_fn(|j| match format {
+        QuantFormat::Iq2Planes => {
+            let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
+            let v = LEVELS[usize::from(block[PLANE_CODES + 16 * c + k] >> (2 * lane) & 3)];
+            if block[SIGNS + j / 8] >> (j % 8) & 1 == 1 {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => {
+            let (c, half, k) = (j / 64, j % 64 / 32, j % 32);
+            nib_levels(format)[usize::from(block[NIB_CODES + 32 * c + k] >> (4 * half) & 0x0F)]
+        }
+    });
+    let scales =
+        std::array::from_fn(|g| 2 * (block[SCALES + g / 2] >> (4 * (g % 2)) & 0x0F) as i8 + 1);
+    (d, q, scales)
+}
+
+/// The 256 values `d·(2ls + 1)·level` of one block of `format` (without the matrix's out
+/// scale).
+pub fn dequantize(format: QuantFormat, block: &[u8], out: &mut [f32]) {
+    assert!(
+        block.len() == format.block_bytes() && out.len() == 256,
+        "one {format} block"
+    );
+    let (d, q, scales) = decode(format, block);
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = d * f32::from(scales[j / 16]) * f32::from(q[j]);
+    }
+}
+
+/// Two weight rows at once on the vector kernel (each activation chunk loaded once for both);
+/// `false`, computing nothing, where `isa` lacks it.
+pub(crate) fn rows2_dot(
+    isa: Isa,
+    format: QuantFormat,
+    w: [&[u8]; 2],
+    tile: &ActTile<'_>,
+    out: [&mut [f32]; 2],
+) -> bool {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `row_dot`, for both rows.
+        Isa::Avx512Vnni | Isa::Amx => unsafe { x86::rows_vnni(format, w, tile, out) },
+        _ => false,
+    }
+}
+
+/// `out[i] = Σ_j W_j · x_ij` for one row `w` of `format` and every activation row of `tile`,
+/// on the vector kernel where `isa` has it and on the portable one elsewhere.
+pub(crate) fn row_dot(
+    isa: Isa,
+    format: QuantFormat,
+    w: &[u8],
+    tile: &ActTile<'_>,
+    out: &mut [f32],
+) {
+    debug_assert!(tile.block == 256);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: these families are only used once `Isa::detect` confirmed AVX-512 F/BW/VL/VNNI,
+        // AVX2, FMA and F16C; `w` holds whole blocks.
+        Isa::Avx512Vnni | Isa::Amx => unsafe {
+            x86::rows_vnni(format, [w], tile, [out]);
+        },
+        _ => row_dot_scalar(format, w, tile, out),
+    }
+}
+
+/// The portable kernel: [`decode`] per block, the integer `S` per activation row.
+pub(crate) fn row_dot_scalar(format: QuantFormat, w: &[u8], tile: &ActTile<'_>, out: &mut [f32]) {
+    let (cols, m) = (tile.cols, tile.m);
+    let nb = cols / 256;
+    out[..m].iter_mut().for_each(|o| *o = 0.0);
+    for (b, blk) in w.chunks_exact(format.block_bytes()).enumerate() {
+        let (d, q, scales) = decode(format, blk);
+        for (i, o) in out[..m].iter_mut().enumerate() {
+            let x = &tile.qs[i * cols + 256 * b..][..256];
+            let s: i32 = (0..16)
+                .map(|g| {
+                    let dot: i32 = (16 * g..16 * g + 16)
+                        .map(|j| i32::from(q[j]) * i32::from(x[j]))
+                        .sum();
+                    i32::from(scales[g]) * dot
+                })
+                .sum();
+            *o += s as f32 * d * tile.d[i * nb + b];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::avx2::{dispatch_m, f16_at, loadu};
+    use super::super::format::QuantFormat;
+    use super::super::matmul::{ActTile, TILE_M};
+    use super::{LEVELS, NIB_CODES, NIB_S, NIB_XXS, PLANE_CODES, SCALES, SIGNS};
+
+    /// `vpermw` indices placing the 16 scales on chunk c's i16 pair sums: lane l covers weights
+    /// 64c + 2l and 64c + 2l + 1, which belong to group of 16 number 4c + l/8.
+    static SCALE_LANES: [[i16; 32]; 4] = {
+        let mut t = [[0i16; 32]; 4];
+        let mut c = 0;
+        while c < 4 {
+            let mut l = 0;
+            while l < 32 {
+                t[c][l] = (4 * c + l / 8) as i16;
+                l += 1;
+            }
+            c += 1;
+        }
+        t
+    };
+
+    /// Kernel variants (const-generic arguments of `codes_vnni`).
+    const PLANES: u8 = 0;
+    const NIB_XXS_K: u8 = 1;
+    const NIB_S_K: u8 = 2;
+
+    /// `R` weight rows of `format` against `tile.m` activation rows (see the module docs);
+    /// `true`.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; every `w[r]` holds
+    /// `tile.cols / 256` blocks of `format`, one of this module's.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn rows_vnni<const R: usize>(
+        format: QuantFormat,
+        w: [&[u8]; R],
+        tile: &ActTile<'_>,
+        out: [&mut [f32]; R],
+    ) -> bool {
+        debug_assert!((1..=TILE_M).contains(&tile.m));
+        let m = tile.m;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match format {
+                QuantFormat::Iq2Planes => dispatch_m!(m, codes_vnni::<PLANES, R>, w, tile, out),
+                QuantFormat::Iq3XxsNib => dispatch_m!(m, codes_vnni::<NIB_XXS_K, R>, w, tile, out),
+                QuantFormat::Iq3SNib => dispatch_m!(m, codes_vnni::<NIB_S_K, R>, w, tile, out),
+                other => unreachable!("{other} is not a code format"),
+            }
+        }
+        true
+    }
+
+    /// The 16 scales `2ls + 1` (i16) from the 8 nibble bytes at `p`.
+    #[inline(always)]
+    unsafe fn odd_scales(p: *const u8) -> __m256i {
+        // SAFETY: `p` points to 8 readable bytes; the caller's target features include AVX2.
+        unsafe {
+            let v = _mm_cvtsi64_si128(loadu::<i64, u8>(p));
+            let low = _mm_set1_epi8(0x0F);
+            let bytes = _mm_unpacklo_epi8(
+                _mm_and_si128(v, low),
+                _mm_and_si128(_mm_srli_epi16(v, 4), low),
+            );
+            let ls = _mm256_cvtepu8_epi16(bytes);
+            _mm256_add_epi16(_mm256_add_epi16(ls, ls), _mm256_set1_epi16(1))
+        }
+    }
+
+    /// A 16-entry byte table `64 + levels[k]` in every 128-bit lane.
+    #[inline(always)]
+    unsafe fn table(levels: [i8; 16]) -> __m512i {
+        let t: [i8; 16] = std::array::from_fn(|k| 64 + levels[k]);
+        // SAFETY: 16 bytes read from a 16-byte array; AVX-512 F is enabled in the caller.
+        unsafe { _mm512_broadcast_i32x4(loadu::<__m128i, i8>(t.as_ptr())) }
+    }
+
+    /// `R` weight rows of kernel variant `K` against `M` activation rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn codes_vnni<const M: usize, const K: u8, const R: usize>(
+        w: [&[u8]; R],
+        tile: &ActTile<'_>,
+        out: [&mut [f32]; R],
+    ) {
+        let bb = if K == PLANES {
+            super::PLANES_BYTES
+        } else {
+            super::NIB_BYTES
+        };
+        let cols = tile.cols;
+        let (nb, n16) = (cols / 256, cols / 16);
+        debug_assert!(tile.m == M && tile.block == 256);
+        debug_assert!(w.iter().all(|w| w.len() == nb * bb) && out.iter().all(|o| o.len() >= M));
+        // SAFETY: 64 bytes read from each 64-byte row of the table.
+        let perm: [__m512i; 4] =
+            std::array::from_fn(|c| unsafe { loadu::<__m512i, i16>(SCALE_LANES[c].as_ptr()) });
+        let pad = |l: [i8; 4]| std::array::from_fn(|k| l[k % 4]);
+        // SAFETY: AVX-512 F is enabled on this function.
+        let (plus, minus) = unsafe {
+            match K {
+                PLANES => (table(pad(LEVELS)), table(pad(LEVELS.map(|l| -l)))),
+                NIB_XXS_K => (table(NIB_XXS), table(NIB_XXS)),
+                _ => (table(NIB_S), table(NIB_S)),
+            }
+        };
+        // IQ2_PLANES: code bits of lane L of a broadcast chunk start at bit 2L; nibbles: the
+        // high half of the register takes the high nibbles
+        let shifts = if K == PLANES {
+            _mm512_set_epi64(
+                0x0006_0006_0006_0006,
+                0x0006_0006_0006_0006,
+                0x0004_0004_0004_0004,
+                0x0004_0004_0004_0004,
+                0x0002_0002_0002_0002,
+                0x0002_0002_0002_0002,
+                0,
+                0,
+            )
+        } else {
+            _mm512_set_epi64(
+                0x0004_0004_0004_0004,
+                0x0004_0004_0004_0004,
+                0x0004_0004_0004_0004,
+                0x0004_0004_0004_0004,
+                0,
+                0,
+                0,
+                0,
+            )
+        };
+        let mask = _mm512_set1_epi8(if K == PLANES { 3 } else { 0x0F });
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); M]; R];
+        let (qs, bsums, ds) = (tile.qs.as_ptr(), tile.bsums.as_ptr(), tile.d.as_ptr());
+        // SAFETY: block b's bytes lie within every `w[r]` (b < nb); activation row i < M has
+        // `cols` values, `cols / 16` sums and `nb` scales in the tile.
+        unsafe {
+            for b in 0..nb {
+                let mut q = [[zero; 4]; R];
+                let mut sc = [[zero; 4]; R];
+                let mut off = [zero; R];
+                let mut dv = [_mm512_setzero_ps(); R];
+                for r in 0..R {
+                    let blk = w[r].as_ptr().wrapping_add(b * bb);
+                    for c in 0..4 {
+                        let codes = if K == PLANES {
+                            _mm512_broadcast_i32x4(loadu::<__m128i, u8>(
+                                blk.wrapping_add(PLANE_CODES + 16 * c),
+                            ))
+                        } else {
+                            _mm512_broadcast_i64x4(loadu::<__m256i, u8>(
+                                blk.wrapping_add(NIB_CODES + 32 * c),
+                            ))
+                        };
+                        let code = _mm512_and_si512(_mm512_srlv_epi16(codes, shifts), mask);
+                        let pos = _mm512_shuffle_epi8(plus, code);
+                        q[r][c] = if K == PLANES {
+                            let signs: __mmask64 =
+                                loadu::<u64, u8>(blk.wrapping_add(SIGNS + 8 * c));
+                            _mm512_mask_shuffle_epi8(pos, signs, minus, code)
+                        } else {
+                            pos
+                        };
+                    }
+                    let ls = odd_scales(blk.wrapping_add(SCALES));
+                    let lsz = _mm512_zextsi256_si512(ls);
+                    sc[r] = std::array::from_fn(|c| _mm512_permutexvar_epi16(perm[c], lsz));
+                    // −64 · (2ls + 1) per group of 16 (|·| ≤ 1984) against the activation sums
+                    off[r] = _mm512_zextsi256_si512(_mm256_sub_epi16(
+                        _mm256_setzero_si256(),
+                        _mm256_slli_epi16(ls, 6),
+                    ));
+                    dv[r] = _mm512_set1_ps(f16_at(blk));
+                }
+                for i in 0..M {
+                    let x = qs.wrapping_add(i * cols + 256 * b);
+                    let xs =
+                        [0usize, 1, 2, 3].map(|c| loadu::<__m512i, i8>(x.wrapping_add(64 * c)));
+                    let bs = _mm512_zextsi256_si512(loadu::<__m256i, i16>(
+                        bsums.wrapping_add(i * n16 + 16 * b),
+                    ));
+                    let dx = _mm512_set1_ps(*ds.add(i * nb + b));
+                    for r in 0..R {
+                        let mut sumi = _mm512_dpwssd_epi32(zero, bs, off[r]);
+                        for c in 0..4 {
+                            let pairs = _mm512_maddubs_epi16(q[r][c], xs[c]);
+                            sumi = _mm512_dpwssd_epi32(sumi, pairs, sc[r][c]);
+                        }
+                        let t = _mm512_mul_ps(_mm512_cvtepi32_ps(sumi), dv[r]);
+                        acc[r][i] = _mm512_fmadd_ps(t, dx, acc[r][i]);
+                    }
+                }
+            }
+        }
+        for (acc, out) in acc.iter().zip(out) {
+            for (a, o) in acc.iter().zip(out.iter_mut()) {
+                *o = _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+}
