@@ -85,11 +85,28 @@ fn nib_levels(format: QuantFormat) -> &'static [i8; 16] {
     }
 }
 
-/// Whether this process multiplies these formats with the vector kernel (AVX-512 VNNI on the
-/// kernel family [`Isa::detect`] chose): where not, loading a GGUF file makes f32 (IQ2) or
-/// Q6_K (IQ3) copies instead.
+/// Whether later loads may make the code copies (see [`set_code_copies`]).
+static OWN_COPIES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turn the code copies of later loads on or off for this process (on by default), to measure
+/// them against the fallback copies — IQ2 as f32, IQ3 as Q6_K: faster at decode and prefill on
+/// the interleaved Q6_K kernels, larger in memory (`specsweep bench --iq-copies`).
+pub fn set_code_copies(on: bool) {
+    OWN_COPIES.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether loading a GGUF file in this process makes the code copies: their vector kernel runs
+/// (AVX-512 VNNI on the kernel family [`Isa::detect`] chose) and [`set_code_copies`] has not
+/// turned them off. Where not, IQ2 tensors become f32 copies and IQ3 tensors Q6_K copies.
 pub fn native() -> bool {
-    matches!(Isa::detect(), Isa::Avx512Vnni | Isa::Amx)
+    OWN_COPIES.load(std::sync::atomic::Ordering::Relaxed)
+        && matches!(Isa::detect(), Isa::Avx512Vnni | Isa::Amx)
+}
+
+/// The copies GGUF IQ2 / IQ3 tensors get in this process: `own` (the code copies) or
+/// `fallback` (f32 / Q6_K).
+pub fn code_copies() -> &'static str {
+    if native() { "own" } else { "fallback" }
 }
 
 /// Write the 16 scale nibbles `ls` and `d` (f16 bits) of a block.

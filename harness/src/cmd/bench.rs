@@ -103,6 +103,11 @@ pub struct Args {
     /// the default) | rows (ggml's row-major blocks), to measure one against the other.
     #[arg(long, value_parser = ["x16", "rows"])]
     pub layout: Option<String>,
+    /// Copies of GGUF IQ2 / IQ3 tensors: own (IQ2_PLANES / IQ3_*_NIB, 3.3 / 4.3 bits per weight,
+    /// on AVX-512 VNNI; the default there) | fallback (IQ2 as f32, IQ3 as Q6_K: larger, and IQ3
+    /// faster on the interleaved Q6_K kernels), to measure one against the other.
+    #[arg(long = "iq-copies", value_parser = ["own", "fallback"])]
+    pub iq_copies: Option<String>,
     /// Seed for random weights and input tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -127,6 +132,8 @@ pub struct BenchResult {
     pub kernels: String,
     /// Weight layout of the block-format products: `x16` (interleaved) or `rows`.
     pub layout: String,
+    /// Copies of GGUF IQ2 / IQ3 tensors: `own` or `fallback` (`--iq-copies`).
+    pub iq_copies: String,
     pub dtype: String,
     /// KV cache element type of keys / values (llama-bench's fields).
     pub type_k: String,
@@ -309,6 +316,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(layout) = &args.layout {
         specsweep_engine::quant::set_interleaving(layout == "x16");
     }
+    if let Some(copies) = &args.iq_copies {
+        specsweep_engine::quant::iq_codes::set_code_copies(copies == "own");
+    }
     let kv_types = args
         .kv_type
         .iter()
@@ -398,6 +408,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     device: engine.device().to_string(),
                     kernels: Isa::detect().name().to_string(),
                     layout: specsweep_engine::quant::kernel_layout().to_string(),
+                    iq_copies: specsweep_engine::quant::iq_codes::code_copies().to_string(),
                     dtype: choice.label(),
                     type_k: kv.k.to_string(),
                     type_v: kv.v.to_string(),
