@@ -89,12 +89,19 @@ fn check_format(format: QuantFormat, rows: usize, cols: usize, m: usize, seed: u
     let mut rng = Rng(seed);
     let w = random_matrix(format, rows, cols, &mut rng);
     let x: Vec<f32> = (0..m * cols).map(|_| rng.unit() * 2.0).collect();
-    let (refs, tols, abss) = reference(&w, &x, m);
+    check_matrix(&w, &x, m);
+}
+
+/// `x · wᵀ` for `m` activation rows on every kernel family, against the f64 reference (within
+/// the stated tolerance) and the scalar kernel.
+fn check_matrix(w: &QuantMatrix, x: &[f32], m: usize) {
+    let (format, rows, cols) = (w.format(), w.rows(), w.cols());
+    let (refs, tols, abss) = reference(w, x, m);
     let mut scratch = MatmulScratch::new();
     let mut outs = Vec::new();
     for isa in isas() {
         let mut out = vec![f32::NAN; m * rows];
-        matmul_with(isa, &x, m, &w, &mut out, &mut scratch).expect("matmul");
+        matmul_with(isa, x, m, w, &mut out, &mut scratch).expect("matmul");
         for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
             let err = (f64::from(*o) - r).abs();
             assert!(
@@ -149,6 +156,26 @@ fn k_quants_match_scalar_for_every_batch_size_and_isa() {
     }
 }
 
+/// `m` activation rows of `cols` at the 8-bit limits: row 0 all −1 (every value −128), row 1
+/// all +1 (127), then random −128 / +127 (on the Q8_K grid, d = 1/128 from the leading −1).
+fn extreme_activations(m: usize, cols: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..m * cols)
+        .map(|k| match k / cols {
+            0 => -1.0,
+            1 => 1.0,
+            _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
+            _ => 127.0 / 128.0,
+        })
+        .collect()
+}
+
+/// `w` against [`extreme_activations`] for each batch size in `ms` ([`check_matrix`]).
+fn check_at_extreme_activations(w: &QuantMatrix, ms: &[usize], rng: &mut Rng) {
+    for &m in ms {
+        check_matrix(w, &extreme_activations(m, w.cols(), rng), m);
+    }
+}
+
 /// Largest integer sums: every weight byte 0xFF (Q4_K: q = 15, scales and mins 63; Q6_K: q = 63,
 /// scales −1) against activations at −128 / +127, where an i16 intermediate that overflowed or
 /// saturated would show. Random blocks with extreme bytes cover positive Q6_K scales.
@@ -171,33 +198,7 @@ fn k_quants_exact_at_the_integer_range_limits() {
             }
         }
         let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
-        for m in [1, 3, 9, 16, 17, 40] {
-            // row 0: all −1 (every value −128), row 1: all +1 (127), then random −128 / +127
-            let x: Vec<f32> = (0..m * cols)
-                .map(|k| match k / cols {
-                    0 => -1.0,
-                    1 => 1.0,
-                    // on the Q8_K grid (d = 1/128 from the leading −1): −128 or +127 exactly
-                    _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
-                    _ => 127.0 / 128.0,
-                })
-                .collect();
-            let (refs, tols, abss) = reference(&w, &x, m);
-            let mut outs = Vec::new();
-            for isa in isas() {
-                let mut out = vec![f32::NAN; m * rows];
-                matmul_with(isa, &x, m, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
-                for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
-                    let err = (f64::from(*o) - r).abs();
-                    assert!(
-                        err <= *t,
-                        "{format} {isa:?} m={m} out[{k}] = {o}, reference {r}"
-                    );
-                }
-                outs.push(out);
-            }
-            compare_with_scalar(format, m, &isas(), &outs, &abss);
-        }
+        check_at_extreme_activations(&w, &[1, 3, 9, 16, 17, 40], &mut rng);
     }
 }
 
@@ -245,31 +246,7 @@ fn code_copies_exact_at_the_integer_range_limits() {
         };
         assert!(dq.iter().all(|v| v.abs() >= 0.01 * top * 0.999));
         assert!(dq.iter().any(|v| v.abs() >= 0.01 * top * 31.0 * 0.999));
-        for m in [1, 2, 9, 16, 17] {
-            let x: Vec<f32> = (0..m * cols)
-                .map(|k| match k / cols {
-                    0 => -1.0,
-                    1 => 1.0,
-                    _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
-                    _ => 127.0 / 128.0,
-                })
-                .collect();
-            let (refs, tols, abss) = reference(&w, &x, m);
-            let mut outs = Vec::new();
-            for isa in isas() {
-                let mut out = vec![f32::NAN; m * rows];
-                matmul_with(isa, &x, m, &w, &mut out, &mut MatmulScratch::new()).expect("matmul");
-                for (k, ((o, r), t)) in out.iter().zip(&refs).zip(&tols).enumerate() {
-                    let err = (f64::from(*o) - r).abs();
-                    assert!(
-                        err <= *t,
-                        "{format} {isa:?} m={m} out[{k}] = {o}, reference {r}"
-                    );
-                }
-                outs.push(out);
-            }
-            compare_with_scalar(format, m, &isas(), &outs, &abss);
-        }
+        check_at_extreme_activations(&w, &[1, 2, 9, 16, 17], &mut rng);
     }
 }
 
@@ -802,15 +779,7 @@ fn interleaved_formats_exact_at_the_integer_range_limits() {
         }
         let w = QuantMatrix::from_raw("extreme", format, rows, cols, data).expect("geometry");
         for m in [1, 3, 17, 40] {
-            let x: Vec<f32> = (0..m * cols)
-                .map(|k| match k / cols {
-                    0 => -1.0,
-                    1 => 1.0,
-                    _ if k.is_multiple_of(256) || rng.next().is_multiple_of(2) => -1.0,
-                    _ => 127.0 / 128.0,
-                })
-                .collect();
-            check_interleaved(&w, &x, m);
+            check_interleaved(&w, &extreme_activations(m, cols, &mut rng), m);
         }
     }
 }
