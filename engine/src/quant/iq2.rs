@@ -13,7 +13,7 @@
 //!
 //! No ggml kernel format holds these values exactly (a magnitude of 43 under a 4-bit scale
 //! needs more than Q6_K's 6 bits): the loader copies the blocks into specsweep's own
-//! `QuantFormat::Iq2Planes` ([`to_planes`], `super::iq_codes`), which has kernels.
+//! `QuantFormat::Iq2Planes` (`to_planes`, `super::iq_codes`), which has kernels.
 
 use super::iq_grid::{Grid, ksigns, sign};
 use crate::gguf::GgmlType;

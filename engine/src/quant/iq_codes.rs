@@ -38,7 +38,7 @@
 //! Against activations quantized to 8-bit blocks of 256 (`x = dx·q`, ggml's Q8_K, sums per 16)
 //! a super-block contributes `d·dx·S` with the exact integer `S = Σ_G (2ls_G + 1)·Σ_{j∈G} w_j·q_j`
 //! (|S| ≤ 256·43·128·31 < 2³¹).
-//! - [`row_dot_scalar`]: the portable kernel.
+//! - `row_dot_scalar`: the portable kernel.
 //! - `x86::rows_vnni` (AVX-512 VNNI): per super-block and weight row, four registers of weight
 //!   bytes `64 + w` (in 21..=107): IQ2_PLANES broadcasts a chunk's 16 code bytes to the four
 //!   128-bit lanes, shifts them by 0 / 2 / 4 / 6, masks 2 bits and looks them up with `vpshufb`
