@@ -229,9 +229,10 @@ pub(crate) unsafe fn row_dot_blocks(
                 super::scalar::row_dot_blocks(format, w, tile, out)
             }
             // (`matmul` sends these rows to `iq_codes` before this)
-            QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
-                super::iq_codes::row_dot_scalar(format, w, tile, out)
-            }
+            QuantFormat::Iq2Planes
+            | QuantFormat::Iq3XxsNib
+            | QuantFormat::Iq3SNib
+            | QuantFormat::Iq1Planes => super::iq_codes::row_dot_scalar(format, w, tile, out),
             QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
                 unreachable!("dense formats use row_dot_dense")
             }
@@ -445,7 +446,8 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                 | QuantFormat::Q2K
                 | QuantFormat::Iq2Planes
                 | QuantFormat::Iq3XxsNib
-                | QuantFormat::Iq3SNib => {
+                | QuantFormat::Iq3SNib
+                | QuantFormat::Iq1Planes => {
                     unreachable!(
                         "dense formats use row_dot_dense, IQ4_XS / Q3_K / Q2_K the portable kernel"
                     )

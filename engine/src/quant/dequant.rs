@@ -67,7 +67,10 @@ fn ggml_type(format: QuantFormat) -> GgmlType {
         QuantFormat::Q4K => GgmlType::Q4_K,
         QuantFormat::Q5K => GgmlType::Q5_K,
         QuantFormat::Q6K => GgmlType::Q6_K,
-        QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+        QuantFormat::Iq2Planes
+        | QuantFormat::Iq3XxsNib
+        | QuantFormat::Iq3SNib
+        | QuantFormat::Iq1Planes => {
             unreachable!("{format} is decoded by iq_codes")
         }
     }

@@ -59,11 +59,14 @@ pub enum QuantFormat {
     Iq3XxsNib,
     /// As [`QuantFormat::Iq3XxsNib`] with the levels ±1, ±3, …, ±15: IQ3_S's values.
     Iq3SNib,
+    /// As [`QuantFormat::Iq2Planes`] with the magnitudes 0, 1, 7, 9: IQ1_S / IQ1_M's `8·grid ± 1`
+    /// (their values times 8).
+    Iq1Planes,
 }
 
 impl QuantFormat {
     /// Every supported format, dense first.
-    pub const ALL: [QuantFormat; 18] = [
+    pub const ALL: [QuantFormat; 19] = [
         QuantFormat::F32,
         QuantFormat::F16,
         QuantFormat::Bf16,
@@ -82,6 +85,7 @@ impl QuantFormat {
         QuantFormat::Iq2Planes,
         QuantFormat::Iq3XxsNib,
         QuantFormat::Iq3SNib,
+        QuantFormat::Iq1Planes,
     ];
 
     /// Weights per block.
@@ -102,7 +106,8 @@ impl QuantFormat {
             | QuantFormat::Iq4Xs
             | QuantFormat::Iq2Planes
             | QuantFormat::Iq3XxsNib
-            | QuantFormat::Iq3SNib => 256,
+            | QuantFormat::Iq3SNib
+            | QuantFormat::Iq1Planes => 256,
         }
     }
 
@@ -122,7 +127,7 @@ impl QuantFormat {
             QuantFormat::Q5K => 176,
             QuantFormat::Q6K => 210,
             QuantFormat::Iq4Xs => 136,
-            QuantFormat::Iq2Planes => super::iq_codes::PLANES_BYTES,
+            QuantFormat::Iq2Planes | QuantFormat::Iq1Planes => super::iq_codes::PLANES_BYTES,
             QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => super::iq_codes::NIB_BYTES,
         }
     }
@@ -139,7 +144,8 @@ impl QuantFormat {
             | QuantFormat::Iq4Xs
             | QuantFormat::Iq2Planes
             | QuantFormat::Iq3XxsNib
-            | QuantFormat::Iq3SNib => &[0],
+            | QuantFormat::Iq3SNib
+            | QuantFormat::Iq1Planes => &[0],
             QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
             QuantFormat::Q2K => &[80, 82],
             QuantFormat::Q3K => &[108],
@@ -166,11 +172,14 @@ impl QuantFormat {
     }
 
     /// Whether `self` is one of specsweep's own layouts for codebook i-quants
-    /// (`super::iq_codes`): IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB.
+    /// (`super::iq_codes`): IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB, IQ1_PLANES.
     pub const fn is_code_copy(self) -> bool {
         matches!(
             self,
-            QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib
+            QuantFormat::Iq2Planes
+                | QuantFormat::Iq3XxsNib
+                | QuantFormat::Iq3SNib
+                | QuantFormat::Iq1Planes
         )
     }
 
@@ -216,7 +225,10 @@ impl QuantFormat {
             QuantFormat::Iq4Nl => 20,
             QuantFormat::Iq4Xs => 23,
             QuantFormat::Bf16 => 30,
-            QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => return None,
+            QuantFormat::Iq2Planes
+            | QuantFormat::Iq3XxsNib
+            | QuantFormat::Iq3SNib
+            | QuantFormat::Iq1Planes => return None,
         })
     }
 
@@ -256,6 +268,7 @@ impl QuantFormat {
             QuantFormat::Iq2Planes => "IQ2_PLANES",
             QuantFormat::Iq3XxsNib => "IQ3_XXS_NIB",
             QuantFormat::Iq3SNib => "IQ3_S_NIB",
+            QuantFormat::Iq1Planes => "IQ1_PLANES",
         }
     }
 }

@@ -69,6 +69,17 @@ const PLANE_CODES: usize = 42;
 const NIB_CODES: usize = 10;
 /// The magnitudes an IQ2_PLANES 2-bit code stands for (IQ2's grids hold 8, 25 and 43).
 pub const LEVELS: [i8; 4] = [0, 8, 25, 43];
+/// The magnitudes of IQ1_PLANES's codes: IQ1's `8·grid ± 1` for grid values −1, 0, 1.
+pub const LEVELS_IQ1: [i8; 4] = [0, 1, 7, 9];
+
+/// The magnitude table of a planes format.
+fn plane_levels(format: QuantFormat) -> &'static [i8; 4] {
+    match format {
+        QuantFormat::Iq2Planes => &LEVELS,
+        QuantFormat::Iq1Planes => &LEVELS_IQ1,
+        other => unreachable!("{other} has no plane levels"),
+    }
+}
 /// The levels of IQ3_XXS_NIB's 4-bit codes: ± half IQ3_XXS's magnitudes 4, 12, …, 52, 62.
 pub const NIB_XXS: [i8; 16] = [
     2, 6, 10, 14, 18, 22, 26, 31, -2, -6, -10, -14, -18, -22, -26, -31,
@@ -119,22 +130,27 @@ fn write_head(d: u16, ls: &[u8; 16], out: &mut [u8]) {
     }
 }
 
-/// Write one IQ2_PLANES block: `d` (f16 bits), 16 4-bit scales `ls`, and per group of 8
-/// weights its 8 magnitudes (each a [`LEVELS`] entry) and sign bits (bit j set: weight j
-/// negative).
-pub(crate) fn write_planes(d: u16, ls: &[u8; 16], groups: &[([i8; 8], u8); 32], out: &mut [u8]) {
-    assert_eq!(out.len(), PLANES_BYTES, "one IQ2_PLANES block");
+/// Write one block of a planes format (IQ2_PLANES, IQ1_PLANES): `d` (f16 bits), 16 4-bit
+/// scales `ls`, and per group of 8 weights its 8 magnitudes (each an entry of the format's
+/// table) and sign bits (bit j set: weight j negative).
+pub(crate) fn write_planes(
+    format: QuantFormat,
+    d: u16,
+    ls: &[u8; 16],
+    groups: &[([i8; 8], u8); 32],
+    out: &mut [u8],
+) {
+    assert_eq!(out.len(), PLANES_BYTES, "one {format} block");
     write_head(d, ls, out);
+    let levels = plane_levels(format);
     for (g, (row, signs)) in groups.iter().enumerate() {
         out[SIGNS + g] = *signs;
         for (e, &v) in row.iter().enumerate() {
-            let code = match v {
-                0 => 0,
-                8 => 1,
-                25 => 2,
-                43 => 3,
-                other => panic!("magnitude {other} is not an IQ2 level"),
-            };
+            let code = levels
+                .iter()
+                .position(|&l| l == v)
+                .unwrap_or_else(|| panic!("magnitude {v} is not a {format} level"))
+                as u8;
             let j = 8 * g + e;
             let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
             out[PLANE_CODES + 16 * c + k] |= code << (2 * lane);
@@ -168,9 +184,10 @@ pub(crate) fn write_nibbles(
 pub(crate) fn decode(format: QuantFormat, block: &[u8]) -> (f32, [i8; 256], [i8; 16]) {
     let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
     let q = std::array::from_fn(|j| match format {
-        QuantFormat::Iq2Planes => {
+        QuantFormat::Iq2Planes | QuantFormat::Iq1Planes => {
             let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
-            let v = LEVELS[usize::from(block[PLANE_CODES + 16 * c + k] >> (2 * lane) & 3)];
+            let code = block[PLANE_CODES + 16 * c + k] >> (2 * lane) & 3;
+            let v = plane_levels(format)[usize::from(code)];
             if block[SIGNS + j / 8] >> (j % 8) & 1 == 1 {
                 -v
             } else {
@@ -267,7 +284,7 @@ mod x86 {
     use super::super::avx2::{dispatch_m, f16_at, loadu};
     use super::super::format::QuantFormat;
     use super::super::matmul::{ActTile, TILE_M};
-    use super::{LEVELS, NIB_CODES, NIB_S, NIB_XXS, PLANE_CODES, SCALES, SIGNS};
+    use super::{LEVELS, LEVELS_IQ1, NIB_CODES, NIB_S, NIB_XXS, PLANE_CODES, SCALES, SIGNS};
 
     /// `vpermw` indices placing the 16 scales on chunk c's i16 pair sums: lane l covers weights
     /// 64c + 2l and 64c + 2l + 1, which belong to group of 16 number 4c + l/8.
@@ -289,6 +306,7 @@ mod x86 {
     const PLANES: u8 = 0;
     const NIB_XXS_K: u8 = 1;
     const NIB_S_K: u8 = 2;
+    const PLANES_IQ1: u8 = 3;
 
     /// `R` weight rows of `format` against `tile.m` activation rows (see the module docs);
     /// `true`.
@@ -311,6 +329,9 @@ mod x86 {
                 QuantFormat::Iq2Planes => dispatch_m!(m, codes_vnni::<PLANES, R>, w, tile, out),
                 QuantFormat::Iq3XxsNib => dispatch_m!(m, codes_vnni::<NIB_XXS_K, R>, w, tile, out),
                 QuantFormat::Iq3SNib => dispatch_m!(m, codes_vnni::<NIB_S_K, R>, w, tile, out),
+                QuantFormat::Iq1Planes => {
+                    dispatch_m!(m, codes_vnni::<PLANES_IQ1, R>, w, tile, out)
+                }
                 other => unreachable!("{other} is not a code format"),
             }
         }
@@ -349,7 +370,8 @@ mod x86 {
         tile: &ActTile<'_>,
         out: [&mut [f32]; R],
     ) {
-        let bb = if K == PLANES {
+        let planes = K == PLANES || K == PLANES_IQ1;
+        let bb = if planes {
             super::PLANES_BYTES
         } else {
             super::NIB_BYTES
@@ -366,13 +388,14 @@ mod x86 {
         let (plus, minus) = unsafe {
             match K {
                 PLANES => (table(pad(LEVELS)), table(pad(LEVELS.map(|l| -l)))),
+                PLANES_IQ1 => (table(pad(LEVELS_IQ1)), table(pad(LEVELS_IQ1.map(|l| -l)))),
                 NIB_XXS_K => (table(NIB_XXS), table(NIB_XXS)),
                 _ => (table(NIB_S), table(NIB_S)),
             }
         };
         // IQ2_PLANES: code bits of lane L of a broadcast chunk start at bit 2L; nibbles: the
         // high half of the register takes the high nibbles
-        let shifts = if K == PLANES {
+        let shifts = if planes {
             _mm512_set_epi64(
                 0x0006_0006_0006_0006,
                 0x0006_0006_0006_0006,
@@ -395,7 +418,7 @@ mod x86 {
                 0,
             )
         };
-        let mask = _mm512_set1_epi8(if K == PLANES { 3 } else { 0x0F });
+        let mask = _mm512_set1_epi8(if planes { 3 } else { 0x0F });
         let zero = _mm512_setzero_si512();
         let mut acc = [[_mm512_setzero_ps(); M]; R];
         let (qs, bsums, ds) = (tile.qs.as_ptr(), tile.bsums.as_ptr(), tile.d.as_ptr());
@@ -410,7 +433,7 @@ mod x86 {
                 for r in 0..R {
                     let blk = w[r].as_ptr().wrapping_add(b * bb);
                     for c in 0..4 {
-                        let codes = if K == PLANES {
+                        let codes = if planes {
                             _mm512_broadcast_i32x4(loadu::<__m128i, u8>(
                                 blk.wrapping_add(PLANE_CODES + 16 * c),
                             ))
@@ -421,7 +444,7 @@ mod x86 {
                         };
                         let code = _mm512_and_si512(_mm512_srlv_epi16(codes, shifts), mask);
                         let pos = _mm512_shuffle_epi8(plus, code);
-                        q[r][c] = if K == PLANES {
+                        q[r][c] = if planes {
                             let signs: __mmask64 =
                                 loadu::<u64, u8>(blk.wrapping_add(SIGNS + 8 * c));
                             _mm512_mask_shuffle_epi8(pos, signs, minus, code)

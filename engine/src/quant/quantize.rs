@@ -53,7 +53,10 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) {
         QuantFormat::Q5K => per_block(super::k_quantize::q5_k_block),
         QuantFormat::Q6K => per_block(super::k_quantize::q6_k_block),
         // `QuantMatrix::quantize` and `QuantFormat::from_str` refuse them first
-        QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+        QuantFormat::Iq2Planes
+        | QuantFormat::Iq3XxsNib
+        | QuantFormat::Iq3SNib
+        | QuantFormat::Iq1Planes => {
             unreachable!("no {format} quantizer")
         }
     }

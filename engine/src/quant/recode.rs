@@ -1,8 +1,8 @@
 //! Exact re-encodings of GGUF block types that have no kernels of their own into formats that
 //! do: IQ2_XXS, IQ2_XS and IQ2_S into specsweep's IQ2_PLANES and IQ3_XXS / IQ3_S into its
 //! IQ3_XXS_NIB / IQ3_S_NIB (`super::iq_codes`, where their vector kernel runs; IQ3 into Q6_K
-//! elsewhere), IQ1_S and IQ1_M into Q6_K, TQ1_0 and TQ2_0 into Q2_K, MXFP4 into Q8_0 (and Q3_K
-//! into Q6_K where it is not interleaved).
+//! elsewhere), IQ1_S and IQ1_M into its IQ1_PLANES (Q6_K elsewhere), TQ1_0 and TQ2_0 into
+//! Q2_K, MXFP4 into Q8_0 (and Q3_K into Q6_K where it is not interleaved).
 //!
 //! Each source block is decoded to one f16 scale, small integer sub-block scales and small
 //! integer weights whose product is the block's value exactly, and written in the target's
@@ -34,8 +34,8 @@ pub(crate) struct Recode {
 }
 
 /// The exact re-encoding of `ty`, if it has one. `own_kernels`: the code copies of
-/// `super::iq_codes` (IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB) have their vector kernel in this
-/// process (`iq_codes::native`); otherwise IQ3 goes to Q6_K and IQ2 has none.
+/// `super::iq_codes` (IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB, IQ1_PLANES) have their vector kernel
+/// in this process (`iq_codes::native`); otherwise IQ3 and IQ1 go to Q6_K and IQ2 has none.
 pub(crate) fn recode_for(ty: GgmlType, own_kernels: bool) -> Option<Recode> {
     let q6 = |from_bytes, convert, out_scale| Recode {
         target: QuantFormat::Q6K,
@@ -72,6 +72,18 @@ pub(crate) fn recode_for(ty: GgmlType, own_kernels: bool) -> Option<Recode> {
         },
         GgmlType::IQ3_XXS => q6(super::iq3::XXS_BYTES, super::iq3::xxs_to_q6_k, 0.5),
         GgmlType::IQ3_S => q6(super::iq3::S_BYTES, super::iq3::s_to_q6_k, 1.0),
+        GgmlType::IQ1_S if own_kernels => Recode {
+            target: QuantFormat::Iq1Planes,
+            from_bytes: super::iq1::S_BYTES,
+            out_scale: 0.125,
+            convert: super::iq1::s_to_planes,
+        },
+        GgmlType::IQ1_M if own_kernels => Recode {
+            target: QuantFormat::Iq1Planes,
+            from_bytes: super::iq1::M_BYTES,
+            out_scale: 0.125,
+            convert: super::iq1::m_to_planes,
+        },
         GgmlType::IQ1_S => q6(super::iq1::S_BYTES, super::iq1::s_to_q6_k, 0.125),
         GgmlType::IQ1_M => q6(super::iq1::M_BYTES, super::iq1::m_to_q6_k, 0.125),
         GgmlType::TQ1_0 => q2(super::ternary::TQ1_BYTES, super::ternary::tq1_to_q2_k),
@@ -208,5 +220,7 @@ mod tests {
         }
         check(GgmlType::IQ3_XXS, true, false);
         check(GgmlType::IQ3_S, true, false);
+        check(GgmlType::IQ1_S, true, false);
+        check(GgmlType::IQ1_M, true, false);
     }
 }

@@ -158,7 +158,10 @@ fn decode_groups(format: QuantFormat, b: &[u8], groups: &mut [Group; 8]) {
         QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
             unreachable!("dense formats have no integer groups")
         }
-        QuantFormat::Iq2Planes | QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+        QuantFormat::Iq2Planes
+        | QuantFormat::Iq3XxsNib
+        | QuantFormat::Iq3SNib
+        | QuantFormat::Iq1Planes => {
             unreachable!("{format} rows go to iq_codes")
         }
     }
