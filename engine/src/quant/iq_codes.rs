@@ -38,6 +38,11 @@
 //! Against activations quantized to 8-bit blocks of 256 (`x = dx·q`, ggml's Q8_K, sums per 16)
 //! a super-block contributes `d·dx·S` with the exact integer `S = Σ_G (2ls_G + 1)·Σ_{j∈G} w_j·q_j`
 //! (|S| ≤ 256·43·128·31 < 2³¹).
+//!
+//! **IQ1_PLANES** (IQ1_S / IQ1_M, `super::iq1`) is IQ2_PLANES with the magnitudes 0, 1, 7, 9:
+//! IQ1's `8·grid ± 1` for grid values −1 / 0 / 1 (its scales `2ls + 1` with 3-bit `ls`, the
+//! matrix keeping 1/8 as its out scale) — 3.31 bits per weight against IQ1's 1.56 / 1.75, where
+//! the Q6_K copies took 6.56.
 //! - `row_dot_scalar`: the portable kernel.
 //! - `x86::rows_vnni` (AVX-512 VNNI): per super-block and weight row, four registers of weight
 //!   bytes `64 + w` (in 21..=107): IQ2_PLANES broadcasts a chunk's 16 code bytes to the four
@@ -52,9 +57,9 @@
 //!   load; every activation row goes through the same operations whatever the tile size
 //!   (batch-invariant).
 //!
-//! Elsewhere (no AVX-512 VNNI) the loader keeps IQ2 tensors as exact f32 copies and IQ3 tensors
-//! as exact Q6_K copies instead (`crate::gguf`): the dense and Q6_K kernels multiply those
-//! faster than the portable kernel would.
+//! Elsewhere (no AVX-512 VNNI) the loader keeps IQ2 tensors as exact f32 copies and IQ3 / IQ1
+//! tensors as exact Q6_K copies instead (`crate::gguf`): the dense and Q6_K kernels multiply
+//! those faster than the portable kernel would.
 
 use super::format::QuantFormat;
 use super::matmul::{ActTile, Isa};
