@@ -363,12 +363,13 @@ impl GgufModel {
     }
 
     /// A weight whose stored type the kernels lack as blocks of a kernel format holding the
-    /// same values (`quant::recode`): IQ3_XXS / IQ3_S / IQ1_S / IQ1_M as Q6_K, TQ1_0 / TQ2_0
-    /// as Q2_K, MXFP4 as Q8_0, and Q3_K as Q6_K where it will not be interleaved (`--layout
-    /// rows`, rows not a multiple of 16, CPUs without AVX2: the row-major Q3_K product is the
-    /// portable one only), IQ2_XXS / IQ2_XS / IQ2_S as IQ2_PLANES where its vector kernel runs
-    /// (AVX-512 VNNI). Elsewhere IQ2 tensors, and MXFP4 tensors with a scale outside f16's
-    /// range, are kept as f32: exact, at 32 bits per weight.
+    /// same values (`quant::recode`): where the code copies' vector kernel runs (AVX-512 VNNI,
+    /// `quant::iq_codes::native`) IQ2_* as IQ2_PLANES, IQ3_XXS / IQ3_S as IQ3_*_NIB and IQ1_S /
+    /// IQ1_M as IQ1_PLANES, elsewhere IQ3 / IQ1 as Q6_K; TQ1_0 / TQ2_0 as Q2_K, MXFP4 as Q8_0,
+    /// and Q3_K as Q6_K where it will not be interleaved (`--layout rows`, rows not a multiple
+    /// of 16, CPUs without AVX2: the row-major Q3_K product is the portable one only). IQ2
+    /// tensors without the code kernel, and MXFP4 tensors with a scale outside f16's range, are
+    /// kept as f32: exact, at 32 bits per weight.
     fn recoded(&self, hf_name: &str, ty: GgmlType, name: &str) -> Result<Option<QuantMatrix>> {
         let raw = self.raw(hf_name)?;
         let [rows, cols] = raw.shape[..] else {

@@ -206,8 +206,8 @@ impl QuantFormat {
         8.0 * self.block_bytes() as f64 / self.block_elems() as f64
     }
 
-    /// The ggml type id used in GGUF tensor infos (none for [`QuantFormat::Iq2Planes`], a
-    /// layout of specsweep's own).
+    /// The ggml type id used in GGUF tensor infos (none for the code copies,
+    /// [`QuantFormat::is_code_copy`]: layouts of specsweep's own).
     pub const fn ggml_type(self) -> Option<u32> {
         Some(match self {
             QuantFormat::F32 => 0,
@@ -239,7 +239,7 @@ impl QuantFormat {
             .find(|f| f.ggml_type() == Some(id))
     }
 
-    /// The format whose ggml name is `name`, case-insensitively (every format, the IQ2 ones
+    /// The format whose name is `name`, case-insensitively (every format, the code copies
     /// included: `FromStr` is the parser for formats to quantize to).
     pub fn from_name(name: &str) -> Option<QuantFormat> {
         QuantFormat::ALL
