@@ -37,68 +37,34 @@ pub(crate) struct Recode {
 /// `super::iq_codes` (IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB, IQ1_PLANES) have their vector kernel
 /// in this process (`iq_codes::native`); otherwise IQ3 and IQ1 go to Q6_K and IQ2 has none.
 pub(crate) fn recode_for(ty: GgmlType, own_kernels: bool) -> Option<Recode> {
-    let q6 = |from_bytes, convert, out_scale| Recode {
-        target: QuantFormat::Q6K,
+    use super::{iq1, iq2, iq3, ternary};
+    use QuantFormat::{Iq1Planes, Iq2Planes, Iq3SNib, Iq3XxsNib, Q2K, Q6K, Q8_0};
+    let to = |target, from_bytes, out_scale, convert| Recode {
+        target,
         from_bytes,
         out_scale,
         convert,
     };
-    let q2 = |from_bytes, convert| Recode {
-        target: QuantFormat::Q2K,
-        from_bytes,
-        out_scale: 1.0,
-        convert,
-    };
-    // IQ2's `(0.5 + ls)·0.25` is `(2ls + 1) / 8`: the 1/8 outside the blocks
-    let planes = |from_bytes, convert| Recode {
-        target: QuantFormat::Iq2Planes,
-        from_bytes,
-        out_scale: 0.125,
-        convert,
-    };
+    // IQ2's `(0.5 + ls)·0.25` is `(2ls + 1) / 8` and IQ1 is held as 8 times its values: the 1/8
+    // outside the blocks, as IQ3_XXS's 1/2
     Some(match ty {
-        GgmlType::Q3_K => q6(super::q3_k::BLOCK_BYTES, super::q3_k::to_q6_k, 1.0),
-        GgmlType::IQ3_XXS if own_kernels => Recode {
-            target: QuantFormat::Iq3XxsNib,
-            from_bytes: super::iq3::XXS_BYTES,
-            out_scale: 0.5,
-            convert: super::iq3::xxs_to_nib,
-        },
-        GgmlType::IQ3_S if own_kernels => Recode {
-            target: QuantFormat::Iq3SNib,
-            from_bytes: super::iq3::S_BYTES,
-            out_scale: 1.0,
-            convert: super::iq3::s_to_nib,
-        },
-        GgmlType::IQ3_XXS => q6(super::iq3::XXS_BYTES, super::iq3::xxs_to_q6_k, 0.5),
-        GgmlType::IQ3_S => q6(super::iq3::S_BYTES, super::iq3::s_to_q6_k, 1.0),
-        GgmlType::IQ1_S if own_kernels => Recode {
-            target: QuantFormat::Iq1Planes,
-            from_bytes: super::iq1::S_BYTES,
-            out_scale: 0.125,
-            convert: super::iq1::s_to_planes,
-        },
-        GgmlType::IQ1_M if own_kernels => Recode {
-            target: QuantFormat::Iq1Planes,
-            from_bytes: super::iq1::M_BYTES,
-            out_scale: 0.125,
-            convert: super::iq1::m_to_planes,
-        },
-        GgmlType::IQ1_S => q6(super::iq1::S_BYTES, super::iq1::s_to_q6_k, 0.125),
-        GgmlType::IQ1_M => q6(super::iq1::M_BYTES, super::iq1::m_to_q6_k, 0.125),
-        GgmlType::TQ1_0 => q2(super::ternary::TQ1_BYTES, super::ternary::tq1_to_q2_k),
-        GgmlType::TQ2_0 => q2(super::ternary::TQ2_BYTES, super::ternary::tq2_to_q2_k),
+        GgmlType::Q3_K => to(Q6K, super::q3_k::BLOCK_BYTES, 1.0, super::q3_k::to_q6_k),
+        GgmlType::IQ3_XXS if own_kernels => to(Iq3XxsNib, iq3::XXS_BYTES, 0.5, iq3::xxs_to_nib),
+        GgmlType::IQ3_S if own_kernels => to(Iq3SNib, iq3::S_BYTES, 1.0, iq3::s_to_nib),
+        GgmlType::IQ3_XXS => to(Q6K, iq3::XXS_BYTES, 0.5, iq3::xxs_to_q6_k),
+        GgmlType::IQ3_S => to(Q6K, iq3::S_BYTES, 1.0, iq3::s_to_q6_k),
+        GgmlType::IQ1_S if own_kernels => to(Iq1Planes, iq1::S_BYTES, 0.125, iq1::s_to_planes),
+        GgmlType::IQ1_M if own_kernels => to(Iq1Planes, iq1::M_BYTES, 0.125, iq1::m_to_planes),
+        GgmlType::IQ1_S => to(Q6K, iq1::S_BYTES, 0.125, iq1::s_to_q6_k),
+        GgmlType::IQ1_M => to(Q6K, iq1::M_BYTES, 0.125, iq1::m_to_q6_k),
+        GgmlType::TQ1_0 => to(Q2K, ternary::TQ1_BYTES, 1.0, ternary::tq1_to_q2_k),
+        GgmlType::TQ2_0 => to(Q2K, ternary::TQ2_BYTES, 1.0, ternary::tq2_to_q2_k),
         GgmlType::IQ2_XXS if own_kernels => {
-            planes(super::iq2::XXS_BYTES, super::iq2::xxs_to_planes)
+            to(Iq2Planes, iq2::XXS_BYTES, 0.125, iq2::xxs_to_planes)
         }
-        GgmlType::IQ2_XS if own_kernels => planes(super::iq2::XS_BYTES, super::iq2::xs_to_planes),
-        GgmlType::IQ2_S if own_kernels => planes(super::iq2::S_BYTES, super::iq2::s_to_planes),
-        GgmlType::MXFP4 => Recode {
-            target: QuantFormat::Q8_0,
-            from_bytes: super::mxfp4::BLOCK_BYTES,
-            out_scale: 1.0,
-            convert: super::mxfp4::to_q8_0,
-        },
+        GgmlType::IQ2_XS if own_kernels => to(Iq2Planes, iq2::XS_BYTES, 0.125, iq2::xs_to_planes),
+        GgmlType::IQ2_S if own_kernels => to(Iq2Planes, iq2::S_BYTES, 0.125, iq2::s_to_planes),
+        GgmlType::MXFP4 => to(Q8_0, super::mxfp4::BLOCK_BYTES, 1.0, super::mxfp4::to_q8_0),
         _ => return None,
     })
 }
