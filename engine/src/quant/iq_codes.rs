@@ -119,8 +119,8 @@ pub fn native() -> bool {
         && matches!(Isa::detect(), Isa::Avx512Vnni | Isa::Amx)
 }
 
-/// The copies GGUF IQ2 / IQ3 tensors get in this process: `own` (the code copies) or
-/// `fallback` (f32 / Q6_K).
+/// The copies GGUF IQ1 / IQ2 / IQ3 tensors get in this process: `own` (the code copies) or
+/// `fallback` (f32 for IQ2, Q6_K for IQ1 / IQ3).
 pub fn code_copies() -> &'static str {
     if native() { "own" } else { "fallback" }
 }
