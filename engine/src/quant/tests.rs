@@ -139,7 +139,7 @@ fn compare_with_scalar(
 /// (the batch kernels are specialised per m) and several widths, against the scalar kernel and
 /// the f64 reference.
 #[test]
-fn k_quants_match_scalar_for_every_batch_size_and_isa() {
+fn super_block_kernels_match_scalar_for_every_batch_size_and_isa() {
     let formats = [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Iq2Planes];
     for (n, format) in formats.into_iter().enumerate() {
         for cols in [256, 768, 1536] {
