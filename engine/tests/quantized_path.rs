@@ -274,7 +274,7 @@ fn k_quant_and_iq4_xs_gguf_runs_its_own_blocks() {
 /// of random blocks of those types (tests/fixtures/gguf-blocks/qwen2-256-iq.gguf) runs on the
 /// exact kernel-format copies like the file dequantized to f32, and each tensor reaches the
 /// kernels as the copy its type maps to (IQ2 as IQ2_PLANES, IQ3 as IQ3_*_NIB and IQ1 as
-/// IQ1_PLANES where their vector kernel runs; as f32, Q6_K and Q6_K elsewhere).
+/// IQ1_SHIFT where their vector kernel runs; as f32, Q6_K and Q6_K elsewhere).
 #[test]
 fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
     use specsweep_engine::gguf::{GgmlType, GgufModel};
@@ -310,7 +310,7 @@ fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
         let want = match stored {
             GgmlType::IQ3_XXS if own => QuantFormat::Iq3XxsNib,
             GgmlType::IQ3_S if own => QuantFormat::Iq3SNib,
-            GgmlType::IQ1_S | GgmlType::IQ1_M if own => QuantFormat::Iq1Planes,
+            GgmlType::IQ1_S | GgmlType::IQ1_M if own => QuantFormat::Iq1Shift,
             GgmlType::IQ3_XXS | GgmlType::IQ3_S | GgmlType::IQ1_S | GgmlType::IQ1_M => {
                 QuantFormat::Q6K
             }

@@ -232,7 +232,7 @@ pub(crate) unsafe fn row_dot_blocks(
             QuantFormat::Iq2Planes
             | QuantFormat::Iq3XxsNib
             | QuantFormat::Iq3SNib
-            | QuantFormat::Iq1Planes => super::iq_codes::row_dot_scalar(format, w, tile, out),
+            | QuantFormat::Iq1Shift => super::iq_codes::row_dot_scalar(format, w, tile, out),
             QuantFormat::F32 | QuantFormat::F16 | QuantFormat::Bf16 => {
                 unreachable!("dense formats use row_dot_dense")
             }
@@ -447,7 +447,7 @@ unsafe fn blocks_m<const M: usize, const F: usize>(w: &[u8], tile: &ActTile<'_>,
                 | QuantFormat::Iq2Planes
                 | QuantFormat::Iq3XxsNib
                 | QuantFormat::Iq3SNib
-                | QuantFormat::Iq1Planes => {
+                | QuantFormat::Iq1Shift => {
                     unreachable!(
                         "dense formats use row_dot_dense, IQ4_XS / Q3_K / Q2_K the portable kernel"
                     )

@@ -70,7 +70,7 @@ fn ggml_type(format: QuantFormat) -> GgmlType {
         QuantFormat::Iq2Planes
         | QuantFormat::Iq3XxsNib
         | QuantFormat::Iq3SNib
-        | QuantFormat::Iq1Planes => {
+        | QuantFormat::Iq1Shift => {
             unreachable!("{format} is decoded by iq_codes")
         }
     }

@@ -59,9 +59,11 @@ pub enum QuantFormat {
     Iq3XxsNib,
     /// As [`QuantFormat::Iq3XxsNib`] with the levels ±1, ±3, …, ±15: IQ3_S's values.
     Iq3SNib,
-    /// As [`QuantFormat::Iq2Planes`] with the magnitudes 0, 1, 7, 9: IQ1_S / IQ1_M's `8·grid ± 1`
-    /// (their values times 8).
-    Iq1Planes,
+    /// 256 weights in 78 bytes: f16 `d`, 16 4-bit scales `ls`, one shift sign per group of 8
+    /// and 256 2-bit codes of grid values −1 / 0 / 1; `w = d·(2ls + 1)·(8·grid ± 1)` (IQ1_S /
+    /// IQ1_M's values times 8). The loader's exact copy of IQ1 blocks (`super::iq_codes`); not a
+    /// ggml type, no quantizer.
+    Iq1Shift,
 }
 
 impl QuantFormat {
@@ -85,7 +87,7 @@ impl QuantFormat {
         QuantFormat::Iq2Planes,
         QuantFormat::Iq3XxsNib,
         QuantFormat::Iq3SNib,
-        QuantFormat::Iq1Planes,
+        QuantFormat::Iq1Shift,
     ];
 
     /// Weights per block.
@@ -107,7 +109,7 @@ impl QuantFormat {
             | QuantFormat::Iq2Planes
             | QuantFormat::Iq3XxsNib
             | QuantFormat::Iq3SNib
-            | QuantFormat::Iq1Planes => 256,
+            | QuantFormat::Iq1Shift => 256,
         }
     }
 
@@ -127,7 +129,8 @@ impl QuantFormat {
             QuantFormat::Q5K => 176,
             QuantFormat::Q6K => 210,
             QuantFormat::Iq4Xs => 136,
-            QuantFormat::Iq2Planes | QuantFormat::Iq1Planes => super::iq_codes::PLANES_BYTES,
+            QuantFormat::Iq2Planes => super::iq_codes::PLANES_BYTES,
+            QuantFormat::Iq1Shift => super::iq_codes::SHIFT_BYTES,
             QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => super::iq_codes::NIB_BYTES,
         }
     }
@@ -145,7 +148,7 @@ impl QuantFormat {
             | QuantFormat::Iq2Planes
             | QuantFormat::Iq3XxsNib
             | QuantFormat::Iq3SNib
-            | QuantFormat::Iq1Planes => &[0],
+            | QuantFormat::Iq1Shift => &[0],
             QuantFormat::Q4_1 | QuantFormat::Q5_1 | QuantFormat::Q4K | QuantFormat::Q5K => &[0, 2],
             QuantFormat::Q2K => &[80, 82],
             QuantFormat::Q3K => &[108],
@@ -172,14 +175,14 @@ impl QuantFormat {
     }
 
     /// Whether `self` is one of specsweep's own layouts for codebook i-quants
-    /// (`super::iq_codes`): IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB, IQ1_PLANES.
+    /// (`super::iq_codes`): IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB, IQ1_SHIFT.
     pub const fn is_code_copy(self) -> bool {
         matches!(
             self,
             QuantFormat::Iq2Planes
                 | QuantFormat::Iq3XxsNib
                 | QuantFormat::Iq3SNib
-                | QuantFormat::Iq1Planes
+                | QuantFormat::Iq1Shift
         )
     }
 
@@ -228,7 +231,7 @@ impl QuantFormat {
             QuantFormat::Iq2Planes
             | QuantFormat::Iq3XxsNib
             | QuantFormat::Iq3SNib
-            | QuantFormat::Iq1Planes => return None,
+            | QuantFormat::Iq1Shift => return None,
         })
     }
 
@@ -268,7 +271,7 @@ impl QuantFormat {
             QuantFormat::Iq2Planes => "IQ2_PLANES",
             QuantFormat::Iq3XxsNib => "IQ3_XXS_NIB",
             QuantFormat::Iq3SNib => "IQ3_S_NIB",
-            QuantFormat::Iq1Planes => "IQ1_PLANES",
+            QuantFormat::Iq1Shift => "IQ1_SHIFT",
         }
     }
 }
@@ -354,6 +357,7 @@ mod tests {
         assert_eq!(QuantFormat::Q2K.bits_per_weight(), 2.625);
         assert_eq!(QuantFormat::Iq2Planes.bits_per_weight(), 3.3125);
         assert_eq!(QuantFormat::Iq3SNib.bits_per_weight(), 4.3125);
+        assert_eq!(QuantFormat::Iq1Shift.bits_per_weight(), 2.4375);
         // llama-quantize's fallback for rows that are not whole IQ4_XS super-blocks
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(1536), QuantFormat::Iq4Xs);
         assert_eq!(QuantFormat::Iq4Xs.for_row_len(896), QuantFormat::Iq4Nl);

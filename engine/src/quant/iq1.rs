@@ -11,7 +11,7 @@
 //!
 //! Both are held exactly by Q6_K (`super::recode`) as `⅛ · d·(2·ls + 1)·(8·grid ± 1)`, the ⅛
 //! kept outside the blocks as the matrix's out scale, and with the same values by the smaller
-//! IQ1_PLANES of `super::iq_codes` where its kernel runs.
+//! IQ1_SHIFT of `super::iq_codes` where its kernel runs.
 
 use super::iq_grid::Grid;
 use super::recode::write_q6_k;
@@ -115,28 +115,21 @@ pub fn m_to_q6_k(block: &[u8], out: &mut [u8]) -> bool {
     to_q6_k(&decode_m(block), out)
 }
 
-/// Eight times the block's values as IQ1_PLANES: per weight the magnitude of `8·grid ± 1` (1, 7
-/// or 9) and its sign, the scales as `ls` (the matrix keeps the 1/8; always exact).
-fn to_planes(x: &Decoded, out: &mut [u8]) -> bool {
-    let mut groups = [([0i8; 8], 0u8); 32];
-    for (g, (mags, signs)) in groups.iter_mut().enumerate() {
-        for (j, &v) in x.rows[g].iter().enumerate() {
-            let q = 8 * v + if x.negative[g] { -1 } else { 1 };
-            mags[j] = q.abs();
-            *signs |= u8::from(q < 0) << j;
-        }
-    }
+/// Eight times the block's values as IQ1_SHIFT: per group of 8 its grid row and shift sign,
+/// the scales as `ls` (the matrix keeps the 1/8; always exact).
+fn to_shift(x: &Decoded, out: &mut [u8]) -> bool {
+    let groups = std::array::from_fn(|g| (x.rows[g], x.negative[g]));
     let ls = std::array::from_fn(|s| ((x.scales[s] - 1) / 2) as u8);
-    super::iq_codes::write_planes(super::QuantFormat::Iq1Planes, x.d, &ls, &groups, out);
+    super::iq_codes::write_shift(x.d, &ls, &groups, out);
     true
 }
 
-/// An `iq1_s` block as IQ1_PLANES (of eight times its values).
-pub fn s_to_planes(block: &[u8], out: &mut [u8]) -> bool {
-    to_planes(&decode_s(block), out)
+/// An `iq1_s` block as IQ1_SHIFT (of eight times its values).
+pub fn s_to_shift(block: &[u8], out: &mut [u8]) -> bool {
+    to_shift(&decode_s(block), out)
 }
 
-/// An `iq1_m` block as IQ1_PLANES (of eight times its values).
-pub fn m_to_planes(block: &[u8], out: &mut [u8]) -> bool {
-    to_planes(&decode_m(block), out)
+/// An `iq1_m` block as IQ1_SHIFT (of eight times its values).
+pub fn m_to_shift(block: &[u8], out: &mut [u8]) -> bool {
+    to_shift(&decode_m(block), out)
 }

@@ -109,7 +109,6 @@ fn to_planes(ty: GgmlType, block: &[u8], out: &mut [u8]) -> bool {
         scales[g / 2] = ls;
     }
     super::iq_codes::write_planes(
-        super::QuantFormat::Iq2Planes,
         u16::from_le_bytes([block[0], block[1]]),
         &scales,
         &groups,

@@ -39,16 +39,30 @@
 //! a super-block contributes `d·dx·S` with the exact integer `S = Σ_G (2ls_G + 1)·Σ_{j∈G} w_j·q_j`
 //! (|S| ≤ 256·43·128·31 < 2³¹).
 //!
-//! **IQ1_PLANES** (IQ1_S / IQ1_M, `super::iq1`) is IQ2_PLANES with the magnitudes 0, 1, 7, 9:
-//! IQ1's `8·grid ± 1` for grid values −1 / 0 / 1 (its scales `2ls + 1` with 3-bit `ls`, the
-//! matrix keeping 1/8 as its out scale) — 3.31 bits per weight against IQ1's 1.56 / 1.75, where
-//! the Q6_K copies took 6.56.
+//! **IQ1_SHIFT** (IQ1_S / IQ1_M, `super::iq1`): an IQ1 weight is `d·(2ls + 1)·(grid ± 1/8)`
+//! with grid ∈ {−1, 0, 1} and the shift's sign shared by a group of 8 (IQ1_M; 32 for IQ1_S).
+//! The layout keeps the grid value as a 2-bit code and the shift as one bit per group, the matrix
+//! keeping 1/8 as its out scale — 78 bytes per 256, 2.44 bits per weight against IQ1's 1.56 /
+//! 1.75 (a first version stored magnitudes and sign bits as IQ2_PLANES does, 3.31 bits per
+//! weight, and left the IQ1_M file at 1.62 × file + KV in peak memory; the Q6_K copies took
+//! 6.56):
+//!
+//! | bytes     | field                                                                   |
+//! |-----------|-------------------------------------------------------------------------|
+//! | 0..2      | f16 `d`                                                                 |
+//! | 2..10     | 16 4-bit scales `ls`, as above                                          |
+//! | 10..14    | 32 shift bits: bit j of byte k is group `8k + j`'s (set: `−1/8`)        |
+//! | 14..78    | 256 2-bit codes of grid + 1, placed as IQ2_PLANES's                      |
+//!
+//! `w = d·(2ls + 1)·level`, the level [`SHIFT_UP`]`[code]` = `8·grid + 1` or, under a set
+//! shift bit, [`SHIFT_DOWN`]`[code]` = `8·grid − 1`.
 //! - `row_dot_scalar`: the portable kernel.
 //! - `x86::rows_vnni` (AVX-512 VNNI): per super-block and weight row, four registers of weight
 //!   bytes `64 + w` (in 21..=107): IQ2_PLANES broadcasts a chunk's 16 code bytes to the four
 //!   128-bit lanes, shifts them by 0 / 2 / 4 / 6, masks 2 bits and looks them up with `vpshufb`
-//!   in `64 + level`, a second `vpshufb` into `64 − level` under the sign bits as a mask; the
-//!   nibble formats broadcast a chunk's 32 bytes to both halves, shift by 0 / 4, mask 4 bits and
+//!   in `64 + level`, a second `vpshufb` into `64 − level` under the sign bits as a mask
+//!   (IQ1_SHIFT: the two tables are `64 + 8·grid ± 1`, the mask its chunk's 8 shift bits
+//!   spread to bytes by `pdep`); the nibble formats broadcast a chunk's 32 bytes to both halves, shift by 0 / 4, mask 4 bits and
 //!   look up `64 + level` once. Decoded once, they serve every activation row of the tile: per
 //!   row and 64 weights one `vpmaddubsw` (pairs ≤ 2·107·128, no saturation) and one `vpdpwssd`
 //!   by the pairs' scales, per super-block one `vpdpwssd` of `−64·(2ls + 1)` against the
@@ -72,19 +86,16 @@ const SCALES: usize = 2;
 const SIGNS: usize = 10;
 const PLANE_CODES: usize = 42;
 const NIB_CODES: usize = 10;
+/// Bytes of an IQ1_SHIFT block.
+pub const SHIFT_BYTES: usize = 78;
+const SHIFTS: usize = 10;
+const SHIFT_CODES: usize = 14;
 /// The magnitudes an IQ2_PLANES 2-bit code stands for (IQ2's grids hold 8, 25 and 43).
 pub const LEVELS: [i8; 4] = [0, 8, 25, 43];
-/// The magnitudes of IQ1_PLANES's codes: IQ1's `8·grid ± 1` for grid values −1, 0, 1.
-pub const LEVELS_IQ1: [i8; 4] = [0, 1, 7, 9];
-
-/// The magnitude table of a planes format.
-fn plane_levels(format: QuantFormat) -> &'static [i8; 4] {
-    match format {
-        QuantFormat::Iq2Planes => &LEVELS,
-        QuantFormat::Iq1Planes => &LEVELS_IQ1,
-        other => unreachable!("{other} has no plane levels"),
-    }
-}
+/// IQ1_SHIFT's levels `8·grid + 1` for its codes 0, 1, 2 (grid −1, 0, 1; code 3 is unused).
+pub const SHIFT_UP: [i8; 4] = [-7, 1, 9, 0];
+/// IQ1_SHIFT's levels `8·grid − 1` (the group's shift bit set).
+pub const SHIFT_DOWN: [i8; 4] = [-9, -1, 7, 0];
 /// The levels of IQ3_XXS_NIB's 4-bit codes: ± half IQ3_XXS's magnitudes 4, 12, …, 52, 62.
 pub const NIB_XXS: [i8; 16] = [
     2, 6, 10, 14, 18, 22, 26, 31, -2, -6, -10, -14, -18, -22, -26, -31,
@@ -135,30 +146,50 @@ fn write_head(d: u16, ls: &[u8; 16], out: &mut [u8]) {
     }
 }
 
-/// Write one block of a planes format (IQ2_PLANES, IQ1_PLANES): `d` (f16 bits), 16 4-bit
-/// scales `ls`, and per group of 8 weights its 8 magnitudes (each an entry of the format's
-/// table) and sign bits (bit j set: weight j negative).
-pub(crate) fn write_planes(
-    format: QuantFormat,
-    d: u16,
-    ls: &[u8; 16],
-    groups: &[([i8; 8], u8); 32],
-    out: &mut [u8],
-) {
-    assert_eq!(out.len(), PLANES_BYTES, "one {format} block");
+/// Put weight `j`'s 2-bit code into the code area at `at`: chunk c of 64 weights in 16 bytes,
+/// weight `64c + 16L + k` at bits `2L, 2L + 1` of byte k.
+fn put_code2(out: &mut [u8], at: usize, j: usize, code: u8) {
+    let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
+    out[at + 16 * c + k] |= code << (2 * lane);
+}
+
+/// Weight `j`'s 2-bit code in the code area at `at` (see [`put_code2`]).
+fn code2(block: &[u8], at: usize, j: usize) -> usize {
+    let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
+    usize::from(block[at + 16 * c + k] >> (2 * lane) & 3)
+}
+
+/// Write one IQ2_PLANES block: `d` (f16 bits), 16 4-bit scales `ls`, and per group of 8
+/// weights its 8 magnitudes (each one of [`LEVELS`]) and sign bits (bit j set: weight j
+/// negative).
+pub(crate) fn write_planes(d: u16, ls: &[u8; 16], groups: &[([i8; 8], u8); 32], out: &mut [u8]) {
+    assert_eq!(out.len(), PLANES_BYTES, "one IQ2_PLANES block");
     write_head(d, ls, out);
-    let levels = plane_levels(format);
     for (g, (row, signs)) in groups.iter().enumerate() {
         out[SIGNS + g] = *signs;
         for (e, &v) in row.iter().enumerate() {
-            let code = levels
+            let code = LEVELS
                 .iter()
                 .position(|&l| l == v)
-                .unwrap_or_else(|| panic!("magnitude {v} is not a {format} level"))
-                as u8;
-            let j = 8 * g + e;
-            let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
-            out[PLANE_CODES + 16 * c + k] |= code << (2 * lane);
+                .unwrap_or_else(|| panic!("magnitude {v} is not an IQ2_PLANES level"));
+            put_code2(out, PLANE_CODES, 8 * g + e, code as u8);
+        }
+    }
+}
+
+/// Write one IQ1_SHIFT block: `d` (f16 bits), 16 4-bit scales `ls`, and per group of 8
+/// weights its 8 grid values (−1, 0 or 1) and whether its shift is `−1/8`.
+pub(crate) fn write_shift(d: u16, ls: &[u8; 16], groups: &[([i8; 8], bool); 32], out: &mut [u8]) {
+    assert_eq!(out.len(), SHIFT_BYTES, "one IQ1_SHIFT block");
+    write_head(d, ls, out);
+    for (g, (row, down)) in groups.iter().enumerate() {
+        out[SHIFTS + g / 8] |= u8::from(*down) << (g % 8);
+        for (e, &v) in row.iter().enumerate() {
+            assert!(
+                (-1..=1).contains(&v),
+                "grid value {v} is not an IQ1_SHIFT code"
+            );
+            put_code2(out, SHIFT_CODES, 8 * g + e, (v + 1) as u8);
         }
     }
 }
@@ -189,14 +220,20 @@ pub(crate) fn write_nibbles(
 pub(crate) fn decode(format: QuantFormat, block: &[u8]) -> (f32, [i8; 256], [i8; 16]) {
     let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
     let q = std::array::from_fn(|j| match format {
-        QuantFormat::Iq2Planes | QuantFormat::Iq1Planes => {
-            let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
-            let code = block[PLANE_CODES + 16 * c + k] >> (2 * lane) & 3;
-            let v = plane_levels(format)[usize::from(code)];
+        QuantFormat::Iq2Planes => {
+            let v = LEVELS[code2(block, PLANE_CODES, j)];
             if block[SIGNS + j / 8] >> (j % 8) & 1 == 1 {
                 -v
             } else {
                 v
+            }
+        }
+        QuantFormat::Iq1Shift => {
+            let (g, code) = (j / 8, code2(block, SHIFT_CODES, j));
+            if block[SHIFTS + g / 8] >> (g % 8) & 1 == 1 {
+                SHIFT_DOWN[code]
+            } else {
+                SHIFT_UP[code]
             }
         }
         _ => {
@@ -252,7 +289,7 @@ pub(crate) fn row_dot(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these families are only used once `Isa::detect` confirmed AVX-512 F/BW/VL/VNNI,
-        // AVX2, FMA and F16C; `w` holds whole blocks.
+        // AVX2, FMA, F16C and BMI2; `w` holds whole blocks.
         Isa::Avx512Vnni | Isa::Amx => unsafe {
             x86::rows_vnni(format, [w], tile, [out]);
         },
@@ -289,7 +326,10 @@ mod x86 {
     use super::super::avx2::{dispatch_m, f16_at, loadu};
     use super::super::format::QuantFormat;
     use super::super::matmul::{ActTile, TILE_M};
-    use super::{LEVELS, LEVELS_IQ1, NIB_CODES, NIB_S, NIB_XXS, PLANE_CODES, SCALES, SIGNS};
+    use super::{
+        LEVELS, NIB_CODES, NIB_S, NIB_XXS, PLANE_CODES, SCALES, SHIFT_CODES, SHIFT_DOWN, SHIFT_UP,
+        SHIFTS, SIGNS,
+    };
 
     /// `vpermw` indices placing the 16 scales on chunk c's i16 pair sums: lane l covers weights
     /// 64c + 2l and 64c + 2l + 1, which belong to group of 16 number 4c + l/8.
@@ -311,15 +351,15 @@ mod x86 {
     const PLANES: u8 = 0;
     const NIB_XXS_K: u8 = 1;
     const NIB_S_K: u8 = 2;
-    const PLANES_IQ1: u8 = 3;
+    const SHIFT_K: u8 = 3;
 
     /// `R` weight rows of `format` against `tile.m` activation rows (see the module docs);
     /// `true`.
     ///
     /// # Safety
-    /// The CPU supports AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; every `w[r]` holds
+    /// The CPU supports AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C and BMI2; every `w[r]` holds
     /// `tile.cols / 256` blocks of `format`, one of this module's.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,bmi2")]
     pub(super) unsafe fn rows_vnni<const R: usize>(
         format: QuantFormat,
         w: [&[u8]; R],
@@ -334,8 +374,8 @@ mod x86 {
                 QuantFormat::Iq2Planes => dispatch_m!(m, codes_vnni::<PLANES, R>, w, tile, out),
                 QuantFormat::Iq3XxsNib => dispatch_m!(m, codes_vnni::<NIB_XXS_K, R>, w, tile, out),
                 QuantFormat::Iq3SNib => dispatch_m!(m, codes_vnni::<NIB_S_K, R>, w, tile, out),
-                QuantFormat::Iq1Planes => {
-                    dispatch_m!(m, codes_vnni::<PLANES_IQ1, R>, w, tile, out)
+                QuantFormat::Iq1Shift => {
+                    dispatch_m!(m, codes_vnni::<SHIFT_K, R>, w, tile, out)
                 }
                 other => unreachable!("{other} is not a code format"),
             }
@@ -368,18 +408,19 @@ mod x86 {
     }
 
     /// `R` weight rows of kernel variant `K` against `M` activation rows.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,bmi2")]
     #[allow(clippy::needless_range_loop)]
     unsafe fn codes_vnni<const M: usize, const K: u8, const R: usize>(
         w: [&[u8]; R],
         tile: &ActTile<'_>,
         out: [&mut [f32]; R],
     ) {
-        let planes = K == PLANES || K == PLANES_IQ1;
-        let bb = if planes {
-            super::PLANES_BYTES
-        } else {
-            super::NIB_BYTES
+        // 2-bit codes (IQ2_PLANES, IQ1_SHIFT) or nibbles (IQ3_*_NIB)
+        let planes = K == PLANES || K == SHIFT_K;
+        let (bb, codes_at) = match K {
+            PLANES => (super::PLANES_BYTES, PLANE_CODES),
+            SHIFT_K => (super::SHIFT_BYTES, SHIFT_CODES),
+            _ => (super::NIB_BYTES, NIB_CODES),
         };
         let cols = tile.cols;
         let (nb, n16) = (cols / 256, cols / 16);
@@ -393,7 +434,7 @@ mod x86 {
         let (plus, minus) = unsafe {
             match K {
                 PLANES => (table(pad(LEVELS)), table(pad(LEVELS.map(|l| -l)))),
-                PLANES_IQ1 => (table(pad(LEVELS_IQ1)), table(pad(LEVELS_IQ1.map(|l| -l)))),
+                SHIFT_K => (table(pad(SHIFT_UP)), table(pad(SHIFT_DOWN))),
                 NIB_XXS_K => (table(NIB_XXS), table(NIB_XXS)),
                 _ => (table(NIB_S), table(NIB_S)),
             }
@@ -440,21 +481,28 @@ mod x86 {
                     for c in 0..4 {
                         let codes = if planes {
                             _mm512_broadcast_i32x4(loadu::<__m128i, u8>(
-                                blk.wrapping_add(PLANE_CODES + 16 * c),
+                                blk.wrapping_add(codes_at + 16 * c),
                             ))
                         } else {
                             _mm512_broadcast_i64x4(loadu::<__m256i, u8>(
-                                blk.wrapping_add(NIB_CODES + 32 * c),
+                                blk.wrapping_add(codes_at + 32 * c),
                             ))
                         };
                         let code = _mm512_and_si512(_mm512_srlv_epi16(codes, shifts), mask);
                         let pos = _mm512_shuffle_epi8(plus, code);
-                        q[r][c] = if planes {
-                            let signs: __mmask64 =
-                                loadu::<u64, u8>(blk.wrapping_add(SIGNS + 8 * c));
-                            _mm512_mask_shuffle_epi8(pos, signs, minus, code)
-                        } else {
-                            pos
+                        q[r][c] = match K {
+                            PLANES => {
+                                let signs: __mmask64 =
+                                    loadu::<u64, u8>(blk.wrapping_add(SIGNS + 8 * c));
+                                _mm512_mask_shuffle_epi8(pos, signs, minus, code)
+                            }
+                            SHIFT_K => {
+                                // the chunk's 8 groups' shift bits, each spread to 8 bytes
+                                let bits = u64::from(*blk.wrapping_add(SHIFTS + c));
+                                let down = _pdep_u64(bits, 0x0101_0101_0101_0101) * 0xFF;
+                                _mm512_mask_shuffle_epi8(pos, down, minus, code)
+                            }
+                            _ => pos,
                         };
                     }
                     let ls = odd_scales(blk.wrapping_add(SCALES));

@@ -44,7 +44,7 @@ pub enum Isa {
     Avx2,
     /// AVX2 plus AVX-512 F/BW/VL for Q4_K and Q6_K (`super::avx512`).
     Avx512,
-    /// [`Isa::Avx512`] plus AVX-512 VNNI (`vpdpbusd` / `vpdpwssd`) for Q4_K and Q6_K.
+    /// [`Isa::Avx512`] plus AVX-512 VNNI (`vpdpbusd` / `vpdpwssd`) for Q4_K and Q6_K (and BMI2).
     Avx512Vnni,
     /// [`Isa::Avx512Vnni`] plus AMX-INT8 tiles for Q4_K and Q6_K at batch sizes where they are
     /// faster (from 9 and 16 rows: `super::amx`) and outside [`without_tiles`]; smaller batches
@@ -133,7 +133,10 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                 {
-                    if std::arch::is_x86_feature_detected!("avx512vnni") {
+                    // (BMI2, which every AVX-512 CPU has, for the IQ1_SHIFT kernel's `pdep`)
+                    if std::arch::is_x86_feature_detected!("avx512vnni")
+                        && std::arch::is_x86_feature_detected!("bmi2")
+                    {
                         if super::amx::usable() {
                             return Isa::Amx;
                         }

@@ -5,7 +5,7 @@
 //! bf16, the formats we quantize any checkpoint to (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs),
 //! and the GGUF block formats as loaded (those and Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; the GGUF types
 //! without kernels, IQ1 … IQ3, TQ1_0 / TQ2_0 and MXFP4, as exact copies in one of these or in
-//! specsweep's own IQ2_PLANES / IQ3_*_NIB / IQ1_PLANES, `iq_codes`; see `recode`). [`matmul`]
+//! specsweep's own IQ2_PLANES / IQ3_*_NIB / IQ1_SHIFT, `iq_codes`; see `recode`). [`matmul`]
 //! computes `x · Wᵀ` for a few activation rows (decode, speculative verify) or many (prefill),
 //! dequantizing inside the dot products as
 //! llama.cpp's CPU backend does: activations are quantized once per call to 8-bit blocks (of 32, as

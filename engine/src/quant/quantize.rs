@@ -56,7 +56,7 @@ pub fn quantize_into(format: QuantFormat, x: &[f32], out: &mut Vec<u8>) {
         QuantFormat::Iq2Planes
         | QuantFormat::Iq3XxsNib
         | QuantFormat::Iq3SNib
-        | QuantFormat::Iq1Planes => {
+        | QuantFormat::Iq1Shift => {
             unreachable!("no {format} quantizer")
         }
     }

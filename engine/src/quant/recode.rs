@@ -1,7 +1,7 @@
 //! Exact re-encodings of GGUF block types that have no kernels of their own into formats that
 //! do: IQ2_XXS, IQ2_XS and IQ2_S into specsweep's IQ2_PLANES and IQ3_XXS / IQ3_S into its
 //! IQ3_XXS_NIB / IQ3_S_NIB (`super::iq_codes`, where their vector kernel runs; IQ3 into Q6_K
-//! elsewhere), IQ1_S and IQ1_M into its IQ1_PLANES (Q6_K elsewhere), TQ1_0 and TQ2_0 into
+//! elsewhere), IQ1_S and IQ1_M into its IQ1_SHIFT (Q6_K elsewhere), TQ1_0 and TQ2_0 into
 //! Q2_K, MXFP4 into Q8_0 (and Q3_K into Q6_K where it is not interleaved).
 //!
 //! Each source block is decoded to one f16 scale, small integer sub-block scales and small
@@ -34,11 +34,11 @@ pub(crate) struct Recode {
 }
 
 /// The exact re-encoding of `ty`, if it has one. `own_kernels`: the code copies of
-/// `super::iq_codes` (IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB, IQ1_PLANES) have their vector kernel
+/// `super::iq_codes` (IQ2_PLANES, IQ3_XXS_NIB, IQ3_S_NIB, IQ1_SHIFT) have their vector kernel
 /// in this process (`iq_codes::native`); otherwise IQ3 and IQ1 go to Q6_K and IQ2 has none.
 pub(crate) fn recode_for(ty: GgmlType, own_kernels: bool) -> Option<Recode> {
     use super::{iq1, iq2, iq3, ternary};
-    use QuantFormat::{Iq1Planes, Iq2Planes, Iq3SNib, Iq3XxsNib, Q2K, Q6K, Q8_0};
+    use QuantFormat::{Iq1Shift, Iq2Planes, Iq3SNib, Iq3XxsNib, Q2K, Q6K, Q8_0};
     let to = |target, from_bytes, out_scale, convert| Recode {
         target,
         from_bytes,
@@ -53,8 +53,8 @@ pub(crate) fn recode_for(ty: GgmlType, own_kernels: bool) -> Option<Recode> {
         GgmlType::IQ3_S if own_kernels => to(Iq3SNib, iq3::S_BYTES, 1.0, iq3::s_to_nib),
         GgmlType::IQ3_XXS => to(Q6K, iq3::XXS_BYTES, 0.5, iq3::xxs_to_q6_k),
         GgmlType::IQ3_S => to(Q6K, iq3::S_BYTES, 1.0, iq3::s_to_q6_k),
-        GgmlType::IQ1_S if own_kernels => to(Iq1Planes, iq1::S_BYTES, 0.125, iq1::s_to_planes),
-        GgmlType::IQ1_M if own_kernels => to(Iq1Planes, iq1::M_BYTES, 0.125, iq1::m_to_planes),
+        GgmlType::IQ1_S if own_kernels => to(Iq1Shift, iq1::S_BYTES, 0.125, iq1::s_to_shift),
+        GgmlType::IQ1_M if own_kernels => to(Iq1Shift, iq1::M_BYTES, 0.125, iq1::m_to_shift),
         GgmlType::IQ1_S => to(Q6K, iq1::S_BYTES, 0.125, iq1::s_to_q6_k),
         GgmlType::IQ1_M => to(Q6K, iq1::M_BYTES, 0.125, iq1::m_to_q6_k),
         GgmlType::TQ1_0 => to(Q2K, ternary::TQ1_BYTES, 1.0, ternary::tq1_to_q2_k),

@@ -161,7 +161,7 @@ fn decode_groups(format: QuantFormat, b: &[u8], groups: &mut [Group; 8]) {
         QuantFormat::Iq2Planes
         | QuantFormat::Iq3XxsNib
         | QuantFormat::Iq3SNib
-        | QuantFormat::Iq1Planes => {
+        | QuantFormat::Iq1Shift => {
             unreachable!("{format} rows go to iq_codes")
         }
     }

@@ -204,19 +204,19 @@ fn k_quants_exact_at_the_integer_range_limits() {
 
 /// The code copies at their largest: IQ2_PLANES with every magnitude 43 and signs all negative
 /// (weight bytes 64 − 43) or, in every other block, all positive (64 + 43 = 107: `vpmaddubsw`
-/// pairs up to 2 · 107 · 128); IQ1_PLANES likewise at ±9; the nibble formats with their extreme
-/// levels (±31, ±15); scales
-/// 2ls + 1 = 31 (and some 1), against activations at −128 / +127.
+/// pairs up to 2 · 107 · 128); IQ1_SHIFT likewise at −9 (grid −1, shift down) and +9 (grid 1,
+/// shift up); the nibble formats with their extreme levels (±31, ±15); scales 2ls + 1 = 31
+/// (and some 1), against activations at −128 / +127.
 #[test]
 fn code_copies_exact_at_the_integer_range_limits() {
-    use super::iq_codes::{LEVELS, LEVELS_IQ1, NIB_S, NIB_XXS, write_nibbles, write_planes};
+    use super::iq_codes::{LEVELS, NIB_S, NIB_XXS, write_nibbles, write_planes, write_shift};
     let mut rng = Rng(0x1F2);
     let (rows, cols) = (21, 512);
     for format in [
         QuantFormat::Iq2Planes,
         QuantFormat::Iq3XxsNib,
         QuantFormat::Iq3SNib,
-        QuantFormat::Iq1Planes,
+        QuantFormat::Iq1Shift,
     ] {
         let mut data = vec![0u8; format.bytes_for(rows, cols)];
         for (k, blk) in data.chunks_exact_mut(format.block_bytes()).enumerate() {
@@ -224,14 +224,13 @@ fn code_copies_exact_at_the_integer_range_limits() {
             let scales: [u8; 16] = std::array::from_fn(|g| if (g + k) % 5 == 0 { 0 } else { 15 });
             let negative = k % 2 == 0;
             match format {
-                QuantFormat::Iq2Planes | QuantFormat::Iq1Planes => {
-                    let top = if format == QuantFormat::Iq2Planes {
-                        LEVELS[3]
-                    } else {
-                        LEVELS_IQ1[3]
-                    };
-                    let groups = [([top; 8], if negative { 0xFF } else { 0 }); 32];
-                    write_planes(format, d, &scales, &groups, blk);
+                QuantFormat::Iq2Planes => {
+                    let groups = [([LEVELS[3]; 8], if negative { 0xFF } else { 0 }); 32];
+                    write_planes(d, &scales, &groups, blk);
+                }
+                QuantFormat::Iq1Shift => {
+                    let groups = [([if negative { -1 } else { 1 }; 8], negative); 32];
+                    write_shift(d, &scales, &groups, blk);
                 }
                 _ => {
                     let levels = if format == QuantFormat::Iq3XxsNib {
@@ -523,8 +522,8 @@ fn fixture_blocks_multiply_like_gguf_py_values() {
     cases.extend([
         ("IQ3_XXS", QuantFormat::Iq3XxsNib),
         ("IQ3_S", QuantFormat::Iq3SNib),
-        ("IQ1_S", QuantFormat::Iq1Planes),
-        ("IQ1_M", QuantFormat::Iq1Planes),
+        ("IQ1_S", QuantFormat::Iq1Shift),
+        ("IQ1_M", QuantFormat::Iq1Shift),
     ]);
     for (name, format) in cases {
         let bytes = std::fs::read(dir.join(name).with_extension("bin")).expect("fixture bin");
