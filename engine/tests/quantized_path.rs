@@ -290,7 +290,7 @@ fn i_quant_ternary_and_mxfp4_gguf_runs_on_exact_copies() {
     );
     let g = GgufModel::open(&path).expect("open");
     let mut seen = std::collections::BTreeSet::new();
-    // the code copies where their vector kernel runs (AVX-512 VNNI)
+    // the code copies where their vector kernels run (AVX-512 VNNI, AVX2)
     let own = specsweep_engine::quant::iq_codes::native();
     let names = (0..2)
         .flat_map(|l| {

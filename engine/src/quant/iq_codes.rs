@@ -71,9 +71,15 @@
 //!   load; every activation row goes through the same operations whatever the tile size
 //!   (batch-invariant).
 //!
-//! Elsewhere (no AVX-512 VNNI) the loader keeps IQ2 tensors as exact f32 copies and IQ3 / IQ1
-//! tensors as exact Q6_K copies instead (`crate::gguf`): the dense and Q6_K kernels multiply
-//! those faster than the portable kernel would.
+//! - `x86::rows_avx2` (AVX2, and AVX-512 CPUs without VNNI): the same integers 32 weights per
+//!   register — the chunk's code bytes in both 128-bit lanes shifted by `vpsrlvd`, the two
+//!   `vpshufb` lookups joined by `vpblendvb` under the sign / shift bits spread to bytes (a
+//!   `vpshufb` of their bytes, an AND with the bit of each byte, a compare), then per row and
+//!   32 weights `vpmaddubsw`, `vpmaddwd` by the scales and an add.
+//!
+//! Without either (no AVX2, or not x86) the loader keeps IQ2 tensors as exact f32 copies and
+//! IQ3 / IQ1 tensors as exact Q6_K copies instead (`crate::gguf`): the dense and Q6_K kernels
+//! multiply those faster than the portable kernel would.
 
 use super::format::QuantFormat;
 use super::matmul::{ActTile, Isa};
@@ -122,12 +128,16 @@ pub fn set_code_copies(on: bool) {
     OWN_COPIES.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether loading a GGUF file in this process makes the code copies: their vector kernel runs
-/// (AVX-512 VNNI on the kernel family [`Isa::detect`] chose) and [`set_code_copies`] has not
-/// turned them off. Where not, IQ2 tensors become f32 copies and IQ3 tensors Q6_K copies.
+/// Whether loading a GGUF file in this process makes the code copies: one of their vector
+/// kernels runs (AVX-512 VNNI or AVX2 on the kernel family [`Isa::detect`] chose) and
+/// [`set_code_copies`] has not turned them off. Where not, IQ2 tensors become f32 copies and
+/// IQ3 / IQ1 tensors Q6_K copies.
 pub fn native() -> bool {
     OWN_COPIES.load(std::sync::atomic::Ordering::Relaxed)
-        && matches!(Isa::detect(), Isa::Avx512Vnni | Isa::Amx)
+        && matches!(
+            Isa::detect(),
+            Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx
+        )
 }
 
 /// The copies GGUF IQ1 / IQ2 / IQ3 tensors get in this process: `own` (the code copies) or
@@ -272,6 +282,9 @@ pub(crate) fn rows2_dot(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `row_dot`, for both rows.
         Isa::Avx512Vnni | Isa::Amx => unsafe { x86::rows_vnni(format, w, tile, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `row_dot`, for both rows.
+        Isa::Avx2 | Isa::Avx512 => unsafe { x86::rows_avx2(format, w, tile, out) },
         _ => false,
     }
 }
@@ -292,6 +305,12 @@ pub(crate) fn row_dot(
         // AVX2, FMA, F16C and BMI2; `w` holds whole blocks.
         Isa::Avx512Vnni | Isa::Amx => unsafe {
             x86::rows_vnni(format, [w], tile, [out]);
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: these families are only used once `Isa::detect` confirmed AVX2, FMA and F16C;
+        // `w` holds whole blocks.
+        Isa::Avx2 | Isa::Avx512 => unsafe {
+            x86::rows_avx2(format, [w], tile, [out]);
         },
         _ => row_dot_scalar(format, w, tile, out),
     }
@@ -381,6 +400,218 @@ mod x86 {
             }
         }
         true
+    }
+
+    /// `R` weight rows of `format` against `tile.m` activation rows on AVX2 (see the module
+    /// docs); `true`.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2, FMA and F16C; every `w[r]` holds `tile.cols / 256` blocks of
+    /// `format`, one of this module's.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn rows_avx2<const R: usize>(
+        format: QuantFormat,
+        w: [&[u8]; R],
+        tile: &ActTile<'_>,
+        out: [&mut [f32]; R],
+    ) -> bool {
+        debug_assert!((1..=TILE_M).contains(&tile.m));
+        let m = tile.m;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match format {
+                QuantFormat::Iq2Planes => dispatch_m!(m, codes_avx2::<PLANES, R>, w, tile, out),
+                QuantFormat::Iq3XxsNib => dispatch_m!(m, codes_avx2::<NIB_XXS_K, R>, w, tile, out),
+                QuantFormat::Iq3SNib => dispatch_m!(m, codes_avx2::<NIB_S_K, R>, w, tile, out),
+                QuantFormat::Iq1Shift => dispatch_m!(m, codes_avx2::<SHIFT_K, R>, w, tile, out),
+                other => unreachable!("{other} is not a code format"),
+            }
+        }
+        true
+    }
+
+    /// Bytes ahead of the block being decoded that the row kernels prefetch (tg32 of the 1.5B
+    /// IQ3_S file on the Intel guest: 15.5–16.4 tok/s without, 24.2–25.0 at 6144, less at 3072
+    /// and at 12288; ARCHITECTURE.md).
+    const AHEAD: usize = 6144;
+
+    /// Prefetch the lines of the block `AHEAD` bytes after the one of `bb` bytes at `blk` (a
+    /// row's blocks are contiguous).
+    #[inline(always)]
+    fn prefetch_ahead(blk: *const u8, bb: usize) {
+        let p = blk.wrapping_add(AHEAD);
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(bb - 1) as *const i8);
+        }
+    }
+
+    /// A 16-entry byte table `64 + levels[k]` in both 128-bit lanes.
+    #[inline(always)]
+    unsafe fn table256(levels: [i8; 16]) -> __m256i {
+        let t: [i8; 16] = std::array::from_fn(|k| 64 + levels[k]);
+        // SAFETY: 16 bytes read from a 16-byte array; AVX2 is enabled in the caller.
+        unsafe { _mm256_broadcastsi128_si256(loadu::<__m128i, i8>(t.as_ptr())) }
+    }
+
+    /// `R` weight rows of kernel variant `K` against `M` activation rows, 32 weights per
+    /// register: per super-block and weight row, eight registers of weight bytes `64 + w`
+    /// (2-bit codes: the chunk's 16 code bytes in both lanes, `vpsrlvd` by 4h / 4h + 2, mask,
+    /// `vpshufb` into both tables and `vpblendvb` under the sign / shift bits spread to bytes;
+    /// nibbles: mask or shift and mask, one `vpshufb`) and eight of the scales `2ls + 1` as i16
+    /// per 16 weights, kept in L1 for the activation rows, each of which takes per register
+    /// one `vpmaddubsw`, one `vpmaddwd` and one add, per super-block one `vpmaddwd` of the
+    /// offsets `−64·(2ls + 1)` against its sums per 16 — the integers of the VNNI kernel.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn codes_avx2<const M: usize, const K: u8, const R: usize>(
+        w: [&[u8]; R],
+        tile: &ActTile<'_>,
+        out: [&mut [f32]; R],
+    ) {
+        let (bb, codes_at) = match K {
+            PLANES => (super::PLANES_BYTES, PLANE_CODES),
+            SHIFT_K => (super::SHIFT_BYTES, SHIFT_CODES),
+            _ => (super::NIB_BYTES, NIB_CODES),
+        };
+        let cols = tile.cols;
+        let (nb, n16) = (cols / 256, cols / 16);
+        debug_assert!(tile.m == M && tile.block == 256);
+        debug_assert!(w.iter().all(|w| w.len() == nb * bb) && out.iter().all(|o| o.len() >= M));
+        let zero = _mm256_setzero_si256();
+        // SAFETY: AVX2 is enabled on this function.
+        let (both, plus) = unsafe {
+            // 2-bit codes: entries 0..4 the positive (shifted-up) levels, 4..8 the others
+            let two = |up: [i8; 4], down: [i8; 4]| {
+                table256(std::array::from_fn(|k| match k {
+                    0..4 => up[k],
+                    4..8 => down[k - 4],
+                    _ => 0,
+                }))
+            };
+            match K {
+                PLANES => (two(LEVELS, LEVELS.map(|l| -l)), zero),
+                SHIFT_K => (two(SHIFT_UP, SHIFT_DOWN), zero),
+                NIB_XXS_K => (zero, table256(NIB_XXS)),
+                _ => (zero, table256(NIB_S)),
+            }
+        };
+        let mask = _mm256_set1_epi8(if K == PLANES || K == SHIFT_K { 3 } else { 0x0F });
+        // half h of a chunk: its lanes hold code lanes 2h and 2h + 1 (bits 4h and 4h + 2)
+        let shifts = [0, 1].map(|h| {
+            _mm256_setr_epi32(
+                4 * h,
+                4 * h,
+                4 * h,
+                4 * h,
+                4 * h + 2,
+                4 * h + 2,
+                4 * h + 2,
+                4 * h + 2,
+            )
+        });
+        // byte i of a register takes sign byte i / 8 (IQ2_PLANES) or shift bit i / 8 of the
+        // half's nibble (IQ1_SHIFT)
+        let sign_bytes = _mm256_setr_epi64x(
+            0,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        );
+        let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+        let group_bit = _mm256_setr_epi64x(
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0404_0404_0404_0404,
+            0x0808_0808_0808_0808,
+        );
+        // register j's scales: i16 lanes of group 2j (low lane) and 2j + 1 (high lane)
+        // (byte index 2j / 2j + 1, then 0x80: a zero high byte)
+        let scale_idx: [__m256i; 8] = std::array::from_fn(|j| {
+            let word = |g: usize| (0x8000 | g) as i16;
+            _mm256_setr_m128i(_mm_set1_epi16(word(2 * j)), _mm_set1_epi16(word(2 * j + 1)))
+        });
+        let mut acc = [[_mm256_setzero_ps(); M]; R];
+        let (qs, bsums, ds) = (tile.qs.as_ptr(), tile.bsums.as_ptr(), tile.d.as_ptr());
+        // SAFETY: block b's bytes lie within every `w[r]` (b < nb); activation row i < M has
+        // `cols` values, `cols / 16` sums and `nb` scales in the tile.
+        unsafe {
+            for b in 0..nb {
+                let mut q = [[zero; 8]; R];
+                let mut sc = [[zero; 8]; R];
+                let mut off = [zero; R];
+                let mut dv = [_mm256_setzero_ps(); R];
+                for r in 0..R {
+                    let blk = w[r].as_ptr().wrapping_add(b * bb);
+                    prefetch_ahead(blk, bb);
+                    for j in 0..8 {
+                        let (c, h) = (j / 2, j % 2);
+                        q[r][j] = if K == PLANES || K == SHIFT_K {
+                            let codes = _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(
+                                blk.wrapping_add(codes_at + 16 * c),
+                            ));
+                            let code = _mm256_and_si256(_mm256_srlv_epi32(codes, shifts[h]), mask);
+                            let down = if K == PLANES {
+                                let bits =
+                                    loadu::<i32, u8>(blk.wrapping_add(SIGNS + 8 * c + 4 * h));
+                                let bytes =
+                                    _mm256_shuffle_epi8(_mm256_set1_epi32(bits), sign_bytes);
+                                _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit_of_byte), bit_of_byte)
+                            } else {
+                                let bits = *blk.wrapping_add(SHIFTS + c) >> (4 * h);
+                                let v = _mm256_set1_epi8(bits as i8);
+                                _mm256_cmpeq_epi8(_mm256_and_si256(v, group_bit), group_bit)
+                            };
+                            // codes 4..8 of the table are the negative / shifted-down levels
+                            let down4 = _mm256_and_si256(down, _mm256_set1_epi8(4));
+                            _mm256_shuffle_epi8(both, _mm256_or_si256(code, down4))
+                        } else {
+                            let raw = loadu::<__m256i, u8>(blk.wrapping_add(codes_at + 32 * c));
+                            let nib = if h == 0 {
+                                raw
+                            } else {
+                                _mm256_srli_epi16(raw, 4)
+                            };
+                            _mm256_shuffle_epi8(plus, _mm256_and_si256(nib, mask))
+                        };
+                    }
+                    let ls = odd_scales(blk.wrapping_add(SCALES));
+                    // the 16 scales as bytes in both lanes (each ≤ 31)
+                    let bytes = _mm256_broadcastsi128_si256(_mm_packus_epi16(
+                        _mm256_castsi256_si128(ls),
+                        _mm256_extracti128_si256(ls, 1),
+                    ));
+                    sc[r] = std::array::from_fn(|j| _mm256_shuffle_epi8(bytes, scale_idx[j]));
+                    // −64 · (2ls + 1) per group of 16 against the activation sums
+                    off[r] = _mm256_sub_epi16(zero, _mm256_slli_epi16(ls, 6));
+                    dv[r] = _mm256_set1_ps(f16_at(blk));
+                }
+                for i in 0..M {
+                    let x = qs.wrapping_add(i * cols + 256 * b);
+                    let bs = loadu::<__m256i, i16>(bsums.wrapping_add(i * n16 + 16 * b));
+                    let dx = _mm256_set1_ps(*ds.add(i * nb + b));
+                    for r in 0..R {
+                        let mut sumi = _mm256_madd_epi16(bs, off[r]);
+                        for j in 0..8 {
+                            let xj = loadu::<__m256i, i8>(x.wrapping_add(32 * j));
+                            let pairs = _mm256_maddubs_epi16(q[r][j], xj);
+                            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pairs, sc[r][j]));
+                        }
+                        let t = _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), dv[r]);
+                        acc[r][i] = _mm256_fmadd_ps(t, dx, acc[r][i]);
+                    }
+                }
+            }
+        }
+        for (acc, out) in acc.iter().zip(out) {
+            for (a, o) in acc.iter().zip(out.iter_mut()) {
+                let h = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps(*a, 1));
+                let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                *o = _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+            }
+        }
     }
 
     /// The 16 scales `2ls + 1` (i16) from the 8 nibble bytes at `p`.
@@ -478,6 +709,7 @@ mod x86 {
                 let mut dv = [_mm512_setzero_ps(); R];
                 for r in 0..R {
                     let blk = w[r].as_ptr().wrapping_add(b * bb);
+                    prefetch_ahead(blk, bb);
                     for c in 0..4 {
                         let codes = if planes {
                             _mm512_broadcast_i32x4(loadu::<__m128i, u8>(
