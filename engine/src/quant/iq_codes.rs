@@ -437,15 +437,19 @@ mod x86 {
     /// and at 12288; ARCHITECTURE.md).
     const AHEAD: usize = 6144;
 
-    /// Prefetch the lines of the block `AHEAD` bytes after the one of `bb` bytes at `blk` (a
-    /// row's blocks are contiguous).
+    /// Prefetch every line of the `bb` bytes `AHEAD` bytes after the block at `blk` (a row's
+    /// blocks are contiguous, so this is the block that many bytes on).
     #[inline(always)]
     fn prefetch_ahead(blk: *const u8, bb: usize) {
         let p = blk.wrapping_add(AHEAD);
+        // bytes 0, 64, 128 (blocks are 78 to 138 bytes) and the last: every line they touch
         // SAFETY: a prefetch never faults, whatever the address.
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64) as *const i8);
+            if bb > 128 {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128) as *const i8);
+            }
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(bb - 1) as *const i8);
         }
     }
