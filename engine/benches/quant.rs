@@ -145,6 +145,10 @@ fn verify(c: &mut Criterion) {
         QuantFormat::Iq4Xs,
         QuantFormat::Q3K,
         QuantFormat::Q2K,
+        // the loader's code copies of the i-quants (`quant::iq_codes`)
+        QuantFormat::Iq2Planes,
+        QuantFormat::Iq3SNib,
+        QuantFormat::Iq1Shift,
         QuantFormat::F16,
     ] {
         let w = random_matrix(format, FFN, HIDDEN);
