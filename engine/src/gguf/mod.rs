@@ -363,9 +363,9 @@ impl GgufModel {
     }
 
     /// A weight whose stored type the kernels lack as blocks of a kernel format holding the
-    /// same values (`quant::recode`): where the code copies' vector kernels run (AVX-512 VNNI or AVX2,
-    /// `quant::iq_codes::native`) IQ2_* as IQ2_PLANES, IQ3_XXS / IQ3_S as IQ3_*_NIB and IQ1_S /
-    /// IQ1_M as IQ1_SHIFT, elsewhere IQ3 / IQ1 as Q6_K; TQ1_0 / TQ2_0 as Q2_K, MXFP4 as Q8_0,
+    /// same values (`quant::recode`): where the code copies' vector kernels run (AVX-512 VNNI or
+    /// AVX2, `quant::iq_codes::native`) IQ2_* as IQ2_PLANES, IQ3_XXS / IQ3_S as IQ3_*_NIB and
+    /// IQ1_S / IQ1_M as IQ1_SHIFT, elsewhere IQ3 / IQ1 as Q6_K; TQ1_0 / TQ2_0 as Q2_K, MXFP4 as Q8_0,
     /// and Q3_K as Q6_K where it will not be interleaved (`--layout rows`, rows not a multiple
     /// of 16, CPUs without AVX2: the row-major Q3_K product is the portable one only). IQ2
     /// tensors without the code kernel, and MXFP4 tensors with a scale outside f16's range, are

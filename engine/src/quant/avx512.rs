@@ -42,7 +42,9 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{dispatch_m, f16_at, f16_pair, fifth_bits, hsum, k4_scales_mins, loadu};
+use super::avx2::{
+    dispatch_m, f16_at, f16_pair, fifth_bits, hsum, k4_scales_mins, loadu, prefetch_ahead,
+};
 use super::format::QuantFormat;
 use super::matmul::{ActTile, TILE_M};
 
@@ -204,27 +206,6 @@ unsafe fn q6k_m<const M: usize>(w: &[u8], tile: &ActTile<'_>, out: &mut [f32]) {
     }
 }
 
-/// Prefetch the `BYTES` bytes 1 KiB past `p` into L1 and those 4 KiB past it into L2: the decode
-/// kernels stream each weight row once, and on a machine whose DRAM latency the hardware
-/// prefetchers did not hide they waited on their loads (SmolLM2-135M Q4_1 decode on one thread:
-/// 58 tok/s before the L1 prefetch, 78 after). The L1 line-fill buffers bound how many misses a
-/// core keeps in flight; the L2 prefetch adds more, further ahead: two threads, A/B in one
-/// session, 1.5B Q4_K_M 20.8–21.1 → 22.4–23.2 tok/s, SmolLM2 133–136 → 148–150 (4 and 8 KiB
-/// ahead measured the same).
-/// How far ahead the second, L2-level prefetch reaches.
-const FAR: usize = 4096;
-
-#[inline(always)]
-fn prefetch_ahead<const BYTES: usize>(p: *const u8) {
-    let mut line = 0;
-    while line < BYTES {
-        // SAFETY: a prefetch never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(1024 + line) as *const i8) };
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(FAR + line) as *const i8) };
-        line += 64;
-    }
-}
-
 /// The 6-bit weights of half `h` (128 weights) of the Q6_K block at `blk`, as two registers of 64
 /// bytes in 0..=63: weights 0–63 and 64–127 of the half. The two high bits of weight j sit at bits
 /// 0 / 2 of `qh[j % 32]` for the first 64 weights, 4 / 6 for the last 64.
@@ -376,7 +357,7 @@ unsafe fn blocks32_vnni<const M: usize, const F: u8>(
         let mut b = 0;
         while b + 2 <= nb {
             let (p0, p1) = (wp.add(b * bb), wp.add((b + 1) * bb));
-            prefetch_ahead::<64>(p0);
+            prefetch_ahead(p0, 64);
             let (d0, c0) = scales(p0);
             let (d1, c1) = scales(p1);
             let c = _mm_setr_ps(c0, c1, 0.0, 0.0);
@@ -557,7 +538,7 @@ unsafe fn q4k_vnni<const M: usize, const R: usize>(
             let mut dminv = [_mm512_setzero_ps(); R];
             for r in 0..R {
                 let blk = w[r].as_ptr().wrapping_add(b * BB);
-                prefetch_ahead::<BB>(blk);
+                prefetch_ahead(blk, BB);
                 let (d, dmin) = f16_pair(blk);
                 let (sc16, mn) = k4_scales_mins(blk.wrapping_add(4));
                 let sc = _mm512_broadcast_i32x4(sc16);
@@ -640,7 +621,7 @@ unsafe fn q6k_vnni<const M: usize, const R: usize>(
             let mut dv = [_mm512_setzero_ps(); R];
             for r in 0..R {
                 let blk = w[r].as_ptr().wrapping_add(b * BB);
-                prefetch_ahead::<BB>(blk);
+                prefetch_ahead(blk, BB);
                 dv[r] = _mm512_set1_ps(f16_at(blk.wrapping_add(208)));
                 let sc16 = _mm256_cvtepi8_epi16(loadu::<__m128i, u8>(blk.wrapping_add(192)));
                 let sc = _mm512_zextsi256_si512(sc16);

@@ -76,8 +76,9 @@
 //!   their bytes, an AND with each byte's bit and a compare), one `vpshufb` into a table of both
 //!   signs' levels; then per row and 32 weights `vpmaddubsw`, `vpmaddwd` by the scales and an
 //!   add.
-//! - Both prefetch the block 6144 bytes ahead of the one they decode (the IQ3_S 1.5B file's
-//!   decode went from ~16 to ~24.5 tok/s on the VNNI kernel with it).
+//! - Both prefetch per block as the row-major `super::avx512` kernels do (`prefetch_ahead`: 1 KiB
+//!   ahead into L1, 4 KiB into L2); without it the IQ3_S 1.5B file decoded at ~16 tok/s on the
+//!   VNNI kernel, with it at 21–25.
 //!
 //! Without either (no AVX2, or not x86) the loader keeps IQ2 tensors as exact f32 copies and
 //! IQ3 / IQ1 tensors as exact Q6_K copies instead (`crate::gguf`): the dense and Q6_K kernels
@@ -124,8 +125,8 @@ fn nib_levels(format: QuantFormat) -> &'static [i8; 16] {
 static OWN_COPIES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Turn the code copies of later loads on or off for this process (on by default), to measure
-/// them against the fallback copies — IQ2 as f32, IQ3 as Q6_K: faster at decode and prefill on
-/// the interleaved Q6_K kernels, larger in memory (`specsweep bench --iq-copies`).
+/// them against the fallback copies — IQ2 as f32, IQ3 / IQ1 as Q6_K: larger in memory, and IQ3 /
+/// IQ1 faster at prefill on the interleaved Q6_K kernels (`specsweep bench --iq-copies`).
 pub fn set_code_copies(on: bool) {
     OWN_COPIES.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -344,7 +345,7 @@ pub(crate) fn row_dot_scalar(format: QuantFormat, w: &[u8], tile: &ActTile<'_>, 
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::avx2::{dispatch_m, f16_at, loadu};
+    use super::super::avx2::{dispatch_m, f16_at, loadu, prefetch_ahead};
     use super::super::format::QuantFormat;
     use super::super::matmul::{ActTile, TILE_M};
     use super::{
@@ -430,28 +431,6 @@ mod x86 {
             }
         }
         true
-    }
-
-    /// Bytes ahead of the block being decoded that the row kernels prefetch (tg32 of the 1.5B
-    /// IQ3_S file on the Intel guest: 15.5–16.4 tok/s without, 24.2–25.0 at 6144, less at 3072
-    /// and at 12288; ARCHITECTURE.md).
-    const AHEAD: usize = 6144;
-
-    /// Prefetch every line of the `bb` bytes `AHEAD` bytes after the block at `blk` (a row's
-    /// blocks are contiguous, so this is the block that many bytes on).
-    #[inline(always)]
-    fn prefetch_ahead(blk: *const u8, bb: usize) {
-        let p = blk.wrapping_add(AHEAD);
-        // bytes 0, 64, 128 (blocks are 78 to 138 bytes) and the last: every line they touch
-        // SAFETY: a prefetch never faults, whatever the address.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64) as *const i8);
-            if bb > 128 {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128) as *const i8);
-            }
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(bb - 1) as *const i8);
-        }
     }
 
     /// The bytes `64 + levels[k]` of a lookup table.

@@ -135,12 +135,19 @@ fn compare_with_scalar(
     }
 }
 
-/// Q4_K / Q6_K and the code copies (IQ2_PLANES, IQ3_*_NIB) on every kernel family for every verify batch size 1..=17
-/// (the batch kernels are specialised per m) and several widths, against the scalar kernel and
-/// the f64 reference.
+/// Q4_K / Q6_K and the code copies (IQ2_PLANES, IQ3_*_NIB, IQ1_SHIFT) on every kernel family
+/// for every verify batch size 1..=17 (the batch kernels are specialised per m) and several
+/// widths, against the scalar kernel and the f64 reference.
 #[test]
 fn super_block_kernels_match_scalar_for_every_batch_size_and_isa() {
-    let formats = [QuantFormat::Q4K, QuantFormat::Q6K, QuantFormat::Iq2Planes];
+    let formats = [
+        QuantFormat::Q4K,
+        QuantFormat::Q6K,
+        QuantFormat::Iq2Planes,
+        QuantFormat::Iq3XxsNib,
+        QuantFormat::Iq3SNib,
+        QuantFormat::Iq1Shift,
+    ];
     for (n, format) in formats.into_iter().enumerate() {
         for cols in [256, 768, 1536] {
             for m in 1..=17 {

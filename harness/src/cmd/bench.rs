@@ -104,9 +104,9 @@ pub struct Args {
     #[arg(long, value_parser = ["x16", "rows"])]
     pub layout: Option<String>,
     /// Copies of GGUF IQ1 / IQ2 / IQ3 tensors: own (IQ1_SHIFT / IQ2_PLANES / IQ3_*_NIB, 2.4 /
-    /// 3.3 / 4.3 bits per weight, on AVX-512 VNNI and AVX2; the default there) | fallback (IQ2 as f32, IQ1 /
-    /// IQ3 as Q6_K: larger, and IQ1 / IQ3 faster on the interleaved Q6_K kernels), to measure
-    /// one against the other.
+    /// 3.3 / 4.3 bits per weight, on AVX-512 VNNI and AVX2; the default there) | fallback (IQ2
+    /// as f32, IQ1 / IQ3 as Q6_K: larger, and IQ1 / IQ3 faster at prefill on the interleaved
+    /// Q6_K kernels), to measure one against the other.
     #[arg(long = "iq-copies", value_parser = ["own", "fallback"])]
     pub iq_copies: Option<String>,
     /// Seed for random weights and input tokens.
