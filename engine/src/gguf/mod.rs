@@ -379,20 +379,21 @@ impl GgufModel {
             && kernel_cols_ok(r.target, cols)
         {
             let to_bytes = r.target.block_bytes();
-            let mut out = vec![0u8; raw.bytes.len() / r.from_bytes * to_bytes];
+            let src_row = raw.bytes.len() / rows;
             // blocks in parallel on the current rayon pool (the IQ2 codebook lookups of a 1.5B
-            // model took seconds on one thread)
+            // model took seconds on one thread), a chunk of rows at a time (interleaved as it
+            // comes where the kernels take that layout)
             use rayon::prelude::*;
-            let exact = raw
-                .bytes
-                .par_chunks_exact(r.from_bytes)
-                .zip(out.par_chunks_exact_mut(to_bytes))
-                .with_min_len(256)
-                .all(|(b, o)| (r.convert)(b, o));
-            if exact {
+            let copy = QuantMatrix::from_row_chunks(name, r.target, rows, cols, |span, out| {
+                raw.bytes[span.start * src_row..span.end * src_row]
+                    .par_chunks_exact(r.from_bytes)
+                    .zip(out.par_chunks_exact_mut(to_bytes))
+                    .with_min_len(256)
+                    .all(|(b, o)| (r.convert)(b, o))
+            })?;
+            if let Some(m) = copy {
                 crate::quant::release_pages(&self.mmap, raw.range);
-                return QuantMatrix::from_raw(name, r.target, rows, cols, out)
-                    .map(|m| Some(m.with_out_scale(r.out_scale)));
+                return Ok(Some(m.with_out_scale(r.out_scale)));
             }
         }
         if !kernel_cols_ok(QuantFormat::F32, cols) {

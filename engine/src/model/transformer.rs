@@ -164,8 +164,18 @@ impl<B: Backend> Model<B> {
         };
         let (h, v) = (config.hidden_size, config.vocab_size);
         let embed_name = "model.embed_tokens.weight";
+        // Tied checkpoints usually omit lm_head.weight; some write it anyway (then it is used).
+        let head_shares_embeddings =
+            config.tie_word_embeddings && !source.contains("lm_head.weight");
         let embed_tokens = match loader.matrix(embed_name, v, h)? {
-            Some(m) => Embedding::Quant(std::sync::Arc::new(crate::quant::QuantLinear::new(m))),
+            // a table the LM head multiplies by takes the kernels' layout; one only read row by
+            // row keeps its own (a GGUF table then stays mapped, its rows faulted in as tokens
+            // use them, instead of an interleaved copy of the whole table)
+            Some(m) => Embedding::Quant(std::sync::Arc::new(if head_shares_embeddings {
+                crate::quant::QuantLinear::new(m)
+            } else {
+                crate::quant::QuantLinear::in_own_layout(m)
+            })),
             None => Embedding::Dense(loader.tensor2(embed_name, v, h)?),
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -180,9 +190,6 @@ impl<B: Backend> Model<B> {
         }
         let mtp = MtpModule::load(&loader, config)?;
         let norm = RmsNorm::load(&loader, "model.norm.weight", h, config.rms_norm_eps)?;
-        // Tied checkpoints usually omit lm_head.weight; some write it anyway (then it is used).
-        let head_shares_embeddings =
-            config.tie_word_embeddings && !source.contains("lm_head.weight");
         let lm_head = if head_shares_embeddings {
             match &embed_tokens {
                 Embedding::Dense(w) => Linear::new(w.clone(), None),

@@ -1,5 +1,6 @@
-//! The row-interleaved layout of Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS matrices ("x16"): 16
-//! weight rows side by side, so
+//! The row-interleaved layout of Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS and specsweep's code
+//! formats IQ3_XXS_NIB / IQ3_S_NIB / IQ2_PLANES / IQ1_SHIFT (`super::iq_codes`) matrices
+//! ("x16"): 16 weight rows side by side, so
 //! that a 512-bit register holds 4 consecutive weights of each of 16 rows and the kernels compute
 //! 16 output rows per vector instruction with no horizontal sums — the layout that makes a
 //! speculative verify of k + 1 tokens cost little more than one decode step (issue #8).
@@ -30,6 +31,11 @@
 //! - IQ4_XS: as Q6_K over 8 sub-blocks of 32 with `C_j = Σ_{k∈j} u_k·a_k − 128·Σ_{k∈j} a_k`,
 //!   where `u = GRID[q] + 128` (`super::interleave32::IQ4_NL_U`, looked up from the stored index)
 //!   and `sc_j = ls_j − 32`.
+//! - IQ3_XXS_NIB / IQ3_S_NIB: as Q6_K (16 sub-blocks of 16 from `−32·Σa`) with `u = level + 32`
+//!   (1 ..= 63, `super::iq_codes::nib_levels_plus32`, looked up from the stored 4-bit code) and
+//!   `sc_j = 2·ls_j + 1`.
+//! - IQ2_PLANES / IQ1_SHIFT: the same from `−64·Σa` with `u = level + 64` (21 ..= 107,
+//!   `super::iq_codes::index_levels` of the code and its sign / shift bit).
 //! - `acc = fma(s, d_a, acc)`, super-block after super-block from `acc = 0`.
 //!
 //! The scale chain runs in floats because `vcvtdq2ps` + `vfmadd` cost fewer vector-port
@@ -73,6 +79,18 @@
 //!   (i8, unpacked from ggml's 6 bits), 32 chunks of indices — ggml's own bytes of each
 //!   sub-block, four at a time (chunk `4j + i` lane `n` is bytes `16j + 4i ..` of row `n`'s
 //!   index array).
+//! - IQ3_XXS_NIB / IQ3_S_NIB unit, 2208 bytes (= 16 × 138, the row-major blocks' size): `d` ×16
+//!   (f16), the scale nibbles `[jj][n]` (byte `16·jj + n`: row `n`'s nibbles of sub-blocks
+//!   `2jj` (low) and `2jj + 1` (high), the very byte of its row-major block), 32 chunks of the
+//!   4-bit codes laid out as Q4_K's nibbles (so the low nibbles of chunks `4jj .. 4jj + 4` are
+//!   sub-block `2jj`, their high nibbles `2jj + 1`).
+//! - IQ2_PLANES unit, 1696 bytes (= 16 × 106) and IQ1_SHIFT unit, 1248 bytes (= 16 × 78): `d`
+//!   and the scale nibbles as above, then 64 code chunks of 16 bytes — chunk `c` holds columns
+//!   `4c .. 4c + 4` of the 16 rows, the weight of lane byte `p = 4n + e` (row `n`, column
+//!   `4c + e`) at bits `2·(p / 16)` of byte `p % 16`, so that the chunk broadcast to the four
+//!   128-bit lanes and shifted by 0 / 2 / 4 / 6 puts each code in its lane byte; then IQ2_PLANES's
+//!   sign bits, 8 bytes per chunk (bit `p`: lane byte `p`), or IQ1_SHIFT's shift bits, 2 bytes
+//!   per group of 8 columns (bit `n`: row `n`).
 //!
 //! Only the scales cost memory: Q4_K's unpacked 6-bit scales and mins take 2.8 % more than
 //! ggml's packing, bought back by not unpacking them per row and activation in the kernels.
@@ -84,6 +102,7 @@ use half::f16;
 use super::dequant::scale_min_k4;
 use super::format::QuantFormat;
 use super::interleave32;
+use super::iq_codes;
 use super::q2_k;
 use super::quantize::ActBlocks;
 
@@ -132,6 +151,25 @@ pub(crate) mod iq4xs {
     pub(crate) const UNIT: usize = 2208;
 }
 
+/// IQ3_XXS_NIB / IQ3_S_NIB unit offsets.
+pub(crate) mod nib {
+    pub(crate) const D: usize = 0;
+    pub(crate) const SC: usize = 32;
+    pub(crate) const QS: usize = 160;
+    pub(crate) const UNIT: usize = 2208;
+}
+
+/// IQ2_PLANES / IQ1_SHIFT unit offsets.
+pub(crate) mod planes {
+    pub(crate) const D: usize = 0;
+    pub(crate) const SC: usize = 32;
+    pub(crate) const CODES: usize = 160;
+    /// The sign bits (IQ2_PLANES) or shift bits (IQ1_SHIFT).
+    pub(crate) const BITS: usize = 1184;
+    pub(crate) const UNIT: usize = BITS + 64 * 8;
+    pub(crate) const SHIFT_UNIT: usize = BITS + 32 * 2;
+}
+
 /// Q6_K unit offsets.
 pub(crate) mod q6k {
     pub(crate) const D: usize = 0;
@@ -141,7 +179,8 @@ pub(crate) mod q6k {
     pub(crate) const UNIT: usize = 3360;
 }
 
-/// Whether `format` has an interleaved layout: Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS here,
+/// Whether `format` has an interleaved layout: Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS and
+/// the code formats here,
 /// the 32-weight formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) in `super::interleave32`. The vector kernels (`super::x16`,
 /// `super::x16_avx2`) take every one of them.
 pub(crate) fn has_layout(format: QuantFormat) -> bool {
@@ -153,6 +192,10 @@ pub(crate) fn has_layout(format: QuantFormat) -> bool {
             | QuantFormat::Q5K
             | QuantFormat::Q6K
             | QuantFormat::Iq4Xs
+            | QuantFormat::Iq3XxsNib
+            | QuantFormat::Iq3SNib
+            | QuantFormat::Iq2Planes
+            | QuantFormat::Iq1Shift
     ) || interleave32::layout(format).is_some()
 }
 
@@ -173,6 +216,9 @@ pub(crate) fn unit_bytes(format: QuantFormat) -> usize {
         QuantFormat::Q5K => q5k::UNIT,
         QuantFormat::Q6K => q6k::UNIT,
         QuantFormat::Iq4Xs => iq4xs::UNIT,
+        QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => nib::UNIT,
+        QuantFormat::Iq2Planes => planes::UNIT,
+        QuantFormat::Iq1Shift => planes::SHIFT_UNIT,
         QuantFormat::Q3K => q3k::UNIT,
         QuantFormat::Q2K => q2k::UNIT,
         _ => interleave32::layout(format).map_or(0, |l| l.unit),
@@ -193,10 +239,12 @@ fn column(c: usize, e: usize, high: bool) -> usize {
 /// One ggml block, decoded to its integers.
 struct Block {
     /// The 256 weights as stored (Q2_K 0..=3, Q3_K 0..=7, Q4_K 0..=15, Q5_K 0..=31, Q6_K 0..=63,
-    /// IQ4_XS the grid index 0..=15).
+    /// IQ4_XS the grid index 0..=15, the nibble formats their code 0..=15, IQ2_PLANES /
+    /// IQ1_SHIFT their `iq_codes::code_index` 0..=7).
     q: [u8; 256],
     /// Q4_K / Q5_K: 8 scales; Q6_K: 16 signed scales; IQ4_XS: 8 / Q3_K: 16 signed scales
-    /// `ls − 32` (as bytes); Q2_K: ggml's 16 scale bytes `sc | m << 4`.
+    /// `ls − 32` (as bytes); Q2_K: ggml's 16 scale bytes `sc | m << 4`; the code formats: 16
+    /// `ls` (0..=15).
     sc: [u8; 16],
     /// Q4_K / Q5_K: 8 mins.
     m: [u8; 8],
@@ -260,6 +308,24 @@ impl Block {
                         out.q[32 * j + l] = byte & 0x0F;
                         out.q[32 * j + 16 + l] = byte >> 4;
                     }
+                }
+            }
+            QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+                out.d = [b[0], b[1]];
+                for (g, sc) in out.sc.iter_mut().enumerate() {
+                    *sc = iq_codes::scale_nibble(b, g);
+                }
+                for (j, q) in out.q.iter_mut().enumerate() {
+                    *q = iq_codes::nib_code(b, j);
+                }
+            }
+            QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
+                out.d = [b[0], b[1]];
+                for (g, sc) in out.sc.iter_mut().enumerate() {
+                    *sc = iq_codes::scale_nibble(b, g);
+                }
+                for (j, q) in out.q.iter_mut().enumerate() {
+                    *q = iq_codes::code_index(format, b, j);
                 }
             }
             _ => {
@@ -344,6 +410,18 @@ impl Block {
                     }
                 }
             }
+            QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+                iq_codes::write_head(u16::from_le_bytes(self.d), &self.sc, b);
+                for (j, &q) in self.q.iter().enumerate() {
+                    iq_codes::put_nib_code(b, j, q);
+                }
+            }
+            QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
+                iq_codes::write_head(u16::from_le_bytes(self.d), &self.sc, b);
+                for (j, &q) in self.q.iter().enumerate() {
+                    iq_codes::put_code_index(format, b, j, q);
+                }
+            }
             _ => {
                 b[..192].fill(0);
                 for k in 0..256 {
@@ -391,6 +469,8 @@ pub(crate) fn repack_into(
                 QuantFormat::Q5K => put_q5k(blk, n, buf),
                 QuantFormat::Q6K => put_q6k(blk, n, buf),
                 QuantFormat::Iq4Xs => put_iq4xs(blk, n, buf),
+                QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => put_nib(blk, n, buf),
+                QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => put_planes(format, blk, n, buf),
                 QuantFormat::Q3K => put_q3k(blk, n, buf),
                 QuantFormat::Q2K => put_q2k(blk, n, buf),
                 _ => interleave32::put(format, blk, n, buf),
@@ -483,6 +563,61 @@ fn put_iq4xs(blk: &[u8], n: usize, u: &mut [u8]) {
     }
 }
 
+/// Row `n`'s `d` and scale bytes (two sub-blocks' nibbles each, as they are) of a code-format
+/// block `blk` into unit `u` (the nibble formats' and IQ2_PLANES's / IQ1_SHIFT's offsets agree).
+fn put_code_head(blk: &[u8], n: usize, u: &mut [u8]) {
+    u[nib::D + 2 * n..nib::D + 2 * n + 2].copy_from_slice(&blk[0..2]);
+    for jj in 0..8 {
+        u[nib::SC + 16 * jj + n] = blk[iq_codes::SCALES + jj];
+    }
+}
+
+/// Row `n`'s IQ2_PLANES / IQ1_SHIFT block `blk` into unit `u` (whose code and bit bytes start
+/// zeroed): four codes per word operation, IQ2_PLANES's signs a nibble at a time.
+fn put_planes(format: QuantFormat, blk: &[u8], n: usize, u: &mut [u8]) {
+    put_code_head(blk, n, u);
+    let (codes, bits) = if format == QuantFormat::Iq2Planes {
+        (iq_codes::PLANE_CODES, iq_codes::SIGNS)
+    } else {
+        (iq_codes::SHIFT_CODES, iq_codes::SHIFTS)
+    };
+    // lane bytes 4n .. 4n + 4 of a chunk: bytes 4(n % 4) .. of its 16, bits 2(n / 4)
+    let (byte, shift) = (4 * (n % 4), 2 * (n / 4));
+    for c in 0..64 {
+        // columns 4c .. 4c + 4: bytes 16(c / 16) + 4(c % 4) .. of the block, bits 2((c % 16) / 4)
+        let src = word(blk, codes + 16 * (c / 16) + 4 * (c % 4)) >> (2 * ((c % 16) / 4));
+        let at = planes::CODES + 16 * c + byte;
+        let v = word(u, at) | (src & 0x0303_0303) << shift;
+        u[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        if format == QuantFormat::Iq2Planes {
+            let signs = blk[bits + c / 2] >> (4 * (c % 2)) & 0x0F;
+            u[planes::BITS + 8 * c + n / 2] |= signs << (4 * (n % 2));
+        }
+    }
+    if format == QuantFormat::Iq1Shift {
+        for g in 0..32 {
+            let bit = blk[bits + g / 8] >> (g % 8) & 1;
+            u[planes::BITS + 2 * g + n / 8] |= bit << (n % 8);
+        }
+    }
+}
+
+/// Row `n`'s IQ3_XXS_NIB / IQ3_S_NIB block `blk` into unit `u`: its `d` and scale bytes, its
+/// codes four at a time.
+fn put_nib(blk: &[u8], n: usize, u: &mut [u8]) {
+    put_code_head(blk, n, u);
+    for c in 0..32 {
+        // columns 32(c/4) + 4(c%4) + e (and + 16): in the block's 64-weight chunk c/8, half
+        // (c/4) % 2, bytes 4(c%4) + e (and + 16)
+        let at = iq_codes::NIB_CODES + 32 * (c / 8) + 4 * (c % 4);
+        let shift = 4 * ((c / 4) % 2);
+        let lo = (word(blk, at) >> shift) & 0x0F0F_0F0F;
+        let hi = (word(blk, at + 16) >> shift) & 0x0F0F_0F0F;
+        let at = nib::QS + 64 * c + 4 * n;
+        u[at..at + 4].copy_from_slice(&(lo | hi << 4).to_le_bytes());
+    }
+}
+
 /// Row `n`'s Q3_K block `blk` into unit `u` (whose bit chunks start zeroed): the scales
 /// unpacked, each weight's two low bits and third bit moved to its chunk lane.
 fn put_q3k(blk: &[u8], n: usize, u: &mut [u8]) {
@@ -536,7 +671,7 @@ fn put_q2k(blk: &[u8], n: usize, u: &mut [u8]) {
 }
 
 /// Write row `n`'s block into unit `u` (the per-weight reference of [`put_q4k`] / [`put_q6k`] /
-/// [`put_iq4xs`]; Q3_K's [`put_q3k`] and Q2_K's [`put_q2k`] are per weight already).
+/// [`put_iq4xs`] / [`put_nib`]; Q3_K's [`put_q3k`] and Q2_K's [`put_q2k`] are per weight already).
 #[cfg(test)]
 fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
     match format {
@@ -571,6 +706,25 @@ fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
                 u[iq4xs::SC + 16 * j + n] = blk.sc[j];
             }
             put_nibbles(&blk.q, iq4xs::QS, n, u);
+        }
+        QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+            u[nib::D + 2 * n..nib::D + 2 * n + 2].copy_from_slice(&blk.d);
+            for jj in 0..8 {
+                u[nib::SC + 16 * jj + n] = blk.sc[2 * jj] | (blk.sc[2 * jj + 1] << 4);
+            }
+            put_nibbles(&blk.q, nib::QS, n, u);
+        }
+        QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
+            u[planes::D + 2 * n..planes::D + 2 * n + 2].copy_from_slice(&blk.d);
+            for jj in 0..8 {
+                u[planes::SC + 16 * jj + n] = blk.sc[2 * jj] | (blk.sc[2 * jj + 1] << 4);
+            }
+            for (j, &index) in blk.q.iter().enumerate() {
+                let (c, p) = (j / 4, 4 * n + j % 4);
+                u[planes::CODES + 16 * c + p % 16] |= (index & 3) << (2 * (p / 16));
+                let (at, bit) = planes_bit(format, c, n, p);
+                u[at] |= (index >> 2 & 1) << bit;
+            }
         }
         _ => {
             u[q6k::D + 2 * n..q6k::D + 2 * n + 2].copy_from_slice(&blk.d);
@@ -610,6 +764,16 @@ fn get_nibbles(u: &[u8], qs: usize, n: usize, q: &mut [u8; 256]) {
             q[column(c, e, false)] = byte & 0x0F;
             q[column(c, e, true)] = byte >> 4;
         }
+    }
+}
+
+/// Where the sign (IQ2_PLANES) or shift bit (IQ1_SHIFT) of lane byte `p` = `4n + e` of code
+/// chunk `c` lives in a unit: (byte, bit).
+fn planes_bit(format: QuantFormat, c: usize, n: usize, p: usize) -> (usize, usize) {
+    if format == QuantFormat::Iq2Planes {
+        (planes::BITS + 8 * c + p / 8, p % 8)
+    } else {
+        (planes::BITS + 2 * (c / 2) + n / 8, n % 8)
     }
 }
 
@@ -675,6 +839,27 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
             }
             get_nibbles(u, iq4xs::QS, n, &mut blk.q);
         }
+        QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+            blk.d = [u[nib::D + 2 * n], u[nib::D + 2 * n + 1]];
+            for jj in 0..8 {
+                let byte = u[nib::SC + 16 * jj + n];
+                (blk.sc[2 * jj], blk.sc[2 * jj + 1]) = (byte & 0x0F, byte >> 4);
+            }
+            get_nibbles(u, nib::QS, n, &mut blk.q);
+        }
+        QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
+            blk.d = [u[planes::D + 2 * n], u[planes::D + 2 * n + 1]];
+            for jj in 0..8 {
+                let byte = u[planes::SC + 16 * jj + n];
+                (blk.sc[2 * jj], blk.sc[2 * jj + 1]) = (byte & 0x0F, byte >> 4);
+            }
+            for (j, index) in blk.q.iter_mut().enumerate() {
+                let (c, p) = (j / 4, 4 * n + j % 4);
+                let code = u[planes::CODES + 16 * c + p % 16] >> (2 * (p / 16)) & 3;
+                let (at, bit) = planes_bit(format, c, n, p);
+                *index = code | (u[at] >> bit & 1) << 2;
+            }
+        }
         _ => {
             blk.d = [u[q6k::D + 2 * n], u[q6k::D + 2 * n + 1]];
             for j in 0..16 {
@@ -722,14 +907,19 @@ pub(crate) fn block(
         | QuantFormat::Q4K
         | QuantFormat::Q5K
         | QuantFormat::Q6K
-        | QuantFormat::Iq4Xs => get(format, u, n).encode(format, out),
+        | QuantFormat::Iq4Xs
+        | QuantFormat::Iq3XxsNib
+        | QuantFormat::Iq3SNib
+        | QuantFormat::Iq2Planes
+        | QuantFormat::Iq1Shift => get(format, u, n).encode(format, out),
         _ => interleave32::get(format, u, n, out),
     }
 }
 
 /// What the kernels of this layout need besides [`ActBlocks`] (256-blocks): per activation row and
 /// super-block, Q4_K's four pairs of 32-group sums (`Σ_{k∈2p} a | Σ_{k∈2p+1} a << 16`, each fits an
-/// i16), Q6_K's `−32 · Σ_{k∈j} a` and Q3_K's `−4 · Σ_{k∈j} a` per 16-group and IQ4_XS's `−128 · Σ_{k∈j} a` per 32-group as
+/// i16), Q6_K's (and the nibble formats') `−32 · Σ_{k∈j} a`, IQ2_PLANES's / IQ1_SHIFT's `−64 ·
+/// Σ_{k∈j} a` and Q3_K's `−4 · Σ_{k∈j} a` per 16-group and IQ4_XS's `−128 · Σ_{k∈j} a` per 32-group as
 /// i32 (negated, so a kernel starts each sub-block's integer sum from it: a broadcast load instead
 /// of a subtraction).
 #[derive(Debug, Default, Clone)]
@@ -738,6 +928,8 @@ pub(crate) struct GroupSums {
     pub(crate) pairs: Vec<i32>,
     /// `m × (cols / 16)`.
     pub(crate) neg_off: Vec<i32>,
+    /// `m × (cols / 16)`.
+    pub(crate) neg64: Vec<i32>,
     /// `m × (cols / 32)`.
     pub(crate) neg128: Vec<i32>,
     /// `m × (cols / 16)`.
@@ -748,7 +940,7 @@ pub(crate) struct GroupSums {
 
 impl GroupSums {
     /// Fill from 256-block activations the sums of the formats `needs` names (Q4_K: `pairs`,
-    /// Q6_K: `neg_off`, Q3_K: `neg4`, IQ4_XS: `neg128`); the others keep whatever they held, and
+    /// Q6_K and the nibble formats: `neg_off`, IQ2_PLANES / IQ1_SHIFT: `neg64`, Q3_K: `neg4`, IQ4_XS: `neg128`); the others keep whatever they held, and
     /// no kernel of a format not named reads them.
     pub(crate) fn fill(
         &mut self,
@@ -763,8 +955,11 @@ impl GroupSums {
             out.clear();
             out.extend(bsums.iter().map(|&s| k * i32::from(s)));
         };
-        if needs(QuantFormat::Q6K) {
+        if needs(QuantFormat::Q6K) || needs(QuantFormat::Iq3XxsNib) || needs(QuantFormat::Iq3SNib) {
             per16(&mut self.neg_off, -32);
+        }
+        if needs(QuantFormat::Iq2Planes) || needs(QuantFormat::Iq1Shift) {
+            per16(&mut self.neg64, -64);
         }
         if needs(QuantFormat::Q3K) {
             per16(&mut self.neg4, -4);
@@ -827,6 +1022,20 @@ pub(crate) unsafe fn rows_scalar(
                             *q = interleave32::IQ4_NL_U[usize::from(*q)];
                         }
                     }
+                    if matches!(format, QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib) {
+                        // the code's level + 32 under the scale 2ls + 1
+                        let u = iq_codes::nib_levels_plus32(format);
+                        blk.q.iter_mut().for_each(|q| *q = u[usize::from(*q)]);
+                        blk.sc.iter_mut().for_each(|s| *s = 2 * *s + 1);
+                    }
+                    if matches!(format, QuantFormat::Iq2Planes | QuantFormat::Iq1Shift) {
+                        // the code's level + 64 under the scale 2ls + 1
+                        let levels = iq_codes::index_levels(format);
+                        blk.q
+                            .iter_mut()
+                            .for_each(|q| *q = (levels[usize::from(*q)] + 64) as u8);
+                        blk.sc.iter_mut().for_each(|s| *s = 2 * *s + 1);
+                    }
                     let dot = |k0: usize, len: usize| -> i32 {
                         (k0..k0 + len)
                             .map(|k| i32::from(blk.q[k]) * i32::from(a[k]))
@@ -864,14 +1073,20 @@ pub(crate) unsafe fn rows_scalar(
                             isum.mul_add(d, -((msum as f32) * dmin))
                         }
                         _ => {
-                            // Q6_K / Q3_K: 16 sub-blocks of 16 from −32·Σa / −4·Σa; IQ4_XS: 8 of
-                            // 32 from −128·Σa
+                            // Q6_K / the nibble formats / Q3_K: 16 sub-blocks of 16 from −32·Σa /
+                            // −4·Σa; IQ4_XS: 8 of 32 from −128·Σa
                             let at16 = t * cols / 16 + 16 * b;
                             let (offs, len, d_at) = match format {
                                 QuantFormat::Iq4Xs => {
                                     (&sums.neg128[t * cols / 32 + 8 * b..][..8], 32, iq4xs::D)
                                 }
                                 QuantFormat::Q3K => (&sums.neg4[at16..at16 + 16], 16, q3k::D),
+                                QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+                                    (&sums.neg_off[at16..at16 + 16], 16, nib::D)
+                                }
+                                QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
+                                    (&sums.neg64[at16..at16 + 16], 16, planes::D)
+                                }
                                 _ => (&sums.neg_off[at16..at16 + 16], 16, q6k::D),
                             };
                             let mut isum = 0.0f32;
@@ -930,6 +1145,10 @@ mod tests {
             QuantFormat::Q5K,
             QuantFormat::Q6K,
             QuantFormat::Iq4Xs,
+            QuantFormat::Iq3XxsNib,
+            QuantFormat::Iq3SNib,
+            QuantFormat::Iq2Planes,
+            QuantFormat::Iq1Shift,
         ] {
             // (Q3_K's and Q2_K's put is per weight: their round trip below is the check)
             let (rows, cols) = (16, 768);
@@ -949,8 +1168,8 @@ mod tests {
 
     #[test]
     fn repacking_round_trips_every_row_bytewise() {
-        // Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS
-        assert_eq!(super_block_layouts().count(), 6);
+        // Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS and the four code formats
+        assert_eq!(super_block_layouts().count(), 10);
         for format in super_block_layouts() {
             let (rows, cols) = (32, 512);
             let src = blocks(format, rows, cols, 7);

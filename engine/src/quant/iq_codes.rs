@@ -80,6 +80,12 @@
 //!   ahead into L1, 4 KiB into L2); without it the IQ3_S 1.5B file decoded at ~16 tok/s on the
 //!   VNNI kernel, with it at 21–25.
 //!
+//! - On AVX2 and AVX-512 VNNI CPUs the loader interleaves the copies 16 rows at a time
+//!   (`super::interleave`, the "x16" layout, same bytes per row) for the kernels of
+//!   `super::x16` / `super::x16_avx2`, which share each weight register across the activation
+//!   rows as the K-quants' do; the row-major kernels above run where a matrix stays row-major
+//!   (`--layout rows`, rows not a multiple of 16, AVX-512 CPUs without VNNI).
+//!
 //! Without either (no AVX2, or not x86) the loader keeps IQ2 tensors as exact f32 copies and
 //! IQ3 / IQ1 tensors as exact Q6_K copies instead (`crate::gguf`): the dense and Q6_K kernels
 //! multiply those faster than the portable kernel would.
@@ -91,14 +97,18 @@ use super::matmul::{ActTile, Isa};
 pub const PLANES_BYTES: usize = 106;
 /// Bytes of an IQ3_XXS_NIB / IQ3_S_NIB block.
 pub const NIB_BYTES: usize = 138;
-const SCALES: usize = 2;
-const SIGNS: usize = 10;
-const PLANE_CODES: usize = 42;
-const NIB_CODES: usize = 10;
+/// Where a block's 16 scale nibbles start (every format of this module).
+pub(crate) const SCALES: usize = 2;
+/// Where an IQ2_PLANES block's sign bits and codes start.
+pub(crate) const SIGNS: usize = 10;
+pub(crate) const PLANE_CODES: usize = 42;
+/// Where a nibble-format block's 256 codes start.
+pub(crate) const NIB_CODES: usize = 10;
 /// Bytes of an IQ1_SHIFT block.
 pub const SHIFT_BYTES: usize = 78;
-const SHIFTS: usize = 10;
-const SHIFT_CODES: usize = 14;
+/// Where an IQ1_SHIFT block's shift bits and codes start.
+pub(crate) const SHIFTS: usize = 10;
+pub(crate) const SHIFT_CODES: usize = 14;
 /// The magnitudes an IQ2_PLANES 2-bit code stands for (IQ2's grids hold 8, 25 and 43).
 pub const LEVELS: [i8; 4] = [0, 8, 25, 43];
 /// IQ1_SHIFT's levels `8·grid + 1` for its codes 0, 1, 2 (grid −1, 0, 1; code 3 is unused).
@@ -113,10 +123,34 @@ pub const NIB_XXS: [i8; 16] = [
 pub const NIB_S: [i8; 16] = [1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15];
 
 /// The level table of a nibble format.
-fn nib_levels(format: QuantFormat) -> &'static [i8; 16] {
+pub(crate) fn nib_levels(format: QuantFormat) -> &'static [i8; 16] {
     match format {
         QuantFormat::Iq3XxsNib => &NIB_XXS,
         QuantFormat::Iq3SNib => &NIB_S,
+        other => unreachable!("{other} has no nibble levels"),
+    }
+}
+
+/// `levels` + 32.
+const fn plus32(levels: [i8; 16]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        out[i] = (levels[i] + 32) as u8;
+        i += 1;
+    }
+    out
+}
+
+static NIB_XXS_PLUS32: [u8; 16] = plus32(NIB_XXS);
+static NIB_S_PLUS32: [u8; 16] = plus32(NIB_S);
+
+/// A nibble format's levels + 32 (in 1 ..= 63), the unsigned weights the interleaved kernels
+/// multiply (`super::interleave`: Q6_K's arithmetic, offset `−32·Σa`).
+pub(crate) fn nib_levels_plus32(format: QuantFormat) -> &'static [u8; 16] {
+    match format {
+        QuantFormat::Iq3XxsNib => &NIB_XXS_PLUS32,
+        QuantFormat::Iq3SNib => &NIB_S_PLUS32,
         other => unreachable!("{other} has no nibble levels"),
     }
 }
@@ -125,8 +159,8 @@ fn nib_levels(format: QuantFormat) -> &'static [i8; 16] {
 static OWN_COPIES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Turn the code copies of later loads on or off for this process (on by default), to measure
-/// them against the fallback copies — IQ2 as f32, IQ3 / IQ1 as Q6_K: larger in memory, and IQ3 /
-/// IQ1 faster at prefill on the interleaved Q6_K kernels (`specsweep bench --iq-copies`).
+/// them against the fallback copies — IQ2 as f32, IQ3 / IQ1 as Q6_K: larger in memory
+/// (`specsweep bench --iq-copies`).
 pub fn set_code_copies(on: bool) {
     OWN_COPIES.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -150,7 +184,7 @@ pub fn code_copies() -> &'static str {
 }
 
 /// Write the 16 scale nibbles `ls` and `d` (f16 bits) of a block.
-fn write_head(d: u16, ls: &[u8; 16], out: &mut [u8]) {
+pub(crate) fn write_head(d: u16, ls: &[u8; 16], out: &mut [u8]) {
     out.fill(0);
     out[..2].copy_from_slice(&d.to_le_bytes());
     for (k, &l) in ls.iter().enumerate() {
@@ -170,6 +204,31 @@ fn put_code2(out: &mut [u8], at: usize, j: usize, code: u8) {
 fn code2(block: &[u8], at: usize, j: usize) -> usize {
     let (c, lane, k) = (j / 64, j % 64 / 16, j % 16);
     usize::from(block[at + 16 * c + k] >> (2 * lane) & 3)
+}
+
+/// Where weight `j`'s 4-bit code lives in a nibble-format block: the byte and the shift (chunk
+/// c of 64 weights in 32 bytes, weight `64c + k` in the low nibble of byte k, `64c + 32 + k` in
+/// its high nibble).
+fn nib_at(j: usize) -> (usize, u32) {
+    let (c, half, k) = (j / 64, j % 64 / 32, j % 32);
+    (NIB_CODES + 32 * c + k, 4 * half as u32)
+}
+
+/// Weight `j`'s 4-bit code in a nibble-format block.
+pub(crate) fn nib_code(block: &[u8], j: usize) -> u8 {
+    let (at, shift) = nib_at(j);
+    block[at] >> shift & 0x0F
+}
+
+/// Put weight `j`'s 4-bit code into a nibble-format block whose code bytes start zeroed.
+pub(crate) fn put_nib_code(out: &mut [u8], j: usize, code: u8) {
+    let (at, shift) = nib_at(j);
+    out[at] |= code << shift;
+}
+
+/// Scale nibble `g` (weights `16g .. 16g + 16`) of a block of any format of this module.
+pub(crate) fn scale_nibble(block: &[u8], g: usize) -> u8 {
+    block[SCALES + g / 2] >> (4 * (g % 2)) & 0x0F
 }
 
 /// Write one IQ2_PLANES block: `d` (f16 bits), 16 4-bit scales `ls`, and per group of 8
@@ -224,38 +283,55 @@ pub(crate) fn write_nibbles(
             .iter()
             .position(|&l| l == v)
             .unwrap_or_else(|| panic!("{v} is not a {format} level")) as u8;
-        let (c, half, k) = (j / 64, j % 64 / 32, j % 32);
-        out[NIB_CODES + 32 * c + k] |= code << (4 * half);
+        put_nib_code(out, j, code);
     }
+}
+
+/// Weight `j`'s 2-bit code in an IQ2_PLANES / IQ1_SHIFT block with its sign / its group's
+/// shift bit as bit 2: an index into [`index_levels`].
+pub(crate) fn code_index(format: QuantFormat, block: &[u8], j: usize) -> u8 {
+    let (codes, at, bit) = index_bits(format, j);
+    code2(block, codes, j) as u8 | (block[at] >> bit & 1) << 2
+}
+
+/// Put weight `j`'s [`code_index`] into a block whose code and bit bytes start zeroed (IQ1_SHIFT:
+/// every weight of a group of 8 carries the group's bit).
+pub(crate) fn put_code_index(format: QuantFormat, out: &mut [u8], j: usize, index: u8) {
+    let (codes, at, bit) = index_bits(format, j);
+    put_code2(out, codes, j, index & 3);
+    out[at] |= (index >> 2 & 1) << bit;
+}
+
+/// Where weight `j`'s code area starts and its sign / shift bit lives (byte, bit).
+fn index_bits(format: QuantFormat, j: usize) -> (usize, usize, u32) {
+    match format {
+        QuantFormat::Iq2Planes => (PLANE_CODES, SIGNS + j / 8, (j % 8) as u32),
+        QuantFormat::Iq1Shift => (SHIFT_CODES, SHIFTS + j / 64, (j / 8 % 8) as u32),
+        other => unreachable!("{other} has no 2-bit codes"),
+    }
+}
+
+/// The levels of a 2-bit format's [`code_index`] 0..8: the codes' positive (IQ1_SHIFT:
+/// shifted-up) levels, then their negative (shifted-down) ones.
+pub(crate) fn index_levels(format: QuantFormat) -> [i8; 8] {
+    let (up, down) = match format {
+        QuantFormat::Iq2Planes => (LEVELS, LEVELS.map(|l| -l)),
+        QuantFormat::Iq1Shift => (SHIFT_UP, SHIFT_DOWN),
+        other => unreachable!("{other} has no 2-bit codes"),
+    };
+    std::array::from_fn(|k| if k < 4 { up[k] } else { down[k - 4] })
 }
 
 /// `d`, the 256 signed levels and the 16 scales `2ls + 1` of one block of `format`.
 pub(crate) fn decode(format: QuantFormat, block: &[u8]) -> (f32, [i8; 256], [i8; 16]) {
     let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
     let q = std::array::from_fn(|j| match format {
-        QuantFormat::Iq2Planes => {
-            let v = LEVELS[code2(block, PLANE_CODES, j)];
-            if block[SIGNS + j / 8] >> (j % 8) & 1 == 1 {
-                -v
-            } else {
-                v
-            }
+        QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
+            index_levels(format)[usize::from(code_index(format, block, j))]
         }
-        QuantFormat::Iq1Shift => {
-            let (g, code) = (j / 8, code2(block, SHIFT_CODES, j));
-            if block[SHIFTS + g / 8] >> (g % 8) & 1 == 1 {
-                SHIFT_DOWN[code]
-            } else {
-                SHIFT_UP[code]
-            }
-        }
-        _ => {
-            let (c, half, k) = (j / 64, j % 64 / 32, j % 32);
-            nib_levels(format)[usize::from(block[NIB_CODES + 32 * c + k] >> (4 * half) & 0x0F)]
-        }
+        _ => nib_levels(format)[usize::from(nib_code(block, j))],
     });
-    let scales =
-        std::array::from_fn(|g| 2 * (block[SCALES + g / 2] >> (4 * (g % 2)) & 0x0F) as i8 + 1);
+    let scales = std::array::from_fn(|g| 2 * scale_nibble(block, g) as i8 + 1);
     (d, q, scales)
 }
 

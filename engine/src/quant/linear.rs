@@ -61,6 +61,15 @@ impl QuantLinear {
         }
     }
 
+    /// Wrap a `[out, in]` weight matrix in the layout it has: for a table read row by row (an
+    /// embedding the LM head does not share), where a mapped matrix stays mapped.
+    pub fn in_own_layout(matrix: QuantMatrix) -> Self {
+        QuantLinear {
+            matrix,
+            scratch: Mutex::new(MatmulScratch::new()),
+        }
+    }
+
     /// The weight matrix.
     pub fn matrix(&self) -> &QuantMatrix {
         &self.matrix

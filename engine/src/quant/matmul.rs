@@ -522,9 +522,9 @@ unsafe fn interleaved_rows(
 }
 
 /// Whether the kernel family of this process ([`Isa::detect`]) has vector kernels for interleaved
-/// `format` matrices, so that loading a model interleaves them: Q4_K / Q6_K and Q8_0 / Q4_0 /
-/// Q4_1 / Q5_0 / Q5_1, on AVX-512 VNNI (and AMX) CPUs (`super::x16`) and on AVX2 CPUs
-/// (`super::x16_avx2`). AVX-512 CPUs without VNNI keep ggml's rows.
+/// `format` matrices, so that loading a model interleaves them (every format of
+/// `super::interleave::has_layout`), on AVX-512 VNNI (and AMX) CPUs (`super::x16`) and on AVX2
+/// CPUs (`super::x16_avx2`). AVX-512 CPUs without VNNI keep the row-major blocks.
 pub(crate) fn interleaved_kernel(format: super::QuantFormat) -> bool {
     #[cfg(target_arch = "x86_64")]
     return match Isa::detect() {

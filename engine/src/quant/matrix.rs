@@ -100,6 +100,61 @@ impl QuantMatrix {
         })
     }
 
+    /// A matrix whose row-major blocks `fill(rows, out)` writes [`ROW_CHUNK`] rows at a time
+    /// (`out`: `format.bytes_for(rows.len(), cols)` bytes), returning whether it could; `None`
+    /// once it could not. Where this process takes the kernel layout
+    /// ([`QuantMatrix::takes_kernel_layout`]) each chunk is interleaved as it comes, so no
+    /// second full-size copy of the tensor exists at any time (the exact copies of
+    /// `super::recode`, which would otherwise be a `Vec` until [`QuantMatrix::interleave`]
+    /// copied it).
+    pub fn from_row_chunks(
+        tensor: &str,
+        format: QuantFormat,
+        rows: usize,
+        cols: usize,
+        mut fill: impl FnMut(Range<usize>, &mut [u8]) -> bool,
+    ) -> Result<Option<Self>> {
+        let row_bytes = format.bytes_for(1, cols);
+        let len = super::interleave::bytes_for(format, rows, cols);
+        let anon = Self::takes_kernel_layout(format, rows, cols)
+            .then(|| populated_anon(len))
+            .flatten();
+        let Some(mut data) = anon else {
+            let mut data = vec![0u8; rows * row_bytes];
+            for r0 in (0..rows).step_by(ROW_CHUNK) {
+                let r1 = (r0 + ROW_CHUNK).min(rows);
+                if !fill(r0..r1, &mut data[r0 * row_bytes..r1 * row_bytes]) {
+                    return Ok(None);
+                }
+            }
+            return Self::from_raw(tensor, format, rows, cols, data).map(Some);
+        };
+        let out_row_bytes = len / rows;
+        let mut chunk = vec![0u8; ROW_CHUNK.min(rows) * row_bytes];
+        for r0 in (0..rows).step_by(ROW_CHUNK) {
+            let r1 = (r0 + ROW_CHUNK).min(rows);
+            let src = &mut chunk[..(r1 - r0) * row_bytes];
+            if !fill(r0..r1, src) {
+                return Ok(None);
+            }
+            super::interleave::repack_into(
+                format,
+                r1 - r0,
+                cols,
+                src,
+                &mut data[r0 * out_row_bytes..r1 * out_row_bytes],
+            );
+        }
+        Ok(Some(QuantMatrix {
+            format,
+            rows,
+            cols,
+            interleaved: true,
+            out_scale: 1.0,
+            data: Storage::Anon(data),
+        }))
+    }
+
     /// Wrap the blocks at `range` of a file map without copying them (GGUF tensors whose row order
     /// needs no change). `tensor` names the weight in errors.
     pub fn from_mapped(
@@ -200,28 +255,24 @@ impl QuantMatrix {
     }
 
     /// This matrix with its rows interleaved 16 at a time, when its format and shape allow it
-    /// (every format of `super::interleave::has_layout`: the K-quants, IQ4_XS and the 32-weight formats; rows a multiple of 16); otherwise
+    /// (every format of `super::interleave::has_layout`: the K-quants, IQ4_XS, the code formats
+    /// and the 32-weight formats; rows a multiple of 16); otherwise
     /// unchanged.
     pub fn interleave(self) -> Self {
         if self.interleaved || !super::interleave::supports(self.format, self.rows, self.cols) {
             return self;
         }
         let len = super::interleave::bytes_for(self.format, self.rows, self.cols);
-        // One populated anonymous map rather than a `Vec`: the kernel fills its pages in one
-        // call instead of one fault per 4 KiB page on first touch (measured on a KVM guest:
-        // those faults took more than half of the load time of Qwen2.5-1.5B).
-        let mut data = match memmap2::MmapOptions::new().len(len).populate().map_anon() {
-            Ok(map) => map,
+        let Some(mut data) = populated_anon(len) else {
             // out of address space or memory: keep the matrix as it is
-            Err(_) => return self,
+            return self;
         };
-        // 1024 rows at a time, handing each chunk's file pages back once it is copied, so that
-        // at most one chunk is resident twice
-        const CHUNK: usize = 1024;
+        // ROW_CHUNK rows at a time, handing each chunk's file pages back once it is copied, so
+        // that at most one chunk is resident twice
         let (row_bytes, src) = (self.row_bytes(), self.bytes());
         let out_row_bytes = len / self.rows;
-        for r0 in (0..self.rows).step_by(CHUNK) {
-            let r1 = (r0 + CHUNK).min(self.rows);
+        for r0 in (0..self.rows).step_by(ROW_CHUNK) {
+            let r1 = (r0 + ROW_CHUNK).min(self.rows);
             super::interleave::repack_into(
                 self.format,
                 r1 - r0,
@@ -374,6 +425,22 @@ pub fn kernel_layout() -> &'static str {
     } else {
         "rows"
     }
+}
+
+/// Rows per step when a matrix is interleaved ([`QuantMatrix::interleave`],
+/// [`QuantMatrix::from_row_chunks`]): at most this many rows exist twice at once.
+const ROW_CHUNK: usize = 1024;
+
+/// One populated anonymous map of `len` bytes rather than a `Vec`: the kernel fills its pages
+/// in one call instead of one fault per 4 KiB page on first touch (measured on a KVM guest:
+/// those faults took more than half of the load time of Qwen2.5-1.5B); `None` when out of
+/// address space or memory.
+fn populated_anon(len: usize) -> Option<memmap2::MmapMut> {
+    memmap2::MmapOptions::new()
+        .len(len)
+        .populate()
+        .map_anon()
+        .ok()
 }
 
 /// Drop the resident pages wholly inside `range` of a read-only file map: the file stays mapped

@@ -720,9 +720,9 @@ fn check_interleaved(w: &QuantMatrix, x: &[f32], m: usize) {
     }
 }
 
-/// Every format with an interleaved layout: the K-quants' (`interleave`) and the 32-weight
-/// formats' (`interleave32`).
-const INTERLEAVED: [QuantFormat; 12] = [
+/// Every format with an interleaved layout: the K-quants', IQ4_XS's and the nibble formats'
+/// (`interleave`) and the 32-weight formats' (`interleave32`).
+const INTERLEAVED: [QuantFormat; 16] = [
     QuantFormat::Q4K,
     QuantFormat::Q5K,
     QuantFormat::Q6K,
@@ -735,6 +735,10 @@ const INTERLEAVED: [QuantFormat; 12] = [
     QuantFormat::Iq4Xs,
     QuantFormat::Q3K,
     QuantFormat::Q2K,
+    QuantFormat::Iq3XxsNib,
+    QuantFormat::Iq3SNib,
+    QuantFormat::Iq2Planes,
+    QuantFormat::Iq1Shift,
 ];
 
 #[test]
@@ -788,6 +792,27 @@ fn interleaved_formats_exact_at_the_integer_range_limits() {
             // scale 15, min 0
             if format == QuantFormat::Q2K && k % 2 == 1 {
                 blk[..16].fill(0x0F);
+            }
+            // the nibble formats: all 0xFF is the bottom level (−31 / −15) under scale 31;
+            // every other block the top one (code 7: +31 / +15)
+            if matches!(format, QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib) && k % 2 == 1 {
+                blk[10..].fill(0x77);
+            }
+            // IQ2_PLANES: all 0xFF is −43 under scale 31, every other block +43 (signs clear);
+            // IQ1_SHIFT: all 0xFF is code 3 (level 0) — every other block codes 2 shifted up
+            // (+9) and, in the next, codes 0 shifted down (−9)
+            if format == QuantFormat::Iq2Planes && k % 2 == 1 {
+                blk[10..42].fill(0x00);
+            }
+            if format == QuantFormat::Iq1Shift {
+                match k % 3 {
+                    1 => {
+                        blk[10..14].fill(0x00);
+                        blk[14..].fill(0xAA);
+                    }
+                    2 => blk[14..].fill(0x00),
+                    _ => {}
+                }
             }
             for &at in format.f16_fields() {
                 blk[at..at + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());

@@ -1,5 +1,5 @@
 //! AVX-512 VNNI kernels for the row-interleaved layouts — Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS
-//! (`super::interleave`) and Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`): 16
+//! and the code formats IQ3_XXS_NIB / IQ3_S_NIB / IQ2_PLANES / IQ1_SHIFT (`super::interleave`) and Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`): 16
 //! weight rows per vector, every
 //! activation row through one `vpdpbusd` per 64 weights with its 4 bytes broadcast from memory,
 //! then the float operations of the layouts' module docs — bit-identical to the scalar references
@@ -21,8 +21,9 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, ROWS, iq4xs, q2k, q3k, q4k, q5k, q6k, unit_bytes};
+use super::interleave::{GroupSums, ROWS, iq4xs, nib, planes, q2k, q3k, q4k, q5k, q6k, unit_bytes};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
+use super::iq_codes::{index_levels, nib_levels_plus32};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
 
@@ -36,8 +37,10 @@ pub(super) struct Acts {
     pub(super) d: *const f32,
     /// Q4_K: group-sum pairs of the first row (`4·nb` per row).
     pub(super) pairs: *const i32,
-    /// Q6_K: `−32 · Σ` per 16-group of the first row (`16·nb` per row).
+    /// Q6_K and the nibble formats: `−32 · Σ` per 16-group of the first row (`16·nb` per row).
     pub(super) neg_off: *const i32,
+    /// IQ2_PLANES / IQ1_SHIFT: `−64 · Σ` per 16-group of the first row (`16·nb` per row).
+    pub(super) neg64: *const i32,
     /// IQ4_XS: `−128 · Σ` per 32-group of the first row (`8·nb` per row).
     pub(super) neg128: *const i32,
     /// Q3_K: `−4 · Σ` per 16-group of the first row (`16·nb` per row).
@@ -94,6 +97,7 @@ pub(super) unsafe fn for_each_tile(
                 d: act.d.as_ptr().wrapping_add(t0 * nb),
                 pairs: sums.pairs.as_ptr().wrapping_add(t0 * nb * 4),
                 neg_off: sums.neg_off.as_ptr().wrapping_add(t0 * nb * 16),
+                neg64: sums.neg64.as_ptr().wrapping_add(t0 * nb * 16),
                 neg128: sums.neg128.as_ptr().wrapping_add(t0 * nb * 8),
                 neg4: sums.neg4.as_ptr().wrapping_add(t0 * nb * 16),
                 bsums: act.bsums.as_ptr().wrapping_add(t0 * nb * 16),
@@ -115,7 +119,7 @@ pub(super) unsafe fn for_each_tile(
 /// `out[t·n_rows + r]` for `r ∈ rows` (whole groups of 16) and `t < m`.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `data` is an interleaved `format`
+/// The CPU supports AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C and BMI2 (IQ1_SHIFT's `pdep`); `data` is an interleaved `format`
 /// matrix (any format with a layout: `super::interleave::has_layout`) with `cols` columns and at
 /// least `rows.end` rows; `act` / `sums` hold `m` rows of `cols`; `out` points to `m × n_rows` floats of which no other thread writes the
 /// elements of `rows`.
@@ -149,6 +153,10 @@ pub(crate) unsafe fn rows_vnni(
                 QuantFormat::Q5K => dispatch_m!(tm, q4k_x16::<FIVE>, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x16, u, nb, a, t),
                 QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x16, u, nb, a, t),
+                QuantFormat::Iq3XxsNib => dispatch_m!(tm, nib_x16::<LEVELS_XXS>, u, nb, a, t),
+                QuantFormat::Iq3SNib => dispatch_m!(tm, nib_x16::<LEVELS_S>, u, nb, a, t),
+                QuantFormat::Iq2Planes => dispatch_m!(tm, planes_x16::<SIGN_BITS>, u, nb, a, t),
+                QuantFormat::Iq1Shift => dispatch_m!(tm, planes_x16::<SHIFT_BITS>, u, nb, a, t),
                 QuantFormat::Q3K => dispatch_m!(tm, q3k_x16, u, nb, a, t),
                 QuantFormat::Q2K => dispatch_m!(tm, q2k_x16, u, nb, a, t),
                 QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x16::<Q4_0>, u, nb, a, t),
@@ -544,6 +552,172 @@ unsafe fn q2k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
     }
 }
 
+/// The variants of [`nib_x16`] / `super::x16_avx2::nib_x8`: IQ3_XXS_NIB's levels or IQ3_S_NIB's.
+pub(super) const LEVELS_XXS: bool = true;
+pub(super) const LEVELS_S: bool = false;
+
+/// The 8 weight registers of 32 columns stored as 4-bit codes (IQ4_XS, the nibble formats):
+/// the four chunks at `p` (64 bytes apart) split into their low (registers 0–3) and high
+/// (4–7) nibbles, each looked up in the 16-byte table `levels` (in every 128-bit lane).
+#[inline(always)]
+unsafe fn looked_up_nibbles(p: *const u8, levels: __m512i) -> [__m512i; 8] {
+    // SAFETY: 256 readable bytes at p (callers); AVX-512 BW is the callers' (inlined into them).
+    unsafe {
+        let m4 = _mm512_set1_epi8(0x0F);
+        let chunks = [0, 1, 2, 3].map(|i| loadu::<__m512i, u8>(p.add(64 * i)));
+        std::array::from_fn(|k| {
+            let v = chunks[k % 4];
+            let v = if k < 4 { v } else { _mm512_srli_epi16(v, 4) };
+            _mm512_shuffle_epi8(levels, _mm512_and_si512(v, m4))
+        })
+    }
+}
+
+/// 16 rows × `M` activation rows of an interleaved IQ3_XXS_NIB (`XXS`) or IQ3_S_NIB matrix
+/// (`nb` units at `units`): per 32 columns 4 chunk loads give the 8 weight registers (the codes'
+/// levels + 32 by one `vpshufb` each) and one widening load of 16 scale bytes both sub-blocks'
+/// `2ls + 1` (low / high nibbles); then per activation row two chains of 4 `vpdpbusd` from
+/// their `−32·Σa` — Q6_K's arithmetic.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn nib_x16<const M: usize, const XXS: bool>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut Tile,
+) {
+    let format = if XXS {
+        QuantFormat::Iq3XxsNib
+    } else {
+        QuantFormat::Iq3SNib
+    };
+    // SAFETY: the table is 16 readable bytes.
+    let levels =
+        unsafe { _mm512_broadcast_i32x4(loadu::<__m128i, u8>(nib_levels_plus32(format).as_ptr())) };
+    let (m4, one) = (_mm512_set1_epi32(0x0F), _mm512_set1_epi32(1));
+    let odd = |ls: __m512i| _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_add_epi32(ls, ls), one));
+    let mut acc = [_mm512_setzero_ps(); M];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group; activation row t's
+    // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums
+    // (t·nb + b)·16 + s.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * nib::UNIT);
+            let mut isf = [_mm512_setzero_ps(); M];
+            for jj in 0..8 {
+                prefetch_part::<{ nib::UNIT }, 8>(u, jj);
+                let ls = _mm512_cvtepu8_epi32(loadu::<__m128i, u8>(u.add(nib::SC + 16 * jj)));
+                let sc = [odd(_mm512_and_si512(ls, m4)), odd(_mm512_srli_epi32(ls, 4))];
+                let w = looked_up_nibbles(u.add(nib::QS + 64 * 4 * jj), levels);
+                for t in 0..M {
+                    let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
+                    let neg_off = a.neg_off.add((t * nb + b) * 16 + 2 * jj);
+                    let start = [bcast4(neg_off.cast()), bcast4(neg_off.add(1).cast())];
+                    isf[t] = two_sub_blocks(isf[t], &w, x, start, sc);
+                }
+            }
+            finish_unit(&isf, u.add(nib::D), a.d.add(b), nb, &mut acc);
+        }
+        for t in 0..M {
+            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        }
+    }
+}
+
+/// The variants of [`planes_x16`] / `super::x16_avx2::planes_x8`: IQ2_PLANES's sign bits or
+/// IQ1_SHIFT's shift bits.
+pub(super) const SIGN_BITS: bool = false;
+pub(super) const SHIFT_BITS: bool = true;
+
+/// A 2-bit format's [`index_levels`] + 64 as a `vpshufb` table of its first (`down == false`:
+/// positive / shifted-up) or last four entries.
+pub(super) fn planes_table(format: QuantFormat, down: bool) -> [u8; 16] {
+    let levels = index_levels(format);
+    std::array::from_fn(|k| {
+        if k < 4 {
+            (levels[k + 4 * usize::from(down)] + 64) as u8
+        } else {
+            0
+        }
+    })
+}
+
+/// 16 rows × `M` activation rows of an interleaved IQ2_PLANES (`SHIFT == SIGN_BITS`) or
+/// IQ1_SHIFT matrix (`nb` units at `units`): per 4 columns a code chunk's 16 bytes broadcast to
+/// the four 128-bit lanes, shifted by 0 / 2 / 4 / 6 and masked, one `vpshufb` into the
+/// positive (shifted-up) levels + 64 and one into the others under the chunk's 64-bit mask (the
+/// sign bits as stored; the rows' shift bits spread to 4 lanes each by `pdep`); then per
+/// activation row two chains of 4 `vpdpbusd` from their `−64·Σa` — Q6_K's arithmetic.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,bmi2")]
+unsafe fn planes_x16<const M: usize, const SHIFT: bool>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut Tile,
+) {
+    let (format, unit) = if SHIFT {
+        (QuantFormat::Iq1Shift, planes::SHIFT_UNIT)
+    } else {
+        (QuantFormat::Iq2Planes, planes::UNIT)
+    };
+    let [up, down] = [false, true].map(|d| {
+        let t = planes_table(format, d);
+        // SAFETY: 16 readable bytes.
+        unsafe { _mm512_broadcast_i32x4(loadu::<__m128i, u8>(t.as_ptr())) }
+    });
+    // lane L of the broadcast codes: its bytes' bits 2L, 2L + 1
+    let lane_shift: [i16; 32] = std::array::from_fn(|w| 2 * (w / 8) as i16);
+    // SAFETY: 64 readable bytes.
+    let lane_shift = unsafe { loadu::<__m512i, i16>(lane_shift.as_ptr()) };
+    let m3 = _mm512_set1_epi8(3);
+    let (m4, one) = (_mm512_set1_epi32(0x0F), _mm512_set1_epi32(1));
+    let odd = |ls: __m512i| _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_add_epi32(ls, ls), one));
+    let mut acc = [_mm512_setzero_ps(); M];
+    // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group; activation row t's
+    // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums
+    // (t·nb + b)·16 + s.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * unit);
+            let mut isf = [_mm512_setzero_ps(); M];
+            for jj in 0..8 {
+                if SHIFT {
+                    prefetch_part::<{ planes::SHIFT_UNIT }, 8>(u, jj);
+                } else {
+                    prefetch_part::<{ planes::UNIT }, 8>(u, jj);
+                }
+                let ls = _mm512_cvtepu8_epi32(loadu::<__m128i, u8>(u.add(planes::SC + 16 * jj)));
+                let sc = [odd(_mm512_and_si512(ls, m4)), odd(_mm512_srli_epi32(ls, 4))];
+                let w: [__m512i; 8] = std::array::from_fn(|k| {
+                    let c = 8 * jj + k;
+                    let codes =
+                        _mm512_broadcast_i32x4(loadu::<__m128i, u8>(u.add(planes::CODES + 16 * c)));
+                    let idx = _mm512_and_si512(_mm512_srlv_epi16(codes, lane_shift), m3);
+                    let mask: __mmask64 = if SHIFT {
+                        // chunk c is in group c / 2; row n's bit to lane bytes 4n .. 4n + 4
+                        let bits = loadu::<u16, u8>(u.add(planes::BITS + 2 * (c / 2)));
+                        _pdep_u64(u64::from(bits), 0x1111_1111_1111_1111) * 0x0F
+                    } else {
+                        loadu::<u64, u8>(u.add(planes::BITS + 8 * c))
+                    };
+                    _mm512_mask_shuffle_epi8(_mm512_shuffle_epi8(up, idx), mask, down, idx)
+                });
+                for t in 0..M {
+                    let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
+                    let neg = a.neg64.add((t * nb + b) * 16 + 2 * jj);
+                    let start = [bcast4(neg.cast()), bcast4(neg.add(1).cast())];
+                    isf[t] = two_sub_blocks(isf[t], &w, x, start, sc);
+                }
+            }
+            finish_unit(&isf, u.add(planes::D), a.d.add(b), nb, &mut acc);
+        }
+        for t in 0..M {
+            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        }
+    }
+}
+
 /// 16 rows × `M` activation rows of an interleaved IQ4_XS matrix (`nb` units at `units`): per
 /// sub-block 4 chunk loads split into 8 index registers, each turned into its levels + 128 by one
 /// `vpshufb`, then per activation row 8 `vpdpbusd` from its `−128·Σa`, one conversion and one FMA
@@ -551,8 +725,6 @@ unsafe fn q2k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn iq4xs_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut Tile) {
-    let m4 = _mm512_set1_epi8(0x0F);
-    let zero = _mm512_setzero_si512();
     // SAFETY: IQ4_NL_U is 16 readable bytes.
     let levels = unsafe { _mm512_broadcast_i32x4(loadu::<__m128i, u8>(IQ4_NL_U.as_ptr())) };
     let mut acc = [_mm512_setzero_ps(); M];
@@ -566,13 +738,7 @@ unsafe fn iq4xs_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &
             for j in 0..8 {
                 prefetch_part::<{ iq4xs::UNIT }, 8>(u, j);
                 let sc = scales_i8(u.add(iq4xs::SC + 16 * j));
-                let mut w = [zero; 8];
-                for i in 0..4 {
-                    let v = loadu::<__m512i, u8>(u.add(iq4xs::QS + 64 * (4 * j + i)));
-                    w[i] = _mm512_shuffle_epi8(levels, _mm512_and_si512(v, m4));
-                    w[4 + i] =
-                        _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
-                }
+                let w = looked_up_nibbles(u.add(iq4xs::QS + 64 * 4 * j), levels);
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                     // from its −128·Σa (a broadcast load)

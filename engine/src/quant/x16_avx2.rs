@@ -1,5 +1,5 @@
-//! AVX2 kernels for the row-interleaved layouts — Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS
-//! (`super::interleave`) and Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`) —
+//! AVX2 kernels for the row-interleaved layouts — Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_XS /
+//! IQ3_XXS_NIB / IQ3_S_NIB / IQ2_PLANES / IQ1_SHIFT (`super::interleave`) and Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL (`super::interleave32`) —
 //! for CPUs without AVX-512: each 64-byte chunk is two 256-bit halves of 8 rows, and each activation row goes through `vpmaddubsw` (u8 × i8 pairs
 //! to i16) with its 4 bytes broadcast from memory, i16 sums across chunks, and one `vpmaddwd` per
 //! sub-block to i32 — then exactly the float operations of the layouts' module docs, so the
@@ -17,7 +17,9 @@
 //! `vpmaddubsw` saturates at ±32767, so the i16 sums only take what cannot reach it, activations
 //! being in −128..=127: Q4_K adds the 8 products of a 32-weight sub-block (|sum| ≤ 8 · 2 · 15 ·
 //! 128 = 30720), Q5_K 4 per half sub-block (4 · 2 · 31 · 128 = 31744); Q3_K / Q2_K four (at most
-//! 4 · 2 · 7 · 128); Q6_K two (2 · 2 · 63 · 128 = 32256); the 32-weight formats four (4 · 2 · 31 · 128
+//! 4 · 2 · 7 · 128); Q6_K and the nibble formats (levels + 32 in 1 ..= 63) two (2 · 2 · 63 · 128 =
+//! 32256); IQ2_PLANES / IQ1_SHIFT (levels + 64 up to 107) one: each `vpmaddubsw` is widened on
+//! its own (2 · 107 · 128 = 27392). the 32-weight formats four (4 · 2 · 31 · 128
 //! = 31744). Q8_0's stored `w + 128` would overflow a single pair (2 · 255 · 128), so its kernel
 //! multiplies the two nibbles of each byte separately (eight products per sum, 30720 at most) and
 //! joins them as `Σ lo·a + 16 · Σ hi·a` in i32. IQ4_NL's levels + 128 (up to 241) take the same
@@ -28,11 +30,15 @@ use std::ops::Range;
 
 use super::avx2::{dispatch_m, fifth_bits, loadu};
 use super::format::QuantFormat;
-use super::interleave::{GroupSums, has_layout, iq4xs, q2k, q3k, q4k, q5k, q6k};
+use super::interleave::{GroupSums, has_layout, iq4xs, nib, planes, q2k, q3k, q4k, q5k, q6k};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
+use super::iq_codes::nib_levels_plus32;
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
-use super::x16::{Acts, FIVE, FOUR, Tile, for_each_tile, prefetch_part, prefetch_unit32};
+use super::x16::{
+    Acts, FIVE, FOUR, LEVELS_S, LEVELS_XXS, SHIFT_BITS, SIGN_BITS, Tile, for_each_tile,
+    planes_table, prefetch_part, prefetch_unit32,
+};
 
 /// Weight rows per 256-bit register.
 const HALF: usize = 8;
@@ -76,6 +82,10 @@ pub(crate) unsafe fn rows_avx2(
                 QuantFormat::Q5K => dispatch_m!(tm, q4k_x8::<FIVE>, u, nb, a, t),
                 QuantFormat::Q6K => dispatch_m!(tm, q6k_x8, u, nb, a, t),
                 QuantFormat::Iq4Xs => dispatch_m!(tm, iq4xs_x8, u, nb, a, t),
+                QuantFormat::Iq3XxsNib => dispatch_m!(tm, nib_x8::<LEVELS_XXS>, u, nb, a, t),
+                QuantFormat::Iq3SNib => dispatch_m!(tm, nib_x8::<LEVELS_S>, u, nb, a, t),
+                QuantFormat::Iq2Planes => dispatch_m!(tm, planes_x8::<SIGN_BITS>, u, nb, a, t),
+                QuantFormat::Iq1Shift => dispatch_m!(tm, planes_x8::<SHIFT_BITS>, u, nb, a, t),
                 QuantFormat::Q3K => dispatch_m!(tm, q3k_x8, u, nb, a, t),
                 QuantFormat::Q2K => dispatch_m!(tm, q2k_x8, u, nb, a, t),
                 QuantFormat::Q4_0 => dispatch_m!(tm, blocks32_x8::<Q4_0>, u, nb, a, t),
@@ -150,20 +160,30 @@ unsafe fn level_nibbles(p: *const u8, tables: [__m256i; 2]) -> [__m256i; 16] {
 }
 
 /// One sub-block of 16 columns of 8 rows: `Σ w·x` over `w[0..4]` against `x[0..16]` plus `start`
-/// (Q6_K's offset `−32·Σa`, Q3_K's `−4·Σa`, Q2_K's zero). Q3_K / Q2_K add four products per i16
-/// sum (at most 4 · 2 · 7 · 128); Q6_K's 6-bit weights allow only two, so `WIDE` widens each
-/// pair of `vpmaddubsw` to i32 on its own.
+/// (Q6_K's offset `−32·Σa`, Q3_K's `−4·Σa`, Q2_K's zero, IQ2_PLANES's `−64·Σa`), with `PAIRS`
+/// `vpmaddubsw` results added per i16 sum before `vpmaddwd` widens them: 4 for Q3_K / Q2_K (at
+/// most 4 · 2 · 7 · 128), 2 for Q6_K's and the nibble formats' 6-bit weights, 1 for the levels
+/// + 64 of IQ2_PLANES / IQ1_SHIFT.
 #[inline(always)]
-unsafe fn sub_block16<const WIDE: bool>(w: &[__m256i], x: *const i8, start: __m256i) -> __m256i {
+unsafe fn sub_block16<const PAIRS: usize>(w: &[__m256i], x: *const i8, start: __m256i) -> __m256i {
     // SAFETY: 16 readable bytes at x (callers); AVX2 is the callers' (inlined into them).
     unsafe {
         let ones = _mm256_set1_epi16(1);
-        let p0 = _mm256_add_epi16(mul4(w[0], x), mul4(w[1], x.add(4)));
-        let p1 = _mm256_add_epi16(mul4(w[2], x.add(8)), mul4(w[3], x.add(12)));
-        let c = if WIDE {
-            _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones))
-        } else {
-            _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
+        let p: [__m256i; 4] = std::array::from_fn(|k| mul4(w[k], x.add(4 * k)));
+        let wide = |v| _mm256_madd_epi16(v, ones);
+        let c = match PAIRS {
+            4 => wide(_mm256_add_epi16(
+                _mm256_add_epi16(p[0], p[1]),
+                _mm256_add_epi16(p[2], p[3]),
+            )),
+            2 => _mm256_add_epi32(
+                wide(_mm256_add_epi16(p[0], p[1])),
+                wide(_mm256_add_epi16(p[2], p[3])),
+            ),
+            _ => _mm256_add_epi32(
+                _mm256_add_epi32(wide(p[0]), wide(p[1])),
+                _mm256_add_epi32(wide(p[2]), wide(p[3])),
+            ),
         };
         _mm256_add_epi32(c, start)
     }
@@ -185,11 +205,11 @@ unsafe fn two_bit_fields(p: *const u8) -> [__m256i; 8] {
     }
 }
 
-/// Two sub-blocks of 16 columns of 8 rows (Q6_K, Q3_K, Q2_K): `isf + C₀·sc[0] + C₁·sc[1]` with
+/// Two sub-blocks of 16 columns of 8 rows (Q6_K, Q3_K, Q2_K, the code formats): `isf + C₀·sc[0] + C₁·sc[1]` with
 /// `C₀` the [`sub_block16`] of `w[0..4]` against `x[0..16]` from `start[0]`, `C₁` of `w[4..8]`
 /// against `x[16..32]` from `start[1]`.
 #[inline(always)]
-unsafe fn two_sub_blocks16<const WIDE: bool>(
+unsafe fn two_sub_blocks16<const PAIRS: usize>(
     isf: __m256,
     w: &[__m256i; 8],
     x: *const i8,
@@ -198,8 +218,8 @@ unsafe fn two_sub_blocks16<const WIDE: bool>(
 ) -> __m256 {
     // SAFETY: 32 readable bytes at x (callers); AVX2 is the callers' (inlined into them).
     unsafe {
-        let c0 = sub_block16::<WIDE>(&w[0..4], x, start[0]);
-        let c1 = sub_block16::<WIDE>(&w[4..8], x.add(16), start[1]);
+        let c0 = sub_block16::<PAIRS>(&w[0..4], x, start[0]);
+        let c1 = sub_block16::<PAIRS>(&w[4..8], x.add(16), start[1]);
         let isf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), sc[0], isf);
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), sc[1], isf)
     }
@@ -480,7 +500,7 @@ unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
                         let neg = a.neg4.add((t * nb + b) * 16 + 2 * j);
                         let start = [_mm256_set1_epi32(*neg), _mm256_set1_epi32(*neg.add(1))];
-                        isf[t] = two_sub_blocks16::<false>(isf[t], &w, x, start, [sc_lo, sc_hi]);
+                        isf[t] = two_sub_blocks16::<4>(isf[t], &w, x, start, [sc_lo, sc_hi]);
                     }
                 }
                 finish_half(
@@ -532,8 +552,7 @@ unsafe fn q2k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                     let w = two_bit_fields(u.add(q2k::QL + 128 * j + 32 * h));
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * j);
-                        isf[t] =
-                            two_sub_blocks16::<false>(isf[t], &w, x, [zero; 2], [sc_lo, sc_hi]);
+                        isf[t] = two_sub_blocks16::<4>(isf[t], &w, x, [zero; 2], [sc_lo, sc_hi]);
                     }
                 }
                 let mins = [0usize, 1, 2, 3, 4, 5, 6, 7].map(|p| {
@@ -607,12 +626,205 @@ unsafe fn q6k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                             _mm256_set1_epi32(*neg_off),
                             _mm256_set1_epi32(*neg_off.add(1)),
                         ];
-                        isf[t] = two_sub_blocks16::<true>(isf[t], &w, x, start, [sc_lo, sc_hi]);
+                        isf[t] = two_sub_blocks16::<2>(isf[t], &w, x, start, [sc_lo, sc_hi]);
                     }
                 }
                 finish_half(
                     &isf,
                     u.add(q6k::D + 2 * HALF * h),
+                    a.d.add(b),
+                    nb,
+                    &mut acc[h],
+                );
+            }
+        }
+        for t in 0..M {
+            for h in 0..2 {
+                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
+            }
+        }
+    }
+}
+
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved IQ3_XXS_NIB (`XXS`) or
+/// IQ3_S_NIB matrix: per half and 32 columns 4 chunk halves give the 8 weight registers (the
+/// codes' levels + 32 by one `vpshufb` each) and one widening load of 8 scale bytes both
+/// sub-blocks' `2ls + 1`; then per activation row Q6_K's two products per i16 sum from the
+/// sub-blocks' `−32·Σa`.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nib_x8<const M: usize, const XXS: bool>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut Tile,
+) {
+    let format = if XXS {
+        QuantFormat::Iq3XxsNib
+    } else {
+        QuantFormat::Iq3SNib
+    };
+    // SAFETY: the table is 16 readable bytes.
+    let levels = unsafe {
+        _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(nib_levels_plus32(format).as_ptr()))
+    };
+    let m4 = _mm256_set1_epi8(0x0F);
+    let (m4d, one) = (_mm256_set1_epi32(0x0F), _mm256_set1_epi32(1));
+    let odd = |ls: __m256i| _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_add_epi32(ls, ls), one));
+    let mut acc = [[_mm256_setzero_ps(); M]; 2];
+    // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
+    // 32h.. of each chunk (8h.. of the scales, 16h.. of d); activation row t's super-block b
+    // spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums (t·nb + b)·16 + s.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * nib::UNIT);
+            for h in 0..2 {
+                let mut isf = [_mm256_setzero_ps(); M];
+                for jj in 0..8 {
+                    if h == 0 {
+                        prefetch_part::<{ nib::UNIT }, 8>(u, jj);
+                    }
+                    let ls = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        u.add(nib::SC + 16 * jj + HALF * h) as *const __m128i,
+                    ));
+                    let sc = [
+                        odd(_mm256_and_si256(ls, m4d)),
+                        odd(_mm256_srli_epi32(ls, 4)),
+                    ];
+                    let w: [__m256i; 8] = std::array::from_fn(|k| {
+                        let v =
+                            loadu::<__m256i, u8>(u.add(nib::QS + 64 * (4 * jj + k % 4) + 32 * h));
+                        let v = if k < 4 { v } else { _mm256_srli_epi16(v, 4) };
+                        _mm256_shuffle_epi8(levels, _mm256_and_si256(v, m4))
+                    });
+                    for t in 0..M {
+                        let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
+                        let neg_off = a.neg_off.add((t * nb + b) * 16 + 2 * jj);
+                        let start = [
+                            _mm256_set1_epi32(*neg_off),
+                            _mm256_set1_epi32(*neg_off.add(1)),
+                        ];
+                        isf[t] = two_sub_blocks16::<2>(isf[t], &w, x, start, sc);
+                    }
+                }
+                finish_half(
+                    &isf,
+                    u.add(nib::D + 2 * HALF * h),
+                    a.d.add(b),
+                    nb,
+                    &mut acc[h],
+                );
+            }
+        }
+        for t in 0..M {
+            for h in 0..2 {
+                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
+            }
+        }
+    }
+}
+
+/// 16 rows (two halves of 8) × `M` activation rows of an interleaved IQ2_PLANES (`SHIFT ==
+/// SIGN_BITS`) or IQ1_SHIFT matrix: per half and 4 columns a code chunk's 16 bytes in both
+/// 128-bit lanes shifted by `vpsrlvd` and masked, ORed with 4 where the lane byte's sign / its
+/// row's shift bit (spread to bytes by a broadcast, an AND and a compare) is set, one `vpshufb`
+/// into both tables' levels + 64; then per activation row each `vpmaddubsw` widened on its own
+/// from the sub-blocks' `−64·Σa` — the VNNI kernel's integers.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn planes_x8<const M: usize, const SHIFT: bool>(
+    units: *const u8,
+    nb: usize,
+    a: Acts,
+    out: &mut Tile,
+) {
+    let (format, unit) = if SHIFT {
+        (QuantFormat::Iq1Shift, planes::SHIFT_UNIT)
+    } else {
+        (QuantFormat::Iq2Planes, planes::UNIT)
+    };
+    // entries 0..4 the positive / shifted-up levels + 64, 4..8 the others
+    let (up, down) = (planes_table(format, false), planes_table(format, true));
+    let both: [u8; 16] = std::array::from_fn(|k| match k {
+        0..4 => up[k],
+        4..8 => down[k - 4],
+        _ => 0,
+    });
+    // SAFETY: 16 readable bytes.
+    let both = unsafe { _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(both.as_ptr())) };
+    // half h: its low lane holds code lane 2h (bits 4h), its high lane 2h + 1 (bits 4h + 2)
+    let shifts = [0, 1].map(|h| {
+        let (lo, hi) = (4 * h, 4 * h + 2);
+        _mm256_setr_epi32(lo, lo, lo, lo, hi, hi, hi, hi)
+    });
+    // IQ2_PLANES: byte i takes sign byte i / 8 of the half's 4 and tests bit i % 8; IQ1_SHIFT:
+    // byte i tests bit i / 4 (its row) of the half's shift byte
+    let sign_bytes = _mm256_setr_epi64x(
+        0,
+        0x0101_0101_0101_0101,
+        0x0202_0202_0202_0202,
+        0x0303_0303_0303_0303,
+    );
+    let bit_of_byte = if SHIFT {
+        let b: [u8; 32] = std::array::from_fn(|i| 1 << (i / 4));
+        // SAFETY: 32 readable bytes.
+        unsafe { loadu::<__m256i, u8>(b.as_ptr()) }
+    } else {
+        _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64)
+    };
+    let (m3, four) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
+    let (m4, one) = (_mm256_set1_epi32(0x0F), _mm256_set1_epi32(1));
+    let odd = |ls: __m256i| _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_add_epi32(ls, ls), one));
+    let mut acc = [[_mm256_setzero_ps(); M]; 2];
+    // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group and half h its lane
+    // bytes 32h.. of each chunk (8h.. of the scales, 16h.. of d); activation row t's super-block
+    // b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums
+    // (t·nb + b)·16 + s.
+    unsafe {
+        for b in 0..nb {
+            let u = units.add(b * unit);
+            for h in 0..2 {
+                let mut isf = [_mm256_setzero_ps(); M];
+                for jj in 0..8 {
+                    if h == 0 && SHIFT {
+                        prefetch_part::<{ planes::SHIFT_UNIT }, 8>(u, jj);
+                    } else if h == 0 {
+                        prefetch_part::<{ planes::UNIT }, 8>(u, jj);
+                    }
+                    let ls = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        u.add(planes::SC + 16 * jj + HALF * h) as *const __m128i,
+                    ));
+                    let sc = [odd(_mm256_and_si256(ls, m4)), odd(_mm256_srli_epi32(ls, 4))];
+                    let w: [__m256i; 8] = std::array::from_fn(|k| {
+                        let c = 8 * jj + k;
+                        let codes = _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(
+                            u.add(planes::CODES + 16 * c),
+                        ));
+                        let code = _mm256_and_si256(_mm256_srlv_epi32(codes, shifts[h]), m3);
+                        let bits = if SHIFT {
+                            let row_bits = loadu::<u16, u8>(u.add(planes::BITS + 2 * (c / 2)));
+                            _mm256_set1_epi8((row_bits >> (8 * h)) as i8)
+                        } else {
+                            let signs = loadu::<i32, u8>(u.add(planes::BITS + 8 * c + 4 * h));
+                            _mm256_shuffle_epi8(_mm256_set1_epi32(signs), sign_bytes)
+                        };
+                        let set =
+                            _mm256_cmpeq_epi8(_mm256_and_si256(bits, bit_of_byte), bit_of_byte);
+                        _mm256_shuffle_epi8(
+                            both,
+                            _mm256_or_si256(code, _mm256_and_si256(set, four)),
+                        )
+                    });
+                    for t in 0..M {
+                        let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
+                        let neg = a.neg64.add((t * nb + b) * 16 + 2 * jj);
+                        let start = [_mm256_set1_epi32(*neg), _mm256_set1_epi32(*neg.add(1))];
+                        isf[t] = two_sub_blocks16::<1>(isf[t], &w, x, start, sc);
+                    }
+                }
+                finish_half(
+                    &isf,
+                    u.add(planes::D + 2 * HALF * h),
                     a.d.add(b),
                     nb,
                     &mut acc[h],

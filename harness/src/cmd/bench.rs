@@ -98,15 +98,14 @@ pub struct Args {
     /// (default: the best this CPU runs), to measure one family against another end to end.
     #[arg(long)]
     pub kernels: Option<String>,
-    /// Weight layout of the block formats (Q4_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) on the AVX2,
-    /// VNNI and AMX kernels: x16 (rows interleaved 16 at a time, batch-invariant exact kernels;
+    /// Weight layout of the block formats (the K-quants, IQ4_XS, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+    /// IQ4_NL and the IQ1 / IQ2 / IQ3 code copies) on the AVX2, VNNI and AMX kernels: x16 (rows interleaved 16 at a time, batch-invariant exact kernels;
     /// the default) | rows (ggml's row-major blocks), to measure one against the other.
     #[arg(long, value_parser = ["x16", "rows"])]
     pub layout: Option<String>,
     /// Copies of GGUF IQ1 / IQ2 / IQ3 tensors: own (IQ1_SHIFT / IQ2_PLANES / IQ3_*_NIB, 2.4 /
     /// 3.3 / 4.3 bits per weight, on AVX-512 VNNI and AVX2; the default there) | fallback (IQ2
-    /// as f32, IQ1 / IQ3 as Q6_K: larger, and IQ1 / IQ3 faster at prefill on the interleaved
-    /// Q6_K kernels), to measure one against the other.
+    /// as f32, IQ1 / IQ3 as Q6_K: larger in memory), to measure one against the other.
     #[arg(long = "iq-copies", value_parser = ["own", "fallback"])]
     pub iq_copies: Option<String>,
     /// Seed for random weights and input tokens.
