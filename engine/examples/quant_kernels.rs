@@ -5,10 +5,10 @@
 //! (8960 × 1536, random blocks: speed does not depend on values) on a one-thread pool and prints
 //! the time per call, the weight bytes streamed per CPU-second at m = 1, and `T(m) / T(1)`.
 //!
-//! `cargo run -p specsweep-engine --example quant_kernels -- [M_LIST] [FORMATS] [rows|x16]`, e.g.
-//! `-- 1,2,3,5,9,17 q4_k,q6_k,q8_0 x16` (x16: rows interleaved 16 at a time, as a model loads
-//! every block format on a CPU with AVX-512 VNNI or AVX2; rows, the default here: ggml's
-//! layout). The scheduler accounts CPU time in ticks, so each figure is
+//! `cargo run -p specsweep-engine --example quant_kernels -- [M_LIST] [FORMATS] [rows|x16]
+//! [KERNELS]`, e.g. `-- 1,2,3,5,9,17 q4_k,q6_k,q8_0 x16` (x16: rows interleaved 16 at a time, as
+//! a model loads every block format on a CPU with AVX-512 VNNI or AVX2; rows, the default here:
+//! ggml's layout; KERNELS: a kernel family below the best, as `specsweep bench --kernels`). The scheduler accounts CPU time in ticks, so each figure is
 //! the best of 3 runs of 60 calls. Products run on the vector kernels, as a speculative verify
 //! runs them (AMX tiles serve prefill only).
 
@@ -68,6 +68,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Result<_, _>>()?,
         None => QuantFormat::ALL.to_vec(),
     };
+    if let Some(name) = args.get(4) {
+        Isa::select(Isa::from_name(name).ok_or(format!("unknown kernel family `{name}`"))?)?;
+    }
     // ROWS: another weight-row count (e.g. 1024: a matrix that stays in L2, for pure compute)
     let rows: usize = std::env::var("ROWS")
         .ok()

@@ -594,4 +594,43 @@ mod tests {
             + q8(&[cfg.vocab_size, cfg.hidden_size]);
         assert_eq!(q.weight_bytes(), want);
     }
+
+    /// An embedding table the head shares takes the kernels' layout (the head multiplies by it);
+    /// one beside a head of its own is only read row by row and keeps its layout (a GGUF table
+    /// then stays mapped: only the rows tokens use become resident).
+    #[test]
+    fn only_a_shared_embedding_table_takes_the_kernel_layout() {
+        use crate::quant::{QuantFormat, QuantMatrix, WeightQuant};
+        let mut cfg = preset_config("qwen3-0.1b").unwrap();
+        (
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+        ) = (1, 64, 128);
+        (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        ) = (4, 2, 16);
+        cfg.vocab_size = 512;
+        let x16 = QuantMatrix::takes_kernel_layout(QuantFormat::Q8_0, 512, 64);
+        let quant = Some(WeightQuant::Format(QuantFormat::Q8_0));
+        let dev = Default::default();
+        let table = |m: &Model<Flex>| match &m.embed_tokens {
+            Embedding::Quant(q) => q.matrix().is_interleaved(),
+            Embedding::Dense(_) => panic!("a quantized load keeps a quantized table"),
+        };
+        let head = |m: &Model<Flex>| m.lm_head.quant.as_ref().unwrap().matrix().is_interleaved();
+        let tied = RandomWeights::new(&cfg, 5);
+        let tied = Model::<Flex>::load_quantized(&cfg, &tied, &dev, DType::F32, quant).unwrap();
+        assert!(tied.head_shares_embeddings);
+        assert_eq!((table(&tied), head(&tied)), (x16, x16));
+        let own = WithHead(
+            RandomWeights::new(&cfg, 5),
+            vec![cfg.vocab_size, cfg.hidden_size],
+        );
+        let own = Model::<Flex>::load_quantized(&cfg, &own, &dev, DType::F32, quant).unwrap();
+        assert!(!own.head_shares_embeddings);
+        assert_eq!((table(&own), head(&own)), (false, x16));
+    }
 }

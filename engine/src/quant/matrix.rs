@@ -100,7 +100,7 @@ impl QuantMatrix {
         })
     }
 
-    /// A matrix whose row-major blocks `fill(rows, out)` writes [`ROW_CHUNK`] rows at a time
+    /// A matrix whose row-major blocks `fill(rows, out)` writes 1024 rows at a time
     /// (`out`: `format.bytes_for(rows.len(), cols)` bytes), returning whether it could; `None`
     /// once it could not. Where this process takes the kernel layout
     /// ([`QuantMatrix::takes_kernel_layout`]) each chunk is interleaved as it comes, so no

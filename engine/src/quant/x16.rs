@@ -564,12 +564,13 @@ unsafe fn looked_up_nibbles(p: *const u8, levels: __m512i) -> [__m512i; 8] {
     // SAFETY: 256 readable bytes at p (callers); AVX-512 BW is the callers' (inlined into them).
     unsafe {
         let m4 = _mm512_set1_epi8(0x0F);
-        let chunks = [0, 1, 2, 3].map(|i| loadu::<__m512i, u8>(p.add(64 * i)));
-        std::array::from_fn(|k| {
-            let v = chunks[k % 4];
-            let v = if k < 4 { v } else { _mm512_srli_epi16(v, 4) };
-            _mm512_shuffle_epi8(levels, _mm512_and_si512(v, m4))
-        })
+        let mut w = [_mm512_setzero_si512(); 8];
+        for i in 0..4 {
+            let v = loadu::<__m512i, u8>(p.add(64 * i));
+            w[i] = _mm512_shuffle_epi8(levels, _mm512_and_si512(v, m4));
+            w[4 + i] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+        }
+        w
     }
 }
 
@@ -594,8 +595,6 @@ unsafe fn nib_x16<const M: usize, const XXS: bool>(
     // SAFETY: the table is 16 readable bytes.
     let levels =
         unsafe { _mm512_broadcast_i32x4(loadu::<__m128i, u8>(nib_levels_plus32(format).as_ptr())) };
-    let (m4, one) = (_mm512_set1_epi32(0x0F), _mm512_set1_epi32(1));
-    let odd = |ls: __m512i| _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_add_epi32(ls, ls), one));
     let mut acc = [_mm512_setzero_ps(); M];
     // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group; activation row t's
     // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums
@@ -606,8 +605,7 @@ unsafe fn nib_x16<const M: usize, const XXS: bool>(
             let mut isf = [_mm512_setzero_ps(); M];
             for jj in 0..8 {
                 prefetch_part::<{ nib::UNIT }, 8>(u, jj);
-                let ls = _mm512_cvtepu8_epi32(loadu::<__m128i, u8>(u.add(nib::SC + 16 * jj)));
-                let sc = [odd(_mm512_and_si512(ls, m4)), odd(_mm512_srli_epi32(ls, 4))];
+                let sc = odd_scales(u.add(nib::SC + 16 * jj));
                 let w = looked_up_nibbles(u.add(nib::QS + 64 * 4 * jj), levels);
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
@@ -621,6 +619,27 @@ unsafe fn nib_x16<const M: usize, const XXS: bool>(
         for t in 0..M {
             _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
         }
+    }
+}
+
+/// The scales `2ls + 1` of two sub-blocks from 16 scale bytes at `p` (the code formats' units:
+/// byte `n` holds row `n`'s nibbles of the first sub-block, low, and of the second, high) as f32
+/// lanes.
+#[inline(always)]
+unsafe fn odd_scales(p: *const u8) -> [__m512; 2] {
+    // SAFETY: 16 readable bytes at p (callers); AVX-512 is the callers' (inlined into them).
+    unsafe {
+        let ls = _mm512_cvtepu8_epi32(loadu::<__m128i, u8>(p));
+        let odd = [
+            _mm512_and_si512(ls, _mm512_set1_epi32(0x0F)),
+            _mm512_srli_epi32(ls, 4),
+        ];
+        odd.map(|l| {
+            _mm512_cvtepi32_ps(_mm512_or_si512(
+                _mm512_add_epi32(l, l),
+                _mm512_set1_epi32(1),
+            ))
+        })
     }
 }
 
@@ -671,8 +690,6 @@ unsafe fn planes_x16<const M: usize, const SHIFT: bool>(
     // SAFETY: 64 readable bytes.
     let lane_shift = unsafe { loadu::<__m512i, i16>(lane_shift.as_ptr()) };
     let m3 = _mm512_set1_epi8(3);
-    let (m4, one) = (_mm512_set1_epi32(0x0F), _mm512_set1_epi32(1));
-    let odd = |ls: __m512i| _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_add_epi32(ls, ls), one));
     let mut acc = [_mm512_setzero_ps(); M];
     // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group; activation row t's
     // super-block b spans t·cols + 256·b.. of the tile, with scale t·nb + b and 16-group sums
@@ -687,9 +704,9 @@ unsafe fn planes_x16<const M: usize, const SHIFT: bool>(
                 } else {
                     prefetch_part::<{ planes::UNIT }, 8>(u, jj);
                 }
-                let ls = _mm512_cvtepu8_epi32(loadu::<__m128i, u8>(u.add(planes::SC + 16 * jj)));
-                let sc = [odd(_mm512_and_si512(ls, m4)), odd(_mm512_srli_epi32(ls, 4))];
-                let w: [__m512i; 8] = std::array::from_fn(|k| {
+                let sc = odd_scales(u.add(planes::SC + 16 * jj));
+                let mut w = [_mm512_setzero_si512(); 8];
+                for (k, w) in w.iter_mut().enumerate() {
                     let c = 8 * jj + k;
                     let codes =
                         _mm512_broadcast_i32x4(loadu::<__m128i, u8>(u.add(planes::CODES + 16 * c)));
@@ -701,8 +718,8 @@ unsafe fn planes_x16<const M: usize, const SHIFT: bool>(
                     } else {
                         loadu::<u64, u8>(u.add(planes::BITS + 8 * c))
                     };
-                    _mm512_mask_shuffle_epi8(_mm512_shuffle_epi8(up, idx), mask, down, idx)
-                });
+                    *w = _mm512_mask_shuffle_epi8(_mm512_shuffle_epi8(up, idx), mask, down, idx);
+                }
                 for t in 0..M {
                     let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
                     let neg = a.neg64.add((t * nb + b) * 16 + 2 * jj);

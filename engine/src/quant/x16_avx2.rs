@@ -169,7 +169,12 @@ unsafe fn sub_block16<const PAIRS: usize>(w: &[__m256i], x: *const i8, start: __
     // SAFETY: 16 readable bytes at x (callers); AVX2 is the callers' (inlined into them).
     unsafe {
         let ones = _mm256_set1_epi16(1);
-        let p: [__m256i; 4] = std::array::from_fn(|k| mul4(w[k], x.add(4 * k)));
+        let p = [
+            mul4(w[0], x),
+            mul4(w[1], x.add(4)),
+            mul4(w[2], x.add(8)),
+            mul4(w[3], x.add(12)),
+        ];
         let wide = |v| _mm256_madd_epi16(v, ones);
         let c = match PAIRS {
             4 => wide(_mm256_add_epi16(
@@ -646,6 +651,27 @@ unsafe fn q6k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
     }
 }
 
+/// The scales `2ls + 1` of two sub-blocks from 8 scale bytes at `p` (half of a code format's
+/// 16: byte `n` holds row `n`'s nibbles of the first sub-block, low, and of the second, high)
+/// as f32 lanes.
+#[inline(always)]
+unsafe fn odd_scales8(p: *const u8) -> [__m256; 2] {
+    // SAFETY: 8 readable bytes at p (callers); AVX2 is the callers' (inlined into them).
+    unsafe {
+        let ls = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i));
+        let odd = [
+            _mm256_and_si256(ls, _mm256_set1_epi32(0x0F)),
+            _mm256_srli_epi32(ls, 4),
+        ];
+        odd.map(|l| {
+            _mm256_cvtepi32_ps(_mm256_or_si256(
+                _mm256_add_epi32(l, l),
+                _mm256_set1_epi32(1),
+            ))
+        })
+    }
+}
+
 /// 16 rows (two halves of 8) × `M` activation rows of an interleaved IQ3_XXS_NIB (`XXS`) or
 /// IQ3_S_NIB matrix: per half and 32 columns 4 chunk halves give the 8 weight registers (the
 /// codes' levels + 32 by one `vpshufb` each) and one widening load of 8 scale bytes both
@@ -669,8 +695,6 @@ unsafe fn nib_x8<const M: usize, const XXS: bool>(
         _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(nib_levels_plus32(format).as_ptr()))
     };
     let m4 = _mm256_set1_epi8(0x0F);
-    let (m4d, one) = (_mm256_set1_epi32(0x0F), _mm256_set1_epi32(1));
-    let odd = |ls: __m256i| _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_add_epi32(ls, ls), one));
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
     // SAFETY (whole body): unit b spans b·UNIT..(b + 1)·UNIT of the group and half h its bytes
     // 32h.. of each chunk (8h.. of the scales, 16h.. of d); activation row t's super-block b
@@ -684,19 +708,14 @@ unsafe fn nib_x8<const M: usize, const XXS: bool>(
                     if h == 0 {
                         prefetch_part::<{ nib::UNIT }, 8>(u, jj);
                     }
-                    let ls = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                        u.add(nib::SC + 16 * jj + HALF * h) as *const __m128i,
-                    ));
-                    let sc = [
-                        odd(_mm256_and_si256(ls, m4d)),
-                        odd(_mm256_srli_epi32(ls, 4)),
-                    ];
-                    let w: [__m256i; 8] = std::array::from_fn(|k| {
-                        let v =
-                            loadu::<__m256i, u8>(u.add(nib::QS + 64 * (4 * jj + k % 4) + 32 * h));
-                        let v = if k < 4 { v } else { _mm256_srli_epi16(v, 4) };
-                        _mm256_shuffle_epi8(levels, _mm256_and_si256(v, m4))
-                    });
+                    let sc = odd_scales8(u.add(nib::SC + 16 * jj + HALF * h));
+                    let mut w = [_mm256_setzero_si256(); 8];
+                    for i in 0..4 {
+                        let v = loadu::<__m256i, u8>(u.add(nib::QS + 64 * (4 * jj + i) + 32 * h));
+                        w[i] = _mm256_shuffle_epi8(levels, _mm256_and_si256(v, m4));
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                        w[4 + i] = _mm256_shuffle_epi8(levels, hi);
+                    }
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
                         let neg_off = a.neg_off.add((t * nb + b) * 16 + 2 * jj);
@@ -773,8 +792,6 @@ unsafe fn planes_x8<const M: usize, const SHIFT: bool>(
         _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64)
     };
     let (m3, four) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
-    let (m4, one) = (_mm256_set1_epi32(0x0F), _mm256_set1_epi32(1));
-    let odd = |ls: __m256i| _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_add_epi32(ls, ls), one));
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
     // SAFETY (whole body): unit b spans b·unit..(b + 1)·unit of the group and half h its lane
     // bytes 32h.. of each chunk (8h.. of the scales, 16h.. of d); activation row t's super-block
@@ -791,11 +808,9 @@ unsafe fn planes_x8<const M: usize, const SHIFT: bool>(
                     } else if h == 0 {
                         prefetch_part::<{ planes::UNIT }, 8>(u, jj);
                     }
-                    let ls = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                        u.add(planes::SC + 16 * jj + HALF * h) as *const __m128i,
-                    ));
-                    let sc = [odd(_mm256_and_si256(ls, m4)), odd(_mm256_srli_epi32(ls, 4))];
-                    let w: [__m256i; 8] = std::array::from_fn(|k| {
+                    let sc = odd_scales8(u.add(planes::SC + 16 * jj + HALF * h));
+                    let mut w = [_mm256_setzero_si256(); 8];
+                    for (k, w) in w.iter_mut().enumerate() {
                         let c = 8 * jj + k;
                         let codes = _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(
                             u.add(planes::CODES + 16 * c),
@@ -810,11 +825,9 @@ unsafe fn planes_x8<const M: usize, const SHIFT: bool>(
                         };
                         let set =
                             _mm256_cmpeq_epi8(_mm256_and_si256(bits, bit_of_byte), bit_of_byte);
-                        _mm256_shuffle_epi8(
-                            both,
-                            _mm256_or_si256(code, _mm256_and_si256(set, four)),
-                        )
-                    });
+                        let index = _mm256_or_si256(code, _mm256_and_si256(set, four));
+                        *w = _mm256_shuffle_epi8(both, index);
+                    }
                     for t in 0..M {
                         let x = a.qs.add(t * a.cols + 256 * b + 32 * jj);
                         let neg = a.neg64.add((t * nb + b) * 16 + 2 * jj);
