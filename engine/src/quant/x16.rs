@@ -556,6 +556,15 @@ unsafe fn q2k_x16<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mu
 pub(super) const LEVELS_XXS: bool = true;
 pub(super) const LEVELS_S: bool = false;
 
+/// The nibble format of a [`nib_x16`] variant.
+pub(super) const fn nib_format(xxs: bool) -> QuantFormat {
+    if xxs {
+        QuantFormat::Iq3XxsNib
+    } else {
+        QuantFormat::Iq3SNib
+    }
+}
+
 /// The 8 weight registers of 32 columns stored as 4-bit codes (IQ4_XS, the nibble formats):
 /// the four chunks at `p` (64 bytes apart) split into their low (registers 0–3) and high
 /// (4–7) nibbles, each looked up in the 16-byte table `levels` (in every 128-bit lane).
@@ -648,6 +657,15 @@ unsafe fn odd_scales(p: *const u8) -> [__m512; 2] {
 pub(super) const SIGN_BITS: bool = false;
 pub(super) const SHIFT_BITS: bool = true;
 
+/// The format and unit bytes of a [`planes_x16`] variant.
+pub(super) const fn planes_format(shift: bool) -> (QuantFormat, usize) {
+    if shift {
+        (QuantFormat::Iq1Shift, planes::SHIFT_UNIT)
+    } else {
+        (QuantFormat::Iq2Planes, planes::UNIT)
+    }
+}
+
 /// A 2-bit format's [`index_levels`] + 64 as a `vpshufb` table of its first (`down == false`:
 /// positive / shifted-up) or last four entries.
 pub(super) fn planes_table(format: QuantFormat, down: bool) -> [u8; 16] {
@@ -675,11 +693,7 @@ unsafe fn planes_x16<const M: usize, const SHIFT: bool>(
     a: Acts,
     out: &mut Tile,
 ) {
-    let (format, unit) = if SHIFT {
-        (QuantFormat::Iq1Shift, planes::SHIFT_UNIT)
-    } else {
-        (QuantFormat::Iq2Planes, planes::UNIT)
-    };
+    let (format, unit) = planes_format(SHIFT);
     let [up, down] = [false, true].map(|d| {
         let t = planes_table(format, d);
         // SAFETY: 16 readable bytes.

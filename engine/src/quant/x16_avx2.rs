@@ -36,8 +36,8 @@ use super::iq_codes::nib_levels_plus32;
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
 use super::x16::{
-    Acts, FIVE, FOUR, LEVELS_S, LEVELS_XXS, SHIFT_BITS, SIGN_BITS, Tile, for_each_tile,
-    planes_table, prefetch_part, prefetch_unit32,
+    Acts, FIVE, FOUR, LEVELS_S, LEVELS_XXS, SHIFT_BITS, SIGN_BITS, Tile, for_each_tile, nib_format,
+    planes_format, planes_table, prefetch_part, prefetch_unit32,
 };
 
 /// Weight rows per 256-bit register.
@@ -396,11 +396,7 @@ unsafe fn q4k_x8<const M: usize, const BITS: u8>(
                 finish_half_min(&isf[h], &mins, d_at, pairs, 4 * nb, da, nb, &mut acc[h]);
             }
         }
-        for t in 0..M {
-            for h in 0..2 {
-                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
-            }
-        }
+        store_halves(&acc, out);
     }
 }
 
@@ -460,11 +456,7 @@ unsafe fn iq4xs_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &m
                 );
             }
         }
-        for t in 0..M {
-            for h in 0..2 {
-                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
-            }
-        }
+        store_halves(&acc, out);
     }
 }
 
@@ -517,11 +509,7 @@ unsafe fn q3k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                 );
             }
         }
-        for t in 0..M {
-            for h in 0..2 {
-                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
-            }
-        }
+        store_halves(&acc, out);
     }
 }
 
@@ -569,11 +557,7 @@ unsafe fn q2k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                 finish_half_min(&isf, &mins, d_at, pairs, 8 * nb, da, nb, &mut acc[h]);
             }
         }
-        for t in 0..M {
-            for h in 0..2 {
-                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
-            }
-        }
+        store_halves(&acc, out);
     }
 }
 
@@ -643,10 +627,17 @@ unsafe fn q6k_x8<const M: usize>(units: *const u8, nb: usize, a: Acts, out: &mut
                 );
             }
         }
-        for t in 0..M {
-            for h in 0..2 {
-                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
-            }
+        store_halves(&acc, out);
+    }
+}
+
+/// A kernel's two halves of 8 rows per activation row into its tile.
+#[inline(always)]
+unsafe fn store_halves<const M: usize>(acc: &[[__m256; M]; 2], out: &mut Tile) {
+    for (t, row) in out.iter_mut().take(M).enumerate() {
+        for (h, acc) in acc.iter().enumerate() {
+            // SAFETY: a tile row holds 16 floats; AVX is the callers' (inlined into them).
+            unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(HALF * h), acc[t]) };
         }
     }
 }
@@ -685,14 +676,11 @@ unsafe fn nib_x8<const M: usize, const XXS: bool>(
     a: Acts,
     out: &mut Tile,
 ) {
-    let format = if XXS {
-        QuantFormat::Iq3XxsNib
-    } else {
-        QuantFormat::Iq3SNib
-    };
     // SAFETY: the table is 16 readable bytes.
     let levels = unsafe {
-        _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(nib_levels_plus32(format).as_ptr()))
+        _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(
+            nib_levels_plus32(nib_format(XXS)).as_ptr(),
+        ))
     };
     let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = [[_mm256_setzero_ps(); M]; 2];
@@ -735,11 +723,7 @@ unsafe fn nib_x8<const M: usize, const XXS: bool>(
                 );
             }
         }
-        for t in 0..M {
-            for h in 0..2 {
-                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
-            }
-        }
+        store_halves(&acc, out);
     }
 }
 
@@ -757,11 +741,7 @@ unsafe fn planes_x8<const M: usize, const SHIFT: bool>(
     a: Acts,
     out: &mut Tile,
 ) {
-    let (format, unit) = if SHIFT {
-        (QuantFormat::Iq1Shift, planes::SHIFT_UNIT)
-    } else {
-        (QuantFormat::Iq2Planes, planes::UNIT)
-    };
+    let (format, unit) = planes_format(SHIFT);
     // entries 0..4 the positive / shifted-up levels + 64, 4..8 the others
     let (up, down) = (planes_table(format, false), planes_table(format, true));
     let both: [u8; 16] = std::array::from_fn(|k| match k {
@@ -844,11 +824,7 @@ unsafe fn planes_x8<const M: usize, const SHIFT: bool>(
                 );
             }
         }
-        for t in 0..M {
-            for h in 0..2 {
-                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
-            }
-        }
+        store_halves(&acc, out);
     }
 }
 
@@ -958,10 +934,6 @@ unsafe fn blocks32_x8<const M: usize, const F: u8>(
                 }
             }
         }
-        for t in 0..M {
-            for h in 0..2 {
-                _mm256_storeu_ps(out[t].as_mut_ptr().add(HALF * h), acc[h][t]);
-            }
-        }
+        store_halves(&acc, out);
     }
 }
