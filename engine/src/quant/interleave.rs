@@ -170,6 +170,9 @@ pub(crate) mod planes {
     pub(crate) const SHIFT_UNIT: usize = BITS + 32 * 2;
 }
 
+// the code formats' units share `d` and the scales (`put_code_head`, `get_code_scales`)
+const _: () = assert!(nib::D == planes::D && nib::SC == planes::SC);
+
 /// Q6_K unit offsets.
 pub(crate) mod q6k {
     pub(crate) const D: usize = 0;
@@ -310,22 +313,21 @@ impl Block {
                     }
                 }
             }
-            QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+            QuantFormat::Iq3XxsNib
+            | QuantFormat::Iq3SNib
+            | QuantFormat::Iq2Planes
+            | QuantFormat::Iq1Shift => {
                 out.d = [b[0], b[1]];
                 for (g, sc) in out.sc.iter_mut().enumerate() {
                     *sc = iq_codes::scale_nibble(b, g);
                 }
+                let nibbles = matches!(format, QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib);
                 for (j, q) in out.q.iter_mut().enumerate() {
-                    *q = iq_codes::nib_code(b, j);
-                }
-            }
-            QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
-                out.d = [b[0], b[1]];
-                for (g, sc) in out.sc.iter_mut().enumerate() {
-                    *sc = iq_codes::scale_nibble(b, g);
-                }
-                for (j, q) in out.q.iter_mut().enumerate() {
-                    *q = iq_codes::code_index(format, b, j);
+                    *q = if nibbles {
+                        iq_codes::nib_code(b, j)
+                    } else {
+                        iq_codes::code_index(format, b, j)
+                    };
                 }
             }
             _ => {
@@ -410,16 +412,18 @@ impl Block {
                     }
                 }
             }
-            QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
+            QuantFormat::Iq3XxsNib
+            | QuantFormat::Iq3SNib
+            | QuantFormat::Iq2Planes
+            | QuantFormat::Iq1Shift => {
                 iq_codes::write_head(u16::from_le_bytes(self.d), &self.sc, b);
+                let nibbles = matches!(format, QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib);
                 for (j, &q) in self.q.iter().enumerate() {
-                    iq_codes::put_nib_code(b, j, q);
-                }
-            }
-            QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
-                iq_codes::write_head(u16::from_le_bytes(self.d), &self.sc, b);
-                for (j, &q) in self.q.iter().enumerate() {
-                    iq_codes::put_code_index(format, b, j, q);
+                    if nibbles {
+                        iq_codes::put_nib_code(b, j, q);
+                    } else {
+                        iq_codes::put_code_index(format, b, j, q);
+                    }
                 }
             }
             _ => {
@@ -708,17 +712,11 @@ fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
             put_nibbles(&blk.q, iq4xs::QS, n, u);
         }
         QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
-            u[nib::D + 2 * n..nib::D + 2 * n + 2].copy_from_slice(&blk.d);
-            for jj in 0..8 {
-                u[nib::SC + 16 * jj + n] = blk.sc[2 * jj] | (blk.sc[2 * jj + 1] << 4);
-            }
+            put_code_scales(blk, n, u);
             put_nibbles(&blk.q, nib::QS, n, u);
         }
         QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
-            u[planes::D + 2 * n..planes::D + 2 * n + 2].copy_from_slice(&blk.d);
-            for jj in 0..8 {
-                u[planes::SC + 16 * jj + n] = blk.sc[2 * jj] | (blk.sc[2 * jj + 1] << 4);
-            }
+            put_code_scales(blk, n, u);
             for (j, &index) in blk.q.iter().enumerate() {
                 let (c, p) = (j / 4, 4 * n + j % 4);
                 u[planes::CODES + 16 * c + p % 16] |= (index & 3) << (2 * (p / 16));
@@ -744,6 +742,16 @@ fn put(format: QuantFormat, blk: &Block, n: usize, u: &mut [u8]) {
     }
 }
 
+/// Row `n`'s `d` and scale nibbles of a code-format block into unit `u` (the per-weight
+/// reference of [`put_code_head`]).
+#[cfg(test)]
+fn put_code_scales(blk: &Block, n: usize, u: &mut [u8]) {
+    u[nib::D + 2 * n..nib::D + 2 * n + 2].copy_from_slice(&blk.d);
+    for jj in 0..8 {
+        u[nib::SC + 16 * jj + n] = blk.sc[2 * jj] | (blk.sc[2 * jj + 1] << 4);
+    }
+}
+
 /// Row `n`'s 256 4-bit weights `q` into the 32 nibble chunks at `u[qs..]` (the per-weight
 /// reference layout of Q4_K's and IQ4_XS's chunks).
 #[cfg(test)]
@@ -764,6 +772,16 @@ fn get_nibbles(u: &[u8], qs: usize, n: usize, q: &mut [u8; 256]) {
             q[column(c, e, false)] = byte & 0x0F;
             q[column(c, e, true)] = byte >> 4;
         }
+    }
+}
+
+/// Row `n`'s `d` and scale nibbles of a code-format unit (the nibble formats' and IQ2_PLANES's /
+/// IQ1_SHIFT's offsets agree).
+fn get_code_scales(u: &[u8], n: usize, blk: &mut Block) {
+    blk.d = [u[nib::D + 2 * n], u[nib::D + 2 * n + 1]];
+    for jj in 0..8 {
+        let byte = u[nib::SC + 16 * jj + n];
+        (blk.sc[2 * jj], blk.sc[2 * jj + 1]) = (byte & 0x0F, byte >> 4);
     }
 }
 
@@ -840,19 +858,11 @@ fn get(format: QuantFormat, u: &[u8], n: usize) -> Block {
             get_nibbles(u, iq4xs::QS, n, &mut blk.q);
         }
         QuantFormat::Iq3XxsNib | QuantFormat::Iq3SNib => {
-            blk.d = [u[nib::D + 2 * n], u[nib::D + 2 * n + 1]];
-            for jj in 0..8 {
-                let byte = u[nib::SC + 16 * jj + n];
-                (blk.sc[2 * jj], blk.sc[2 * jj + 1]) = (byte & 0x0F, byte >> 4);
-            }
+            get_code_scales(u, n, &mut blk);
             get_nibbles(u, nib::QS, n, &mut blk.q);
         }
         QuantFormat::Iq2Planes | QuantFormat::Iq1Shift => {
-            blk.d = [u[planes::D + 2 * n], u[planes::D + 2 * n + 1]];
-            for jj in 0..8 {
-                let byte = u[planes::SC + 16 * jj + n];
-                (blk.sc[2 * jj], blk.sc[2 * jj + 1]) = (byte & 0x0F, byte >> 4);
-            }
+            get_code_scales(u, n, &mut blk);
             for (j, index) in blk.q.iter_mut().enumerate() {
                 let (c, p) = (j / 4, 4 * n + j % 4);
                 let code = u[planes::CODES + 16 * c + p % 16] >> (2 * (p / 16)) & 3;

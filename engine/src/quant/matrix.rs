@@ -529,4 +529,34 @@ mod tests {
         assert!(m.dequantize_row(2, &mut row).is_err());
         assert_eq!(m.dequantize(), values);
     }
+
+    /// A matrix built chunk by chunk holds the bytes `fill` wrote (interleaved where this CPU
+    /// takes the layout, then read back as the same blocks), and a refused chunk gives `None`.
+    #[test]
+    fn row_chunks_build_the_matrix_the_bytes_describe() {
+        let (rows, cols) = (ROW_CHUNK + 48, 64);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37) % 101) as f32 - 50.0)
+            .collect();
+        let whole = QuantMatrix::quantize("w", QuantFormat::Q8_0, rows, cols, &values).unwrap();
+        let row_bytes = whole.row_bytes();
+        let mut spans = Vec::new();
+        let built = QuantMatrix::from_row_chunks("w", QuantFormat::Q8_0, rows, cols, |r, out| {
+            out.copy_from_slice(&whole.bytes()[r.start * row_bytes..r.end * row_bytes]);
+            spans.push(r);
+            true
+        })
+        .unwrap()
+        .expect("every chunk filled");
+        assert_eq!(spans, [0..ROW_CHUNK, ROW_CHUNK..rows]);
+        assert_eq!(
+            built.is_interleaved(),
+            QuantMatrix::takes_kernel_layout(QuantFormat::Q8_0, rows, cols)
+        );
+        assert_eq!(built.dequantize(), whole.dequantize());
+        let refused =
+            QuantMatrix::from_row_chunks("w", QuantFormat::Q8_0, rows, cols, |r, _| r.start == 0)
+                .unwrap();
+        assert!(refused.is_none());
+    }
 }
