@@ -311,15 +311,20 @@ fn index_bits(format: QuantFormat, j: usize) -> (usize, usize, u32) {
     }
 }
 
-/// The levels of a 2-bit format's [`code_index`] 0..8: the codes' positive (IQ1_SHIFT:
-/// shifted-up) levels, then their negative (shifted-down) ones.
-pub(crate) fn index_levels(format: QuantFormat) -> [i8; 8] {
+/// The levels of a 2-bit format's [`code_index`] 0..8 — the codes' positive (IQ1_SHIFT:
+/// shifted-up) levels, then their negative (shifted-down) ones — as a 16-entry `vpshufb`
+/// table (entries 8..16 zero, never indexed).
+pub(crate) fn index_levels(format: QuantFormat) -> [i8; 16] {
     let (up, down) = match format {
         QuantFormat::Iq2Planes => (LEVELS, LEVELS.map(|l| -l)),
         QuantFormat::Iq1Shift => (SHIFT_UP, SHIFT_DOWN),
         other => unreachable!("{other} has no 2-bit codes"),
     };
-    std::array::from_fn(|k| if k < 4 { up[k] } else { down[k - 4] })
+    std::array::from_fn(|k| match k {
+        0..4 => up[k],
+        4..8 => down[k - 4],
+        _ => 0,
+    })
 }
 
 /// `d`, the 256 signed levels and the 16 scales `2ls + 1` of one block of `format`.
@@ -426,7 +431,7 @@ mod x86 {
     use super::super::matmul::{ActTile, TILE_M};
     use super::{
         LEVELS, NIB_CODES, NIB_S, NIB_XXS, PLANE_CODES, SCALES, SHIFT_CODES, SHIFT_DOWN, SHIFT_UP,
-        SHIFTS, SIGNS,
+        SHIFTS, SIGNS, index_levels,
     };
 
     /// `vpermw` indices placing the 16 scales on chunk c's i16 pair sums: lane l covers weights
@@ -556,16 +561,9 @@ mod x86 {
         // SAFETY: AVX2 is enabled on this function.
         let (both, plus) = unsafe {
             // 2-bit codes: entries 0..4 the positive (shifted-up) levels, 4..8 the others
-            let two = |up: [i8; 4], down: [i8; 4]| {
-                table256(std::array::from_fn(|k| match k {
-                    0..4 => up[k],
-                    4..8 => down[k - 4],
-                    _ => 0,
-                }))
-            };
             match K {
-                PLANES => (two(LEVELS, LEVELS.map(|l| -l)), zero),
-                SHIFT_K => (two(SHIFT_UP, SHIFT_DOWN), zero),
+                PLANES => (table256(index_levels(QuantFormat::Iq2Planes)), zero),
+                SHIFT_K => (table256(index_levels(QuantFormat::Iq1Shift)), zero),
                 NIB_XXS_K => (zero, table256(NIB_XXS)),
                 _ => (zero, table256(NIB_S)),
             }

@@ -639,16 +639,15 @@ unsafe fn odd_scales(p: *const u8) -> [__m512; 2] {
     // SAFETY: 16 readable bytes at p (callers); AVX-512 is the callers' (inlined into them).
     unsafe {
         let ls = _mm512_cvtepu8_epi32(loadu::<__m128i, u8>(p));
-        let odd = [
+        let (lo, hi) = (
             _mm512_and_si512(ls, _mm512_set1_epi32(0x0F)),
             _mm512_srli_epi32(ls, 4),
-        ];
-        odd.map(|l| {
-            _mm512_cvtepi32_ps(_mm512_or_si512(
-                _mm512_add_epi32(l, l),
-                _mm512_set1_epi32(1),
-            ))
-        })
+        );
+        let one = _mm512_set1_epi32(1);
+        [
+            _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_add_epi32(lo, lo), one)),
+            _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_add_epi32(hi, hi), one)),
+        ]
     }
 }
 
@@ -668,7 +667,7 @@ pub(super) const fn planes_format(shift: bool) -> (QuantFormat, usize) {
 
 /// A 2-bit format's [`index_levels`] + 64 as a `vpshufb` table of its first (`down == false`:
 /// positive / shifted-up) or last four entries.
-pub(super) fn planes_table(format: QuantFormat, down: bool) -> [u8; 16] {
+fn planes_table(format: QuantFormat, down: bool) -> [u8; 16] {
     let levels = index_levels(format);
     std::array::from_fn(|k| {
         if k < 4 {

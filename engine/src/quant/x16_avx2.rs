@@ -32,12 +32,12 @@ use super::avx2::{dispatch_m, fifth_bits, loadu};
 use super::format::QuantFormat;
 use super::interleave::{GroupSums, has_layout, iq4xs, nib, planes, q2k, q3k, q4k, q5k, q6k};
 use super::interleave32::{D, IQ4_NL, IQ4_NL_U, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, layout_of};
-use super::iq_codes::nib_levels_plus32;
+use super::iq_codes::{index_levels, nib_levels_plus32};
 use super::matmul::TILE_M;
 use super::quantize::ActBlocks;
 use super::x16::{
     Acts, FIVE, FOUR, LEVELS_S, LEVELS_XXS, SHIFT_BITS, SIGN_BITS, Tile, for_each_tile, nib_format,
-    planes_format, planes_table, prefetch_part, prefetch_unit32,
+    planes_format, prefetch_part, prefetch_unit32,
 };
 
 /// Weight rows per 256-bit register.
@@ -650,16 +650,15 @@ unsafe fn odd_scales8(p: *const u8) -> [__m256; 2] {
     // SAFETY: 8 readable bytes at p (callers); AVX2 is the callers' (inlined into them).
     unsafe {
         let ls = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i));
-        let odd = [
+        let (lo, hi) = (
             _mm256_and_si256(ls, _mm256_set1_epi32(0x0F)),
             _mm256_srli_epi32(ls, 4),
-        ];
-        odd.map(|l| {
-            _mm256_cvtepi32_ps(_mm256_or_si256(
-                _mm256_add_epi32(l, l),
-                _mm256_set1_epi32(1),
-            ))
-        })
+        );
+        let one = _mm256_set1_epi32(1);
+        [
+            _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_add_epi32(lo, lo), one)),
+            _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_add_epi32(hi, hi), one)),
+        ]
     }
 }
 
@@ -743,12 +742,7 @@ unsafe fn planes_x8<const M: usize, const SHIFT: bool>(
 ) {
     let (format, unit) = planes_format(SHIFT);
     // entries 0..4 the positive / shifted-up levels + 64, 4..8 the others
-    let (up, down) = (planes_table(format, false), planes_table(format, true));
-    let both: [u8; 16] = std::array::from_fn(|k| match k {
-        0..4 => up[k],
-        4..8 => down[k - 4],
-        _ => 0,
-    });
+    let both = index_levels(format).map(|l| (l + 64) as u8);
     // SAFETY: 16 readable bytes.
     let both = unsafe { _mm256_broadcastsi128_si256(loadu::<__m128i, u8>(both.as_ptr())) };
     // half h: its low lane holds code lane 2h (bits 4h), its high lane 2h + 1 (bits 4h + 2)
